@@ -1,0 +1,36 @@
+# tweetlm: `make demo` trains a tweet language model on the demo corpus; `make test` runs the test suite.
+# Both create .venv and install everything first (torch pinned to the CPU build on disk: a plain `torch`
+# would pull a multi-GB CUDA build).
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+TORCH ?= torch==2.13.0
+SHARED_CORPORA := $(wildcard ../shared/corpora)
+CORPUS ?= $(if $(SHARED_CORPORA),../shared/corpora,hf:tweeteval)
+EXTRAS := $(if $(SHARED_CORPORA),dev,dev,download)
+NAME ?= demo
+ARGS ?=
+
+.PHONY: install demo test lint clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.installed: $(BIN)/python pyproject.toml
+	$(BIN)/pip install -q --disable-pip-version-check "$(TORCH)"
+	$(BIN)/pip install -q --disable-pip-version-check -e ".[$(EXTRAS)]" "$(TORCH)"
+	touch $@
+
+install: $(VENV)/.installed
+
+demo: install
+	$(BIN)/tweetlm run --corpus $(CORPUS) --recipe demo_cpu --name $(NAME) $(if $(wildcard runs/$(NAME)/stages.json),--resume) $(ARGS)
+
+test: install
+	$(BIN)/python -m pytest -q
+
+lint: install
+	$(BIN)/ruff check src tests benchmarks && $(BIN)/ruff format --check src tests benchmarks
+
+clean:
+	rm -rf $(VENV) runs/tiny* .pytest_cache

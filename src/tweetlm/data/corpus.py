@@ -1,0 +1,57 @@
+"""Clean-corpus files (layer L1, data): Parquet shards of Post records, a manifest of post ids per shard and a
+corpus hash, plus the record accounting and the quarantine log.
+
+``write_corpus`` is the only writer and ``read_corpus_texts`` the reader the later stages use.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+from tweetlm.data.ledger import Ledger
+from tweetlm.data.post import Post
+
+
+def write_corpus(splits: dict[str, list[Post]], ledger: Ledger, out_dir: str | Path) -> dict:
+    """Write ``<split>.parquet`` for each split, ``manifest.json`` (ids per shard, corpus hash),
+    ``accounting.json`` and ``quarantine.jsonl``. Returns the manifest.
+
+    The corpus hash is the SHA-256 of every kept ``(split, source, id, text)`` in file order; a checkpoint
+    records it so a deletion request can find the checkpoints trained on a post.
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    h = hashlib.sha256()
+    manifest: dict = {"shards": {}}
+    for split, posts in splits.items():
+        rows = [p.to_dict() for p in posts]
+        for p in posts:
+            h.update(f"{split}\x1f{p.source}\x1f{p.id}\x1f{p.text}\x1e".encode())
+        table = pa.Table.from_pylist(rows) if rows else pa.table({"id": pa.array([], pa.string())})
+        pq.write_table(table, out / f"{split}.parquet")
+        manifest["shards"][f"{split}.parquet"] = {"num_posts": len(posts), "ids": [p.id for p in posts]}
+    manifest["corpus_hash"] = h.hexdigest()
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    (out / "accounting.json").write_text(json.dumps(ledger.to_dict(), indent=1, ensure_ascii=False))
+    with open(out / "quarantine.jsonl", "w", encoding="utf-8") as f:
+        for q in ledger.quarantine_log:
+            f.write(json.dumps(q.__dict__, ensure_ascii=False) + "\n")
+    return manifest
+
+
+def read_corpus_texts(out_dir: str | Path, split: str) -> tuple[list[str], list[str]]:
+    """``(texts, sources)`` of one split written by ``write_corpus``."""
+    import pyarrow.parquet as pq
+
+    path = Path(out_dir) / f"{split}.parquet"
+    if not path.exists():
+        raise FileNotFoundError(f"clean corpus split {path} not found (run the data stage first)")
+    table = pq.read_table(path, columns=["text", "source"]) if pq.read_schema(path).names != ["id"] else None
+    if table is None:
+        return [], []
+    return table.column("text").to_pylist(), table.column("source").to_pylist()

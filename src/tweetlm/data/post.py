@@ -1,0 +1,72 @@
+"""The Post record every reader produces (layer L1, data).
+
+One schema for every source format, as in ARCHITECTURE.md "Formats". Ids are always strings (X ids exceed
+2**53 and lose digits as floats). Readers fill what their source knows and leave the rest ``None``/empty.
+This module only defines the record; reading, cleaning and writing live in sibling modules.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+POST_KINDS = ("post", "reply", "quote", "retweet", "thread")
+"""``thread`` is a conversation document: the posts of one reply thread joined by newlines, in order."""
+
+SPLITS = ("train", "val")
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """Where a record came from: the file, the 0-based record number in that file, and the reader's name."""
+
+    file: str
+    record: int
+    reader: str
+
+
+@dataclass
+class Post:
+    """One post (or one thread document) with its provenance.
+
+    Attributes:
+        id: post id as a string; corpora without ids get ``"<source>:<split>:<record>"``.
+        text: the post text as the source gives it (cleaning happens later, in ``data.clean``).
+        source: corpus name, e.g. ``"tweeteval/emoji"``; the unit of per-source accounting and evaluation.
+        split: ``"train"`` or ``"val"`` when the corpus ships that split, else ``None`` (split later by id hash).
+        created_at: ISO 8601 UTC timestamp when known.
+        kind: one of ``POST_KINDS``.
+        labels: dataset labels where the corpus has them, e.g. ``{"sentiment": "negative"}``.
+    """
+
+    id: str
+    text: str
+    source: str
+    provenance: Provenance
+    split: str | None = None
+    created_at: str | None = None
+    author_id: str | None = None
+    lang: str | None = None
+    kind: str = "post"
+    reply_to_id: str | None = None
+    conversation_id: str | None = None
+    quoted_id: str | None = None
+    retweeted_id: str | None = None
+    hashtags: list[str] = field(default_factory=list)
+    mentions: list[str] = field(default_factory=list)
+    urls: list[str] = field(default_factory=list)
+    labels: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.id, str):
+            raise TypeError(f"Post.id must be a str, got {type(self.id).__name__} ({self.id!r})")
+        if self.kind not in POST_KINDS:
+            raise ValueError(f"Post.kind must be one of {POST_KINDS}, got {self.kind!r}")
+        if self.split is not None and self.split not in SPLITS:
+            raise ValueError(f"Post.split must be one of {SPLITS} or None, got {self.split!r}")
+
+    def to_dict(self) -> dict:
+        """A JSON/Parquet-ready dict; provenance flattened to ``prov_file``, ``prov_record``, ``prov_reader``."""
+        d = asdict(self)
+        prov = d.pop("provenance")
+        d.update(prov_file=prov["file"], prov_record=prov["record"], prov_reader=prov["reader"])
+        return d

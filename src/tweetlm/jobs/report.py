@@ -1,0 +1,96 @@
+"""Run report (layer L4): ``report.md``, the loss-curve PNG and the one-screen summary printed at the end.
+
+Reads what the stages recorded (``stages.json``, ``metrics.jsonl``, ``eval.json``, ``samples.json``); computes
+nothing new about the model.
+"""
+
+from __future__ import annotations
+
+import json
+
+from tweetlm.common.runfolder import RunFolder
+
+
+def _metrics(rf: RunFolder) -> list[dict]:
+    if not rf.metrics.exists():
+        return []
+    return [json.loads(line) for line in rf.metrics.read_text().splitlines() if line.strip()]
+
+
+def plot_loss(rf: RunFolder) -> bool:
+    """Write ``loss.png`` (training loss against tokens); ``False`` when there is nothing to plot."""
+    rows = _metrics(rf)
+    if not rows:
+        return False
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.5), dpi=110)
+    ax.plot([r["tokens"] / 1e6 for r in rows], [r["loss"] for r in rows], lw=1.2)
+    ax.set_xlabel("training tokens (millions)")
+    ax.set_ylabel("train loss (nats/token)")
+    ax.set_title(f"{rf.root.name}: training loss")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(rf.loss_plot)
+    plt.close(fig)
+    return True
+
+
+def write_report(rf: RunFolder, cfg, stages: dict) -> str:
+    """Write ``report.md`` and ``loss.png``; return the one-screen summary text."""
+    plot_loss(rf)
+    data, tok, enc, tr = stages["data"], stages["tokenizer"], stages["encode"], stages["train"]
+    ev = json.loads(rf.eval.read_text())
+    samples = json.loads(rf.samples.read_text())
+    tw = ev.get("tweeteval_val")
+    walls = {k: v["wall_s"] for k, v in stages.items() if isinstance(v, dict) and "wall_s" in v}
+
+    lines = [f"# tweetlm run `{rf.root.name}` (recipe `{cfg.recipe or 'custom'}`)", ""]
+    lines += ["## Data: records in = kept + dropped + quarantined", "", "```", *data["equation"], "```", ""]
+    lines += [f"Train posts {data['train_posts']:,}, validation posts {data['val_posts']:,}; corpus hash "
+              f"`{data['corpus_hash'][:16]}`. Quarantined records: `data/quarantine.jsonl`.", ""]
+    lines += ["## Tokenizer and tokens", "",
+              f"Byte-level BPE, vocabulary {tok['vocab_size']:,}; train {enc['train']['tokens']:,} tokens "
+              f"({enc['train']['bytes']:,} bytes, {enc['bytes_per_token']:.2f} bytes/token); validation "
+              f"{enc['val']['tokens']:,} tokens. Round-trip failures: {enc['train']['roundtrip_failures'] + enc['val']['roundtrip_failures']}.", ""]
+    lines += ["## Training", "",
+              f"Parameters {tr['num_params']:,}; {tr['steps']:,} steps, {tr['tokens']:,} tokens; final train loss "
+              f"{tr['final_loss']:.3f}; {tr['tokens_per_s']:,.0f} tokens/s; "
+              f"{tr['flops_per_token'] / 1e6:.1f} MFLOP/token (training).", "", "![loss](loss.png)", ""]
+    lines += ["## Evaluation (held-out posts, bits-per-byte)", "", "| source | docs | bytes | loss (nats/token) | bits-per-byte |",
+              "|---|---:|---:|---:|---:|"]
+    rows = list(ev["per_source"].items())
+    if tw:
+        rows.append(("**TweetEval val (all tasks)**", tw))
+    rows.append(("**overall**", ev["overall"]))
+    for name, e in rows:
+        lines.append(f"| {name} | {e['docs']:,} | {e['bytes']:,} | {e['loss']:.3f} | {e['bpb']:.3f} |")
+    lines += ["", f"## Samples (seed {samples['settings']['seed']}, temperature {samples['settings']['temperature']}, "
+              f"top-p {samples['settings']['top_p']})", ""]
+    lines += [f"{i + 1}. {s!r}" for i, s in enumerate(samples["samples"])]
+    lines += ["", "## Wall time per stage (s)", "", "| stage | seconds |", "|---|---:|"]
+    lines += [f"| {k} | {v:.1f} |" for k, v in walls.items()]
+    lines += [f"| total | {stages.get('total_wall_s', sum(walls.values())):.1f} |", ""]
+    rf.report.write_text("\n".join(lines))
+
+    bpb_line = f"bits-per-byte: {ev['overall']['bpb']:.3f} overall"
+    if tw:
+        bpb_line += f", {tw['bpb']:.3f} on TweetEval val ({tw['docs']:,} posts)"
+    summary = [
+        "",
+        f"== tweetlm run '{rf.root.name}' done in {stages.get('total_wall_s', 0):.0f}s ==",
+        f"posts: {data['records_in']:,} in = {data['kept']:,} kept + {sum(data['dropped'].values()):,} dropped "
+        f"+ {data['quarantined']:,} quarantined; train {data['train_posts']:,} / val {data['val_posts']:,}",
+        f"tokens: {enc['train']['tokens']:,} train, vocab {tok['vocab_size']:,}, {enc['bytes_per_token']:.2f} bytes/token",
+        f"model: {tr['num_params']:,} params, {tr['steps']} steps, {tr['tokens_per_s']:,.0f} tokens/s, "
+        f"final train loss {tr['final_loss']:.3f}",
+        bpb_line,
+        "samples:",
+        *[f"  - {s[:100]!r}" for s in samples["samples"][:3]],
+        "stages (s): " + ", ".join(f"{k} {v:.0f}" for k, v in walls.items()),
+        f"outputs: {rf.report} (report), {rf.eval}, {rf.loss_plot}, checkpoint {tr['checkpoint']}",
+    ]
+    return "\n".join(summary)

@@ -1,0 +1,194 @@
+"""The main job, ``tweetlm run`` (layer L4): posts -> clean corpus -> tokenizer -> token shards -> pretraining
+-> evaluation -> sample posts -> report, all in one run folder.
+
+Each stage is a library call into its own layer; this module only orders them, times them and records what
+they produced in ``stages.json``. With ``resume=True`` a stage whose outputs exist is not redone and training
+continues from the latest checkpoint, so a crashed run is restarted with the same command plus ``--resume``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tweetlm.common.config import to_dict
+from tweetlm.common.runfolder import RunFolder
+from tweetlm.jobs.recipes import RunConfig
+
+
+@dataclass
+class RunResult:
+    folder: RunFolder
+    stages: dict = field(default_factory=dict)
+    eval: dict = field(default_factory=dict)
+    summary: str = ""
+
+
+def _say(msg: str, quiet: bool) -> None:
+    if not quiet:
+        print(msg, flush=True)
+
+
+def stage_data(cfg: RunConfig, corpus: list[str], rf: RunFolder) -> dict:
+    """Read every record, clean, split, de-duplicate, write the clean corpus; returns the stage record."""
+    from tweetlm.data.clean import clean_posts
+    from tweetlm.data.corpus import write_corpus
+    from tweetlm.data.ledger import Ledger
+    from tweetlm.data.readers import read_corpus
+
+    ledger = Ledger()
+    splits = clean_posts(read_corpus(corpus, ledger), ledger, cfg.data)
+    kept = Counter(p.source for posts in splits.values() for p in posts)
+    ledger.check(dict(kept))
+    total_kept = sum(kept.values())
+    if total_kept == 0:
+        raise ValueError(f"no posts left in {corpus} after cleaning: " + "; ".join(ledger.equation_lines()[-1:]))
+    if not splits["train"] or not splits["val"]:
+        missing = "train" if not splits["train"] else "val"
+        raise ValueError(f"the corpus {corpus} gave no {missing} posts; add more posts or adjust data.val_fraction")
+    manifest = write_corpus(splits, ledger, rf.data)
+    t = ledger.totals()
+    return {
+        "records_in": t.records_in,
+        "kept": t.kept,
+        "dropped": dict(t.dropped),
+        "quarantined": t.quarantined,
+        "train_posts": len(splits["train"]),
+        "val_posts": len(splits["val"]),
+        "equation": ledger.equation_lines(),
+        "corpus_hash": manifest["corpus_hash"],
+    }
+
+
+def stage_tokenizer(cfg: RunConfig, rf: RunFolder) -> dict:
+    from tweetlm.data.corpus import read_corpus_texts
+    from tweetlm.tokenizer.bpe import train_tokenizer
+
+    texts, _ = read_corpus_texts(rf.data, "train")
+    tok = train_tokenizer(texts, cfg.tokenizer, length=len(texts))
+    tok.save(rf.tokenizer)
+    return {"vocab_size": tok.vocab_size, "trained_on_posts": len(texts)}
+
+
+def stage_encode(cfg: RunConfig, rf: RunFolder) -> dict:
+    from tweetlm.data.corpus import read_corpus_texts
+    from tweetlm.tokenizer.bpe import PostTokenizer
+    from tweetlm.tokenizer.encode import encode_split
+
+    tok = PostTokenizer.load(rf.tokenizer)
+    out = {}
+    for split in ("train", "val"):
+        texts, sources = read_corpus_texts(rf.data, split)
+        seed = cfg.train.seed if split == "train" else None
+        out[split] = encode_split(texts, sources, tok, rf.tokens / split, shuffle_seed=seed)
+    out["bytes_per_token"] = out["train"]["bytes"] / max(1, out["train"]["tokens"])
+    return out
+
+
+def stage_train(cfg: RunConfig, rf: RunFolder, resume: bool, progress: bool, corpus_hash: str) -> dict:
+    from tweetlm.training.loop import train
+
+    r = train(cfg.model, cfg.train, rf.tokens, rf.checkpoints, rf.tokenizer, to_dict(cfg), rf.metrics,
+              resume=resume, extra_state={"corpus_hash": corpus_hash}, progress=progress)
+    return {
+        "checkpoint": str(r.checkpoint),
+        "steps": r.steps,
+        "tokens": r.tokens,
+        "final_loss": r.final_loss,
+        "tokens_per_s": r.tokens_per_s,
+        "train_wall_s": r.wall_s,
+        "num_params": r.num_params,
+        "flops_per_token": r.flops_per_token,
+        "resumed_from": r.resumed_from,
+    }
+
+
+def stage_eval(cfg: RunConfig, rf: RunFolder, ckpt: str, progress: bool) -> dict:
+    from tweetlm.common.token_shards import open_shard
+    from tweetlm.eval.bpb import evaluate_bpb, group_bpb
+    from tweetlm.model.load import load_model
+    from tweetlm.tokenizer.bpe import PostTokenizer
+
+    model = load_model(ckpt)
+    tok = PostTokenizer.load(rf.tokenizer)
+    res = evaluate_bpb(model, open_shard(rf.tokens / "val"), cfg.eval, tok.pad_id, progress=progress)
+    tweeteval = group_bpb(res["per_source"], "tweeteval/")
+    if tweeteval is not None:
+        res["tweeteval_val"] = tweeteval
+    res["checkpoint"] = ckpt
+    rf.eval.write_text(json.dumps(res, indent=1))
+    return res
+
+
+def stage_samples(cfg: RunConfig, rf: RunFolder, ckpt: str) -> dict:
+    from dataclasses import asdict
+
+    from tweetlm.inference.generate import generate
+    from tweetlm.model.load import load_model
+    from tweetlm.tokenizer.bpe import PostTokenizer
+
+    model = load_model(ckpt)
+    tok = PostTokenizer.load(rf.tokenizer)
+    ids = generate(model, [[tok.bos_id]] * cfg.sample.num_samples, cfg.sample, tok.eos_id)
+    out = {"settings": asdict(cfg.sample), "checkpoint": ckpt, "samples": [tok.decode(s) for s in ids]}
+    rf.samples.write_text(json.dumps(out, indent=1, ensure_ascii=False))
+    return out
+
+
+def run(
+    cfg: RunConfig,
+    corpus: list[str],
+    runs_dir: str | Path = "runs",
+    resume: bool = False,
+    progress: bool = True,
+    quiet: bool = False,
+) -> RunResult:
+    """Run every stage for ``cfg`` on the posts at ``corpus`` into ``runs_dir/cfg.name``.
+
+    Raises ``ValueError`` for a missing or empty corpus (the message says how to point at one) and
+    ``FileExistsError`` when the run folder already holds a finished run and ``resume`` is false.
+    """
+    from tweetlm.jobs.report import write_report
+
+    rf = RunFolder.create(Path(runs_dir) / cfg.name)
+    if not resume and rf.stages.exists():
+        raise FileExistsError(
+            f"{rf.root} already holds a run; pass --resume to continue it, or --name to start another"
+        )
+    rf.config.write_text(json.dumps(to_dict(cfg), indent=1))
+    stages: dict = json.loads(rf.stages.read_text()) if (resume and rf.stages.exists()) else {}
+    t_run = time.perf_counter()
+
+    def do(name: str, fn: Callable[[], dict], skip_if: Path | None = None) -> dict:
+        if resume and name in stages and (skip_if is None or skip_if.exists()):
+            _say(f"[{name}] done in an earlier attempt, skipped", quiet)
+            return stages[name]
+        _say(f"[{name}] ...", quiet)
+        t0 = time.perf_counter()
+        out = fn()
+        out["wall_s"] = round(time.perf_counter() - t0, 2)
+        stages[name] = out
+        rf.stages.write_text(json.dumps(stages, indent=1, ensure_ascii=False))
+        _say(f"[{name}] {out['wall_s']:.1f}s", quiet)
+        return out
+
+    data = do("data", lambda: stage_data(cfg, corpus, rf), rf.data / "manifest.json")
+    for line in data["equation"]:
+        _say("  " + line, quiet)
+    do("tokenizer", lambda: stage_tokenizer(cfg, rf), rf.tokenizer)
+    do("encode", lambda: stage_encode(cfg, rf), rf.tokens / "val.json")
+    cfg.model.vocab_size = stages["tokenizer"]["vocab_size"]
+    rf.config.write_text(json.dumps(to_dict(cfg), indent=1))
+    for later in ("train", "eval", "samples"):  # training resumes from its own checkpoint; the rest follows it
+        stages.pop(later, None)
+    tr = do("train", lambda: stage_train(cfg, rf, resume, progress, data["corpus_hash"]))
+    ev = do("eval", lambda: stage_eval(cfg, rf, tr["checkpoint"], progress))
+    do("samples", lambda: stage_samples(cfg, rf, tr["checkpoint"]))
+    stages["total_wall_s"] = round(time.perf_counter() - t_run, 2)
+    rf.stages.write_text(json.dumps(stages, indent=1, ensure_ascii=False))
+    summary = write_report(rf, cfg, stages)
+    return RunResult(folder=rf, stages=stages, eval=ev, summary=summary)

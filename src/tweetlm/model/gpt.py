@@ -1,0 +1,168 @@
+"""A Llama-style decoder-only transformer for one device (layer L2).
+
+RoPE positions, RMSNorm (pre-norm), SwiGLU feed-forward, grouped-query attention, no biases, optional tied
+embeddings -- the Llama 2 recipe (Touvron et al. 2023). Attention uses ``F.scaled_dot_product_attention``.
+The module is built on the meta device and materialised by ``init_weights`` (as torchtitan does), so
+a large model never allocates twice. It knows nothing about data, optimisers, distribution or sampling:
+``training/parallelize.py`` wraps it, ``inference/`` drives it.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from tweetlm.model.config import ModelConfig
+
+
+def rope_tables(head_dim: int, max_seq_len: int, theta: float, device=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos and sin tables, each ``(max_seq_len, head_dim // 2)`` float32."""
+    inv_freq = 1.0 / (theta ** (torch.arange(0, head_dim, 2, device=device, dtype=torch.float32) / head_dim))
+    t = torch.arange(max_seq_len, device=device, dtype=torch.float32)
+    freqs = torch.outer(t, inv_freq)
+    return freqs.cos(), freqs.sin()
+
+
+def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotate ``x`` of shape ``(B, H, T, D)`` by position; ``cos``/``sin`` are ``(T, D/2)``. Half-split layout
+    (as Hugging Face Llama), so exported weights need no permutation."""
+    d = x.shape[-1] // 2
+    x1, x2 = x[..., :d], x[..., d:]
+    cos, sin = cos.to(x.dtype), sin.to(x.dtype)
+    return torch.cat((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1)
+
+
+class RMSNorm(nn.Module):
+    def __init__(self, dim: int, eps: float) -> None:
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.rms_norm(x, (x.shape[-1],), self.weight, self.eps)
+
+
+class Attention(nn.Module):
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.n_head, self.n_kv, self.hd = cfg.n_head, cfg.kv_heads, cfg.head_dim
+        self.wq = nn.Linear(cfg.n_embd, self.n_head * self.hd, bias=False)
+        self.wk = nn.Linear(cfg.n_embd, self.n_kv * self.hd, bias=False)
+        self.wv = nn.Linear(cfg.n_embd, self.n_kv * self.hd, bias=False)
+        self.wo = nn.Linear(self.n_head * self.hd, cfg.n_embd, bias=False)
+
+    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, kv_cache=None) -> torch.Tensor:
+        B, T, _ = x.shape
+        q = self.wq(x).view(B, T, self.n_head, self.hd).transpose(1, 2)
+        k = self.wk(x).view(B, T, self.n_kv, self.hd).transpose(1, 2)
+        v = self.wv(x).view(B, T, self.n_kv, self.hd).transpose(1, 2)
+        q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+        is_causal = True
+        if kv_cache is not None:
+            k, v = kv_cache.update(k, v)
+            # With cached keys, a single new query attends to everything; a multi-token prefill on an empty
+            # cache is plain causal attention.
+            is_causal = T > 1
+            if is_causal and k.shape[2] != T:
+                raise ValueError("multi-token forward on a non-empty KV cache is not supported")
+        if self.n_kv != self.n_head:
+            rep = self.n_head // self.n_kv
+            k, v = k.repeat_interleave(rep, dim=1), v.repeat_interleave(rep, dim=1)
+        y = F.scaled_dot_product_attention(q, k, v, is_causal=is_causal)
+        return self.wo(y.transpose(1, 2).reshape(B, T, self.n_head * self.hd))
+
+
+class SwiGLU(nn.Module):
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.w1 = nn.Linear(cfg.n_embd, cfg.ffn_hidden, bias=False)  # gate
+        self.w3 = nn.Linear(cfg.n_embd, cfg.ffn_hidden, bias=False)  # up
+        self.w2 = nn.Linear(cfg.ffn_hidden, cfg.n_embd, bias=False)  # down
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.w2(F.silu(self.w1(x)) * self.w3(x))
+
+
+class Block(nn.Module):
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.attn_norm = RMSNorm(cfg.n_embd, cfg.norm_eps)
+        self.attn = Attention(cfg)
+        self.ffn_norm = RMSNorm(cfg.n_embd, cfg.norm_eps)
+        self.ffn = SwiGLU(cfg)
+
+    def forward(self, x, cos, sin, kv_cache=None):
+        x = x + self.attn(self.attn_norm(x), cos, sin, kv_cache)
+        return x + self.ffn(self.ffn_norm(x))
+
+
+class GPT(nn.Module):
+    """Decoder-only transformer: ``(B, T)`` int64 token ids -> ``(B, T, vocab_size)`` float logits."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        cfg.validate()
+        self.cfg = cfg
+        self.tok_emb = nn.Embedding(cfg.vocab_size, cfg.n_embd)
+        self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layer))
+        self.norm = RMSNorm(cfg.n_embd, cfg.norm_eps)
+        self.lm_head = nn.Linear(cfg.n_embd, cfg.vocab_size, bias=False)
+        self.tie_weights()
+        cos, sin = rope_tables(cfg.head_dim, cfg.max_seq_len, cfg.rope_theta, device=self.tok_emb.weight.device)
+        self.register_buffer("rope_cos", cos, persistent=False)
+        self.register_buffer("rope_sin", sin, persistent=False)
+
+    @classmethod
+    def build(cls, cfg: ModelConfig, device: str | torch.device = "cpu", seed: int = 0) -> GPT:
+        """Construct on the meta device, move to ``device`` uninitialised, then ``init_weights(seed)``."""
+        with torch.device("meta"):
+            model = cls(cfg)
+        model.to_empty(device=device)
+        model.tie_weights()
+        model.init_weights(seed)
+        return model
+
+    def tie_weights(self) -> None:
+        """Share the embedding with the output head when ``tie_embeddings`` (again after ``to_empty``, which
+        allocates every parameter separately)."""
+        if self.cfg.tie_embeddings:
+            self.lm_head.weight = self.tok_emb.weight
+
+    @torch.no_grad()
+    def init_weights(self, seed: int = 0) -> None:
+        """Normal(0, init_std) weights, output projections scaled by ``1/sqrt(2*n_layer)``, norms to 1.
+        Deterministic for a given seed regardless of the device."""
+        gen = torch.Generator(device="cpu").manual_seed(seed)
+        std = self.cfg.init_std
+        for name, p in self.named_parameters():
+            if name.endswith("norm.weight"):
+                p.fill_(1.0)
+                continue
+            s = std / math.sqrt(2 * self.cfg.n_layer) if name.endswith(("wo.weight", "w2.weight")) else std
+            p.copy_(torch.empty(p.shape, dtype=torch.float32).normal_(0.0, s, generator=gen))
+        cos, sin = rope_tables(self.cfg.head_dim, self.cfg.max_seq_len, self.cfg.rope_theta, self.rope_cos.device)
+        self.rope_cos.copy_(cos)
+        self.rope_sin.copy_(sin)
+
+    def forward(self, idx: torch.Tensor, start_pos: int = 0, kv_caches=None) -> torch.Tensor:
+        """Logits ``(B, T, vocab_size)`` for ids ``(B, T)``; ``start_pos`` offsets RoPE when decoding with a
+        KV cache (``kv_caches``: one cache object per block, see ``inference``)."""
+        B, T = idx.shape
+        if start_pos + T > self.cfg.max_seq_len:
+            raise ValueError(f"sequence of {start_pos + T} tokens exceeds max_seq_len={self.cfg.max_seq_len}")
+        cos = self.rope_cos[start_pos : start_pos + T]
+        sin = self.rope_sin[start_pos : start_pos + T]
+        x = self.tok_emb(idx)
+        for i, block in enumerate(self.blocks):
+            x = block(x, cos, sin, None if kv_caches is None else kv_caches[i])
+        return self.lm_head(self.norm(x))
+
+    def num_params(self, exclude_embedding: bool = False) -> int:
+        """Parameter count (a tied embedding counted once); optionally without the token embedding."""
+        n = sum(p.numel() for p in self.parameters())
+        if exclude_embedding:
+            n -= self.tok_emb.weight.numel()
+        return n

@@ -1,0 +1,39 @@
+"""Load a model from a checkpoint folder (layer L2): ``config.json`` + ``model.safetensors``.
+
+Lives in the model layer so that training, eval and inference can all load weights without importing each
+other. Raises ``FileNotFoundError`` naming the missing file.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+from tweetlm.model.config import ModelConfig
+from tweetlm.model.gpt import GPT
+
+
+def model_config_from_checkpoint(ckpt_dir: str | Path) -> ModelConfig:
+    path = Path(ckpt_dir) / "config.json"
+    if not path.exists():
+        raise FileNotFoundError(f"{path} not found: is {ckpt_dir} a tweetlm checkpoint folder?")
+    return ModelConfig(**json.loads(path.read_text())["model"])
+
+
+def load_model(ckpt_dir: str | Path, device: str | torch.device = "cpu") -> GPT:
+    """The model of checkpoint ``ckpt_dir`` in eval mode on ``device``."""
+    from safetensors.torch import load_model as st_load
+
+    cfg = model_config_from_checkpoint(ckpt_dir)
+    weights = Path(ckpt_dir) / "model.safetensors"
+    if not weights.exists():
+        raise FileNotFoundError(f"{weights} not found")
+    with torch.device("meta"):
+        model = GPT(cfg)
+    model.to_empty(device=device)
+    model.tie_weights()
+    model.init_weights(0)  # fills non-persistent RoPE buffers; weights are overwritten below
+    st_load(model, str(weights), device=str(device))
+    return model.eval()

@@ -1,0 +1,51 @@
+"""Training configuration (layer L3)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass
+class TrainConfig:
+    """Attributes:
+    batch_size: sequences per micro-batch.
+    grad_accum: micro-batches per optimizer step (global batch = batch_size * grad_accum * world size).
+    seq_len: tokens per training sequence.
+    max_steps: optimizer steps in the whole run.
+    lr: peak learning rate; min_lr_ratio: final LR as a fraction of ``lr``.
+    schedule: ``"cosine"`` (warmup then cosine decay) or ``"wsd"`` (warmup, stable, then linear decay over the
+        last ``decay_frac`` of steps).
+    warmup_steps: linear warmup from 0.
+    weight_decay, beta1, beta2: AdamW; decay applies to matrices only (not norms or embeddings).
+    grad_clip: max global grad norm (0 disables).
+    ckpt_every: save a checkpoint every N steps (0: only at the end); keep_checkpoints: how many to keep.
+    log_every: metrics line every N steps.
+    seed: data order and init seed.
+    device: ``"auto"`` (CUDA if present), ``"cpu"`` or ``"cuda"``.
+    """
+
+    batch_size: int = 32
+    grad_accum: int = 1
+    seq_len: int = 128
+    max_steps: int = 1000
+    lr: float = 3e-3
+    min_lr_ratio: float = 0.1
+    schedule: str = "cosine"
+    warmup_steps: int = 50
+    decay_frac: float = 0.2
+    weight_decay: float = 0.1
+    beta1: float = 0.9
+    beta2: float = 0.95
+    grad_clip: float = 1.0
+    ckpt_every: int = 0
+    keep_checkpoints: int = 2
+    log_every: int = 10
+    seed: int = 1337
+    device: str = "auto"
+
+    def validate(self) -> None:
+        if self.schedule not in ("cosine", "wsd"):
+            raise ValueError(f"train.schedule must be 'cosine' or 'wsd', got {self.schedule!r}")
+        for name in ("batch_size", "grad_accum", "seq_len", "max_steps"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"train.{name} must be > 0, got {getattr(self, name)}")

@@ -1,0 +1,18 @@
+"""Shared test fixtures: where ../shared is, and tiny configs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+CORPORA = SHARED / "corpora"
+
+
+@pytest.fixture
+def corpora() -> Path:
+    if not CORPORA.is_dir():
+        pytest.skip(f"shared corpora not found at {CORPORA} (they sit beside the repo in this project's checkouts)")
+    return CORPORA

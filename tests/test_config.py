@@ -1,0 +1,46 @@
+from __future__ import annotations
+
+import pytest
+
+from tweetlm.common.config import apply_override, from_dict, to_dict
+from tweetlm.jobs.recipes import RunConfig, get_recipe
+
+
+def test_override_types():
+    cfg = get_recipe("tiny_cpu")
+    apply_override(cfg, "train.max_steps=7")
+    apply_override(cfg, "train.lr=0.01")
+    apply_override(cfg, "model.tie_embeddings=false")
+    apply_override(cfg, "data.mention_placeholder=yes")
+    apply_override(cfg, "train.schedule=wsd")
+    assert (cfg.train.max_steps, cfg.train.lr, cfg.model.tie_embeddings) == (7, 0.01, False)
+    assert cfg.data.mention_placeholder is True and cfg.train.schedule == "wsd"
+
+
+@pytest.mark.parametrize(
+    "assignment, match",
+    [
+        ("train.max_step=3", "unknown key 'max_step'.*train.max_steps"),
+        ("train.max_steps=three", "expected a value of type int"),
+        ("model.tie_embeddings=maybe", "expected a value of type bool"),
+        ("train=3", "is a section"),
+        ("nope", "key=value"),
+        ("bogus.x=1", "unknown key 'bogus'"),
+    ],
+)
+def test_override_errors(assignment, match):
+    with pytest.raises(ValueError, match=match):
+        apply_override(get_recipe("tiny_cpu"), assignment)
+
+
+def test_roundtrip_dict():
+    cfg = get_recipe("demo_cpu")
+    again = from_dict(RunConfig, to_dict(cfg))
+    assert to_dict(again) == to_dict(cfg)
+    with pytest.raises(ValueError, match="unknown RunConfig keys"):
+        from_dict(RunConfig, {"nonsense": 1})
+
+
+def test_unknown_recipe():
+    with pytest.raises(ValueError, match="tiny_cpu"):
+        get_recipe("huge_tpu")
