@@ -48,7 +48,10 @@ def test_dedup_prefers_validation_and_accounts_for_everything():
     ledger.check({"a": 1, "b": 2})
     with pytest.raises(AssertionError, match="accounting broken"):
         ledger.check({"a": 2, "b": 2})
-    assert ledger.equation_lines()[-1] == "TOTAL: 7 in = 3 kept + 4 dropped (duplicate 2, duplicate_of_val 1, empty 1) + 0 quarantined"
+    assert (
+        ledger.equation_lines()[-1]
+        == "TOTAL: 7 in = 3 kept + 4 dropped (duplicate 2, duplicate_of_val 1, empty 1) + 0 quarantined"
+    )
     assert dedup_key(" A  b ") == "a b"
 
 

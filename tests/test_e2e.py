@@ -25,13 +25,36 @@ def _synthetic_corpus(path, n=1500):
 
 def test_tiny_run_end_to_end(tmp_path, capsys):
     corpus = _synthetic_corpus(tmp_path / "posts.jsonl")
-    rc = main(["run", "--corpus", str(corpus), "--recipe", "tiny_cpu", "--name", "t", "--runs-dir",
-               str(tmp_path / "runs"), "--no-progress"])
+    rc = main(
+        [
+            "run",
+            "--corpus",
+            str(corpus),
+            "--recipe",
+            "tiny_cpu",
+            "--name",
+            "t",
+            "--runs-dir",
+            str(tmp_path / "runs"),
+            "--no-progress",
+        ]
+    )
     assert rc == 0
     out = capsys.readouterr().out
     run = tmp_path / "runs" / "t"
-    for f in ("config.json", "metrics.jsonl", "eval.json", "samples.json", "loss.png", "report.md", "tokenizer.json",
-              "data/train.parquet", "data/manifest.json", "tokens/train.bin", "checkpoints/latest"):
+    for f in (
+        "config.json",
+        "metrics.jsonl",
+        "eval.json",
+        "samples.json",
+        "loss.png",
+        "report.md",
+        "tokenizer.json",
+        "data/train.parquet",
+        "data/manifest.json",
+        "tokens/train.bin",
+        "checkpoints/latest",
+    ):
         assert (run / f).exists(), f
     stages = json.loads((run / "stages.json").read_text())
     d = stages["data"]
@@ -45,17 +68,62 @@ def test_tiny_run_end_to_end(tmp_path, capsys):
     assert {p.name for p in ck.iterdir()} >= {"model.safetensors", "config.json", "tokenizer.json", "trainer_state.pt"}
     assert "bits-per-byte" in out and "1502 in = " in (run / "report.md").read_text().replace(",", "")
     # the same command again refuses to overwrite; --resume continues (training already complete)
-    assert main(["run", "--corpus", str(corpus), "--recipe", "tiny_cpu", "--name", "t", "--runs-dir",
-                 str(tmp_path / "runs"), "--no-progress"]) == 2
+    assert (
+        main(
+            [
+                "run",
+                "--corpus",
+                str(corpus),
+                "--recipe",
+                "tiny_cpu",
+                "--name",
+                "t",
+                "--runs-dir",
+                str(tmp_path / "runs"),
+                "--no-progress",
+            ]
+        )
+        == 2
+    )
     assert "--resume" in capsys.readouterr().err
-    assert main(["run", "--corpus", str(corpus), "--recipe", "tiny_cpu", "--name", "t", "--runs-dir",
-                 str(tmp_path / "runs"), "--no-progress", "--resume"]) == 0
+    assert (
+        main(
+            [
+                "run",
+                "--corpus",
+                str(corpus),
+                "--recipe",
+                "tiny_cpu",
+                "--name",
+                "t",
+                "--runs-dir",
+                str(tmp_path / "runs"),
+                "--no-progress",
+                "--resume",
+            ]
+        )
+        == 0
+    )
 
 
 def test_tiny_run_on_real_posts(tmp_path, corpora):
-    rc = main(["run", "--corpus", str(corpora / "tweeteval" / "irony"), str(corpora / "us_airline_sentiment"),
-               "--recipe", "tiny_cpu", "--name", "real", "--runs-dir", str(tmp_path), "--no-progress",
-               "--set", "train.max_steps=20"])
+    rc = main(
+        [
+            "run",
+            "--corpus",
+            str(corpora / "tweeteval" / "irony"),
+            str(corpora / "us_airline_sentiment"),
+            "--recipe",
+            "tiny_cpu",
+            "--name",
+            "real",
+            "--runs-dir",
+            str(tmp_path),
+            "--no-progress",
+            "--set",
+            "train.max_steps=20",
+        ]
+    )
     assert rc == 0
     ev = json.loads((tmp_path / "real" / "eval.json").read_text())
     assert ev["tweeteval_val"]["docs"] > 0 and ev["tweeteval_val"]["bpb"] < 8.0

@@ -25,7 +25,9 @@ def test_shard_roundtrip(tmp_path):
     w.close()
     s = open_shard(tmp_path / "s")
     assert s.tokens.dtype == np.uint32 and dtype_for_vocab(4096) == np.uint16
-    assert s.num_docs == 3 and s.doc(0).tolist() == [1, 69999, 3] and s.doc(1).tolist() == [] and s.doc(2).tolist() == [7]
+    assert (
+        s.num_docs == 3 and s.doc(0).tolist() == [1, 69999, 3] and s.doc(1).tolist() == [] and s.doc(2).tolist() == [7]
+    )
     assert s.sources == ["a", "b"] and s.doc_source.tolist() == [0, 1, 0] and s.doc_bytes.tolist() == [5, 0, 1]
     with pytest.raises(ValueError, match="out of range"):
         ShardWriter(tmp_path / "t", vocab_size=10).add([10], "a", 1)

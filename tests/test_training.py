@@ -34,15 +34,33 @@ def token_dir(tmp_path):
 
 def _cfgs(steps=12):
     m = ModelConfig(vocab_size=V, n_layer=2, n_embd=32, n_head=2, max_seq_len=32)
-    t = TrainConfig(batch_size=4, seq_len=32, max_steps=steps, lr=1e-2, warmup_steps=2, log_every=1, ckpt_every=4,
-                    keep_checkpoints=5)
+    t = TrainConfig(
+        batch_size=4,
+        seq_len=32,
+        max_steps=steps,
+        lr=1e-2,
+        warmup_steps=2,
+        log_every=1,
+        ckpt_every=4,
+        keep_checkpoints=5,
+    )
     return m, t
 
 
 def _run(root, name, resume=False, stop_after=None, steps=12):
     m, t = _cfgs(steps)
-    return train(m, t, root / "tokens", root / name, root / "tokenizer.json", {"model": m.__dict__},
-                 root / f"{name}.jsonl", resume=resume, progress=False, stop_after=stop_after)
+    return train(
+        m,
+        t,
+        root / "tokens",
+        root / name,
+        root / "tokenizer.json",
+        {"model": m.__dict__},
+        root / f"{name}.jsonl",
+        resume=resume,
+        progress=False,
+        stop_after=stop_after,
+    )
 
 
 def _losses(path):

@@ -69,18 +69,31 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=RUN_EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    r.add_argument("--corpus", nargs="+", required=True, metavar="PATH",
-                   help="folders or files of posts (TweetEval/SemEval/CSV/JSONL/TXT...), or hf:tweeteval")
+    r.add_argument(
+        "--corpus",
+        nargs="+",
+        required=True,
+        metavar="PATH",
+        help="folders or files of posts (TweetEval/SemEval/CSV/JSONL/TXT...), or hf:tweeteval",
+    )
     r.add_argument("--recipe", default="demo_cpu", help="named config (see 'tweetlm recipes'); default demo_cpu")
     r.add_argument("--name", help="run folder name under --runs-dir (default: the recipe name)")
-    r.add_argument("--set", action="append", metavar="KEY=VALUE",
-                   help="override one config field, e.g. --set train.max_steps=100 (repeatable, type-checked)")
+    r.add_argument(
+        "--set",
+        action="append",
+        metavar="KEY=VALUE",
+        help="override one config field, e.g. --set train.max_steps=100 (repeatable, type-checked)",
+    )
     r.add_argument("--runs-dir", default="runs", help="parent folder of run folders (default: runs)")
     r.add_argument("--resume", action="store_true", help="continue a run from its latest checkpoint")
     r.add_argument("--no-progress", action="store_true", help="no progress bars (logs and CI)")
     r.set_defaults(fn=_cmd_run)
-    rc = sub.add_parser("recipes", help="list the named recipes",
-                        epilog="example:\n  tweetlm recipes --show", formatter_class=argparse.RawDescriptionHelpFormatter)
+    rc = sub.add_parser(
+        "recipes",
+        help="list the named recipes",
+        epilog="example:\n  tweetlm recipes --show",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     rc.add_argument("--show", action="store_true", help="print each recipe's full config")
     rc.set_defaults(fn=_cmd_recipes)
     return p

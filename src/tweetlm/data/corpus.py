@@ -1,4 +1,5 @@
-"""Clean-corpus files (layer L1, data): Parquet shards of Post records, a manifest of post ids per shard and a
+"""Clean-corpus files (layer L1, data): Parquet shards of Post records (``labels`` as a
+JSON string), a manifest of post ids per shard and a
 corpus hash, plus the record accounting and the quarantine log.
 
 ``write_corpus`` is the only writer and ``read_corpus_texts`` the reader the later stages use.
@@ -30,6 +31,8 @@ def write_corpus(splits: dict[str, list[Post]], ledger: Ledger, out_dir: str | P
     manifest: dict = {"shards": {}}
     for split, posts in splits.items():
         rows = [p.to_dict() for p in posts]
+        for r in rows:  # label names differ per corpus: one JSON string column, not a ragged struct
+            r["labels"] = json.dumps(r["labels"], ensure_ascii=False)
         for p in posts:
             h.update(f"{split}\x1f{p.source}\x1f{p.id}\x1f{p.text}\x1e".encode())
         table = pa.Table.from_pylist(rows) if rows else pa.table({"id": pa.array([], pa.string())})

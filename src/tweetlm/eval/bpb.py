@@ -41,7 +41,9 @@ def _rows(shard: TokenShard, doc_ids: np.ndarray, window: int):
 
 
 @torch.no_grad()
-def evaluate_bpb(model: torch.nn.Module, shard: TokenShard, cfg: EvalConfig, pad_id: int, progress: bool = False) -> dict:
+def evaluate_bpb(
+    model: torch.nn.Module, shard: TokenShard, cfg: EvalConfig, pad_id: int, progress: bool = False
+) -> dict:
     """Loss and bits-per-byte of ``model`` on ``shard``.
 
     Returns ``{"overall": {...}, "per_source": {source: {...}}}`` where each entry has ``loss`` (mean nats per
@@ -81,7 +83,9 @@ def evaluate_bpb(model: torch.nn.Module, shard: TokenShard, cfg: EvalConfig, pad
         x, y = x.to(device), y.to(device)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
             logits = model(x)
-        loss = F.cross_entropy(logits.float().view(-1, logits.size(-1)), y.view(-1), reduction="none", ignore_index=-100)
+        loss = F.cross_entropy(
+            logits.float().view(-1, logits.size(-1)), y.view(-1), reduction="none", ignore_index=-100
+        )
         per_row = loss.view(len(chunk), L).sum(1).cpu().tolist()
         for (src, _, yi), l in zip(chunk, per_row):
             nats[src] += l
@@ -97,7 +101,8 @@ def evaluate_bpb(model: torch.nn.Module, shard: TokenShard, cfg: EvalConfig, pad
         return {"loss": n / max(t, 1), "bpb": n / math.log(2) / max(by, 1), "tokens": t, "bytes": by, "docs": dc}
 
     per_source = {
-        shard.sources[s]: entry(nats[s], ntok[s], nbytes[s], ndocs[s]) for s in sorted(ndocs, key=lambda s: shard.sources[s])
+        shard.sources[s]: entry(nats[s], ntok[s], nbytes[s], ndocs[s])
+        for s in sorted(ndocs, key=lambda s: shard.sources[s])
     }
     overall = entry(sum(nats.values()), sum(ntok.values()), sum(nbytes.values()), sum(ndocs.values()))
     return {"overall": overall, "per_source": per_source}
@@ -112,5 +117,10 @@ def group_bpb(per_source: dict, prefix: str) -> dict | None:
     bpb_nats = sum(v["bpb"] * math.log(2) * v["bytes"] for v in items)
     by = sum(v["bytes"] for v in items)
     t = sum(v["tokens"] for v in items)
-    return {"loss": sum(v["loss"] * v["tokens"] for v in items) / max(t, 1), "bpb": bpb_nats / math.log(2) / max(by, 1),
-            "tokens": t, "bytes": by, "docs": sum(v["docs"] for v in items)}
+    return {
+        "loss": sum(v["loss"] * v["tokens"] for v in items) / max(t, 1),
+        "bpb": bpb_nats / math.log(2) / max(by, 1),
+        "tokens": t,
+        "bytes": by,
+        "docs": sum(v["docs"] for v in items),
+    }

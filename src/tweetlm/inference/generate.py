@@ -43,7 +43,9 @@ class SampleConfig:
     seed: int = 42
 
 
-def sample_next(logits: torch.Tensor, temperature: float, top_k: int, top_p: float, gen: torch.Generator | None) -> torch.Tensor:
+def sample_next(
+    logits: torch.Tensor, temperature: float, top_k: int, top_p: float, gen: torch.Generator | None
+) -> torch.Tensor:
     """Next ids ``(B,)`` from ``(B, V)`` logits."""
     if temperature <= 0:
         return logits.argmax(-1)
@@ -62,7 +64,9 @@ def sample_next(logits: torch.Tensor, temperature: float, top_k: int, top_p: flo
 
 
 @torch.no_grad()
-def generate(model, prompts: list[list[int]], cfg: SampleConfig, eos_id: int, use_cache: bool = True) -> list[list[int]]:
+def generate(
+    model, prompts: list[list[int]], cfg: SampleConfig, eos_id: int, use_cache: bool = True
+) -> list[list[int]]:
     """Continue each prompt (equal lengths required) and return only the new ids, without ``eos_id``.
 
     ``use_cache=False`` recomputes the whole prefix each step (the reference the KV-cache path must match).

@@ -36,8 +36,7 @@ def tiny_cpu() -> RunConfig:
         recipe="tiny_cpu",
         tokenizer=TokenizerConfig(vocab_size=512),
         model=ModelConfig(n_layer=2, n_embd=64, n_head=2, max_seq_len=64),
-        train=TrainConfig(batch_size=8, seq_len=64, max_steps=30, lr=3e-3, warmup_steps=5, ckpt_every=10,
-                          log_every=5),
+        train=TrainConfig(batch_size=8, seq_len=64, max_steps=30, lr=3e-3, warmup_steps=5, ckpt_every=10, log_every=5),
         eval=EvalConfig(batch_size=64, max_docs_per_source=50),
         sample=SampleConfig(num_samples=3, max_new_tokens=20),
     )
@@ -48,8 +47,9 @@ def demo_cpu() -> RunConfig:
         recipe="demo_cpu",
         tokenizer=TokenizerConfig(vocab_size=4096),
         model=ModelConfig(n_layer=4, n_embd=192, n_head=3, max_seq_len=128),
-        train=TrainConfig(batch_size=32, seq_len=128, max_steps=1200, lr=3e-3, warmup_steps=50, ckpt_every=200,
-                          log_every=10),
+        train=TrainConfig(
+            batch_size=32, seq_len=128, max_steps=1200, lr=3e-3, warmup_steps=50, ckpt_every=200, log_every=10
+        ),
         eval=EvalConfig(batch_size=128),
         sample=SampleConfig(num_samples=8, max_new_tokens=60),
     )

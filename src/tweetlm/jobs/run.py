@@ -92,8 +92,18 @@ def stage_encode(cfg: RunConfig, rf: RunFolder) -> dict:
 def stage_train(cfg: RunConfig, rf: RunFolder, resume: bool, progress: bool, corpus_hash: str) -> dict:
     from tweetlm.training.loop import train
 
-    r = train(cfg.model, cfg.train, rf.tokens, rf.checkpoints, rf.tokenizer, to_dict(cfg), rf.metrics,
-              resume=resume, extra_state={"corpus_hash": corpus_hash}, progress=progress)
+    r = train(
+        cfg.model,
+        cfg.train,
+        rf.tokens,
+        rf.checkpoints,
+        rf.tokenizer,
+        to_dict(cfg),
+        rf.metrics,
+        resume=resume,
+        extra_state={"corpus_hash": corpus_hash},
+        progress=progress,
+    )
     return {
         "checkpoint": str(r.checkpoint),
         "steps": r.steps,

@@ -18,7 +18,7 @@ from tweetlm.tokenizer.bpe import PostTokenizer
 def encode_split(
     texts: list[str], sources: list[str], tok: PostTokenizer, stem: str | Path, shuffle_seed: int | None = None
 ) -> dict:
-    """Write one token shard at ``stem``; returns ``{"docs", "tokens", "bytes", "roundtrip_failures"}``."""
+    """Write one token shard at ``stem``; returns ``{"docs", "tokens", "bytes"}``."""
     ids = tok.encode_batch(texts)
     decoded = tok.tok.decode_batch(ids, skip_special_tokens=True)
     for i, (t, d) in enumerate(zip(texts, decoded)):
@@ -36,4 +36,4 @@ def encode_split(
         n_tokens += len(doc)
         n_bytes += nb
     w.close()
-    return {"docs": len(texts), "tokens": n_tokens, "bytes": n_bytes, "roundtrip_failures": 0}
+    return {"docs": len(texts), "tokens": n_tokens, "bytes": n_bytes}

@@ -117,8 +117,9 @@ def train(
             "loss": loss_val,
             **(extra_state or {}),
         }
-        return save_checkpoint(ckpt_root, step, model, opt, trainer_state, run_config, tokenizer_path,
-                               cfg.keep_checkpoints)
+        return save_checkpoint(
+            ckpt_root, step, model, opt, trainer_state, run_config, tokenizer_path, cfg.keep_checkpoints
+        )
 
     model.train()
     while step < end_step:
@@ -147,8 +148,15 @@ def train(
             now = time.perf_counter()
             tps = tok_log / max(now - t_log, 1e-9)
             t_log, tok_log = now, 0
-            rec = {"step": step, "loss": round(loss_val, 5), "lr": lr, "grad_norm": round(grad_norm, 4),
-                   "tokens": tokens_seen, "tokens_per_s": round(tps, 1), "elapsed_s": round(now - t_start, 2)}
+            rec = {
+                "step": step,
+                "loss": round(loss_val, 5),
+                "lr": lr,
+                "grad_norm": round(grad_norm, 4),
+                "tokens": tokens_seen,
+                "tokens_per_s": round(tps, 1),
+                "elapsed_s": round(now - t_start, 2),
+            }
             metrics_f.write(json.dumps(rec) + "\n")
             metrics_f.flush()
             bar.set_postfix(loss=f"{loss_val:.3f}", tok_s=f"{tps:,.0f}")
