@@ -48,7 +48,7 @@ def demo_cpu() -> RunConfig:
         tokenizer=TokenizerConfig(vocab_size=4096),
         model=ModelConfig(n_layer=4, n_embd=192, n_head=3, max_seq_len=128),
         train=TrainConfig(
-            batch_size=32, seq_len=128, max_steps=1200, lr=3e-3, warmup_steps=50, ckpt_every=200, log_every=10
+            batch_size=32, seq_len=128, max_steps=1000, lr=3e-3, warmup_steps=50, ckpt_every=200, log_every=10
         ),
         eval=EvalConfig(batch_size=128),
         sample=SampleConfig(num_samples=8, max_new_tokens=60),
