@@ -1,13 +1,15 @@
 # tweetlm: `make demo` trains a tweet language model on the demo corpus; `make test` runs the test suite.
 # Both create .venv and install everything first (torch pinned to the CPU build on disk: a plain `torch`
 # would pull a multi-GB CUDA build).
+comma := ,
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 TORCH ?= torch==2.13.0
 SHARED_CORPORA := $(wildcard ../shared/corpora)
 CORPUS ?= $(if $(SHARED_CORPORA),../shared/corpora,hf:tweeteval)
-EXTRAS := $(if $(SHARED_CORPORA),dev,dev,download)
+BASE_EXTRAS := dev,serve,hf,tensorboard
+EXTRAS := $(BASE_EXTRAS)$(if $(SHARED_CORPORA),,$(comma)download)
 NAME ?= demo
 ARGS ?=
 

@@ -37,6 +37,28 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+TRAIN_EXAMPLES = """examples:
+  tweetlm train --run runs/demo --recipe demo_cpu --out runs/demo_long --set train.max_steps=2000
+  tweetlm train --run runs/demo --recipe demo_cpu --out runs/demo_long --resume
+  torchrun --standalone --nproc_per_node=2 -m tweetlm.cli.train --run runs/demo --recipe demo_cpu --out runs/ddp
+  torchrun --standalone --nproc_per_node=8 -m tweetlm.cli.train --run runs/big --recipe d20_8gpu_fsdp
+"""
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from tweetlm.common.config import apply_overrides
+    from tweetlm.jobs.recipes import get_recipe
+    from tweetlm.jobs.train import summary, train_run
+
+    cfg = get_recipe(args.recipe)
+    cfg.name = args.run.rstrip("/").split("/")[-1]
+    apply_overrides(cfg, args.set or [])
+    res = train_run(cfg, args.run, out=args.out, resume=args.resume, progress=not args.no_progress)
+    if res["is_main"]:
+        print(summary(res))
+    return 0
+
+
 def _cmd_recipes(args: argparse.Namespace) -> int:
     import json
 
@@ -50,6 +72,106 @@ def _cmd_recipes(args: argparse.Namespace) -> int:
             m = fn().model
             print(f"{name}: {m.n_layer} layers, width {m.n_embd}, seq {m.max_seq_len}")
     return 0
+
+
+def _cmd_generate(args: argparse.Namespace) -> int:
+    from tweetlm.inference.engine import Engine, SamplingParams
+
+    engine = Engine.from_checkpoint(args.checkpoint)
+    params = [
+        SamplingParams(
+            max_tokens=args.max_tokens,
+            temperature=args.temperature,
+            top_k=args.top_k,
+            top_p=args.top_p,
+            repetition_penalty=args.repetition_penalty,
+            stop=args.stop or [],
+            seed=None if args.seed is None else args.seed + i,
+            tweet_mode=args.tweet_mode,
+        )
+        for i in range(args.n)
+    ]
+    for c in engine.generate([args.prompt] * args.n, params):
+        print(f"{args.prompt}{c.text}\t[{c.finish_reason}, {len(c.token_ids)} tokens]")
+    return 0
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from tweetlm.inference.engine import Engine
+    from tweetlm.serve.app import ServeConfig, serve
+
+    engine = Engine.from_checkpoint(args.checkpoint, model_name=args.model_name)
+    cfg = ServeConfig(
+        api_keys=args.api_key or [],
+        max_prompt_tokens=args.max_prompt_tokens,
+        max_tokens_limit=args.max_tokens_limit,
+        max_batch=args.max_batch,
+        queue_size=args.queue_size,
+    )
+    serve(engine, cfg, host=args.host, port=args.port)
+    return 0
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from tweetlm.inference.export_hf import export_hf
+
+    out = export_hf(args.checkpoint, args.out)
+    print(f"wrote a Hugging Face Llama model to {out} (load with transformers.AutoModelForCausalLM, serve with vLLM)")
+    return 0
+
+
+def _add_use_commands(sub) -> None:
+    raw = argparse.RawDescriptionHelpFormatter
+    g = sub.add_parser(
+        "generate",
+        help="generate posts from a checkpoint",
+        formatter_class=raw,
+        epilog="examples:\n  tweetlm generate --checkpoint runs/demo -n 5 --tweet-mode\n"
+        "  tweetlm generate --checkpoint runs/demo/checkpoints/step_0001000 --prompt 'Monday morning' --seed 1",
+    )
+    g.add_argument("--checkpoint", required=True, help="checkpoint folder, or a run folder (uses its latest)")
+    g.add_argument("--prompt", default="", help="beginning of the post (default: empty, a whole post)")
+    g.add_argument("-n", type=int, default=5, help="number of posts (generated as one batch)")
+    g.add_argument("--max-tokens", type=int, default=64)
+    g.add_argument("--temperature", type=float, default=0.9)
+    g.add_argument("--top-k", type=int, default=0)
+    g.add_argument("--top-p", type=float, default=0.95)
+    g.add_argument("--repetition-penalty", type=float, default=1.0)
+    g.add_argument("--stop", action="append", help="stop string (repeatable)")
+    g.add_argument("--seed", type=int, default=None, help="seed of the first post; post i uses seed+i")
+    g.add_argument("--tweet-mode", action="store_true", help="end at a complete post of at most 280 weighted chars")
+    g.set_defaults(fn=_cmd_generate)
+
+    s = sub.add_parser(
+        "serve",
+        help="OpenAI-compatible HTTP API over a checkpoint",
+        formatter_class=raw,
+        epilog="examples:\n  tweetlm serve --checkpoint runs/demo --port 8000\n"
+        "  tweetlm serve --checkpoint runs/demo --api-key secret1 --max-batch 16 --queue-size 64\n"
+        "then: curl http://127.0.0.1:8000/v1/completions -H 'Content-Type: application/json' "
+        '-d \'{"prompt": "Monday", "max_tokens": 30}\'',
+    )
+    s.add_argument("--checkpoint", required=True, help="checkpoint folder, or a run folder (uses its latest)")
+    s.add_argument("--host", default="127.0.0.1")
+    s.add_argument("--port", type=int, default=8000)
+    s.add_argument("--model-name", default=None, help="model id reported by /v1/models (default: folder name)")
+    s.add_argument("--api-key", action="append", help="accepted Bearer key (repeatable); none: no auth")
+    s.add_argument("--max-prompt-tokens", type=int, default=0, help="0: the model's context minus one")
+    s.add_argument("--max-tokens-limit", type=int, default=256, help="largest max_tokens a request may ask")
+    s.add_argument("--max-batch", type=int, default=8, help="requests generated together")
+    s.add_argument("--queue-size", type=int, default=32, help="waiting requests before 503")
+    s.set_defaults(fn=_cmd_serve)
+
+    e = sub.add_parser(
+        "export",
+        help="export a checkpoint (hf: Hugging Face Llama, for transformers and vLLM)",
+        formatter_class=raw,
+        epilog="example:\n  tweetlm export hf --checkpoint runs/demo --out exports/demo-hf",
+    )
+    e.add_argument("format", choices=["hf"], help="export format")
+    e.add_argument("--checkpoint", required=True, help="checkpoint folder, or a run folder (uses its latest)")
+    e.add_argument("--out", required=True, help="output folder")
+    e.set_defaults(fn=_cmd_export)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -88,6 +210,21 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--resume", action="store_true", help="continue a run from its latest checkpoint")
     r.add_argument("--no-progress", action="store_true", help="no progress bars (logs and CI)")
     r.set_defaults(fn=_cmd_run)
+    t = sub.add_parser(
+        "train",
+        help="pretraining only, from the token shards of a run folder (one process or under torchrun)",
+        description="Train a model on runs/<name>/tokens with any recipe; writes checkpoints/, metrics.jsonl and "
+        "tb/ (TensorBoard) into --out. The same command runs under torchrun (DDP or FSDP2: --set train.parallel=).",
+        epilog=TRAIN_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    t.add_argument("--run", required=True, metavar="DIR", help="run folder made by 'tweetlm run' (token shards)")
+    t.add_argument("--recipe", default="demo_cpu", help="named config (see 'tweetlm recipes'); default demo_cpu")
+    t.add_argument("--out", metavar="DIR", help="where checkpoints and metrics go (default: the --run folder)")
+    t.add_argument("--set", action="append", metavar="KEY=VALUE", help="override one config field (repeatable)")
+    t.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --out")
+    t.add_argument("--no-progress", action="store_true", help="no progress bar (logs and CI)")
+    t.set_defaults(fn=_cmd_train)
     rc = sub.add_parser(
         "recipes",
         help="list the named recipes",
@@ -96,6 +233,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     rc.add_argument("--show", action="store_true", help="print each recipe's full config")
     rc.set_defaults(fn=_cmd_recipes)
+    _add_use_commands(sub)
     return p
 
 

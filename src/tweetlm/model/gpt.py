@@ -54,24 +54,23 @@ class Attention(nn.Module):
         self.wv = nn.Linear(cfg.n_embd, self.n_kv * self.hd, bias=False)
         self.wo = nn.Linear(self.n_head * self.hd, cfg.n_embd, bias=False)
 
-    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, kv_cache=None) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, kv_cache=None, attn_mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
         B, T, _ = x.shape
         q = self.wq(x).view(B, T, self.n_head, self.hd).transpose(1, 2)
         k = self.wk(x).view(B, T, self.n_kv, self.hd).transpose(1, 2)
         v = self.wv(x).view(B, T, self.n_kv, self.hd).transpose(1, 2)
         q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
-        is_causal = True
         if kv_cache is not None:
             k, v = kv_cache.update(k, v)
-            # With cached keys, a single new query attends to everything; a multi-token prefill on an empty
-            # cache is plain causal attention.
-            is_causal = T > 1
-            if is_causal and k.shape[2] != T:
-                raise ValueError("multi-token forward on a non-empty KV cache is not supported")
         if self.n_kv != self.n_head:
             rep = self.n_head // self.n_kv
             k, v = k.repeat_interleave(rep, dim=1), v.repeat_interleave(rep, dim=1)
-        y = F.scaled_dot_product_attention(q, k, v, is_causal=is_causal)
+        if attn_mask is None:
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        else:
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)
         return self.wo(y.transpose(1, 2).reshape(B, T, self.n_head * self.hd))
 
 
@@ -94,8 +93,8 @@ class Block(nn.Module):
         self.ffn_norm = RMSNorm(cfg.n_embd, cfg.norm_eps)
         self.ffn = SwiGLU(cfg)
 
-    def forward(self, x, cos, sin, kv_cache=None):
-        x = x + self.attn(self.attn_norm(x), cos, sin, kv_cache)
+    def forward(self, x, cos, sin, kv_cache=None, attn_mask=None):
+        x = x + self.attn(self.attn_norm(x), cos, sin, kv_cache, attn_mask)
         return x + self.ffn(self.ffn_norm(x))
 
 
@@ -147,17 +146,44 @@ class GPT(nn.Module):
         self.rope_cos.copy_(cos)
         self.rope_sin.copy_(sin)
 
-    def forward(self, idx: torch.Tensor, start_pos: int = 0, kv_caches=None) -> torch.Tensor:
-        """Logits ``(B, T, vocab_size)`` for ids ``(B, T)``; ``start_pos`` offsets RoPE when decoding with a
-        KV cache (``kv_caches``: one cache object per block, see ``inference``)."""
+    def forward(
+        self,
+        idx: torch.Tensor,
+        start_pos: int = 0,
+        kv_caches=None,
+        positions: torch.Tensor | None = None,
+        key_valid: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Logits ``(B, T, vocab_size)`` for token ids ``idx`` ``(B, T)``.
+
+        Training calls ``model(idx)``: plain causal attention from position 0. Inference adds:
+        ``start_pos``: index of ``idx[:, 0]`` in the KV cache (``kv_caches``: one cache per block, with an
+        ``update(k, v)`` that appends and returns all cached keys and values); ``positions`` ``(B, T)`` int64
+        RoPE positions per row (default ``start_pos + arange(T)``), for left-padded batches; ``key_valid``
+        ``(B, start_pos + T)`` bool, False at padding, which no query may attend to.
+        Raises ``ValueError`` when a sequence would exceed ``max_seq_len``.
+        """
         B, T = idx.shape
         if start_pos + T > self.cfg.max_seq_len:
             raise ValueError(f"sequence of {start_pos + T} tokens exceeds max_seq_len={self.cfg.max_seq_len}")
-        cos = self.rope_cos[start_pos : start_pos + T]
-        sin = self.rope_sin[start_pos : start_pos + T]
+        if positions is None:
+            cos = self.rope_cos[start_pos : start_pos + T]
+            sin = self.rope_sin[start_pos : start_pos + T]
+        else:
+            cos, sin = self.rope_cos[positions].unsqueeze(1), self.rope_sin[positions].unsqueeze(1)
+        attn_mask = None
+        if start_pos > 0 or key_valid is not None:
+            S = start_pos + T
+            q_idx = torch.arange(start_pos, S, device=idx.device).view(T, 1)
+            attn_mask = (torch.arange(S, device=idx.device).view(1, S) <= q_idx).view(1, 1, T, S)
+            if key_valid is not None:
+                # every query also sees itself: a padding query with no visible key would produce NaN, and NaN
+                # values poison other rows' attention even under a zero weight
+                itself = (torch.arange(S, device=idx.device).view(1, S) == q_idx).view(1, 1, T, S)
+                attn_mask = (attn_mask & key_valid.view(B, 1, 1, S)) | itself
         x = self.tok_emb(idx)
         for i, block in enumerate(self.blocks):
-            x = block(x, cos, sin, None if kv_caches is None else kv_caches[i])
+            x = block(x, cos, sin, None if kv_caches is None else kv_caches[i], attn_mask)
         return self.lm_head(self.norm(x))
 
     def num_params(self, exclude_embedding: bool = False) -> int:

@@ -15,6 +15,20 @@ from tweetlm.model.config import ModelConfig
 from tweetlm.model.gpt import GPT
 
 
+def resolve_checkpoint(path: str | Path) -> Path:
+    """A checkpoint folder itself, or the one a run folder's ``checkpoints/latest`` names.
+
+    Raises ``FileNotFoundError`` when neither holds ``model.safetensors``.
+    """
+    p = Path(path)
+    pointer = p / "checkpoints" / "latest"
+    if pointer.exists():
+        p = p / "checkpoints" / pointer.read_text().strip()
+    if not (p / "model.safetensors").exists():
+        raise FileNotFoundError(f"no checkpoint at {path}: expected a folder with model.safetensors, or a run folder")
+    return p
+
+
 def model_config_from_checkpoint(ckpt_dir: str | Path) -> ModelConfig:
     path = Path(ckpt_dir) / "config.json"
     if not path.exists():

@@ -1,0 +1,232 @@
+"""The inference engine (layer L3): a checkpoint behind a text-in, text-out API with batching and streaming.
+
+Requests are batched statically: prompts are left-padded to a common length, each row gets its own RoPE
+positions and a key mask so padding is never attended to, and one KV cache serves the whole batch (prefill
+once, then one token per step for every unfinished row). Each row has its own sampling settings and seed:
+temperature, top-k, top-p, repetition penalty (CTRL, Keskar et al. 2019: logits of already-seen tokens
+divided by the penalty when positive, multiplied when negative), stop strings, max tokens. Tweet mode stops at
+the end of a post (``<|eos|>``) and never returns a post (prompt + completion) over 280 weighted characters as
+the platform counts them (twitter-text v3, ``data.twitter_text``): a token that would cross the limit ends the
+row instead (``finish_reason="length"``).
+
+A prompt is the beginning of a post: it is encoded after ``<|bos|>``; an empty prompt samples a whole post.
+The engine knows nothing about HTTP (``serve/``) or training.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from tweetlm.inference.generate import KVCache, sample_next
+
+MAX_TWEET_WEIGHTED_LENGTH = 280
+
+
+@dataclass
+class SamplingParams:
+    """Per-request generation settings. ``temperature=0`` is greedy; ``top_k=0`` and ``top_p=1`` are off;
+    ``repetition_penalty=1`` is off; ``seed=None`` draws from the global RNG; ``max_tokens`` counts new tokens."""
+
+    max_tokens: int = 64
+    temperature: float = 1.0
+    top_k: int = 0
+    top_p: float = 1.0
+    repetition_penalty: float = 1.0
+    stop: list[str] = field(default_factory=list)
+    seed: int | None = None
+    tweet_mode: bool = False
+
+    def validate(self) -> None:
+        """Raise ``ValueError`` naming the field for an out-of-range value."""
+        if self.max_tokens < 1:
+            raise ValueError(f"max_tokens must be >= 1, got {self.max_tokens}")
+        if self.temperature < 0:
+            raise ValueError(f"temperature must be >= 0, got {self.temperature}")
+        if self.top_k < 0:
+            raise ValueError(f"top_k must be >= 0, got {self.top_k}")
+        if not 0 < self.top_p <= 1:
+            raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
+        if self.repetition_penalty <= 0:
+            raise ValueError(f"repetition_penalty must be > 0, got {self.repetition_penalty}")
+
+
+@dataclass
+class Completion:
+    """One finished request: ``text`` (stop string excluded), new ``token_ids``, ``finish_reason`` (``"stop"``:
+    end of post or a stop string; ``"length"``: ``max_tokens``, the context, or the 280 weighted-character limit
+    in tweet mode), and ``prompt_tokens`` (including ``<|bos|>``)."""
+
+    text: str
+    token_ids: list[int]
+    finish_reason: str
+    prompt_tokens: int
+
+
+def _weighted_length(text: str) -> int:
+    from tweetlm.data.twitter_text import weighted_length
+
+    return weighted_length(text)
+
+
+class _Row:
+    """Decoding state of one request inside a batch."""
+
+    def __init__(self, prompt_text: str, prompt_ids: list[int], params: SamplingParams, device) -> None:
+        self.prompt_text = prompt_text
+        self.prompt_ids = prompt_ids
+        self.params = params
+        self.ids: list[int] = []
+        self.text = ""
+        self.emitted = 0  # characters of ``text`` already streamed
+        self.finish_reason: str | None = None
+        self.gen = torch.Generator().manual_seed(params.seed) if params.seed is not None else None
+        self.seen = torch.zeros(0, dtype=torch.long, device=device)
+
+    @property
+    def done(self) -> bool:
+        return self.finish_reason is not None
+
+
+class Engine:
+    """Generation over one model and tokenizer.
+
+    Example:
+        >>> eng = Engine.from_checkpoint("runs/demo/checkpoints/step_0001000")
+        >>> eng.generate(["I love"], SamplingParams(max_tokens=20, seed=1))[0].text
+    """
+
+    def __init__(self, model: torch.nn.Module, tokenizer, model_name: str = "tweetlm") -> None:
+        self.model = model.eval()
+        self.tok = tokenizer
+        self.model_name = model_name
+        self.device = next(model.parameters()).device
+        self.max_seq_len = model.cfg.max_seq_len
+
+    @classmethod
+    def from_checkpoint(cls, ckpt_dir: str | Path, device: str = "cpu", model_name: str | None = None) -> Engine:
+        """Load ``model.safetensors``, ``config.json`` and ``tokenizer.json`` from a checkpoint folder, or from a
+        run folder (its ``checkpoints/latest``). Raises ``FileNotFoundError`` naming what is missing."""
+        from tweetlm.model.load import load_model, resolve_checkpoint
+        from tweetlm.tokenizer.bpe import PostTokenizer
+
+        path = resolve_checkpoint(ckpt_dir)
+        return cls(load_model(path, device), PostTokenizer.load(path / "tokenizer.json"), model_name or path.name)
+
+    def encode_prompt(self, prompt: str) -> list[int]:
+        return [self.tok.bos_id, *self.tok.encode(prompt)]
+
+    @torch.no_grad()
+    def generate(
+        self,
+        prompts: list[str],
+        params: SamplingParams | list[SamplingParams],
+        on_text: Callable[[int, str], None] | None = None,
+    ) -> list[Completion]:
+        """Generate a continuation for each prompt, all in one batch.
+
+        ``params`` is one setting for all rows or one per row. ``on_text(row, delta)`` is called with new text as
+        it becomes final (streaming; text that could still become part of a stop string or an incomplete UTF-8
+        character is held back). Raises ``ValueError`` for invalid params or a prompt that leaves no room in
+        the model's context (``max_seq_len`` tokens).
+        """
+        if not prompts:
+            return []
+        plist = params if isinstance(params, list) else [params] * len(prompts)
+        if len(plist) != len(prompts):
+            raise ValueError(f"{len(prompts)} prompts but {len(plist)} sampling params")
+        for p in plist:
+            p.validate()
+        encoded = [self.encode_prompt(p) for p in prompts]
+        for i, (t, e) in enumerate(zip(prompts, encoded)):
+            if plist[i].tweet_mode and _weighted_length(t) > MAX_TWEET_WEIGHTED_LENGTH:
+                raise ValueError(f"prompt {i} is already over {MAX_TWEET_WEIGHTED_LENGTH} weighted characters")
+            if len(e) >= self.max_seq_len:
+                raise ValueError(f"prompt {i} has {len(e)} tokens; the model's context is {self.max_seq_len} tokens")
+        rows = [_Row(t, e, p, self.device) for t, e, p in zip(prompts, encoded, plist)]
+        B = len(rows)
+        L = max(len(e) for e in encoded)
+        max_new = min(max(p.max_tokens for p in plist), self.max_seq_len - L)
+        pad = self.tok.pad_id
+        x = torch.full((B, L), pad, dtype=torch.long)
+        key_valid = torch.zeros(B, L + max_new, dtype=torch.bool)
+        positions = torch.zeros(B, L, dtype=torch.long)
+        for i, e in enumerate(encoded):
+            off = L - len(e)
+            x[i, off:] = torch.tensor(e)
+            key_valid[i, off:L] = True
+            positions[i, off:] = torch.arange(len(e))
+            rows[i].seen = torch.tensor(e, dtype=torch.long)
+        x, key_valid, positions = x.to(self.device), key_valid.to(self.device), positions.to(self.device)
+        cfg = self.model.cfg
+        caches = [KVCache(B, cfg.kv_heads, L + max_new, cfg.head_dim, self.device) for _ in range(cfg.n_layer)]
+        logits = self.model(x, 0, caches, positions, key_valid[:, :L])[:, -1]
+        next_pos = positions[:, -1] + 1
+        for step in range(max_new):
+            nxt = torch.full((B,), pad, dtype=torch.long)
+            for i, r in enumerate(rows):
+                if r.done:
+                    continue
+                nxt[i] = self._pick(r, logits[i : i + 1])
+                self._advance(i, r, int(nxt[i]), L + step + 1, on_text)
+            if all(r.done for r in rows) or step == max_new - 1:
+                break
+            key_valid[:, L + step] = torch.tensor([not r.done for r in rows], device=self.device)
+            logits = self.model(
+                nxt.view(B, 1).to(self.device), L + step, caches, next_pos.view(B, 1), key_valid[:, : L + step + 1]
+            )[:, -1]
+            next_pos = next_pos + 1
+        out = []
+        for i, r in enumerate(rows):
+            if not r.done:
+                self._finish(i, r, "length", on_text)
+            out.append(Completion(r.text, r.ids, r.finish_reason, len(r.prompt_ids)))
+        return out
+
+    def _pick(self, r: _Row, logits: torch.Tensor) -> int:
+        p = r.params
+        if p.repetition_penalty != 1.0 and r.seen.numel():
+            logits = logits.clone()
+            seen = r.seen.unique().to(logits.device)
+            vals = logits[0, seen]
+            logits[0, seen] = torch.where(vals > 0, vals / p.repetition_penalty, vals * p.repetition_penalty)
+        return int(sample_next(logits, p.temperature, p.top_k, p.top_p, r.gen)[0])
+
+    def _advance(self, i: int, r: _Row, token: int, used: int, on_text) -> None:
+        p = r.params
+        if token == self.tok.eos_id:
+            self._finish(i, r, "stop", on_text)
+            return
+        text = self.tok.decode(r.ids + [token])
+        if p.tweet_mode and _weighted_length(r.prompt_text + text) > MAX_TWEET_WEIGHTED_LENGTH:
+            self._finish(i, r, "length", on_text)  # the token would cross 280: the post ends before it
+            return
+        r.ids.append(token)
+        r.seen = torch.cat([r.seen, torch.tensor([token])])
+        r.text = text
+        for s in p.stop:
+            cut = r.text.find(s)
+            if s and cut >= 0:
+                r.text = r.text[:cut]
+                self._finish(i, r, "stop", on_text)
+                return
+        if len(r.ids) >= p.max_tokens or used >= self.max_seq_len:
+            self._finish(i, r, "length", on_text)
+            return
+        if on_text:
+            hold = max((len(s) for s in p.stop), default=1) - 1
+            safe = len(r.text) - hold
+            while safe > r.emitted and r.text[safe - 1] == "\ufffd":  # an incomplete UTF-8 character
+                safe -= 1
+            if safe > r.emitted:
+                on_text(i, r.text[r.emitted : safe])
+                r.emitted = safe
+
+    def _finish(self, i: int, r: _Row, reason: str, on_text) -> None:
+        r.finish_reason = reason
+        if on_text and len(r.text) > r.emitted:
+            on_text(i, r.text[r.emitted :])
+        r.emitted = len(r.text)

@@ -1,0 +1,292 @@
+"""OpenAI-compatible HTTP API (layer L5, serve): FastAPI routes over ``inference.Batcher``.
+
+Endpoints: ``POST /v1/completions``, ``POST /v1/chat/completions`` (both stream with server-sent events when
+``stream`` is true, ending with ``data: [DONE]``), ``GET /v1/models``, ``GET /health``. Request and response
+shapes follow the OpenAI API reference, so the official ``openai`` client works unchanged; tweetlm adds the
+optional fields ``top_k``, ``repetition_penalty`` and ``tweet_mode``.
+
+Limits, all answered with an OpenAI-style error body: a missing or wrong API key (when keys are configured) ->
+401; an invalid field, a prompt over ``max_prompt_tokens`` or ``max_tokens`` over its limit -> 400 saying which
+and the limit; a full request queue -> 503 with ``Retry-After`` (never a hang).
+
+A chat request is turned into a prompt by taking the last user message: the model is a base model of posts,
+so the reply is the post that continues it.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, StreamingResponse
+from pydantic import BaseModel, Field
+
+from tweetlm.inference.batcher import Batcher, QueueFull
+from tweetlm.inference.engine import Completion, Engine, SamplingParams
+
+
+@dataclass
+class ServeConfig:
+    """Attributes:
+    api_keys: accepted ``Authorization: Bearer`` keys; empty means no auth.
+    max_prompt_tokens: longest prompt accepted, in tokens (0: the model's context minus one).
+    max_tokens_limit: largest ``max_tokens`` a request may ask for.
+    max_batch: requests generated together.
+    queue_size: requests that may wait; one more gets 503.
+    """
+
+    api_keys: list[str] = field(default_factory=list)
+    max_prompt_tokens: int = 0
+    max_tokens_limit: int = 256
+    max_batch: int = 8
+    queue_size: int = 32
+
+
+class APIError(Exception):
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        type_: str = "invalid_request_error",
+        code: str | None = None,
+        param: str | None = None,
+        headers: dict | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status, self.message, self.type, self.code, self.param = status, message, type_, code, param
+        self.headers = headers or {}
+
+
+def _error(status: int, message: str, type_: str, code=None, param=None, headers=None) -> JSONResponse:
+    body = {"error": {"message": message, "type": type_, "param": param, "code": code}}
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+class _Common(BaseModel):
+    model: str | None = None
+    max_tokens: int | None = Field(default=None, ge=1)
+    temperature: float = Field(default=1.0, ge=0.0, le=2.0)
+    top_p: float = Field(default=1.0, gt=0.0, le=1.0)
+    top_k: int = Field(default=0, ge=0)
+    repetition_penalty: float = Field(default=1.0, gt=0.0)
+    stop: str | list[str] | None = None
+    seed: int | None = None
+    stream: bool = False
+    n: int = Field(default=1, ge=1, le=1)
+    tweet_mode: bool = False
+
+
+class CompletionRequest(_Common):
+    prompt: str | list[str] = ""
+
+
+class ChatMessage(BaseModel):
+    role: str
+    content: str
+
+
+class ChatRequest(_Common):
+    messages: list[ChatMessage] = Field(min_length=1)
+
+
+def create_app(engine: Engine, config: ServeConfig | None = None) -> FastAPI:
+    """The FastAPI application serving ``engine`` under ``config``."""
+    cfg = config or ServeConfig()
+    batcher = Batcher(engine, cfg.max_batch, cfg.queue_size)
+    max_prompt = cfg.max_prompt_tokens or engine.max_seq_len - 1
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        batcher.start()
+        yield
+        await batcher.stop()
+
+    app = FastAPI(title="tweetlm", version="0.1.0", lifespan=lifespan)
+    app.state.batcher = batcher
+
+    @app.exception_handler(APIError)
+    async def _api_error(request: Request, e: APIError):
+        return _error(e.status, e.message, e.type, e.code, e.param, e.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(request: Request, e: RequestValidationError):
+        first = e.errors()[0]
+        loc = ".".join(str(x) for x in first["loc"] if x != "body")
+        return _error(400, f"invalid request: {loc}: {first['msg']}", "invalid_request_error", param=loc or None)
+
+    @app.middleware("http")
+    async def _auth(request: Request, call_next):
+        if cfg.api_keys and request.url.path.startswith("/v1/"):
+            header = request.headers.get("authorization", "")
+            key = header[7:] if header.lower().startswith("bearer ") else ""
+            if key not in cfg.api_keys:
+                return _error(
+                    401,
+                    "invalid or missing API key (send 'Authorization: Bearer <key>')",
+                    "invalid_request_error",
+                    "invalid_api_key",
+                )
+        return await call_next(request)
+
+    def params_of(req: _Common) -> SamplingParams:
+        max_tokens = req.max_tokens or min(64, cfg.max_tokens_limit)
+        if max_tokens > cfg.max_tokens_limit:
+            raise APIError(
+                400,
+                f"max_tokens={max_tokens} exceeds this server's limit of {cfg.max_tokens_limit}",
+                param="max_tokens",
+            )
+        stop = [req.stop] if isinstance(req.stop, str) else list(req.stop or [])
+        if len(stop) > 4:
+            raise APIError(400, "at most 4 stop sequences are allowed", param="stop")
+        return SamplingParams(
+            max_tokens=max_tokens,
+            temperature=req.temperature,
+            top_k=req.top_k,
+            top_p=req.top_p,
+            repetition_penalty=req.repetition_penalty,
+            stop=stop,
+            seed=req.seed,
+            tweet_mode=req.tweet_mode,
+        )
+
+    def check_prompt(prompt: str) -> None:
+        n = len(engine.encode_prompt(prompt))
+        if n > max_prompt:
+            raise APIError(
+                400,
+                f"prompt has {n} tokens; this server accepts at most {max_prompt}",
+                param="prompt",
+                code="context_length_exceeded",
+            )
+
+    def submit(prompt: str, params: SamplingParams):
+        try:
+            return batcher.submit(prompt, params)
+        except QueueFull as e:
+            raise APIError(
+                503, f"server busy: {e}; retry shortly", "server_error", "queue_full", headers={"Retry-After": "1"}
+            ) from None
+
+    def usage(c: Completion) -> dict:
+        return {
+            "prompt_tokens": c.prompt_tokens,
+            "completion_tokens": len(c.token_ids),
+            "total_tokens": c.prompt_tokens + len(c.token_ids),
+        }
+
+    def sse(obj) -> str:
+        return f"data: {json.dumps(obj, ensure_ascii=False)}\n\n"
+
+    @app.get("/health")
+    async def health():
+        return {"status": "ok", "model": engine.model_name, "queued": batcher.queue.qsize()}
+
+    @app.get("/v1/models")
+    async def models():
+        return {
+            "object": "list",
+            "data": [{"id": engine.model_name, "object": "model", "created": 0, "owned_by": "tweetlm"}],
+        }
+
+    @app.post("/v1/completions")
+    async def completions(req: CompletionRequest):
+        prompts = [req.prompt] if isinstance(req.prompt, str) else req.prompt
+        if len(prompts) != 1:
+            raise APIError(400, "send one prompt per request (batching happens on the server)", param="prompt")
+        prompt = prompts[0]
+        check_prompt(prompt)
+        params = params_of(req)
+        job = submit(prompt, params)
+        rid, created = f"cmpl-{uuid.uuid4().hex[:24]}", int(time.time())
+        base = {"id": rid, "object": "text_completion", "created": created, "model": engine.model_name}
+
+        if req.stream:
+
+            async def events():
+                async for item in batcher.stream(job):
+                    if isinstance(item, Completion):
+                        yield sse(
+                            {
+                                **base,
+                                "choices": [
+                                    {"index": 0, "text": "", "finish_reason": item.finish_reason, "logprobs": None}
+                                ],
+                            }
+                        )
+                    else:
+                        yield sse(
+                            {**base, "choices": [{"index": 0, "text": item, "finish_reason": None, "logprobs": None}]}
+                        )
+                yield "data: [DONE]\n\n"
+
+            return StreamingResponse(events(), media_type="text/event-stream")
+        c = await _collect(batcher, job)
+        return {
+            **base,
+            "choices": [{"index": 0, "text": c.text, "finish_reason": c.finish_reason, "logprobs": None}],
+            "usage": usage(c),
+        }
+
+    @app.post("/v1/chat/completions")
+    async def chat(req: ChatRequest):
+        users = [m.content for m in req.messages if m.role == "user"]
+        prompt = users[-1] if users else ""
+        check_prompt(prompt)
+        params = params_of(req)
+        job = submit(prompt, params)
+        rid, created = f"chatcmpl-{uuid.uuid4().hex[:24]}", int(time.time())
+        base = {"id": rid, "created": created, "model": engine.model_name}
+
+        if req.stream:
+
+            async def events():
+                chunk = {**base, "object": "chat.completion.chunk"}
+                yield sse(
+                    {
+                        **chunk,
+                        "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}],
+                    }
+                )
+                async for item in batcher.stream(job):
+                    if isinstance(item, Completion):
+                        yield sse(
+                            {**chunk, "choices": [{"index": 0, "delta": {}, "finish_reason": item.finish_reason}]}
+                        )
+                    else:
+                        yield sse(
+                            {**chunk, "choices": [{"index": 0, "delta": {"content": item}, "finish_reason": None}]}
+                        )
+                yield "data: [DONE]\n\n"
+
+            return StreamingResponse(events(), media_type="text/event-stream")
+        c = await _collect(batcher, job)
+        return {
+            **base,
+            "object": "chat.completion",
+            "choices": [
+                {"index": 0, "message": {"role": "assistant", "content": c.text}, "finish_reason": c.finish_reason}
+            ],
+            "usage": usage(c),
+        }
+
+    return app
+
+
+async def _collect(batcher: Batcher, job) -> Completion:
+    async for item in batcher.stream(job):
+        if isinstance(item, Completion):
+            return item
+    raise RuntimeError("generation ended without a completion")  # pragma: no cover
+
+
+def serve(engine: Engine, config: ServeConfig, host: str = "127.0.0.1", port: int = 8000) -> None:
+    """Run the API with uvicorn until interrupted."""
+    import uvicorn
+
+    uvicorn.run(create_app(engine, config), host=host, port=port, log_level="info")
