@@ -39,6 +39,7 @@ class SamplingParams:
     stop: list[str] = field(default_factory=list)
     seed: int | None = None
     tweet_mode: bool = False
+    ignore_eos: bool = False  # keep generating past <|eos|> (benchmarks; as vLLM's ignore_eos)
 
     def validate(self) -> None:
         """Raise ``ValueError`` naming the field for an out-of-range value."""
@@ -197,7 +198,7 @@ class Engine:
 
     def _advance(self, i: int, r: _Row, token: int, used: int, on_text) -> None:
         p = r.params
-        if token == self.tok.eos_id:
+        if token == self.tok.eos_id and not p.ignore_eos:
             self._finish(i, r, "stop", on_text)
             return
         text = self.tok.decode(r.ids + [token])
