@@ -115,7 +115,9 @@ class Engine:
         from tweetlm.tokenizer.bpe import PostTokenizer
 
         path = resolve_checkpoint(ckpt_dir)
-        return cls(load_model(path, device), PostTokenizer.load(path / "tokenizer.json"), model_name or path.name)
+        is_run = Path(ckpt_dir).resolve() != path.resolve()
+        name = model_name or (Path(ckpt_dir).resolve().name if is_run else path.name)
+        return cls(load_model(path, device), PostTokenizer.load(path / "tokenizer.json"), name)
 
     def encode_prompt(self, prompt: str) -> list[int]:
         return [self.tok.bos_id, *self.tok.encode(prompt)]
