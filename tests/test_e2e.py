@@ -158,3 +158,43 @@ def test_help(capsys):
     assert e.value.code == 0
     assert "examples:" in capsys.readouterr().out
     assert main([]) == 2
+
+
+def _run(tmp_path, corpus, *extra):
+    return main(["run", "--corpus", *map(str, corpus), "--recipe", "tiny_cpu", "--runs-dir", str(tmp_path / "runs"),
+                 "--no-progress", *extra])
+
+
+def test_resume_refuses_a_different_corpus_or_model(tmp_path, capsys):
+    a = _synthetic_corpus(tmp_path / "a.jsonl", n=400)
+    b = _synthetic_corpus(tmp_path / "b.jsonl", n=300)
+    assert _run(tmp_path, [a], "--name", "r", "--set", "train.max_steps=5") == 0
+    capsys.readouterr()
+    assert _run(tmp_path, [b], "--name", "r", "--resume") == 2
+    assert "resume with the same corpus" in capsys.readouterr().err
+    assert _run(tmp_path, [a], "--name", "r", "--resume", "--set", "model.n_layer=3") == 2
+    assert "model.n_layer: 2 -> 3" in capsys.readouterr().err
+    # training may be extended on resume
+    assert _run(tmp_path, [a], "--name", "r", "--resume", "--set", "train.max_steps=8") == 0
+    assert "resumed from step 5" in capsys.readouterr().out
+
+
+def test_bad_config_and_name_fail_before_any_stage(tmp_path, capsys):
+    a = _synthetic_corpus(tmp_path / "a.jsonl", n=100)
+    assert _run(tmp_path, [a], "--name", "x", "--set", "model.n_head=3") == 2
+    assert "divisible" in capsys.readouterr().err and not (tmp_path / "runs" / "x").exists()
+    assert _run(tmp_path, [a], "--name", "../escape") == 2
+    assert "plain folder name" in capsys.readouterr().err and not (tmp_path / "escape").exists()
+
+
+def test_corpus_without_val_or_without_any_good_post(tmp_path, capsys):
+    folder = tmp_path / "tw"
+    folder.mkdir()
+    (folder / "train_text.txt").write_text("".join(f"post {i}\n" for i in range(50)))
+    assert _run(tmp_path, [folder], "--name", "nv") == 2
+    assert "no validation posts" in capsys.readouterr().err
+    bad = tmp_path / "latin1.txt"
+    bad.write_bytes("caf\xe9 cr\xe8me\n".encode("latin-1") * 30)
+    assert _run(tmp_path, [bad], "--name", "q") == 2
+    assert "invalid_utf8 30" in capsys.readouterr().err
+    assert len((tmp_path / "runs" / "q" / "data" / "quarantine.jsonl").read_text().splitlines()) == 30

@@ -1144,6 +1144,16 @@ def plan_corpus(paths: Iterable[str | Path]) -> list[tuple[Path, str, str]]:
     return [(info.path, info.display, reader.name) for info, reader in _plan(paths)]
 
 
+def _why_unmatched(info: _FileInfo) -> str:
+    """Why no reader took a file, in words a user can act on."""
+    name = info.name.lower()
+    if _looks_binary(info.head):
+        return "not a text file"
+    if name.endswith(".csv"):
+        return f"CSV without a 'text' or 'tweet' column; its columns: {', '.join(info.csv_header()[:12])}"
+    return "unknown format: posts are read from .txt (one per line), .csv (a text column) or .jsonl (a text field)"
+
+
 def _plan(paths: Iterable[str | Path]) -> list[tuple[_FileInfo, _Reader]]:
     if isinstance(paths, (str, Path)):
         paths = [paths]
@@ -1178,7 +1188,7 @@ def _plan(paths: Iterable[str | Path]) -> list[tuple[_FileInfo, _Reader]]:
             info = _FileInfo(path=f_abs, display=str(f), rel=rel, head=head)
             reader = next((r for r in READERS if r.detect(info)), None)
             if reader is None:
-                unmatched.append(str(f))
+                unmatched.append(f"{f} ({_why_unmatched(info)})")
             else:
                 plan.append((info, reader))
     if not plan:

@@ -108,7 +108,8 @@ def write_report(rf: RunFolder, cfg, stages: dict) -> str:
         f"tokens: {enc['train']['tokens']:,} train, vocab {tok['vocab_size']:,}, "
         f"{enc['bytes_per_token']:.2f} bytes/token",
         f"model: {tr['num_params']:,} params, {tr['steps']} steps, {tr['tokens_per_s']:,.0f} tokens/s, "
-        f"final train loss {tr['final_loss']:.3f}",
+        f"final train loss {tr['final_loss']:.3f}"
+        + (f" (resumed from step {tr['resumed_from']})" if tr.get("resumed_from") else ""),
         bpb_line,
         "samples:",
         *[f"  - {s[:100]!r}" for s in samples["samples"][:3]],

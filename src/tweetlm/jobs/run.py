@@ -44,13 +44,22 @@ def stage_data(cfg: RunConfig, corpus: list[str], rf: RunFolder) -> dict:
     splits = clean_posts(read_corpus(corpus, ledger), ledger, cfg.data)
     kept = Counter(p.source for posts in splits.values() for p in posts)
     ledger.check(dict(kept))
-    total_kept = sum(kept.values())
-    if total_kept == 0:
-        raise ValueError(f"no posts left in {corpus} after cleaning: " + "; ".join(ledger.equation_lines()[-1:]))
-    if not splits["train"] or not splits["val"]:
-        missing = "train" if not splits["train"] else "val"
-        raise ValueError(f"the corpus {corpus} gave no {missing} posts; add more posts or adjust data.val_fraction")
-    manifest = write_corpus(splits, ledger, rf.data)
+    manifest = write_corpus(splits, ledger, rf.data)  # accounting and quarantine log even when we stop below
+    if sum(kept.values()) == 0:
+        reasons = Counter(q.reason for q in ledger.quarantine_log).most_common(3)
+        why = ", ".join(f"{r} {n}" for r, n in reasons)
+        raise ValueError(
+            f"no posts left in {corpus} after reading and cleaning: {ledger.equation_lines()[-1]}"
+            + (f"; quarantine reasons: {why} (see {rf.data / 'quarantine.jsonl'})" if why else "")
+        )
+    if not splits["val"]:
+        raise ValueError(
+            f"the corpus {corpus} gave no validation posts: every kept post is marked 'train' by its corpus layout "
+            "(e.g. a *train_text.txt file); add the corpus's val/dev file too, or give the posts as a plain file "
+            "(e.g. posts.txt) so a share of them (data.val_fraction) is held out by id hash"
+        )
+    if not splits["train"]:
+        raise ValueError(f"the corpus {corpus} gave no training posts, only validation ones; add training posts")
     t = ledger.totals()
     return {
         "records_in": t.records_in,
@@ -149,6 +158,51 @@ def stage_samples(cfg: RunConfig, rf: RunFolder, ckpt: str) -> dict:
     return out
 
 
+def check_config(cfg: RunConfig) -> None:
+    """Reject a bad run config before any stage runs (``ValueError`` naming the field)."""
+    import copy
+
+    if not cfg.name or cfg.name in (".", "..") or "/" in cfg.name or "\\" in cfg.name:
+        raise ValueError(f"--name {cfg.name!r} must be a plain folder name (no path separators)")
+    cfg.train.validate()
+    if cfg.train.seq_len > cfg.model.max_seq_len:
+        raise ValueError(f"train.seq_len={cfg.train.seq_len} exceeds model.max_seq_len={cfg.model.max_seq_len}")
+    shape = copy.deepcopy(cfg.model)
+    shape.vocab_size = cfg.tokenizer.vocab_size
+    shape.validate()
+    if not 0.0 <= cfg.data.val_fraction < 1.0:
+        raise ValueError(f"data.val_fraction must be in [0, 1), got {cfg.data.val_fraction}")
+
+
+# Sections that shape the data, tokenizer or model: a resumed run must keep them (training length may change).
+_FROZEN_ON_RESUME = ("data", "tokenizer", "model")
+
+
+def check_resume_matches(rf: RunFolder, cfg: RunConfig, corpus: list[str], stages: dict) -> None:
+    """``ValueError`` when ``--resume`` is asked with another corpus or another data/tokenizer/model config than
+    the run folder was made with (the old outputs would be silently reused)."""
+    old_corpus = stages.get("corpus")
+    if old_corpus is not None and old_corpus != [str(c) for c in corpus]:
+        raise ValueError(
+            f"{rf.root} was made from --corpus {' '.join(old_corpus)}; resume with the same corpus, or use a new --name"
+        )
+    if not rf.config.exists():
+        return
+    old, new = json.loads(rf.config.read_text()), to_dict(cfg)
+    diffs = []
+    for section in _FROZEN_ON_RESUME:
+        for key, value in new[section].items():
+            if section == "model" and key == "vocab_size":
+                continue
+            if old.get(section, {}).get(key) != value:
+                diffs.append(f"{section}.{key}: {old.get(section, {}).get(key)!r} -> {value!r}")
+    if diffs:
+        raise ValueError(
+            f"cannot resume {rf.root} with a different config ({'; '.join(diffs)}); only train.*, eval.* and "
+            "sample.* may change on resume. Use a new --name for a new run"
+        )
+
+
 def run(
     cfg: RunConfig,
     corpus: list[str],
@@ -164,13 +218,17 @@ def run(
     """
     from tweetlm.jobs.report import write_report
 
+    check_config(cfg)
     rf = RunFolder.create(Path(runs_dir) / cfg.name)
     if not resume and rf.stages.exists():
         raise FileExistsError(
             f"{rf.root} already holds a run; pass --resume to continue it, or --name to start another"
         )
-    rf.config.write_text(json.dumps(to_dict(cfg), indent=1))
     stages: dict = json.loads(rf.stages.read_text()) if (resume and rf.stages.exists()) else {}
+    if stages:
+        check_resume_matches(rf, cfg, corpus, stages)
+    stages["corpus"] = [str(c) for c in corpus]
+    rf.config.write_text(json.dumps(to_dict(cfg), indent=1))
     t_run = time.perf_counter()
 
     def do(name: str, fn: Callable[[], dict], skip_if: Path | None = None) -> dict:
