@@ -87,7 +87,8 @@ def write_report(rf: RunFolder, cfg, stages: dict) -> str:
         lines.append(f"| {name} | {e['docs']:,} | {e['bytes']:,} | {e['loss']:.3f} | {e['bpb']:.3f} |")
     lines += [
         "",
-        f"## Samples (seed {samples['settings']['seed']}, temperature {samples['settings']['temperature']}, "
+        f"## Samples (sample i uses seed {samples['settings']['seed']} + i, "
+        f"temperature {samples['settings']['temperature']}, "
         f"top-p {samples['settings']['top_p']})",
         "",
     ]

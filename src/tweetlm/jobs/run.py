@@ -144,16 +144,22 @@ def stage_eval(cfg: RunConfig, rf: RunFolder, ckpt: str, progress: bool) -> dict
 
 
 def stage_samples(cfg: RunConfig, rf: RunFolder, ckpt: str) -> dict:
+    """Generate ``cfg.sample.num_samples`` whole posts with the inference engine; sample ``i`` uses seed
+    ``cfg.sample.seed + i``."""
     from dataclasses import asdict
 
-    from tweetlm.inference.generate import generate
-    from tweetlm.model.load import load_model
-    from tweetlm.tokenizer.bpe import PostTokenizer
+    from tweetlm.inference.engine import Engine, SamplingParams
 
-    model = load_model(ckpt)
-    tok = PostTokenizer.load(rf.tokenizer)
-    ids = generate(model, [[tok.bos_id]] * cfg.sample.num_samples, cfg.sample, tok.eos_id)
-    out = {"settings": asdict(cfg.sample), "checkpoint": ckpt, "samples": [tok.decode(s) for s in ids]}
+    engine = Engine.from_checkpoint(ckpt)
+    s = cfg.sample
+    params = [
+        SamplingParams(
+            max_tokens=s.max_new_tokens, temperature=s.temperature, top_k=s.top_k, top_p=s.top_p, seed=s.seed + i
+        )
+        for i in range(s.num_samples)
+    ]
+    outs = engine.generate([""] * s.num_samples, params)
+    out = {"settings": asdict(s), "checkpoint": ckpt, "samples": [o.text for o in outs]}
     rf.samples.write_text(json.dumps(out, indent=1, ensure_ascii=False))
     return out
 
