@@ -17,7 +17,7 @@ TEXTS = [f"post {i}: coffee and rain in the city #monday @user https://t.co/x{i}
 @pytest.fixture(scope="module")
 def engine():
     tok = train_tokenizer(TEXTS, TokenizerConfig(vocab_size=320))
-    cfg = ModelConfig(vocab_size=tok.vocab_size, n_layer=2, n_embd=64, n_head=4, n_kv_head=2, max_seq_len=256)
+    cfg = ModelConfig(vocab_size=tok.vocab_size, n_layer=2, n_embd=64, n_head=4, n_kv_head=2, max_seq_len=512)
     model = GPT.build(cfg, seed=0)
     # a random model rarely ends a post: make <|eos|> unlikely so rows run long (exercises limits)
     with torch.no_grad():
@@ -72,4 +72,34 @@ def test_bad_params_and_long_prompt(engine):
     with pytest.raises(ValueError, match="top_p"):
         engine.generate(["x"], SamplingParams(top_p=0.0))
     with pytest.raises(ValueError, match="context"):
-        engine.generate(["coffee " * 400], SamplingParams())
+        engine.generate(["coffee " * 800], SamplingParams())
+
+
+def test_tweet_mode_never_exceeds_280_weighted_chars(engine):
+    from tweetlm.data.twitter_text import weighted_length
+
+    # prompts that already use 180-230 of the 280 weighted characters, so every row meets the limit quickly
+    prompts = ["coffee " * 30, "\u3042" * 90, "\U0001f602" * 100, "https://t.co/abc " * 8 + "rain " * 9]
+    assert all(180 <= weighted_length(p) <= 240 for p in prompts), [weighted_length(p) for p in prompts]
+    params = [SamplingParams(max_tokens=120, temperature=1.2, seed=s, tweet_mode=True) for s in range(50)]
+    outs = []
+    for i in range(4):  # 200 samples, 50 per prompt
+        outs += [(prompts[i], o) for o in engine.generate([prompts[i]] * 50, params)]
+    lengths = [weighted_length(p + o.text) for p, o in outs]
+    assert len(outs) == 200 and max(lengths) <= 280
+    # the limit really binds: most rows were cut by it, and without tweet mode the same rows run past 280
+    assert sum(o.finish_reason == "length" and len(o.token_ids) < 120 for _, o in outs) > 100
+    free = engine.generate([prompts[0]] * 10, [SamplingParams(max_tokens=120, temperature=1.2, seed=s) for s in range(10)])
+    assert max(weighted_length(prompts[0] + o.text) for o in free) > 280
+    with pytest.raises(ValueError, match="280"):
+        engine.generate(["x" * 281], SamplingParams(tweet_mode=True))
+
+
+def test_over_tweet_limit_bound_agrees_with_exact_count():
+    from tweetlm.data.twitter_text import weighted_length
+    from tweetlm.inference.engine import over_tweet_limit
+
+    cases = ["a" * 280, "a" * 281, "\u3042" * 140, "\u3042" * 141, "x.co " * 20, "\U0001f602" * 140,
+             "\U0001f602" * 141, "see a.co b.co c.co " + "z" * 200]
+    for text in cases:
+        assert over_tweet_limit(text) == (weighted_length(text) > 280), text
