@@ -552,6 +552,19 @@ def _csv_records(info: _FileInfo, text: str, ledger: Ledger, source: str) -> Ite
         raise ValueError(f"{info.display}: malformed CSV near line {reader.line_num}: {e}") from e
 
 
+def _utf8_csv_rows(info: _FileInfo, ledger: Ledger, source: str) -> Iterator[tuple[int, list[str], list[str]]]:
+    """``_csv_records`` of a UTF-8 CSV file, each record counted as seen; a record with bytes that are not
+    UTF-8 is quarantined as ``invalid_utf8`` (the excerpt shows them as U+FFFD)."""
+    text = info.path.read_bytes().decode("utf-8-sig", errors="surrogateescape")
+    for i, header, row in _csv_records(info, text, ledger, source):
+        ledger.seen(source)
+        if _has_surrogates(row):
+            excerpt = ",".join(row).encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+            ledger.quarantine(source, info.display, i, "invalid_utf8", excerpt)
+            continue
+        yield i, header, row
+
+
 def _decode_or_none(raw: bytes) -> str | None:
     try:
         return raw.decode("utf-8")
@@ -740,12 +753,7 @@ def _detect_airline(info: _FileInfo) -> bool:
 
 def _read_airline(info: _FileInfo, ledger: Ledger) -> Iterator[Post]:
     source = info.corpus
-    text = info.path.read_bytes().decode("utf-8-sig", errors="surrogateescape")
-    for i, header, row in _csv_records(info, text, ledger, source):
-        ledger.seen(source)
-        if _has_surrogates(row):
-            ledger.quarantine(source, info.display, i, "invalid_utf8", ",".join(row))
-            continue
+    for i, header, row in _utf8_csv_rows(info, ledger, source):
         d = dict(zip(header, row))
         labels = {"sentiment": d["airline_sentiment"], "brand": d["airline"]}
         if d.get("negativereason"):
@@ -799,12 +807,7 @@ def _detect_mayweather(info: _FileInfo) -> bool:
 
 def _read_mayweather(info: _FileInfo, ledger: Ledger) -> Iterator[Post]:
     source = info.stem_source
-    text = info.path.read_bytes().decode("utf-8-sig", errors="surrogateescape")
-    for i, header, row in _csv_records(info, text, ledger, source):
-        ledger.seen(source)
-        if _has_surrogates(row):
-            ledger.quarantine(source, info.display, i, "invalid_utf8", ",".join(row))
-            continue
+    for i, header, row in _utf8_csv_rows(info, ledger, source):
         d = dict(zip(header, row))
         yield Post(
             id=_id_or_none(d["id"]) or _fallback_id(source, None, i),
@@ -827,12 +830,7 @@ def _detect_trump_poll(info: _FileInfo) -> bool:
 
 def _read_trump_poll(info: _FileInfo, ledger: Ledger) -> Iterator[Post]:
     source = info.stem_source
-    text = info.path.read_bytes().decode("utf-8-sig", errors="surrogateescape")
-    for i, header, row in _csv_records(info, text, ledger, source):
-        ledger.seen(source)
-        if _has_surrogates(row):
-            ledger.quarantine(source, info.display, i, "invalid_utf8", ",".join(row))
-            continue
+    for i, header, row in _utf8_csv_rows(info, ledger, source):
         d = dict(zip(header, row))
         yield Post(
             # 3 rows carry spreadsheet-rounded ids ("7.02608E+17"): they get the fallback id
@@ -889,12 +887,7 @@ def _detect_indolem_sentiment(info: _FileInfo) -> bool:
 def _read_indolem_sentiment(info: _FileInfo, ledger: Ledger) -> Iterator[Post]:
     source = info.dir_source
     split = _stem_split(info.path.stem)
-    text = info.path.read_bytes().decode("utf-8-sig", errors="surrogateescape")
-    for i, _header, row in _csv_records(info, text, ledger, source):
-        ledger.seen(source)
-        if _has_surrogates(row):
-            ledger.quarantine(source, info.display, i, "invalid_utf8", ",".join(row))
-            continue
+    for i, _header, row in _utf8_csv_rows(info, ledger, source):
         value = row[1].strip()
         yield Post(
             id=_fallback_id(source, split, i),
@@ -1055,18 +1048,7 @@ def _detect_generic_csv(info: _FileInfo) -> bool:
 def _read_generic_csv(info: _FileInfo, ledger: Ledger) -> Iterator[Post]:
     """CSV with a ``text`` or ``tweet`` column; ``id``/``tweet_id``, ``created_at`` and ``lang`` if present."""
     source = info.stem_source
-    text = info.path.read_bytes().decode("utf-8-sig", errors="surrogateescape")
-    for i, header, row in _csv_records(info, text, ledger, source):
-        ledger.seen(source)
-        if _has_surrogates(row):
-            ledger.quarantine(
-                source,
-                info.display,
-                i,
-                "invalid_utf8",
-                ",".join(row).encode("utf-8", "surrogateescape").decode("utf-8", "replace"),
-            )
-            continue
+    for i, header, row in _utf8_csv_rows(info, ledger, source):
         d = {h.lower(): v for h, v in zip(header, row)}
         body = d.get("text", d.get("tweet"))
         yield Post(
