@@ -40,8 +40,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
 TRAIN_EXAMPLES = """examples:
   tweetlm train --run runs/demo --recipe demo_cpu --out runs/demo_long --set train.max_steps=2000
   tweetlm train --run runs/demo --recipe demo_cpu --out runs/demo_long --resume
-  torchrun --standalone --nproc_per_node=2 -m tweetlm.cli.train --run runs/demo --recipe demo_cpu --out runs/ddp
-  torchrun --standalone --nproc_per_node=8 -m tweetlm.cli.train --run runs/big --recipe d20_8gpu_fsdp
+  torchrun --standalone --nproc_per_node=2 -m tweetlm.cli.train --run-dir runs/demo --recipe demo_cpu --out runs/ddp
+  torchrun --standalone --nproc_per_node=8 -m tweetlm.cli.train --run-dir runs/big --recipe d20_8gpu_fsdp
 """
 
 
@@ -218,7 +218,14 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=TRAIN_EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    t.add_argument("--run", required=True, metavar="DIR", help="run folder made by 'tweetlm run' (token shards)")
+    t.add_argument(
+        "--run-dir",
+        "--run",
+        dest="run",
+        required=True,
+        metavar="DIR",
+        help="run folder made by 'tweetlm run' (token shards); spell it --run-dir after torchrun, which takes --run",
+    )
     t.add_argument("--recipe", default="demo_cpu", help="named config (see 'tweetlm recipes'); default demo_cpu")
     t.add_argument("--out", metavar="DIR", help="where checkpoints and metrics go (default: the --run folder)")
     t.add_argument("--set", action="append", metavar="KEY=VALUE", help="override one config field (repeatable)")

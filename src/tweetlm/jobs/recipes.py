@@ -5,6 +5,12 @@ The run config composes each layer's own dataclass. Recipes:
   seq 64);
 - ``demo_cpu``: the demo; sized so ``make demo`` (install included) ends within 15 minutes on a 2-core
   machine (see README for measured times).
+- ``d12_gpu``: one GPU, bf16, nanochat-like depth 12 (width 768 = 64 * depth, 6 heads of 128), GPT-2-small size
+  (124M parameters with the tied 50,304-token embedding), seq 2048, 524,288 tokens per step (32 x 2048 x 8 micro
+  batches), 5,000 steps = 2.6B tokens (about 21 tokens per parameter, Hoffmann et al. 2022).
+- ``d20_8gpu_fsdp``: 8 GPUs (one node, or more with Slurm/Kubernetes, see ``runs/``), FSDP2, depth 20, width 1280
+  (458M parameters), 32 x 2048 tokens per GPU per step = 524,288 in all, 17,500 steps = 9.2B tokens (~20 per
+  parameter). Launch: ``torchrun --nproc_per_node=8 -m tweetlm.cli.train --run-dir runs/<name> --recipe d20_8gpu_fsdp``.
 """
 
 from __future__ import annotations
@@ -55,7 +61,52 @@ def demo_cpu() -> RunConfig:
     )
 
 
-RECIPES = {"tiny_cpu": tiny_cpu, "demo_cpu": demo_cpu}
+def d12_gpu() -> RunConfig:
+    return RunConfig(
+        recipe="d12_gpu",
+        tokenizer=TokenizerConfig(vocab_size=50304),
+        model=ModelConfig(n_layer=12, n_embd=768, n_head=6, max_seq_len=2048),
+        train=TrainConfig(
+            batch_size=32,
+            grad_accum=8,
+            seq_len=2048,
+            max_steps=5000,
+            lr=6e-4,
+            warmup_steps=250,
+            device="cuda",
+            compile=True,
+            ckpt_every=500,
+            keep_checkpoints=3,
+            log_every=10,
+        ),
+        eval=EvalConfig(batch_size=64),
+    )
+
+
+def d20_8gpu_fsdp() -> RunConfig:
+    return RunConfig(
+        recipe="d20_8gpu_fsdp",
+        tokenizer=TokenizerConfig(vocab_size=50304),
+        model=ModelConfig(n_layer=20, n_embd=1280, n_head=10, max_seq_len=2048),
+        train=TrainConfig(
+            batch_size=32,
+            grad_accum=1,
+            seq_len=2048,
+            max_steps=17500,
+            lr=3e-4,
+            warmup_steps=500,
+            device="cuda",
+            parallel="fsdp",
+            compile=True,
+            ckpt_every=1000,
+            keep_checkpoints=3,
+            log_every=10,
+        ),
+        eval=EvalConfig(batch_size=64),
+    )
+
+
+RECIPES = {"tiny_cpu": tiny_cpu, "demo_cpu": demo_cpu, "d12_gpu": d12_gpu, "d20_8gpu_fsdp": d20_8gpu_fsdp}
 
 
 def get_recipe(name: str) -> RunConfig:

@@ -171,6 +171,9 @@ def check_config(cfg: RunConfig) -> None:
     if not cfg.name or cfg.name in (".", "..") or "/" in cfg.name or "\\" in cfg.name:
         raise ValueError(f"--name {cfg.name!r} must be a plain folder name (no path separators)")
     cfg.train.validate()
+    from tweetlm.training.loop import pick_device
+
+    pick_device(cfg.train.device)
     if cfg.train.seq_len > cfg.model.max_seq_len:
         raise ValueError(f"train.seq_len={cfg.train.seq_len} exceeds model.max_seq_len={cfg.model.max_seq_len}")
     shape = copy.deepcopy(cfg.model)

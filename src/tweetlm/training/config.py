@@ -21,7 +21,14 @@ class TrainConfig:
     ckpt_every: save a checkpoint every N steps (0: only at the end); keep_checkpoints: how many to keep.
     log_every: metrics line every N steps.
     seed: data order and init seed.
-    device: ``"auto"`` (CUDA if present), ``"cpu"`` or ``"cuda"``.
+    device: ``"auto"`` (CUDA if present), ``"cpu"`` or ``"cuda"``; bf16 autocast on CUDA, fp32 on CPU.
+    parallel: ``"auto"`` (DDP when launched by torchrun on more than one process), ``"none"``, ``"ddp"`` or
+        ``"fsdp"`` (FSDP2 per block, then the root); see ``parallelize.py``.
+    compile: ``torch.compile`` each block (GPU runs; slow to start on CPU).
+    activation_checkpointing: recompute each block's activations in backward (less memory, ~1/3 more compute).
+    peak_flops: peak FLOP/s of one device for MFU; 0 picks the datasheet bf16 peak of a known GPU or measures
+        the CPU's fp32 matmul rate.
+    tensorboard: also write TensorBoard events to ``tb/`` beside ``metrics.jsonl`` (needs ``tensorboard``).
     """
 
     batch_size: int = 32
@@ -42,10 +49,17 @@ class TrainConfig:
     log_every: int = 10
     seed: int = 1337
     device: str = "auto"
+    parallel: str = "auto"
+    compile: bool = False
+    activation_checkpointing: bool = False
+    peak_flops: float = 0.0
+    tensorboard: bool = True
 
     def validate(self) -> None:
         if self.schedule not in ("cosine", "wsd"):
             raise ValueError(f"train.schedule must be 'cosine' or 'wsd', got {self.schedule!r}")
+        if self.parallel not in ("auto", "none", "ddp", "fsdp"):
+            raise ValueError(f"train.parallel must be one of auto, none, ddp, fsdp; got {self.parallel!r}")
         for name in ("batch_size", "grad_accum", "seq_len", "max_steps"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"train.{name} must be > 0, got {getattr(self, name)}")

@@ -1,13 +1,23 @@
-"""Packed-sequence dataloader over a token shard (layer L3), with a ``state_dict`` for exact resume.
+"""BOS-aligned packing dataloader over a token shard (layer L3), with a ``state_dict`` for exact resume.
 
-The shard's documents (``<|bos|> ... <|eos|>``) are read as one stream, cut into windows of ``seq_len + 1``
-tokens at multiples of ``seq_len`` (inputs and next-token targets overlap by one token). Windows are visited in a
-seeded random order, reshuffled every epoch; rank ``r`` of ``world_size`` takes every ``world_size``-th window of
-each batch, so ranks read disjoint slices. The state is ``(epoch, position)``: resuming replays nothing and
-skips nothing. Issue 4 replaces this with BOS-aligned packing of whole posts.
+Every training row (``seq_len + 1`` tokens: inputs and next-token targets overlap by one) starts at the ``<|bos|>``
+of a document (a post, or a whole thread when the encode step writes a thread as one document), so a row never
+begins in the middle of a post. Rows are filled with whole documents by best fit (as nanochat's BOS-aligned
+loader): from a buffer of ``buffer_docs`` upcoming documents take the longest one that still fits; when none fits,
+the shortest is cropped to fill the row exactly and its tail is dropped. The dropped share of tokens is reported as
+``cropped_frac``. There is no padding, so every target counts in the loss.
+
+The packing plan of an epoch is a pure function of ``(seed, epoch)`` and the document lengths, computed from the
+shard's offsets alone (no token is read to plan). A global batch is ``batch_size * world_size`` consecutive rows of
+the plan; rank ``r`` reads rows ``[r * batch_size, (r + 1) * batch_size)`` of it, so ranks read disjoint documents
+and the global batch is the same for any world size. The state ``(epoch, position)`` is the same on every rank:
+resuming replays nothing and skips nothing, also on a different world size with the same global batch.
+What this module leaves to others: tokenization and shard writing (``tokenizer/encode.py``, ``common/token_shards``).
 """
 
 from __future__ import annotations
+
+import bisect
 
 import numpy as np
 import torch
@@ -15,44 +25,137 @@ import torch
 from tweetlm.common.token_shards import TokenShard
 
 
+def plan_epoch(doc_lens: np.ndarray, row_len: int, seed: int, epoch: int, buffer_docs: int = 64) -> dict:
+    """Pack documents into rows of exactly ``row_len`` tokens for one epoch.
+
+    Args:
+        doc_lens: ``(n_docs,)`` token counts of the documents (each starting with ``<|bos|>``).
+        row_len: tokens per row (``seq_len + 1``).
+        seed, epoch: the document order is ``default_rng([seed, epoch]).permutation(n_docs)``.
+        buffer_docs: how many upcoming documents best fit chooses from.
+
+    Returns:
+        ``{"row_ptr": (n_rows + 1,), "seg_doc": (n_segs,), "seg_len": (n_segs,), "cropped": int, "tokens": int}``:
+        row ``i`` is the first ``seg_len[j]`` tokens of document ``seg_doc[j]`` for ``j`` in
+        ``row_ptr[i]:row_ptr[i+1]``, in order. A last row that cannot be filled is dropped (its tokens count as
+        cropped).
+    """
+    order = np.random.default_rng([seed, epoch]).permutation(len(doc_lens))
+    lens = np.asarray(doc_lens, dtype=np.int64)[order]
+    buf_len: list[int] = []  # sorted lengths; buf_doc holds the document ids in the same order
+    buf_doc: list[int] = []
+    nxt = 0
+    row_ptr, seg_doc, seg_len = [0], [], []
+    cropped = 0
+
+    def refill() -> None:
+        nonlocal nxt
+        while len(buf_len) < buffer_docs and nxt < len(order):
+            k = bisect.bisect_right(buf_len, int(lens[nxt]))
+            buf_len.insert(k, int(lens[nxt]))
+            buf_doc.insert(k, int(order[nxt]))
+            nxt += 1
+
+    refill()
+    while buf_len:
+        room = row_len
+        start = len(seg_doc)
+        while room > 0:
+            refill()
+            if not buf_len:
+                break
+            k = bisect.bisect_right(buf_len, room) - 1
+            if k >= 0:  # the longest document that fits whole
+                n, d = buf_len.pop(k), buf_doc.pop(k)
+                seg_doc.append(d)
+                seg_len.append(n)
+                room -= n
+            else:  # nothing fits: crop the shortest to fill the row exactly
+                n, d = buf_len.pop(0), buf_doc.pop(0)
+                seg_doc.append(d)
+                seg_len.append(room)
+                cropped += n - room
+                room = 0
+        if room > 0:  # ran out of documents: drop the partial row
+            cropped += sum(seg_len[start:])
+            del seg_doc[start:], seg_len[start:]
+            break
+        row_ptr.append(len(seg_doc))
+    return {
+        "row_ptr": np.asarray(row_ptr, dtype=np.int64),
+        "seg_doc": np.asarray(seg_doc, dtype=np.int64),
+        "seg_len": np.asarray(seg_len, dtype=np.int64),
+        "cropped": int(cropped),
+        "tokens": int(lens.sum()),
+    }
+
+
 class PackedLoader:
-    """Yields ``(x, y)`` int64 tensors of shape ``(batch_size, seq_len)``; ``y`` is ``x`` shifted by one."""
+    """Yields ``(x, y)`` int64 tensors of shape ``(batch_size, seq_len)`` for this rank; ``y`` is ``x`` shifted
+    by one. ``ValueError`` when the shard cannot fill one global batch."""
 
     def __init__(
-        self, shard: TokenShard, batch_size: int, seq_len: int, seed: int, rank: int = 0, world_size: int = 1
+        self,
+        shard: TokenShard,
+        batch_size: int,
+        seq_len: int,
+        seed: int,
+        rank: int = 0,
+        world_size: int = 1,
+        buffer_docs: int = 64,
     ) -> None:
-        self.tokens = shard.tokens
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank {rank} is not in [0, {world_size})")
+        self.shard = shard
         self.B, self.T = batch_size, seq_len
         self.seed, self.rank, self.world = seed, rank, world_size
-        self.num_windows = (len(self.tokens) - 1) // seq_len
-        if self.num_windows < batch_size * world_size:
-            raise ValueError(
-                f"training split has {len(self.tokens)} tokens: too few for one batch of "
-                f"{batch_size}x{seq_len} on {world_size} rank(s); use a bigger corpus or smaller train.batch_size"
-            )
+        self.buffer_docs = buffer_docs
+        self.doc_lens = np.diff(shard.offsets)
         self.epoch, self.pos = 0, 0
-        self._order = self._perm()
+        self._plan = self._make_plan()
+        if self.num_rows < batch_size * world_size:
+            raise ValueError(
+                f"training split has {int(self.doc_lens.sum())} tokens ({self.num_rows} packed rows): too few for one "
+                f"batch of {batch_size}x{seq_len} on {world_size} rank(s); use a bigger corpus or smaller "
+                "train.batch_size"
+            )
 
-    def _perm(self) -> np.ndarray:
-        return np.random.default_rng([self.seed, self.epoch]).permutation(self.num_windows)
+    def _make_plan(self) -> dict:
+        return plan_epoch(self.doc_lens, self.T + 1, self.seed, self.epoch, self.buffer_docs)
+
+    @property
+    def num_rows(self) -> int:
+        return len(self._plan["row_ptr"]) - 1
+
+    @property
+    def cropped_frac(self) -> float:
+        """Share of the current epoch's tokens dropped by cropping (0..1)."""
+        return self._plan["cropped"] / max(1, self._plan["tokens"])
 
     def state_dict(self) -> dict:
-        return {"epoch": self.epoch, "pos": self.pos, "seed": self.seed, "num_windows": self.num_windows}
+        return {"epoch": self.epoch, "pos": self.pos, "seed": self.seed, "num_docs": len(self.doc_lens)}
 
     def load_state_dict(self, state: dict) -> None:
-        if state["num_windows"] != self.num_windows or state["seed"] != self.seed:
+        """Continue where ``state`` left off. ``ValueError`` when it came from other data or another seed."""
+        if state.get("num_docs") != len(self.doc_lens) or state["seed"] != self.seed:
             raise ValueError("dataloader state does not match this token shard / seed (different data?)")
         self.epoch, self.pos = state["epoch"], state["pos"]
-        self._order = self._perm()
+        self._plan = self._make_plan()
+
+    def _row(self, i: int) -> np.ndarray:
+        p = self._plan
+        parts = []
+        for j in range(p["row_ptr"][i], p["row_ptr"][i + 1]):
+            a = self.shard.offsets[p["seg_doc"][j]]
+            parts.append(np.asarray(self.shard.tokens[a : a + p["seg_len"][j]], dtype=np.int64))
+        return np.concatenate(parts)
 
     def next_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
         step = self.B * self.world
-        if self.pos + step > self.num_windows:
+        if self.pos + step > self.num_rows:
             self.epoch, self.pos = self.epoch + 1, 0
-            self._order = self._perm()
-        idx = self._order[self.pos + self.rank : self.pos + step : self.world]
+            self._plan = self._make_plan()
+        first = self.pos + self.rank * self.B
         self.pos += step
-        T = self.T
-        batch = np.stack([np.asarray(self.tokens[i * T : i * T + T + 1], dtype=np.int64) for i in idx])
-        t = torch.from_numpy(batch)
+        t = torch.from_numpy(np.stack([self._row(i) for i in range(first, first + self.B)]))
         return t[:, :-1], t[:, 1:]
