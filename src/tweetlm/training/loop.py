@@ -156,7 +156,7 @@ def _train(
     metrics = MetricsWriter(
         metrics_path,
         Path(metrics_path).parent / "tb" if cfg.tensorboard else None,
-        append=bool(resumed_from),
+        resume_step=resumed_from,
         enabled=info.is_main,
     )
     end_step = cfg.max_steps if stop_after is None else min(cfg.max_steps, step + stop_after)

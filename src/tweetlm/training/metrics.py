@@ -77,9 +77,25 @@ class MetricsWriter:
     """Appends one JSON object per logged step to ``metrics.jsonl`` and the same scalars to TensorBoard
     (``tb_dir``) when the package is installed. A no-op on ranks other than 0."""
 
-    def __init__(self, path: str | Path, tb_dir: str | Path | None, append: bool, enabled: bool = True) -> None:
+    def __init__(
+        self, path: str | Path, tb_dir: str | Path | None, resume_step: int | None, enabled: bool = True
+    ) -> None:
+        """``resume_step``: the checkpoint step a resumed run restarts from; lines logged after it (by the run
+        that crashed) are dropped, since the resumed run logs those steps again. ``None`` starts a new file."""
         self.enabled = enabled
-        self._f = open(path, "a" if append else "w") if enabled else None
+        self._f = None
+        if enabled:
+            path = Path(path)
+            if resume_step is not None and path.exists():
+                kept = []
+                for ln in path.read_text().splitlines():
+                    try:
+                        if json.loads(ln)["step"] <= resume_step:
+                            kept.append(ln)
+                    except (ValueError, KeyError):  # a line torn by the crash
+                        continue
+                path.write_text("".join(ln + "\n" for ln in kept))
+            self._f = open(path, "a" if resume_step is not None else "w")
         self._tb = None
         if enabled and tb_dir is not None:
             try:
