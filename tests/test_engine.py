@@ -89,7 +89,9 @@ def test_tweet_mode_never_exceeds_280_weighted_chars(engine):
     assert len(outs) == 200 and max(lengths) <= 280
     # the limit really binds: most rows were cut by it, and without tweet mode the same rows run past 280
     assert sum(o.finish_reason == "length" and len(o.token_ids) < 120 for _, o in outs) > 100
-    free = engine.generate([prompts[0]] * 10, [SamplingParams(max_tokens=120, temperature=1.2, seed=s) for s in range(10)])
+    free = engine.generate(
+        [prompts[0]] * 10, [SamplingParams(max_tokens=120, temperature=1.2, seed=s) for s in range(10)]
+    )
     assert max(weighted_length(prompts[0] + o.text) for o in free) > 280
     with pytest.raises(ValueError, match="280"):
         engine.generate(["x" * 281], SamplingParams(tweet_mode=True))
@@ -99,7 +101,15 @@ def test_over_tweet_limit_bound_agrees_with_exact_count():
     from tweetlm.data.twitter_text import weighted_length
     from tweetlm.inference.engine import over_tweet_limit
 
-    cases = ["a" * 280, "a" * 281, "\u3042" * 140, "\u3042" * 141, "x.co " * 20, "\U0001f602" * 140,
-             "\U0001f602" * 141, "see a.co b.co c.co " + "z" * 200]
+    cases = [
+        "a" * 280,
+        "a" * 281,
+        "\u3042" * 140,
+        "\u3042" * 141,
+        "x.co " * 20,
+        "\U0001f602" * 140,
+        "\U0001f602" * 141,
+        "see a.co b.co c.co " + "z" * 200,
+    ]
     for text in cases:
         assert over_tweet_limit(text) == (weighted_length(text) > 280), text

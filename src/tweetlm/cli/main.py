@@ -108,7 +108,12 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         max_batch=args.max_batch,
         queue_size=args.queue_size,
     )
-    serve(engine, cfg, host=args.host, port=args.port)
+    index = None
+    if args.search_index:
+        from tweetlm.search.index import SearchIndex
+
+        index = SearchIndex.open(args.search_index)
+    serve(engine, cfg, host=args.host, port=args.port, search_index=index)
     return 0
 
 
@@ -160,6 +165,7 @@ def _add_use_commands(sub) -> None:
     s.add_argument("--max-tokens-limit", type=int, default=256, help="largest max_tokens a request may ask")
     s.add_argument("--max-batch", type=int, default=8, help="requests generated together")
     s.add_argument("--queue-size", type=int, default=32, help="waiting requests before 503")
+    s.add_argument("--search-index", metavar="DIR", help="also serve /v1/search and /v1/ask over this index")
     s.set_defaults(fn=_cmd_serve)
 
     e = sub.add_parser(
@@ -241,6 +247,9 @@ def build_parser() -> argparse.ArgumentParser:
     rc.add_argument("--show", action="store_true", help="print each recipe's full config")
     rc.set_defaults(fn=_cmd_recipes)
     _add_use_commands(sub)
+    from tweetlm.cli import search as search_cli
+
+    search_cli.register(sub)
     return p
 
 

@@ -94,8 +94,9 @@ class ChatRequest(_Common):
     messages: list[ChatMessage] = Field(min_length=1)
 
 
-def create_app(engine: Engine, config: ServeConfig | None = None) -> FastAPI:
-    """The FastAPI application serving ``engine`` under ``config``."""
+def create_app(engine: Engine, config: ServeConfig | None = None, search_index=None) -> FastAPI:
+    """The FastAPI application serving ``engine`` under ``config``; with a ``search.SearchIndex`` it also
+    serves ``/v1/search`` and ``/v1/ask`` (``serve.search_routes``)."""
     cfg = config or ServeConfig()
     batcher = Batcher(engine, cfg.max_batch, cfg.queue_size)
     max_prompt = cfg.max_prompt_tokens or engine.max_seq_len - 1
@@ -275,6 +276,10 @@ def create_app(engine: Engine, config: ServeConfig | None = None) -> FastAPI:
             "usage": usage(c),
         }
 
+    if search_index is not None:
+        from tweetlm.serve.search_routes import register_search_routes
+
+        register_search_routes(app, search_index, batcher, APIError, cfg.max_tokens_limit)
     return app
 
 
@@ -285,8 +290,8 @@ async def _collect(batcher: Batcher, job) -> Completion:
     raise RuntimeError("generation ended without a completion")  # pragma: no cover
 
 
-def serve(engine: Engine, config: ServeConfig, host: str = "127.0.0.1", port: int = 8000) -> None:
+def serve(engine: Engine, config: ServeConfig, host: str = "127.0.0.1", port: int = 8000, search_index=None) -> None:
     """Run the API with uvicorn until interrupted."""
     import uvicorn
 
-    uvicorn.run(create_app(engine, config), host=host, port=port, log_level="info")
+    uvicorn.run(create_app(engine, config, search_index=search_index), host=host, port=port, log_level="info")

@@ -1,0 +1,98 @@
+"""Posts to index, from a clean corpus or from raw inputs (layer L4, search).
+
+``load_posts(paths)`` accepts, in any mix: a run folder (its ``data/``), a clean-corpus folder written by
+``data.corpus.write_corpus`` (``manifest.json`` beside ``train.parquet``/``val.parquet``), single ``.parquet``
+files of that layout, or anything ``data.readers.read_corpus`` reads, which then goes through
+``data.clean.clean_posts`` (normalized, exact duplicates dropped; both splits are indexed). Reading and cleaning
+rules live in ``data``; this module only routes paths to them.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from tweetlm.data.post import Post, Provenance
+
+_POST_FIELDS = (
+    "created_at",
+    "author_id",
+    "lang",
+    "kind",
+    "reply_to_id",
+    "conversation_id",
+    "quoted_id",
+    "retweeted_id",
+    "split",
+)
+
+
+def _parquet_files(path: Path) -> list[Path] | None:
+    """The clean-corpus Parquet files ``path`` stands for, or ``None`` when it is raw input."""
+    if path.is_file() and path.suffix == ".parquet":
+        return [path]
+    if path.is_dir():
+        for d in (path / "data", path):
+            if (d / "manifest.json").exists() and list(d.glob("*.parquet")):
+                return sorted(d.glob("*.parquet"))
+    return None
+
+
+def read_parquet_posts(path: Path) -> list[Post]:
+    """Posts of one Parquet shard written by ``write_corpus`` (an empty shard gives ``[]``)."""
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(path)
+    if "text" not in table.column_names:
+        return []
+    out = []
+    for i, r in enumerate(table.to_pylist()):
+        labels = r.get("labels")
+        out.append(
+            Post(
+                id=str(r["id"]),
+                text=r["text"],
+                source=r.get("source") or path.stem,
+                provenance=Provenance(
+                    r.get("prov_file") or str(path), int(r.get("prov_record") or i), r.get("prov_reader") or "parquet"
+                ),
+                hashtags=list(r.get("hashtags") or []),
+                mentions=list(r.get("mentions") or []),
+                urls=list(r.get("urls") or []),
+                labels=json.loads(labels) if isinstance(labels, str) and labels else {},
+                **{k: r.get(k) for k in _POST_FIELDS if r.get(k) is not None},
+            )
+        )
+    return out
+
+
+def load_posts(paths: list[str | Path], val_fraction: float = 0.05) -> tuple[list[Post], dict]:
+    """All posts under ``paths`` and a summary ``{"clean_corpus_files": [...], "raw": ledger dict or None}``.
+
+    Raises ``ValueError`` for a path that does not exist or holds no readable posts (from ``read_corpus``).
+    """
+    from tweetlm.data.clean import CleanConfig, clean_posts
+    from tweetlm.data.ledger import Ledger
+    from tweetlm.data.readers import read_corpus
+
+    posts: list[Post] = []
+    raw: list[Path] = []
+    parquet: list[str] = []
+    for p in paths:
+        path = Path(p)
+        if not path.exists():
+            raise ValueError(f"corpus path {str(p)!r} does not exist; pass a run folder, its data/ or post files")
+        files = _parquet_files(path)
+        if files is None:
+            raw.append(path)
+            continue
+        for f in files:
+            parquet.append(str(f))
+            posts += read_parquet_posts(f)
+    ledger_dict = None
+    if raw:
+        ledger = Ledger()
+        splits = clean_posts(read_corpus(raw, ledger), ledger, CleanConfig(val_fraction=val_fraction))
+        posts += splits["val"] + splits["train"]
+        ledger_dict = ledger.to_dict()
+    return posts, {"clean_corpus_files": parquet, "raw": ledger_dict}

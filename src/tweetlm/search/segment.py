@@ -1,0 +1,324 @@
+"""One time window of the search index (layer L4, search): BM25 over tantivy, HNSW over usearch, post metadata.
+
+A segment is a folder named after its window (``2015-02`` for a month, ``undated`` for posts without a
+timestamp) holding:
+
+- ``rows-NNNNN.parquet``: the posts of each add, in row order (id, text, created_at, ts, author_id, lang, kind,
+  retweeted_id, dup_key, source); row numbers count across parts and never change;
+- ``vecs-NNNNN.npy``: their float16 unit vectors, aligned with the rows part of the same number;
+- ``deleted.npy``: one bool per row;
+- ``lexical/``: a tantivy index of the pre-tokenized text (``analyze.tokenize`` joined by spaces, the
+  ``whitespace`` tokenizer, BM25 with tantivy's k1=1.2, b=0.75) plus ``rid`` (row), ``ts``, ``lang``, ``author``
+  and ``kind`` for filtering inside the engine;
+- ``dense.usearch``: an HNSW graph (cosine, float16 vectors, keys = rows).
+
+An add appends a part and adds to both engines; a delete marks the row, deletes its ``rid`` term in tantivy and
+removes its key from usearch. Nothing is rebuilt. BM25 statistics (IDF, average length) are per segment, as
+in any sharded engine (Elasticsearch's default ``query_then_fetch``); fusion uses ranks, not raw scores.
+
+Why tantivy and not bm25s: tantivy adds and deletes documents in place and keeps its index on disk; bm25s builds
+one sparse matrix per corpus and must rebuild it to add a post. Quality is compared in
+``benchmarks/results/search_quality_cpu2_202611.md``. Why usearch: a single-file HNSW index with add, remove,
+save and memory-mapped view, and a wheel without system BLAS.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from tweetlm.search.analyze import tokenize
+
+UNDATED = np.iinfo(np.int64).min
+"""``ts`` of a post without ``created_at``."""
+
+_ROW_COLUMNS = ("id", "text", "created_at", "ts", "author_id", "lang", "kind", "retweeted_id", "dup_key", "source")
+
+
+@dataclass
+class Filters:
+    """What a query may return from a segment. Times are Unix seconds (UTC).
+
+    ``lo``/``hi``: inclusive bounds on ``created_at`` (``None``: open); ``dated_only``: drop undated posts (set
+    whenever the caller gave a time bound or a query time). ``langs``/``authors``/``kinds``: allowed values
+    (``None``: any).
+    """
+
+    lo: int | None = None
+    hi: int | None = None
+    dated_only: bool = False
+    langs: frozenset[str] | None = None
+    authors: frozenset[str] | None = None
+    kinds: frozenset[str] | None = None
+
+
+class Segment:
+    """The posts of one time window; see the module docstring for the files."""
+
+    def __init__(self, path: str | Path, dim: int) -> None:
+        self.path = Path(path)
+        self.name = self.path.name
+        self.dim = dim
+        self.ids: list[str] = []
+        self.texts: list[str] = []
+        self.created_at: list[str | None] = []
+        self.ts = np.zeros(0, np.int64)
+        self.author = np.zeros(0, dtype=object)
+        self.lang = np.zeros(0, dtype=object)
+        self.kind = np.zeros(0, dtype=object)
+        self.retweeted_id: list[str | None] = []
+        self.dup_key: list[str] = []
+        self.source: list[str] = []
+        self.vecs = np.zeros((0, dim), np.float16)
+        self.deleted = np.zeros(0, bool)
+        self._num_parts = 0
+        self._lex = None
+        self._ann = None
+
+    # --- files -------------------------------------------------------------------------------------------------
+
+    @classmethod
+    def open(cls, path: str | Path, dim: int) -> Segment:
+        """Load a segment folder written by ``add``."""
+        import pyarrow.parquet as pq
+
+        seg = cls(path, dim)
+        parts = sorted(seg.path.glob("rows-*.parquet"))
+        cols: dict[str, list] = {c: [] for c in _ROW_COLUMNS}
+        vecs = []
+        for part in parts:
+            t = pq.read_table(part).to_pydict()
+            for c in _ROW_COLUMNS:
+                cols[c] += t[c]
+            vecs.append(np.load(part.with_name(part.name.replace("rows-", "vecs-").replace(".parquet", ".npy"))))
+        seg._num_parts = len(parts)
+        seg._set_columns(cols, np.concatenate(vecs) if vecs else seg.vecs)
+        dpath = seg.path / "deleted.npy"
+        seg.deleted = np.load(dpath) if dpath.exists() else np.zeros(len(seg.ids), bool)
+        if len(seg.deleted) != len(seg.ids):
+            raise ValueError(f"{dpath}: {len(seg.deleted)} flags for {len(seg.ids)} rows; the segment is damaged")
+        return seg
+
+    def _set_columns(self, cols: dict[str, list], vecs: np.ndarray) -> None:
+        self.ids = list(cols["id"])
+        self.texts = list(cols["text"])
+        self.created_at = list(cols["created_at"])
+        self.ts = np.asarray(cols["ts"], np.int64)
+        self.author = np.asarray(cols["author_id"], dtype=object)
+        self.lang = np.asarray(cols["lang"], dtype=object)
+        self.kind = np.asarray(cols["kind"], dtype=object)
+        self.retweeted_id = list(cols["retweeted_id"])
+        self.dup_key = list(cols["dup_key"])
+        self.source = list(cols["source"])
+        self.vecs = vecs
+
+    @property
+    def lexical(self):
+        """The tantivy index (created on first use)."""
+        if self._lex is None:
+            import tantivy
+
+            sb = tantivy.SchemaBuilder()
+            sb.add_text_field("text", stored=False, tokenizer_name="whitespace", index_option="freq")
+            sb.add_integer_field("rid", stored=False, indexed=True, fast=True)
+            sb.add_integer_field("ts", stored=False, indexed=True, fast=True)
+            for f in ("lang", "author", "kind"):
+                sb.add_text_field(f, stored=False, tokenizer_name="raw", index_option="basic")
+            d = self.path / "lexical"
+            d.mkdir(parents=True, exist_ok=True)
+            self._lex = tantivy.Index(sb.build(), path=str(d))
+        return self._lex
+
+    @property
+    def ann(self):
+        """The usearch HNSW index (loaded or created on first use)."""
+        if self._ann is None:
+            from usearch.index import Index
+
+            self._ann = Index(ndim=self.dim, metric="cos", dtype="f16", connectivity=16, expansion_add=128)
+            f = self.path / "dense.usearch"
+            if f.exists():
+                self._ann.load(str(f))
+            self._ann.expansion_search = 64
+        return self._ann
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    @property
+    def num_live(self) -> int:
+        return int((~self.deleted).sum())
+
+    # --- changes -----------------------------------------------------------------------------------------------
+
+    def add(self, rows: dict[str, list], vecs: np.ndarray) -> list[int]:
+        """Append posts (columns of ``_ROW_COLUMNS``) with their ``(n, dim)`` vectors; returns their rows."""
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+        import tantivy
+
+        n = len(rows["id"])
+        if n == 0:
+            return []
+        if vecs.shape != (n, self.dim):
+            raise ValueError(f"expected ({n}, {self.dim}) vectors, got {vecs.shape}")
+        self.path.mkdir(parents=True, exist_ok=True)
+        start = len(self.ids)
+        part = self._num_parts
+        pq.write_table(pa.table({c: rows[c] for c in _ROW_COLUMNS}), self.path / f"rows-{part:05d}.parquet")
+        np.save(self.path / f"vecs-{part:05d}.npy", vecs.astype(np.float16))
+        self._num_parts += 1
+        cols = {c: getattr(self, a) for c, a in _ATTR.items()}
+        merged = {c: list(cols[c]) + list(rows[c]) for c in _ROW_COLUMNS}
+        self._set_columns(merged, np.concatenate([self.vecs, vecs.astype(np.float16)]))
+        self.deleted = np.concatenate([self.deleted, np.zeros(n, bool)])
+        np.save(self.path / "deleted.npy", self.deleted)
+
+        lex = self.lexical
+        w = lex.writer(heap_size=64_000_000, num_threads=1)
+        for i in range(n):
+            w.add_document(
+                tantivy.Document(
+                    text=" ".join(tokenize(rows["text"][i])),
+                    rid=start + i,
+                    ts=int(rows["ts"][i]),
+                    lang=rows["lang"][i] or "",
+                    author=rows["author_id"][i] or "",
+                    kind=rows["kind"][i] or "",
+                )
+            )
+        w.commit()
+        w.wait_merging_threads()
+        lex.reload()
+        keys = np.arange(start, start + n, dtype=np.uint64)
+        self.ann.add(keys, vecs.astype(np.float16), threads=1)
+        self.ann.save(str(self.path / "dense.usearch"))
+        return list(range(start, start + n))
+
+    def delete(self, rows: list[int]) -> None:
+        """Remove rows from both engines and mark them deleted."""
+        rows = [r for r in rows if not self.deleted[r]]
+        if not rows:
+            return
+        w = self.lexical.writer(heap_size=15_000_000, num_threads=1)
+        for r in rows:
+            w.delete_documents_by_term("rid", int(r))
+            self.ann.remove(int(r))
+        w.commit()
+        w.wait_merging_threads()
+        self.lexical.reload()
+        self.deleted[rows] = True
+        np.save(self.path / "deleted.npy", self.deleted)
+        self.ann.save(str(self.path / "dense.usearch"))
+
+    # --- search ------------------------------------------------------------------------------------------------
+
+    def mask(self, f: Filters) -> np.ndarray:
+        """Bool per row: live and passing ``f`` (the source of truth both engines are checked against)."""
+        m = ~self.deleted
+        dated = self.ts != UNDATED
+        if f.dated_only:
+            m &= dated
+        if f.lo is not None:
+            m &= ~dated | (self.ts >= f.lo)
+        if f.hi is not None:
+            m &= ~dated | (self.ts <= f.hi)
+        for allowed, col in ((f.langs, self.lang), (f.authors, self.author), (f.kinds, self.kind)):
+            if allowed is not None:
+                m &= np.isin(col, list(allowed))
+        return m
+
+    def search_lexical(self, tokens: list[str], f: Filters, mask: np.ndarray, n: int) -> list[tuple[float, int]]:
+        """Top ``n`` ``(bm25, row)`` among rows where ``mask`` holds; filters run inside tantivy too."""
+        import tantivy
+
+        if not tokens or not mask.any():
+            return []
+        lex = self.lexical
+        schema = lex.schema
+        text_q = tantivy.Query.boolean_query(
+            [(tantivy.Occur.Should, tantivy.Query.term_query(schema, "text", t)) for t in dict.fromkeys(tokens)]
+        )
+        must = [(tantivy.Occur.Must, text_q)]
+
+        def const(q):
+            return (tantivy.Occur.Must, tantivy.Query.const_score_query(q, 0.0))
+
+        if f.dated_only or f.lo is not None or f.hi is not None:
+            lo = max(f.lo if f.lo is not None else UNDATED + 1, UNDATED + 1) if f.dated_only else f.lo
+            if lo is not None or f.hi is not None:
+                must.append(const(tantivy.Query.range_query(schema, "ts", tantivy.FieldType.Integer, lo, f.hi)))
+        for field, allowed in (("lang", f.langs), ("author", f.authors), ("kind", f.kinds)):
+            if allowed is not None:
+                must.append(
+                    const(
+                        tantivy.Query.boolean_query(
+                            [(tantivy.Occur.Should, tantivy.Query.term_query(schema, field, v)) for v in allowed]
+                        )
+                    )
+                )
+        query = must[0][1] if len(must) == 1 else tantivy.Query.boolean_query(must)
+        searcher = lex.searcher()
+        limit = n
+        while True:
+            hits = searcher.search(query, limit).hits
+            rids = searcher.fast_field_values("rid", [a for _, a in hits]) if hits else []
+            out = [(float(s), int(r)) for (s, _), r in zip(hits, rids) if mask[int(r)]]
+            if len(out) >= n or len(hits) < limit:
+                return out[:n]
+            limit *= 4  # rows the mask drops but tantivy kept (e.g. undated posts when no bound was given)
+
+    def search_dense(
+        self, q: np.ndarray, mask: np.ndarray, n: int, exact: bool = False, exact_below: int = 20_000
+    ) -> list[tuple[float, int]]:
+        """Top ``n`` ``(cosine, row)`` among rows where ``mask`` holds. HNSW when most rows are allowed; exact
+        (a matrix product over the allowed rows) when ``exact`` or at most ``exact_below`` rows are allowed or
+        the graph returned too few allowed rows."""
+        num_allowed = int(mask.sum())
+        if num_allowed == 0:
+            return []
+        live = len(self.ids) - int(self.deleted.sum())
+        if not exact and num_allowed > exact_below:
+            want = min(live, int(n * live / num_allowed * 1.5) + 16)
+            m = self.ann.search(q.astype(np.float16), want)
+            out = [(1.0 - float(d), int(k)) for k, d in zip(m.keys, m.distances) if mask[int(k)]]
+            if len(out) >= n or want >= live:
+                return out[:n]
+        from usearch.index import MetricKind
+        from usearch.index import search as exact_search
+
+        rows = np.flatnonzero(mask)
+        data = self.vecs if len(rows) == len(self.ids) else self.vecs[rows]
+        # usearch's SIMD brute force over float16: ~10x a numpy float16->float32 product (measured, 20k rows)
+        m = exact_search(data, q.astype(np.float16), min(n, len(rows)), MetricKind.Cos, exact=True, threads=1)
+        return [(1.0 - float(d), int(rows[int(k)])) for k, d in zip(m.keys, m.distances)]
+
+    def info(self) -> dict:
+        dated = self.ts[(self.ts != UNDATED) & ~self.deleted]
+        return {
+            "rows": len(self.ids),
+            "live": self.num_live,
+            "deleted": int(self.deleted.sum()),
+            "first_ts": int(dated.min()) if len(dated) else None,
+            "last_ts": int(dated.max()) if len(dated) else None,
+        }
+
+    def save_meta(self) -> None:
+        (self.path / "segment.json").write_text(json.dumps(self.info()))
+
+
+_ATTR = {
+    "id": "ids",
+    "text": "texts",
+    "created_at": "created_at",
+    "ts": "ts",
+    "author_id": "author",
+    "lang": "lang",
+    "kind": "kind",
+    "retweeted_id": "retweeted_id",
+    "dup_key": "dup_key",
+    "source": "source",
+}

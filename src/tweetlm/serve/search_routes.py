@@ -1,0 +1,103 @@
+"""``POST /v1/search`` and ``POST /v1/ask`` (layer L5, serve): request schemas and routes over ``search``.
+
+Registered by ``create_app(..., search_index=...)``. Retrieval, fusion and citation checking live in
+``tweetlm.search``; this module validates input, runs the blocking search in a worker thread, and for ask sends
+the prompt through the app's batcher (the same queue and limits as ``/v1/completions``).
+
+Bad input answers 400 with the field named: an empty query, ``k`` outside 1..``MAX_K``, a date that is not ISO
+8601, ``since`` after ``until``, an unknown ``kind``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from fastapi import FastAPI
+from pydantic import BaseModel, Field, field_validator
+
+from tweetlm.inference.batcher import QueueFull
+from tweetlm.inference.engine import SamplingParams
+from tweetlm.search.ask import finish, prepare
+from tweetlm.search.index import MAX_K, SearchIndex, SearchParams
+
+
+class SearchRequest(BaseModel):
+    query: str = Field(min_length=1, max_length=1000)
+    k: int = Field(default=10, ge=1, le=MAX_K)
+    since: str | None = None
+    until: str | None = None
+    as_of: str | None = None
+    lang: list[str] = Field(default_factory=list)
+    author: list[str] = Field(default_factory=list)
+    kind: list[str] = Field(default_factory=list)
+    half_life_hours: float | None = Field(default=None, gt=0)
+    mode: str = Field(default="hybrid", pattern="^(hybrid|bm25|dense)$")
+
+    @field_validator("query")
+    @classmethod
+    def _not_blank(cls, v: str) -> str:
+        if not v.strip():
+            raise ValueError("must not be blank")
+        return v
+
+    def params(self, k: int | None = None) -> SearchParams:
+        return SearchParams(
+            k=k or self.k,
+            since=self.since,
+            until=self.until,
+            as_of=self.as_of,
+            langs=self.lang,
+            authors=self.author,
+            kinds=self.kind,
+            half_life_s=None if self.half_life_hours is None else self.half_life_hours * 3600,
+            mode=self.mode,
+        )
+
+
+class AskRequest(SearchRequest):
+    query: str = Field(min_length=1, max_length=1000, alias="question")
+    k: int = Field(default=5, ge=1, le=20)
+    max_tokens: int = Field(default=128, ge=1)
+
+
+def register_search_routes(app: FastAPI, index: SearchIndex, batcher, api_error, max_tokens_limit: int) -> None:
+    """Add the two routes to ``app``. ``api_error(status, message, type_, code, headers=...)`` builds the
+    exception the app answers with its error body."""
+
+    def run_search(req: SearchRequest):
+        try:
+            return index.search(req.query, req.params())
+        except ValueError as e:
+            raise api_error(400, str(e)) from None
+
+    @app.post("/v1/search")
+    async def search(req: SearchRequest):
+        try:
+            req.params().resolve()  # fail fast on bad dates before touching the index
+        except ValueError as e:
+            raise api_error(400, str(e)) from None
+        hits = await asyncio.to_thread(run_search, req)
+        return {"object": "search.results", "query": req.query, "data": [h.to_dict() for h in hits]}
+
+    @app.post("/v1/ask")
+    async def ask(req: AskRequest):
+        if req.max_tokens > max_tokens_limit:
+            raise api_error(400, f"max_tokens={req.max_tokens} exceeds this server's limit of {max_tokens_limit}")
+        engine = batcher.engine
+        room = min(req.max_tokens, 32)
+
+        def fits(prompt: str) -> bool:
+            return len(engine.encode_prompt(prompt)) + room <= engine.max_seq_len
+
+        try:
+            prompt, hits = await asyncio.to_thread(prepare, index, req.query, req.params(), fits)
+        except ValueError as e:
+            raise api_error(400, str(e)) from None
+        try:
+            completion = await batcher.complete(prompt, SamplingParams(max_tokens=req.max_tokens, temperature=0.0))
+        except QueueFull as e:
+            raise api_error(
+                503, f"server busy: {e}; retry shortly", "server_error", "queue_full", headers={"Retry-After": "1"}
+            ) from None
+        answer = finish(req.query, prompt, hits, completion.text)
+        return {"object": "search.answer", **answer.to_dict(), "posts": [h.to_dict() for h in answer.posts]}

