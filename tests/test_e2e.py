@@ -161,8 +161,19 @@ def test_help(capsys):
 
 
 def _run(tmp_path, corpus, *extra):
-    return main(["run", "--corpus", *map(str, corpus), "--recipe", "tiny_cpu", "--runs-dir", str(tmp_path / "runs"),
-                 "--no-progress", *extra])
+    return main(
+        [
+            "run",
+            "--corpus",
+            *map(str, corpus),
+            "--recipe",
+            "tiny_cpu",
+            "--runs-dir",
+            str(tmp_path / "runs"),
+            "--no-progress",
+            *extra,
+        ]
+    )
 
 
 def test_resume_refuses_a_different_corpus_or_model(tmp_path, capsys):

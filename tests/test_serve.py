@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import threading
-import time
 
 import pytest
 
 openai = pytest.importorskip("openai", reason="the server test needs the openai client (dev extra)")
 pytest.importorskip("uvicorn", reason="the server test needs uvicorn (serve extra)")
 import httpx  # noqa: E402
-import uvicorn  # noqa: E402
+from loopback import LoopbackServer  # noqa: E402
 
 from tweetlm.inference.engine import Engine  # noqa: E402
 from tweetlm.model.config import ModelConfig  # noqa: E402
@@ -20,26 +18,6 @@ from tweetlm.serve.app import ServeConfig, create_app  # noqa: E402
 from tweetlm.tokenizer.bpe import TokenizerConfig, train_tokenizer  # noqa: E402
 
 KEY = "test-key-123"
-
-
-class _Server:
-    def __init__(self, app) -> None:
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-    def __enter__(self) -> str:
-        self.thread.start()
-        deadline = time.time() + 30
-        while not self.server.started:
-            if time.time() > deadline:
-                raise RuntimeError("server did not start")
-            time.sleep(0.05)
-        port = self.server.servers[0].sockets[0].getsockname()[1]
-        return f"http://127.0.0.1:{port}"
-
-    def __exit__(self, *exc) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=10)
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +31,7 @@ def engine():
 @pytest.fixture(scope="module")
 def base_url(engine):
     app = create_app(engine, ServeConfig(api_keys=[KEY], max_tokens_limit=32, max_prompt_tokens=40))
-    with _Server(app) as url:
+    with LoopbackServer(app) as url:
         yield url
 
 
@@ -72,7 +50,11 @@ def test_openai_client_completions_chat_and_streaming(base_url):
     assert chat.choices[0].message.role == "assistant" and isinstance(chat.choices[0].message.content, str)
 
     stream = client.chat.completions.create(
-        model="tiny", messages=[{"role": "user", "content": "coffee"}], max_tokens=8, temperature=0.7, seed=3,
+        model="tiny",
+        messages=[{"role": "user", "content": "coffee"}],
+        max_tokens=8,
+        temperature=0.7,
+        seed=3,
         stream=True,
     )
     pieces = [ch.choices[0].delta.content or "" for ch in stream]
@@ -90,8 +72,11 @@ def test_bad_key_and_limits(base_url):
         client.completions.create(model="tiny", prompt="rain " * 200, max_tokens=5)
     with pytest.raises(openai.BadRequestError, match="max_tokens=100 exceeds"):
         client.completions.create(model="tiny", prompt="rain", max_tokens=100)
-    r = httpx.post(f"{base_url}/v1/completions", json={"prompt": "x", "temperature": -1},
-                   headers={"Authorization": f"Bearer {KEY}"})
+    r = httpx.post(
+        f"{base_url}/v1/completions",
+        json={"prompt": "x", "temperature": -1},
+        headers={"Authorization": f"Bearer {KEY}"},
+    )
     assert r.status_code == 400 and "temperature" in r.json()["error"]["message"]
     assert httpx.get(f"{base_url}/health").json()["status"] == "ok"  # health needs no key
 
@@ -104,7 +89,7 @@ def test_full_queue_answers_503_not_hang(engine):
             body = {"prompt": "rain", "max_tokens": 60, "temperature": 1.0}
             return await asyncio.gather(*[c.post("/v1/completions", json=body) for _ in range(12)])
 
-    with _Server(app) as url:
+    with LoopbackServer(app) as url:
         codes = [r.status_code for r in asyncio.run(burst())]
     assert codes.count(200) >= 1 and codes.count(503) >= 1, codes
     assert set(codes) <= {200, 503}

@@ -113,17 +113,7 @@ def stage_train(cfg: RunConfig, rf: RunFolder, resume: bool, progress: bool, cor
         extra_state={"corpus_hash": corpus_hash},
         progress=progress,
     )
-    return {
-        "checkpoint": str(r.checkpoint),
-        "steps": r.steps,
-        "tokens": r.tokens,
-        "final_loss": r.final_loss,
-        "tokens_per_s": r.tokens_per_s,
-        "train_wall_s": r.wall_s,
-        "num_params": r.num_params,
-        "flops_per_token": r.flops_per_token,
-        "resumed_from": r.resumed_from,
-    }
+    return r.to_dict()
 
 
 def stage_eval(cfg: RunConfig, rf: RunFolder, ckpt: str, progress: bool) -> dict:

@@ -54,22 +54,7 @@ def train_run(
         extra_state={"corpus_hash": corpus_hash},
         progress=progress,
     )
-    return {
-        "checkpoint": str(r.checkpoint),
-        "steps": r.steps,
-        "tokens": r.tokens,
-        "final_loss": r.final_loss,
-        "tokens_per_s": r.tokens_per_s,
-        "mfu": r.mfu,
-        "peak_mem_mb": r.peak_mem_mb,
-        "cropped_frac": r.cropped_frac,
-        "train_wall_s": r.wall_s,
-        "num_params": r.num_params,
-        "world_size": r.world_size,
-        "parallel": r.parallel,
-        "resumed_from": r.resumed_from,
-        "is_main": is_main,
-    }
+    return {**r.to_dict(), "is_main": is_main}
 
 
 def summary(res: dict) -> str:

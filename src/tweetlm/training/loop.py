@@ -12,6 +12,7 @@ sequence of batches and losses, also after a ``SIGKILL``.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,6 +49,13 @@ class TrainResult:
     cropped_frac: float = 0.0
     world_size: int = 1
     parallel: str = "none"
+
+    def to_dict(self) -> dict:
+        """JSON-ready record of the run (``checkpoint`` as a string, ``wall_s`` as ``train_wall_s``)."""
+        d = dataclasses.asdict(self)
+        d["checkpoint"] = str(self.checkpoint)
+        d["train_wall_s"] = d.pop("wall_s")
+        return d
 
 
 def pick_device(name: str) -> torch.device:
