@@ -188,6 +188,9 @@ def build_parser() -> argparse.ArgumentParser:
         "  tweetlm recipes --show\nRun 'tweetlm <command> --help' for the options of each command.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    from tweetlm import __version__
+
+    p.add_argument("--version", action="version", version=f"tweetlm {__version__}")
     sub = p.add_subparsers(dest="command", metavar="<command>")
     r = sub.add_parser(
         "run",
