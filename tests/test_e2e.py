@@ -158,6 +158,7 @@ def test_help(capsys):
     assert e.value.code == 0
     assert "examples:" in capsys.readouterr().out
     assert main([]) == 2
+    assert "<command>" in capsys.readouterr().out  # no command: the help
     with pytest.raises(SystemExit) as e:
         main(["--version"])
     assert e.value.code == 0 and capsys.readouterr().out.startswith("tweetlm 0.")
