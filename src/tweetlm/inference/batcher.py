@@ -71,13 +71,16 @@ class Batcher:
             if isinstance(item, Completion):
                 return
 
-    async def complete(self, prompt: str, params: SamplingParams) -> Completion:
-        """Submit and wait for the whole completion (raises ``QueueFull`` like ``submit``)."""
-        job = self.submit(prompt, params)
+    async def result(self, job: _Job) -> Completion:
+        """Wait for ``job``'s ``Completion`` (its streamed deltas are skipped)."""
         async for item in self.stream(job):
             if isinstance(item, Completion):
                 return item
         raise RuntimeError("generation ended without a completion")  # pragma: no cover
+
+    async def complete(self, prompt: str, params: SamplingParams) -> Completion:
+        """Submit and wait for the whole completion (raises ``QueueFull`` like ``submit``)."""
+        return await self.result(self.submit(prompt, params))
 
     async def _worker(self) -> None:
         loop = asyncio.get_running_loop()

@@ -227,7 +227,7 @@ def create_app(engine: Engine, config: ServeConfig | None = None, search_index=N
                 yield "data: [DONE]\n\n"
 
             return StreamingResponse(events(), media_type="text/event-stream")
-        c = await _collect(batcher, job)
+        c = await batcher.result(job)
         return {
             **base,
             "choices": [{"index": 0, "text": c.text, "finish_reason": c.finish_reason, "logprobs": None}],
@@ -266,7 +266,7 @@ def create_app(engine: Engine, config: ServeConfig | None = None, search_index=N
                 yield "data: [DONE]\n\n"
 
             return StreamingResponse(events(), media_type="text/event-stream")
-        c = await _collect(batcher, job)
+        c = await batcher.result(job)
         return {
             **base,
             "object": "chat.completion",
@@ -281,13 +281,6 @@ def create_app(engine: Engine, config: ServeConfig | None = None, search_index=N
 
         register_search_routes(app, search_index, batcher, APIError, cfg.max_tokens_limit)
     return app
-
-
-async def _collect(batcher: Batcher, job) -> Completion:
-    async for item in batcher.stream(job):
-        if isinstance(item, Completion):
-            return item
-    raise RuntimeError("generation ended without a completion")  # pragma: no cover
 
 
 def serve(engine: Engine, config: ServeConfig, host: str = "127.0.0.1", port: int = 8000, search_index=None) -> None:
