@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 TORCH ?= torch==2.13.0
 SHARED_CORPORA := $(wildcard ../shared/corpora)
 CORPUS ?= $(if $(SHARED_CORPORA),../shared/corpora,hf:tweeteval)
-BASE_EXTRAS := dev,serve,hf,tensorboard,search
+BASE_EXTRAS := dev,serve,hf,tensorboard,search,data,ads
 EXTRAS := $(BASE_EXTRAS)$(if $(SHARED_CORPORA),,$(comma)download)
 NAME ?= demo
 ARGS ?=
