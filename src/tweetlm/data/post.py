@@ -36,6 +36,11 @@ class Post:
         created_at: ISO 8601 UTC timestamp when known.
         kind: one of ``POST_KINDS``.
         labels: dataset labels where the corpus has them, e.g. ``{"sentiment": "negative"}``.
+        hashtags, mentions, cashtags, urls: entity values in text order, without ``#``/``@``/``$``; URLs
+            expanded where the source gives the target of a ``t.co`` link.
+        entities: the same entities with offsets, ``{"kind", "value", "start", "end"}``: ``[start, end)`` in
+            code points of ``text`` as the reader produced it (see ``data.formats.entities``).
+        edit_history_ids: ids of every version of an edited X post, oldest first, when the source gives them.
     """
 
     id: str
@@ -55,6 +60,9 @@ class Post:
     mentions: list[str] = field(default_factory=list)
     urls: list[str] = field(default_factory=list)
     labels: dict[str, str] = field(default_factory=dict)
+    cashtags: list[str] = field(default_factory=list)
+    entities: list[dict] = field(default_factory=list)
+    edit_history_ids: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if not isinstance(self.id, str):

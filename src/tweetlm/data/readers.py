@@ -54,14 +54,18 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from functools import lru_cache
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
+from tweetlm.data.formats import compressed, x_archive
+from tweetlm.data.formats.base import Emitter, finish, iter_json_values
+from tweetlm.data.formats.records import is_schema_document, parse_value
+from tweetlm.data.formats.tabular import ColumnMap, parquet_rows, parse_generic
 from tweetlm.data.ledger import Ledger
 from tweetlm.data.post import Post, Provenance
 
 log = logging.getLogger(__name__)
 
-CORPUS_HINT = "--corpus ../shared/corpora or a folder of .txt/.csv/.jsonl files"
+CORPUS_HINT = "--corpus ../shared/corpora or a folder of post files (.jsonl/.json/.csv/.parquet/.txt, an X archive)"
 _HEAD_BYTES = 1 << 16
 
 # ----------------------------------------------------------------------------------------------------------
@@ -70,32 +74,53 @@ _HEAD_BYTES = 1 << 16
 
 @dataclass
 class _FileInfo:
-    """One file to read: where it is, its path relative to the corpus root, and its first bytes."""
+    """One file to read: where it is, its path relative to the corpus root, and its first bytes. A ``member``
+    is a file inside the zip at ``path``; a compressed file (``.gz``, ``.zst``...) is seen decompressed."""
 
     path: Path
     display: str  # the path as the user would write it (the given path joined with the walked part)
     rel: tuple[str, ...]  # path parts relative to the root that source names are derived from
     head: bytes
+    member: str | None = None
+    columns: ColumnMap = field(default_factory=ColumnMap)
+    truncated: bool = False
     _csv_header: list[str] | None = field(default=None, repr=False)
 
     @property
     def name(self) -> str:
-        return self.path.name
+        """The file name without a compression suffix (``posts.jsonl`` for ``posts.jsonl.gz``)."""
+        return compressed.logical_name(PurePosixPath(self.member).name if self.member else self.path.name)
+
+    @property
+    def stem(self) -> str:
+        return PurePosixPath(self.name).stem
 
     @property
     def corpus(self) -> str:
         """The top folder of the source name (``tweeteval``), or the file stem when the file stands alone."""
-        return self.rel[0] if len(self.rel) > 1 else self.path.stem
+        return self.rel[0] if len(self.rel) > 1 else self.stem
 
     @property
     def dir_source(self) -> str:
         """The file's folder as a source name (``tweeteval/stance/abortion``)."""
-        return "/".join(self.rel[:-1]) or self.path.parent.name or self.path.stem
+        return "/".join(self.rel[:-1]) or self.path.parent.name or self.stem
 
     @property
     def stem_source(self) -> str:
         """Folder plus file stem (``fivethirtyeight_tweets/mayweather-mcgregor_tweets``)."""
-        return "/".join(self.rel[:-1] + (self.path.stem,))
+        return "/".join(self.rel[:-1] + (self.stem,))
+
+    def read_bytes(self) -> bytes:
+        """The file's bytes, decompressed; sets ``truncated`` when a compressed stream ends early.
+
+        Raises:
+            ValueError: the file cannot be read or decompressed at all.
+        """
+        decoded = compressed.read_bytes(self.path, self.member, self.display)
+        if decoded.truncated:
+            log.warning("%s ends early (truncated compressed stream); its last record is incomplete", self.display)
+            self.truncated = True
+        return decoded.data
 
     def csv_header(self) -> list[str]:
         """The first CSV row, read from the head bytes (latin-1 keeps every byte; headers are ASCII)."""
@@ -555,7 +580,7 @@ def _csv_records(info: _FileInfo, text: str, ledger: Ledger, source: str) -> Ite
 def _utf8_csv_rows(info: _FileInfo, ledger: Ledger, source: str) -> Iterator[tuple[int, list[str], list[str]]]:
     """``_csv_records`` of a UTF-8 CSV file, each record counted as seen; a record with bytes that are not
     UTF-8 is quarantined as ``invalid_utf8`` (the excerpt shows them as U+FFFD)."""
-    text = info.path.read_bytes().decode("utf-8-sig", errors="surrogateescape")
+    text = info.read_bytes().decode("utf-8-sig", errors="surrogateescape")
     for i, header, row in _csv_records(info, text, ledger, source):
         ledger.seen(source)
         if _has_surrogates(row):
@@ -629,7 +654,7 @@ def _read_text_labels(info: _FileInfo, ledger: Ledger) -> Iterator[Post]:
     label_lines = None
     if labels_path.is_file():
         label_lines = [ln.decode("utf-8", errors="replace").strip() for ln in _split_lines(labels_path.read_bytes())]
-    lines = _split_lines(info.path.read_bytes())
+    lines = _split_lines(info.read_bytes())
     if label_lines is not None and len(label_lines) != len(lines):
         log.warning("%s has %d lines but %s has %d", info.display, len(lines), labels_path.name, len(label_lines))
     for i, raw in enumerate(lines):
@@ -686,7 +711,7 @@ def _read_semeval(info: _FileInfo, ledger: Ledger) -> Iterator[Post]:
     source = info.corpus
     split = _semeval_split(info.name)
     rows: list[tuple[bytes, str | None, list[str]]] = []
-    for raw in _split_lines(info.path.read_bytes()):
+    for raw in _split_lines(info.read_bytes()):
         line = _decode_or_none(raw)
         rows.append((raw, line, line.split("\t") if line is not None else []))
     csv_quoted = _semeval_file_is_csv_quoted([parts[2] for _, _, parts in rows if len(parts) in (3, 4)])
@@ -724,7 +749,7 @@ def _detect_davidson(info: _FileInfo) -> bool:
 
 def _read_davidson(info: _FileInfo, ledger: Ledger) -> Iterator[Post]:
     source = info.corpus
-    text = info.path.read_bytes().decode("utf-8", errors="surrogateescape")
+    text = info.read_bytes().decode("utf-8", errors="surrogateescape")
     for i, header, row in _csv_records(info, text, ledger, source):
         ledger.seen(source)
         if _has_surrogates(row):
@@ -783,7 +808,7 @@ def _detect_ratio(info: _FileInfo) -> bool:
 
 def _read_ratio(info: _FileInfo, ledger: Ledger) -> Iterator[Post]:
     source = info.stem_source
-    raw = info.path.read_bytes()
+    raw = info.read_bytes()
     rounds = _macroman_rounds(raw)
     text = raw.decode("utf-8") if rounds == 0 else raw.decode("latin-1")  # latin-1: byte-exact, for the csv split
     for i, header, row in _csv_records(info, text, ledger, source):
@@ -853,7 +878,7 @@ def _detect_ibrohim(info: _FileInfo) -> bool:
 def _read_ibrohim(info: _FileInfo, ledger: Ledger) -> Iterator[Post]:
     source = info.corpus
     # 341 lines hold bytes that are not UTF-8 (broken sequences with '?' in them): U+FFFD, record kept
-    text = info.path.read_bytes().decode("utf-8-sig", errors="replace")
+    text = info.read_bytes().decode("utf-8-sig", errors="replace")
     for i, header, row in _csv_records(info, text, ledger, source):
         ledger.seen(source)
         yield Post(
@@ -886,7 +911,7 @@ def _detect_indolem_sentiment(info: _FileInfo) -> bool:
 
 def _read_indolem_sentiment(info: _FileInfo, ledger: Ledger) -> Iterator[Post]:
     source = info.dir_source
-    split = _stem_split(info.path.stem)
+    split = _stem_split(info.stem)
     for i, _header, row in _utf8_csv_rows(info, ledger, source):
         value = row[1].strip()
         yield Post(
@@ -905,7 +930,7 @@ _JSON_LIST_OF = re.compile(rb'^\s*\[\s*\{\s*"(\w+)"')
 
 def _load_json(info: _FileInfo) -> object:
     try:
-        return json.loads(info.path.read_bytes())
+        return json.loads(info.read_bytes())
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise ValueError(f"{info.display} is not valid JSON ({e}); it cannot be read record by record") from e
 
@@ -918,7 +943,7 @@ def _read_indolem_ordering(info: _FileInfo, ledger: Ledger) -> Iterator[Post]:
     """One thread document per record. ``order[i]`` is the position of ``tweets[i]`` in the thread (the IndoLEM
     model predicts a position per tweet), so the thread reads ``sorted(range(n), key=order.__getitem__)``."""
     source = info.dir_source
-    split = _stem_split(info.path.stem)
+    split = _stem_split(info.stem)
     data = _load_json(info)
     if not isinstance(data, list):
         raise ValueError(f"{info.display}: expected a JSON list of {{tweets, order}} objects")
@@ -982,59 +1007,158 @@ def _read_tweetqa(info: _FileInfo, ledger: Ledger) -> Iterator[Post]:
         )
 
 
-# --- generic formats for a user's own posts ----------------------------------------------------------------
+# --- generic formats for a user's own posts, and the social-media formats of data.formats -----------------
+
+_JSON_LINE_NAMES = (".jsonl", ".ndjson")
+_JSON_DOC_NAMES = (".json",)
 
 
-def _detect_jsonl(info: _FileInfo) -> bool:
-    if not info.name.lower().endswith((".jsonl", ".ndjson")):
+def _detect_json_lines(info: _FileInfo) -> bool:
+    if not info.name.lower().endswith(_JSON_LINE_NAMES):
         return False
     if _looks_binary(info.head):
         raise _binary_error(info)
     return True
 
 
-def _read_jsonl(info: _FileInfo, ledger: Ledger) -> Iterator[Post]:
-    """One JSON object per line: ``text`` (required), ``id`` or ``id_str``, ``created_at``, ``lang``, ``split``.
-    Blank lines are not records."""
-    source = info.stem_source
+def _emitter(info: _FileInfo, source: str, reader: str) -> Emitter:
+    return Emitter(source=source, file=info.display, reader=reader)
+
+
+def _finish(info: _FileInfo, em: Emitter, ledger: Ledger, next_record: int) -> Iterator[Post]:
+    """Account for a compressed stream that ended early (one ``truncated_file`` record), then for every
+    outcome (``formats.base.finish``)."""
+    if info.truncated:
+        em.quarantine(next_record, "truncated_file", "the compressed stream ended before its end marker")
+    return finish(em, ledger)
+
+
+def _read_json_lines(info: _FileInfo, ledger: Ledger) -> Iterator[Post]:
+    """One JSON value per line (JSON Lines; X API v2 pages as twarc writes them, v1.1 stream dumps, Jetstream
+    events, generic ``{"text": ...}`` objects). Blank lines are not records; a line that is not UTF-8 or not
+    JSON is quarantined (``invalid_utf8``, ``invalid_json``). Each value goes to ``formats.records``."""
+    em = _emitter(info, info.stem_source, "jsonl")
     record = 0
-    for raw in _split_lines(info.path.read_bytes()):
+    for raw in _split_lines(info.read_bytes()):
         if not raw.strip():
             continue
         i, record = record, record + 1
-        ledger.seen(source)
         line = _decode_or_none(raw)
         if line is None:
-            ledger.quarantine(source, info.display, i, "invalid_utf8", raw.decode("utf-8", errors="replace"))
+            em.quarantine(i, "invalid_utf8", raw.decode("utf-8", errors="replace"))
             continue
         try:
-            obj = json.loads(line)
+            value = json.loads(line)
         except json.JSONDecodeError:
-            ledger.quarantine(source, info.display, i, "invalid_json", line)
+            em.quarantine(i, "invalid_json", line)
             continue
-        if not isinstance(obj, dict):
-            ledger.quarantine(source, info.display, i, "not_an_object", line)
-            continue
-        text = obj.get("text")
-        if not isinstance(text, str):
-            ledger.quarantine(source, info.display, i, "missing_text", line)
-            continue
-        split = obj.get("split") if obj.get("split") in ("train", "val") else None
-        lang = obj.get("lang") if isinstance(obj.get("lang"), str) else None
-        yield Post(
-            id=_id_or_none(obj.get("id_str")) or _id_or_none(obj.get("id")) or _fallback_id(source, split, i),
-            text=text,
-            source=source,
-            split=split,
-            lang=lang,
-            created_at=_parse_any_time(obj.get("created_at")),
-            provenance=_prov(info, i, "jsonl"),
-        )
+        parse_value(value, em, i, info.columns, "jsonl")
+    return _finish(info, em, ledger, record)
 
 
-def _text_column(header: list[str]) -> str | None:
+def _detect_json_doc(info: _FileInfo) -> bool:
+    if not info.name.lower().endswith(_JSON_DOC_NAMES):
+        return False
+    if _looks_binary(info.head):
+        raise _binary_error(info)
+    return True
+
+
+def _read_json_doc(info: _FileInfo, ledger: Ledger) -> Iterator[Post]:
+    """A ``.json`` file: one value, an array of values (elements are records), or values written back to back
+    (``formats.base.iter_json_values``: broken pieces quarantined, reading resumes at the next object)."""
+    em = _emitter(info, info.stem_source, "json")
+    text = info.read_bytes().decode("utf-8", errors="surrogateescape").removeprefix("\ufeff")
+    n = 0
+    for n, value in enumerate(iter_json_values(text), start=1):
+        parse_value(value, em, n - 1, info.columns, "json")
+    return _finish(info, em, ledger, n)
+
+
+def _detect_parquet(info: _FileInfo) -> bool:
+    return info.name.lower().endswith(".parquet")
+
+
+def _read_parquet(info: _FileInfo, ledger: Ledger) -> Iterator[Post]:
+    """Parquet rows as generic records (``formats.tabular``: a ``text`` column or the mapped one)."""
+    em = _emitter(info, info.stem_source, "parquet")
+    data = info.read_bytes()
+    n = 0
+    for n, row in enumerate(parquet_rows(data, info.display), start=1):
+        parse_generic(row, em, n - 1, info.columns, reader="parquet")
+    return _finish(info, em, ledger, n)
+
+
+def _archive_role(info: _FileInfo) -> str | None:
+    """``"primary"`` for the first tweet part of an X archive (it reads the whole archive), ``"side"`` for its
+    other parts, notes and account file, ``"other"`` for archive data that holds no posts of the account (likes,
+    DMs, deleted tweets...), ``None`` for a file that is not archive data."""
+    if not info.name.lower().endswith(".js") or not re.match(rb"\A(\xef\xbb\xbf)?\s*window\.YTD\.", info.head):
+        return None
+    part = x_archive.tweet_part_index(info.name)
+    if part is not None:
+        parts = [x_archive.tweet_part_index(n) for n in _sibling_names(info)]
+        return "primary" if part == min(p for p in parts if p is not None) else "side"
+    if x_archive.is_note_file(info.name) or info.name.lower() == "account.js":
+        return "side"
+    return "other"
+
+
+def _sibling_names(info: _FileInfo) -> list[str]:
+    if info.member is None:
+        return sorted(p.name for p in info.path.parent.iterdir() if p.is_file())
+    folder = str(PurePosixPath(info.member).parent)
+    return sorted(
+        PurePosixPath(m).name for m in compressed.zip_members(info.path) if str(PurePosixPath(m).parent) == folder
+    )
+
+
+def _sibling_text(info: _FileInfo, name: str) -> tuple[str, str]:
+    """(shown path, text) of a file beside ``info`` (same folder, or same folder of the same zip)."""
+    if info.member is None:
+        path = info.path.parent / name
+        shown = str(Path(info.display).parent / name)
+        data = compressed.read_bytes(path, None, shown).data
+    else:
+        member = str(PurePosixPath(info.member).parent / name).removeprefix("./")
+        shown = f"{info.path}/{member}"
+        data = compressed.read_bytes(info.path, member, shown).data
+    return shown, data.decode("utf-8", errors="surrogateescape")
+
+
+def _detect_x_archive(info: _FileInfo) -> bool:
+    return _archive_role(info) == "primary"
+
+
+def _read_x_archive(info: _FileInfo, ledger: Ledger) -> Iterator[Post]:
+    """The whole X archive around this tweet file: every ``tweets*.js`` part in part order, ``note-tweet*.js``
+    joined in, ``account.js`` for the author id (``formats.x_archive``)."""
+    names = _sibling_names(info)
+    parts = sorted((x_archive.tweet_part_index(n), n) for n in names if x_archive.tweet_part_index(n) is not None)
+    rel = info.rel[:-2] if len(info.rel) > 2 and info.rel[-2] == "data" else info.rel[:-1]
+    source = "/".join(rel) or info.stem
+    em = _emitter(info, source, "x_archive")
+    account = None
+    if "account.js" in names:
+        account = x_archive.account_id(_sibling_text(info, "account.js")[1])
+    part_texts = [_sibling_text(info, n) for _, n in parts]
+    notes = [_sibling_text(info, n) for n in names if x_archive.is_note_file(n)]
+    x_archive.read_archive(part_texts, notes, account, em)
+    return finish(em, ledger)
+
+
+def _read_zip_without_posts(info: _FileInfo, ledger: Ledger) -> Iterator[Post]:
+    """A zip in which no member holds posts: one quarantined record naming what it holds."""
+    em = _emitter(info, info.stem_source, "zip")
+    members = compressed.zip_members(info.path)
+    em.quarantine(0, "no_posts_in_zip", "members: " + ", ".join(members[:20]) if members else "an empty zip")
+    return finish(em, ledger)
+
+
+def _text_column(header: list[str], columns: ColumnMap | None = None) -> str | None:
     low = {h.lower(): h for h in header}
-    return low.get("text") or low.get("tweet")
+    candidates = columns.columns_for("text", csv=True) if columns else ("text", "tweet")
+    return next((low[c.lower()] for c in candidates if c.lower() in low), None)
 
 
 def _detect_generic_csv(info: _FileInfo) -> bool:
@@ -1042,23 +1166,23 @@ def _detect_generic_csv(info: _FileInfo) -> bool:
         return False
     if _looks_binary(info.head):
         raise _binary_error(info)
-    return _text_column(info.csv_header()) is not None
+    return _text_column(info.csv_header(), info.columns) is not None
 
 
 def _read_generic_csv(info: _FileInfo, ledger: Ledger) -> Iterator[Post]:
-    """CSV with a ``text`` or ``tweet`` column; ``id``/``tweet_id``, ``created_at`` and ``lang`` if present."""
+    """CSV with a ``text`` or ``tweet`` column (or the mapped one); ``id``/``tweet_id``, ``created_at``,
+    ``lang``, ``author_id`` if present (header names matched case-insensitively)."""
     source = info.stem_source
-    for i, header, row in _utf8_csv_rows(info, ledger, source):
-        d = {h.lower(): v for h, v in zip(header, row)}
-        body = d.get("text", d.get("tweet"))
-        yield Post(
-            id=_id_or_none(d.get("id")) or _id_or_none(d.get("tweet_id")) or _fallback_id(source, None, i),
-            text=body,
-            source=source,
-            lang=d.get("lang") or None,
-            created_at=_parse_any_time(d.get("created_at")),
-            provenance=_prov(info, i, "csv"),
-        )
+    em = _emitter(info, source, "csv")
+    scratch = Ledger()  # _utf8_csv_rows counts and quarantines per row; the emitter does the real accounting
+    n = 0
+    for i, header, row in _utf8_csv_rows(info, scratch, source):
+        n = i + 1
+        parse_generic({h.lower(): v for h, v in zip(header, row)}, em, i, info.columns, reader="csv", fold_case=True)
+    for q in scratch.quarantine_log:
+        em.quarantine(q.record, q.reason, q.excerpt)
+    em.outcomes.sort(key=lambda o: o.record)
+    return _finish(info, em, ledger, n)
 
 
 def _detect_txt(info: _FileInfo) -> bool:
@@ -1072,7 +1196,7 @@ def _detect_txt(info: _FileInfo) -> bool:
 def _read_txt(info: _FileInfo, ledger: Ledger) -> Iterator[Post]:
     """One post per line; an empty line is an (empty) post, which cleaning drops with its reason."""
     source = info.stem_source
-    for i, raw in enumerate(_split_lines(info.path.read_bytes())):
+    for i, raw in enumerate(_split_lines(info.read_bytes())):
         ledger.seen(source)
         text = _decode_or_none(raw)
         if text is None:
@@ -1093,20 +1217,28 @@ READERS: tuple[_Reader, ...] = (
     _Reader("indolem_sentiment_csv", _detect_indolem_sentiment, _read_indolem_sentiment),
     _Reader("indolem_ordering_json", _detect_indolem_ordering, _read_indolem_ordering),
     _Reader("tweetqa_json", _detect_tweetqa, _read_tweetqa),
-    _Reader("jsonl", _detect_jsonl, _read_jsonl),
+    _Reader("x_archive", _detect_x_archive, _read_x_archive),
+    _Reader("jsonl", _detect_json_lines, _read_json_lines),
+    _Reader("json", _detect_json_doc, _read_json_doc),
+    _Reader("parquet", _detect_parquet, _read_parquet),
     _Reader("csv", _detect_generic_csv, _read_generic_csv),
     _Reader("txt", _detect_txt, _read_txt),
 )
-"""Tried in order; the first whose ``detect`` accepts a file reads it."""
+"""Tried in order; the first whose ``detect`` accepts a file reads it. The ``jsonl`` and ``json`` readers
+recognise X API v1.1/v2, Gnip, Bluesky and Mastodon shapes per value (``formats.records``)."""
 
-_METADATA_NAMES = frozenset({"source.txt", "license", "license.txt", "mapping.txt", "citation.bib", "citation.cff"})
+_METADATA_NAMES = frozenset(
+    {"source.txt", "license", "license.txt", "mapping.txt", "citation.bib", "citation.cff", "filename_map.txt"}
+)
 _METADATA_SUFFIXES = (".md", ".bib", ".pdf", ".py", ".ipynb", ".sh")
 _WORD_LISTS = frozenset({"abusive.csv", "new_kamusalay.csv"})  # lexicons shipped beside re_dataset.csv
+_ZIP_READER = _Reader("zip_without_posts", lambda info: False, _read_zip_without_posts)
 
 
 def _is_metadata(path: Path) -> bool:
-    """Documentation and side files that hold no posts (README*, LICENSE, SOURCE.txt, mapping.txt, *.md, label
-    files read with their ``*_text.txt``, the Indonesian word lists, hidden files)."""
+    """Documentation and side files that hold no posts (README*, LICENSE, SOURCE.txt, mapping.txt,
+    FILENAME_MAP.txt, *.md, label files read with their ``*_text.txt``, the Indonesian word lists, hidden
+    files)."""
     name = path.name.lower()
     if name.startswith(".") or name in _METADATA_NAMES or name.startswith("readme"):
         return True
@@ -1117,13 +1249,14 @@ def _is_metadata(path: Path) -> bool:
     return name in _WORD_LISTS and (path.parent / "re_dataset.csv").exists()
 
 
-def plan_corpus(paths: Iterable[str | Path]) -> list[tuple[Path, str, str]]:
-    """Match every file under ``paths`` to a reader without reading it; returns ``(path, shown path, reader)``.
+def plan_corpus(paths: Iterable[str | Path], columns: ColumnMap | None = None) -> list[tuple[Path, str, str]]:
+    """Match every file under ``paths`` to a reader without reading it; returns ``(path, shown path, reader)``
+    (for a zip member, ``path`` is the zip and the shown path is ``<zip>/<member>``).
 
     Raises ``ValueError`` for a path that does not exist, a file that is binary, or when no file matches any
     reader (the message lists what was found).
     """
-    return [(info.path, info.display, reader.name) for info, reader in _plan(paths)]
+    return [(info.path, info.display, reader.name) for info, reader in _plan(paths, columns)]
 
 
 def _why_unmatched(info: _FileInfo) -> str:
@@ -1133,13 +1266,56 @@ def _why_unmatched(info: _FileInfo) -> str:
         return "not a text file"
     if name.endswith(".csv"):
         return f"CSV without a 'text' or 'tweet' column; its columns: {', '.join(info.csv_header()[:12])}"
-    return "unknown format: posts are read from .txt (one per line), .csv (a text column) or .jsonl (a text field)"
+    return (
+        "unknown format: posts are read from .txt (one per line), .csv (a text column), .jsonl/.json (X API, "
+        "Bluesky, Mastodon or objects with a text field), .parquet, an X archive (.zip, data/ or tweets.js)"
+    )
 
 
-def _plan(paths: Iterable[str | Path]) -> list[tuple[_FileInfo, _Reader]]:
+def _match(info: _FileInfo, plan: list, unmatched: list[str], skipped: list[str]) -> None:
+    role = _archive_role(info)
+    if role in ("side", "other"):
+        skipped.append(info.display)
+        return
+    if info.name.lower().endswith(".json") and is_schema_document(info.head):
+        skipped.append(info.display)
+        return
+    reader = next((r for r in READERS if r.detect(info)), None)
+    if reader is None:
+        unmatched.append(f"{info.display} ({_why_unmatched(info)})")
+    else:
+        plan.append((info, reader))
+
+
+def _plan_zip(f: Path, rel: tuple[str, ...], columns: ColumnMap, plan: list, unmatched: list, skipped: list) -> None:
+    """Plan every member of a zip as a file of its own; a zip where none holds posts is planned as one
+    quarantined record (``no_posts_in_zip``), so a run over several inputs goes on and says so."""
+    before = len(plan)
+    base = rel[:-1] + (PurePosixPath(f.name).stem,)
+    for member in compressed.zip_members(f):
+        name = PurePosixPath(member).name.lower()
+        if name.startswith(".") or name in _METADATA_NAMES or name.startswith("readme") or name.endswith(".md"):
+            skipped.append(f"{f}/{member}")
+            continue
+        head = compressed.read_head(f, member, _HEAD_BYTES)
+        info = _FileInfo(
+            path=f,
+            display=f"{f}/{member}",
+            rel=base + tuple(member.split("/")),
+            head=head,
+            member=member,
+            columns=columns,
+        )
+        _match(info, plan, unmatched, skipped)
+    if len(plan) == before:
+        plan.append((_FileInfo(path=f, display=str(f), rel=rel, head=b"", columns=columns), _ZIP_READER))
+
+
+def _plan(paths: Iterable[str | Path], columns: ColumnMap | None = None) -> list[tuple[_FileInfo, _Reader]]:
     if isinstance(paths, (str, Path)):
         paths = [paths]
     paths = list(paths)
+    columns = columns or ColumnMap()
     if not paths:
         raise ValueError(f"no corpus paths given; pass {CORPUS_HINT}")
     roots = _RootFinder()
@@ -1165,14 +1341,12 @@ def _plan(paths: Iterable[str | Path]) -> list[tuple[_FileInfo, _Reader]]:
                 rel = f_abs.relative_to(root).parts
             except ValueError:
                 rel = (f_abs.name,)
-            with open(f_abs, "rb") as fh:
-                head = fh.read(_HEAD_BYTES)
-            info = _FileInfo(path=f_abs, display=str(f), rel=rel, head=head)
-            reader = next((r for r in READERS if r.detect(info)), None)
-            if reader is None:
-                unmatched.append(f"{f} ({_why_unmatched(info)})")
-            else:
-                plan.append((info, reader))
+            if f.name.lower().endswith(".zip"):
+                _plan_zip(f, rel, columns, plan, unmatched, skipped)
+                continue
+            head = compressed.read_head(f_abs, None, _HEAD_BYTES)
+            info = _FileInfo(path=f_abs, display=str(f), rel=rel, head=head, columns=columns)
+            _match(info, plan, unmatched, skipped)
     if not plan:
         found = unmatched + [f"{s} (documentation, skipped)" for s in skipped]
         listing = ", ".join(found[:20]) + (f" and {len(found) - 20} more" if len(found) > 20 else "")
@@ -1184,20 +1358,23 @@ def _plan(paths: Iterable[str | Path]) -> list[tuple[_FileInfo, _Reader]]:
     return plan
 
 
-def read_corpus(paths: list[str | Path], ledger: Ledger) -> Iterator[Post]:
-    """Posts from every file under ``paths`` (folders walked recursively in sorted order, or single files).
+def read_corpus(paths: list[str | Path], ledger: Ledger, columns: ColumnMap | None = None) -> Iterator[Post]:
+    """Posts from every file under ``paths`` (folders walked recursively in sorted order, or single files;
+    ``.zip`` members and ``.gz``/``.zst``/``.bz2``/``.xz`` files read transparently).
 
     Each file is matched to one reader by its name and first bytes (see ``READERS``); documentation files are
-    skipped. The walk and matching happen now, so a bad path fails before the first post; the files are read
-    lazily as the iterator is consumed. For every raw record ``ledger.seen(source)`` is called once and the
-    record is either yielded or quarantined (or, for TweetQA repeats, dropped), so per source
-    ``records_in == yielded + dropped + quarantined``.
+    skipped. ``columns`` maps Post fields to the columns of generic CSV/JSONL/Parquet records
+    (``ColumnMap.parse("text=body,id=post_id")``). The walk and matching happen now, so a bad path fails before
+    the first post; the files are read lazily as the iterator is consumed. For every raw record
+    ``ledger.seen(source)`` is called once and the record is either yielded, dropped with a reason or
+    quarantined, so per source ``records_in == yielded + dropped + quarantined``.
 
     Raises:
-        ValueError: a path does not exist, a file is binary or not valid JSON where JSON is its format, a CSV
-            is malformed beyond one record, or no file under ``paths`` matches a reader.
+        ValueError: a path does not exist, a file is binary, not valid JSON where JSON is its format, or not
+            readable at all (a corrupt zip or compressed file), a CSV is malformed beyond one record, or no file
+            under ``paths`` matches a reader.
     """
-    plan = _plan(paths)
+    plan = _plan(paths, columns)
 
     def gen() -> Iterator[Post]:
         for info, reader in plan:

@@ -1,0 +1,283 @@
+"""What every format reader shares (layer L1, data): record outcomes, the per-file rules, JSON value streams.
+
+A format module never touches the ``Ledger`` directly. For each record it finds it calls one ``Emitter``
+method: ``post`` (a Post), ``drop`` (a valid record that is not a post, with a reason), ``quarantine`` (a record
+that cannot be read, with a reason) or ``delete`` (a deletion request for another record). ``finish`` then
+applies the rules that need the whole file and makes exactly one ledger entry per outcome, so per source
+``records in = kept + dropped + quarantined`` holds by construction:
+
+- ``delete``: the targeted post (by id, or every post by an author for an account-level request) is dropped as
+  ``deleted``; the request itself is dropped as ``delete_event``. Only posts in the same file are reached:
+  a deletion in another file is the pipeline's ``forget`` job.
+- edits: a post whose ``edit_history_ids`` shows a later version that is also in the file is dropped as
+  ``superseded_by_edit`` (X keeps every version; the latest is the post).
+- the same post id twice (a retweeted original also posted, v2 ``data`` repeated in ``includes``): one copy is
+  kept, at the first position, preferring the longest text (a full text over a truncated one); the others are
+  dropped as ``duplicate_id``.
+
+A record number is 0-based, counted as the readers in ``data.readers`` count (lines of a JSONL file without
+blank lines; values of a JSON file or array elements); the posts embedded in one record (a page of tweets, a
+retweet and its original) share its number. A file is held in memory while it is read.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+from tweetlm.data.formats.entities import entity_lists
+from tweetlm.data.ledger import Ledger
+from tweetlm.data.post import POST_KINDS, Post, Provenance
+
+_SCI_FLOAT = re.compile(r"^[+-]?\d+(\.\d*)?[eE][+-]?\d+$|^\d+\.\d*$")
+SNOWFLAKE_EPOCH_MS = 1288834974657
+"""X (Twitter) snowflake ids hold ``(ms since this epoch) << 22`` (X developer docs, "Twitter IDs")."""
+
+
+def id_or_none(value: object) -> str | None:
+    """A usable post id as a string, or ``None``. Ints become strings; floats and spreadsheet-mangled ids
+    (``7.02608E+17``) are refused: their digits are already lost."""
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, str):
+        s = value.strip()
+        if not s or _SCI_FLOAT.match(s):
+            return None
+        return s
+    return None
+
+
+def iso_utc(value: object) -> str | None:
+    """``YYYY-MM-DDTHH:MM:SSZ`` from ISO 8601 (naive means UTC; fractions dropped), the X API v1.1 form
+    ``Wed Aug 27 13:08:45 +0000 2008``, a ``datetime`` (Parquet timestamps), or epoch seconds/milliseconds as a
+    number; ``None`` if unparseable."""
+    if isinstance(value, datetime):
+        dt = value.astimezone(timezone.utc).replace(tzinfo=None) if value.tzinfo else value
+        return dt.strftime("%Y-%m-%dT%H:%M:%SZ")
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        seconds = value / 1000 if value > 1e11 else value
+        try:
+            return datetime.fromtimestamp(seconds, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        except (OverflowError, OSError, ValueError):
+            return None
+    if not isinstance(value, str) or not value.strip():
+        return None
+    s = value.strip()
+    if s.endswith("Z"):
+        s = s[:-1] + "+00:00"
+    for parse in (datetime.fromisoformat, lambda v: datetime.strptime(v, "%a %b %d %H:%M:%S %z %Y")):
+        try:
+            dt = parse(s)
+        except ValueError:
+            continue
+        if dt.tzinfo is not None:
+            dt = dt.astimezone(timezone.utc).replace(tzinfo=None)
+        return dt.strftime("%Y-%m-%dT%H:%M:%SZ")
+    return None
+
+
+def snowflake_ms(post_id: str) -> int | None:
+    """Milliseconds since the Unix epoch encoded in an X snowflake id, or ``None`` for a non-snowflake."""
+    if not post_id.isdigit() or int(post_id) < 1 << 32:
+        return None
+    return (int(post_id) >> 22) + SNOWFLAKE_EPOCH_MS
+
+
+def excerpt_of(value: object, limit: int = 200) -> str:
+    """A short JSON excerpt of a record for the quarantine log."""
+    try:
+        s = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+    except (TypeError, ValueError):
+        s = repr(value)
+    return s[:limit].encode("utf-8", "replace").decode("utf-8")
+
+
+# ----------------------------------------------------------------------------------------------------------
+# outcomes
+
+
+@dataclass
+class Outcome:
+    """What one record became: a post, or a drop / quarantine with a reason, or a deletion request."""
+
+    record: int
+    file: str
+    post: Post | None = None
+    drop: str | None = None
+    quarantine: str | None = None
+    excerpt: str = ""
+    delete_id: str | None = None
+    delete_scope: str = "post"
+
+
+@dataclass
+class Emitter:
+    """Collects the outcomes of one file (or of the files of one X archive: set ``file`` before each part).
+    ``source`` and ``file`` go into every Post and ledger entry; ``reader`` is the reader name recorded in
+    provenance unless a call names another."""
+
+    source: str
+    file: str
+    reader: str
+    split: str | None = None
+    outcomes: list[Outcome] = field(default_factory=list)
+
+    def post(
+        self,
+        record: int,
+        *,
+        id: str,
+        text: str,
+        entities: list[dict] | None = None,
+        reader: str | None = None,
+        **fields: object,
+    ) -> Post:
+        """Emit a Post (``entities`` fills hashtags, mentions, cashtags and urls). Returns it."""
+        entities = entities or []
+        kind = fields.pop("kind", "post")
+        if kind not in POST_KINDS:
+            raise ValueError(f"unknown post kind {kind!r}")
+        fields.setdefault("split", self.split)
+        p = Post(
+            id=id,
+            text=text,
+            source=self.source,
+            provenance=Provenance(file=self.file, record=record, reader=reader or self.reader),
+            kind=kind,
+            entities=entities,
+            **entity_lists(entities),
+            **fields,
+        )
+        self.outcomes.append(Outcome(record, self.file, post=p))
+        return p
+
+    def drop(self, record: int, reason: str) -> None:
+        """A valid record that is not a post (a user object, a count bucket): dropped with ``reason``."""
+        self.outcomes.append(Outcome(record, self.file, drop=reason))
+
+    def quarantine(self, record: int, reason: str, excerpt: object = "") -> None:
+        """A record that cannot be turned into a post: quarantined with ``reason`` and an excerpt."""
+        self.outcomes.append(Outcome(record, self.file, quarantine=reason, excerpt=excerpt_of(excerpt)))
+
+    def delete(self, record: int, target_id: str, *, scope: str = "post") -> None:
+        """A deletion request: ``scope`` ``"post"`` removes the post ``target_id``, ``"author"`` every post by
+        that author id, ``"any"`` both."""
+        if scope not in ("post", "author", "any"):
+            raise ValueError(f"unknown deletion scope {scope!r}")
+        self.outcomes.append(Outcome(record, self.file, drop="delete_event", delete_id=target_id, delete_scope=scope))
+
+
+def finish(em: Emitter, ledger: Ledger) -> Iterator[Post]:
+    """Apply deletions, edits and duplicate ids (see module docstring) and account for every outcome."""
+    deleted_ids = {o.delete_id for o in em.outcomes if o.delete_id is not None and o.delete_scope != "author"}
+    deleted_authors = {o.delete_id for o in em.outcomes if o.delete_id is not None and o.delete_scope != "post"}
+    posts = [o.post for o in em.outcomes if o.post is not None]
+    present = {p.id for p in posts}
+    best: dict[str, Post] = {}
+    for p in posts:
+        if p.id not in best or len(p.text) > len(best[p.id].text):
+            best[p.id] = p
+    emitted: set[str] = set()
+    for o in em.outcomes:
+        ledger.seen(em.source)
+        p = o.post
+        if p is None:
+            if o.quarantine is not None:
+                ledger.quarantine(em.source, o.file, o.record, o.quarantine, o.excerpt)
+            else:
+                ledger.drop(em.source, o.drop or "not_a_post")
+            continue
+        if p.id in deleted_ids or (p.author_id is not None and p.author_id in deleted_authors):
+            ledger.drop(em.source, "deleted")
+        elif p.edit_history_ids and _superseded(p, present):
+            ledger.drop(em.source, "superseded_by_edit")
+        elif p.id in emitted:
+            ledger.drop(em.source, "duplicate_id")
+        else:
+            emitted.add(p.id)
+            yield best[p.id]
+
+
+def _superseded(p: Post, present: set[str]) -> bool:
+    history = p.edit_history_ids
+    if p.id not in history:
+        return False
+    return any(later in present for later in history[history.index(p.id) + 1 :])
+
+
+# ----------------------------------------------------------------------------------------------------------
+# JSON value streams
+
+
+@dataclass
+class BadValue:
+    """A piece of a JSON file that is not a JSON value: ``reason`` (``invalid_json``, ``invalid_utf8``,
+    ``truncated``) and the raw ``text``."""
+
+    reason: str
+    text: str
+
+
+_WS = re.compile(r"\s*")
+_RESYNC = re.compile(r"\n(?=[\[{])")
+
+
+def _has_surrogates(s: str) -> bool:
+    return any("\udc80" <= ch <= "\udcff" for ch in s)
+
+
+def iter_json_values(text: str, start: int = 0) -> Iterator[object | BadValue]:
+    """The JSON values of a document: the elements of a top-level array, or a sequence of values (one JSON
+    document, JSON Lines, or pretty-printed objects written back to back, as stream dumps are).
+
+    ``text`` is decoded with ``errors="surrogateescape"``: a value holding bytes that are not UTF-8 comes back
+    as ``BadValue("invalid_utf8")``. Text that does not parse becomes ``BadValue("invalid_json")`` up to the
+    next line that opens an object or array, and reading resumes there; an array cut off before its ``]``
+    ends with ``BadValue("truncated")``. Never raises on content.
+    """
+    dec = json.JSONDecoder()
+    pos = _WS.match(text, start).end()
+    if text.startswith("[", pos):
+        # Elements one by one, so one bad element does not cost the others.
+        pos = _WS.match(text, pos + 1).end()
+        if text.startswith("]", pos):
+            pos = _WS.match(text, pos + 1).end()
+            if pos < len(text):
+                yield BadValue("invalid_json", text[pos:])
+            return
+        while pos < len(text):
+            try:
+                value, end = dec.raw_decode(text, pos)
+            except json.JSONDecodeError:
+                yield BadValue("truncated", text[pos:])
+                return
+            yield BadValue("invalid_utf8", text[pos:end]) if _has_surrogates(text[pos:end]) else value
+            pos = _WS.match(text, end).end()
+            if text.startswith(",", pos):
+                pos = _WS.match(text, pos + 1).end()
+                continue
+            if text.startswith("]", pos):
+                pos = _WS.match(text, pos + 1).end()
+                if pos < len(text):
+                    yield BadValue("invalid_json", text[pos:])
+                return
+            yield BadValue("truncated" if pos >= len(text) else "invalid_json", text[pos:])
+            return
+        yield BadValue("truncated", "")
+        return
+    while pos < len(text):
+        try:
+            value, end = dec.raw_decode(text, pos)
+        except json.JSONDecodeError:
+            m = _RESYNC.search(text, pos)
+            end = m.end() if m else len(text)
+            yield BadValue("invalid_json", text[pos:end].strip())
+            pos = _WS.match(text, end).end()
+            continue
+        yield BadValue("invalid_utf8", text[pos:end]) if _has_surrogates(text[pos:end]) else value
+        pos = _WS.match(text, end).end()

@@ -1,0 +1,143 @@
+"""Transparent decompression for every reader (layer L1, data).
+
+A corpus file may be stored compressed (``posts.jsonl.gz``, ``tweets.js.zst``) or inside a ``.zip`` (the X
+account archive is downloaded as one). Readers ask for a file's bytes through ``read_bytes`` and see the same
+bytes either way; format detection looks at ``logical_name`` (the name without the compression suffix).
+
+Codecs: ``gzip``, ``bz2`` and ``lzma`` from the standard library, ``zstandard`` (the ``data`` extra) for
+``.zst``, ``zipfile`` for ``.zip``. A file cut off mid-stream (a partial download) yields the bytes that did
+decompress and ``truncated=True``: the reader then quarantines the broken last record like any other, instead of
+losing the whole file. This module does not parse anything.
+"""
+
+from __future__ import annotations
+
+import bz2
+import gzip
+import io
+import lzma
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+COMPRESSED_SUFFIXES = (".gz", ".zst", ".bz2", ".xz")
+_CHUNK = 1 << 20
+
+
+def compression_of(name: str) -> str | None:
+    """The codec suffix of a file name (``".gz"``...), or ``None`` for an uncompressed file."""
+    low = name.lower()
+    return next((s for s in COMPRESSED_SUFFIXES if low.endswith(s)), None)
+
+
+def logical_name(name: str) -> str:
+    """``posts.jsonl.gz`` -> ``posts.jsonl``: the name a reader's detection should look at."""
+    suffix = compression_of(name)
+    return name[: -len(suffix)] if suffix else name
+
+
+@dataclass
+class Decoded:
+    """Decompressed bytes and whether the compressed stream ended early (``truncated``)."""
+
+    data: bytes
+    truncated: bool = False
+
+
+def _drain(stream: io.BufferedIOBase, errors: tuple[type[Exception], ...] = ()) -> Decoded:
+    """Read a decompressing stream to its end; an early end keeps what decoded (``truncated``), a stream that
+    decodes nothing at all raises ``OSError``."""
+    out = bytearray()
+    try:
+        while True:
+            chunk = stream.read(_CHUNK)
+            if not chunk:
+                return Decoded(bytes(out))
+            out += chunk
+    except (EOFError, lzma.LZMAError, OSError, *errors) as e:
+        if not out and not isinstance(e, EOFError):
+            raise OSError(str(e)) from e
+        return Decoded(bytes(out), truncated=True)
+
+
+def decompress(raw: bytes, suffix: str | None, where: str) -> Decoded:
+    """Decompress ``raw`` stored with codec ``suffix``.
+
+    Raises:
+        ValueError: the bytes are not in that codec at all (``where`` names the file in the message).
+    """
+    if suffix is None:
+        return Decoded(raw)
+    try:
+        if suffix == ".gz":
+            return _drain(gzip.GzipFile(fileobj=io.BytesIO(raw)))
+        if suffix == ".bz2":
+            return _drain(bz2.BZ2File(io.BytesIO(raw)))
+        if suffix == ".xz":
+            return _drain(lzma.LZMAFile(io.BytesIO(raw)))
+        if suffix == ".zst":
+            import zstandard
+
+            reader = zstandard.ZstdDecompressor().stream_reader(io.BytesIO(raw), read_across_frames=True)
+            return _drain(reader, (zstandard.ZstdError,))
+    except OSError as e:
+        raise ValueError(f"{where} is not a valid {suffix} file ({e}); re-download or decompress it first") from e
+    raise ValueError(f"{where}: unknown compression {suffix!r}")
+
+
+def read_bytes(path: Path, member: str | None = None, where: str | None = None) -> Decoded:
+    """The decompressed bytes of ``path`` (or of zip ``member`` inside it), decompressing by name suffix.
+
+    Raises:
+        ValueError: the file (or member) cannot be read or decompressed at all.
+    """
+    where = where or str(path)
+    try:
+        if member is None:
+            raw = path.read_bytes()
+            name = path.name
+        else:
+            with zipfile.ZipFile(path) as zf:
+                raw = zf.read(member)
+            name = member
+    except (OSError, zipfile.BadZipFile, KeyError) as e:
+        raise ValueError(f"cannot read {where}: {e}") from e
+    return decompress(raw, compression_of(name), where)
+
+
+def read_head(path: Path, member: str | None, n: int) -> bytes:
+    """The first ``n`` decompressed bytes (for format detection); an undecodable file gives its raw head."""
+    name = member or path.name
+    suffix = compression_of(name)
+    try:
+        if member is not None:
+            with zipfile.ZipFile(path) as zf, zf.open(member) as fh:
+                raw_stream = io.BytesIO(fh.read(n if suffix is None else 8 * n))
+        else:
+            with open(path, "rb") as fh:
+                raw_stream = io.BytesIO(fh.read(n if suffix is None else 8 * n))
+        if suffix is None:
+            return raw_stream.read(n)
+        try:
+            return decompress(raw_stream.getvalue(), suffix, str(path)).data[:n]
+        except ValueError:
+            return raw_stream.getvalue()[:n]
+    except (OSError, zipfile.BadZipFile, KeyError):
+        return b""
+
+
+def zip_members(path: Path) -> list[str]:
+    """File members of a zip, in archive order (folders and macOS ``__MACOSX`` metadata left out).
+
+    Raises:
+        ValueError: the file is not a readable zip.
+    """
+    try:
+        with zipfile.ZipFile(path) as zf:
+            return [
+                i.filename
+                for i in zf.infolist()
+                if not i.is_dir() and not i.filename.startswith("__MACOSX/") and "/." not in "/" + i.filename
+            ]
+    except (OSError, zipfile.BadZipFile) as e:
+        raise ValueError(f"{path} is not a readable zip file ({e})") from e

@@ -1,0 +1,153 @@
+"""Generic records (layer L1, data): JSON objects, CSV rows and Parquet rows of a user's own posts, and the column
+mapping that says which field holds what.
+
+Without a mapping a record's text is its ``text`` (CSV: also ``tweet``) field, its id ``id_str``, ``id`` or
+``tweet_id``, and ``created_at``, ``lang``, ``author_id`` and ``split`` are read when present. A ``ColumnMap``
+(``ColumnMap.parse("text=body,id=post_id,labels.sentiment=label")``; on the command line
+``--map text=body,id=post_id``) names other columns for any of ``MAPPABLE`` and, with ``labels.<name>``, for
+dataset labels. A mapped column that a record lacks counts as absent (``missing_text`` for the text).
+
+Parquet is read with ``pyarrow`` in record batches; ids stored as integers become strings, floats are refused
+(their digits are lost) and the record gets a ``<source>:<split or all>:<record>`` id instead. Entities of
+generic records are found with the twitter-text rules on the text as given (nothing is unescaped).
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+
+from tweetlm.data.formats.base import Emitter, id_or_none, iso_utc
+from tweetlm.data.formats.entities import plain_text
+
+READER = "generic"
+MAPPABLE = ("text", "id", "created_at", "author_id", "lang", "split", "reply_to_id", "conversation_id")
+_DEFAULTS: dict[str, tuple[str, ...]] = {
+    "text": ("text",),
+    "id": ("id_str", "id", "tweet_id"),
+    "created_at": ("created_at",),
+    "author_id": ("author_id",),
+    "lang": ("lang",),
+    "split": ("split",),
+    "reply_to_id": ("reply_to_id",),
+    "conversation_id": ("conversation_id",),
+}
+
+
+@dataclass(frozen=True)
+class ColumnMap:
+    """Which source column holds each Post field: ``fields`` maps a name of ``MAPPABLE`` to a column,
+    ``labels`` a label name to a column."""
+
+    fields: Mapping[str, str] = field(default_factory=dict)
+    labels: Mapping[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def parse(cls, spec: str | None) -> ColumnMap:
+        """``"text=body,id=post_id,labels.sentiment=label"`` -> ``ColumnMap``.
+
+        Raises:
+            ValueError: an item is not ``field=column`` or names a field outside ``MAPPABLE``/``labels.*``.
+        """
+        fields: dict[str, str] = {}
+        labels: dict[str, str] = {}
+        for item in (spec or "").split(","):
+            if not item.strip():
+                continue
+            key, sep, column = (s.strip() for s in item.partition("="))
+            if not sep or not key or not column:
+                raise ValueError(f"column mapping item {item!r} is not field=column (e.g. --map text=body,id=post_id)")
+            if key.startswith("labels.") and len(key) > len("labels."):
+                labels[key[len("labels.") :]] = column
+            elif key in MAPPABLE:
+                fields[key] = column
+            else:
+                raise ValueError(
+                    f"column mapping names unknown field {key!r}; use one of {', '.join(MAPPABLE)} or labels.<name>"
+                )
+        return cls(fields, labels)
+
+    def __bool__(self) -> bool:
+        return bool(self.fields or self.labels)
+
+    def columns_for(self, name: str, csv: bool = False) -> tuple[str, ...]:
+        """The columns to look in for Post field ``name``: the mapped one only, else the defaults."""
+        if name in self.fields:
+            return (self.fields[name],)
+        return _DEFAULTS[name] + (("tweet",) if csv and name == "text" else ())
+
+
+def _get(rec: Mapping[str, object], columns: tuple[str, ...], fold: bool) -> object:
+    for c in columns:
+        v = rec.get(c.lower() if fold else c)
+        if v is not None:
+            return v
+    return None
+
+
+def parse_generic(
+    rec: Mapping[str, object], em: Emitter, record: int, columns: ColumnMap, *, reader: str, fold_case: bool = False
+) -> None:
+    """Emit one generic record: a Post when its text column holds a string, else ``missing_text``.
+    ``fold_case`` looks columns up lower-cased (CSV headers are matched case-insensitively)."""
+    text = _get(rec, columns.columns_for("text", csv=fold_case), fold_case)
+    if not isinstance(text, str):
+        em.quarantine(record, "missing_text", dict(rec))
+        return
+    split = _get(rec, columns.columns_for("split"), fold_case)
+    split = split if split in ("train", "val") else em.split
+    lang = _get(rec, columns.columns_for("lang"), fold_case)
+    post_id = None
+    for c in columns.columns_for("id"):
+        post_id = id_or_none(rec.get(c.lower() if fold_case else c))
+        if post_id:
+            break
+    labels = {}
+    for name, c in columns.labels.items():
+        v = rec.get(c.lower() if fold_case else c)
+        if v is not None:
+            labels[name] = str(v)
+    final, entities = plain_text(text)
+    em.post(
+        record,
+        id=post_id or f"{em.source}:{split or 'all'}:{record}",
+        text=final,
+        entities=entities,
+        split=split,
+        lang=lang if isinstance(lang, str) and lang else None,
+        created_at=iso_utc(_get(rec, columns.columns_for("created_at"), fold_case)),
+        author_id=id_or_none(_get(rec, columns.columns_for("author_id"), fold_case)),
+        reply_to_id=id_or_none(_get(rec, columns.columns_for("reply_to_id"), fold_case)),
+        conversation_id=id_or_none(_get(rec, columns.columns_for("conversation_id"), fold_case)),
+        labels=labels,
+        reader=reader,
+    )
+
+
+def parquet_rows(data: bytes, where: str, batch_rows: int = 8192) -> Iterator[dict]:
+    """Rows of a Parquet file as dicts, batch by batch.
+
+    Raises:
+        ValueError: the bytes are not a readable Parquet file.
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        pf = pq.ParquetFile(io.BytesIO(data))
+    except (pa.ArrowException, OSError) as e:
+        raise ValueError(f"{where} is not a readable Parquet file ({e})") from e
+    for batch in pf.iter_batches(batch_size=batch_rows):
+        yield from batch.to_pylist()
+
+
+def parquet_columns(data: bytes) -> list[str]:
+    """Column names of a Parquet file (empty when unreadable)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        return list(pq.ParquetFile(io.BytesIO(data)).schema_arrow.names)
+    except (pa.ArrowException, OSError):
+        return []
