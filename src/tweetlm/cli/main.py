@@ -253,6 +253,9 @@ def build_parser() -> argparse.ArgumentParser:
     from tweetlm.cli import search as search_cli
 
     search_cli.register(sub)
+    from tweetlm.cli import ads as ads_cli
+
+    ads_cli.register(sub)
     return p
 
 

@@ -1,0 +1,135 @@
+"""The memorization guard (layer L4, ads): is a generated post a near-copy of a training post?
+
+A model trained on posts can reproduce one of them; an ad must not. Each training post is reduced to the set of
+its character 5-grams (case-folded, URLs removed, whitespace collapsed) and indexed with MinHash LSH
+(``datasketch``; Broder 1997, Indyk and Motwani 1998). A candidate's LSH neighbours (LSH threshold
+``lsh_threshold``, below the decision threshold so near-threshold pairs are not missed) are then compared
+exactly: the candidate is a near-copy when the Jaccard similarity of the two 5-gram sets reaches ``threshold``
+(0.5 by default: one word changed in a 60-character post still scores about 0.75; two posts sharing a hashtag
+and a brand name score far below).
+
+The guard keeps the training texts (for the exact check) and is saved with ``pickle``; load only files you
+made.
+"""
+
+from __future__ import annotations
+
+import pickle
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+_URL = re.compile(r"https?://\S+|\bwww\.\S+", re.IGNORECASE)
+
+
+def shingles(text: str, n: int = 5) -> set[str]:
+    """Character ``n``-grams of ``text`` after case-folding, URL removal and whitespace collapse (the whole text
+    when shorter than ``n``; empty for an empty text)."""
+    t = " ".join(_URL.sub(" ", text).casefold().split())
+    if len(t) <= n:
+        return {t} if t else set()
+    return {t[i : i + n] for i in range(len(t) - n + 1)}
+
+
+def jaccard(a: set, b: set) -> float:
+    return len(a & b) / len(a | b) if a or b else 0.0
+
+
+@dataclass
+class GuardHit:
+    """``copy``: the candidate is a near-copy; ``jaccard``: its highest 5-gram Jaccard with a training post
+    found by LSH (0 when none); ``index``/``text``: that post (``None`` when none)."""
+
+    copy: bool
+    jaccard: float
+    index: int | None = None
+    text: str | None = None
+
+
+class MemorizationGuard:
+    """MinHash LSH over training posts; see the module docstring.
+
+    Args:
+        threshold: Jaccard of character 5-gram sets at or above which a candidate is a near-copy.
+        num_perm: MinHash permutations.
+        lsh_threshold: the LSH band threshold (candidate retrieval), below ``threshold``.
+        seed: MinHash seed.
+    """
+
+    def __init__(self, threshold: float = 0.5, num_perm: int = 64, lsh_threshold: float = 0.4, seed: int = 1):
+        from datasketch import MinHashLSH
+
+        if not 0 < lsh_threshold <= threshold <= 1:
+            raise ValueError(f"need 0 < lsh_threshold <= threshold <= 1, got {lsh_threshold} and {threshold}")
+        self.threshold, self.num_perm, self.seed = threshold, num_perm, seed
+        self.lsh = MinHashLSH(threshold=lsh_threshold, num_perm=num_perm)
+        self.texts: list[str] = []
+
+    def _minhashes(self, sets: list[set[str]]):
+        from datasketch import MinHash
+
+        return MinHash.bulk([[s.encode("utf-8", "surrogatepass") for s in x] for x in sets], num_perm=self.num_perm,
+                            seed=self.seed)  # fmt: skip
+
+    def add(self, texts: Iterable[str], batch: int = 4096) -> int:
+        """Index ``texts`` (empty ones are skipped); returns how many were indexed."""
+        from datasketch import LeanMinHash
+
+        added, buf = 0, []
+
+        def flush() -> None:
+            for (i, _), m in zip(buf, self._minhashes([s for _, s in buf])):
+                self.lsh.insert(i, LeanMinHash(m), check_duplication=False)
+
+        for t in texts:
+            s = shingles(t)
+            if not s:
+                continue
+            buf.append((len(self.texts), s))
+            self.texts.append(t)
+            added += 1
+            if len(buf) >= batch:
+                flush()
+                buf = []
+        if buf:
+            flush()
+        return added
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+    def check(self, text: str) -> GuardHit:
+        """Whether ``text`` is a near-copy of an indexed post, and the closest such post."""
+        s = shingles(text)
+        if not s:
+            return GuardHit(False, 0.0)
+        best = GuardHit(False, 0.0)
+        for i in self.lsh.query(self._minhashes([s])[0]):
+            j = jaccard(s, shingles(self.texts[i]))
+            if j > best.jaccard:
+                best = GuardHit(j >= self.threshold, j, i, self.texts[i])
+        return best
+
+    def save(self, path: str | Path) -> Path:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(path.suffix + ".tmp")
+        with open(tmp, "wb") as f:
+            pickle.dump(self, f, protocol=pickle.HIGHEST_PROTOCOL)
+        tmp.replace(path)
+        return path
+
+    @staticmethod
+    def load(path: str | Path) -> MemorizationGuard:
+        """The guard saved at ``path``; ``FileNotFoundError`` when there is none."""
+        path = Path(path)
+        if not path.exists():
+            raise FileNotFoundError(
+                f"no memorization guard at {path} (made by 'tweetlm finetune', or 'tweetlm ads guard --corpus ...')"
+            )
+        with open(path, "rb") as f:
+            g = pickle.load(f)
+        if not isinstance(g, MemorizationGuard):
+            raise ValueError(f"{path} does not hold a memorization guard")
+        return g

@@ -1,0 +1,144 @@
+"""Briefs: the control fields a post is written for (layer L1, data), shared by ``tweetlm finetune`` and ad copy.
+
+A brief says what a post should be: its language, tone, brand, terms that must appear and hashtags that must
+appear. Fine-tuning (``jobs.finetune``) builds one brief per real post from what the post and its corpus say
+(the post's rarest words as terms, its hashtags, ``lang``, a ``sentiment`` label as tone, a ``brand`` label as
+brand) and trains on ``brief.prompt() + post``, so the model learns to write a post for a brief. Ad copy
+(``ads.copy``) renders an advertiser's brief the same way and samples the continuation.
+
+The prompt is one compact line, ``<<lang|tone|brand|term; term|#tag #tag>> ``: the demo model's context is 128
+tokens, so every token of brief is a token less of post. Field text is cleaned of the separators ``<>|;``.
+This module knows nothing of models, tokenizers or torch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import random
+import re
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from tweetlm.data.post import Post
+
+TONES = ("positive", "neutral", "negative")
+"""Tones a brief may ask for; they are the sentiment labels of the shared corpora (TweetEval, SemEval, XLM-T,
+US airlines)."""
+
+_SEP = re.compile(r"[<>|;\n]+")
+_WORD = re.compile(r"(?<![#@\w])[^\W\d_][\w'-]{2,}", re.UNICODE)
+_URL = re.compile(r"https?://\S+|\bwww\.\S+", re.IGNORECASE)
+_HASHTAG = re.compile(r"(?<![\w&])#(\w*[^\W\d_]\w*)", re.UNICODE)
+
+
+def _clean_field(text: str) -> str:
+    return " ".join(_SEP.sub(" ", text).split())
+
+
+@dataclass
+class Brief:
+    """Control fields of one post.
+
+    Attributes:
+        lang: ISO 639-1 code of the post's language, ``""`` when unknown.
+        tone: one of ``TONES`` or ``""`` (any).
+        brand: the brand the post is about (the airline corpus's ``airline`` column), ``""`` for none.
+        terms: words or phrases that must appear in the post (case-insensitive).
+        hashtags: hashtags (with ``#``) that must appear in the post.
+    """
+
+    lang: str = ""
+    tone: str = ""
+    brand: str = ""
+    terms: list[str] = field(default_factory=list)
+    hashtags: list[str] = field(default_factory=list)
+
+    def validate(self) -> None:
+        """Raise ``ValueError`` naming the field for a tone outside ``TONES`` or a hashtag without ``#``."""
+        if self.tone and self.tone not in TONES:
+            raise ValueError(f"tone must be one of {', '.join(TONES)} (or empty), got {self.tone!r}")
+        for h in self.hashtags:
+            if not is_hashtag(h):
+                raise ValueError(f"hashtags: {h!r} is not a hashtag (write it as #word)")
+
+    def prompt(self) -> str:
+        """The brief as the model reads it: ``<<en|negative|United|bags; delayed|#fail>> ``."""
+        parts = [
+            _clean_field(self.lang),
+            _clean_field(self.tone),
+            _clean_field(self.brand),
+            "; ".join(t for t in (_clean_field(x) for x in self.terms) if t),
+            " ".join(t for t in (_clean_field(x) for x in self.hashtags) if t),
+        ]
+        return "<<" + "|".join(parts) + ">> "
+
+
+def is_hashtag(text: str) -> bool:
+    """``#`` followed by letters, digits or ``_`` with at least one letter (``#fail``, not ``#123``)."""
+    return _HASHTAG.fullmatch(text) is not None
+
+
+def words(text: str) -> list[str]:
+    """Candidate terms of a post: runs of 3+ letters/digits starting with a letter, not part of a hashtag,
+    mention or URL, case-folded."""
+    return [w.casefold() for w in _WORD.findall(_URL.sub(" ", text))]
+
+
+def hashtags(text: str) -> list[str]:
+    """``#tags`` of ``text`` in order, as written (the twitter-text rule is in ``data.twitter_text``; this
+    lighter pattern is what briefs need: a ``#`` not inside a word, followed by a word with a letter)."""
+    return ["#" + m for m in _HASHTAG.findall(_URL.sub(" ", text))]
+
+
+class DocFreq:
+    """Document frequency of ``words`` over a corpus, for choosing a post's rarest (most specific) words."""
+
+    def __init__(self, texts: Iterable[str] = ()) -> None:
+        self.df: Counter[str] = Counter()
+        self.num_docs = 0
+        for t in texts:
+            self.add(t)
+
+    def add(self, text: str) -> None:
+        self.df.update(set(words(text)))
+        self.num_docs += 1
+
+    def idf(self, word: str) -> float:
+        """``log((1 + N) / (1 + df))`` (the smoothed IDF of scikit-learn's ``TfidfVectorizer``)."""
+        return math.log((1 + self.num_docs) / (1 + self.df.get(word, 0)))
+
+
+def _seed(post_id: str, seed: int) -> int:
+    return int.from_bytes(hashlib.blake2b(f"{seed}:{post_id}".encode(), digest_size=8).digest(), "big")
+
+
+def brief_from_post(post: Post, df: DocFreq, seed: int = 0, min_df: int = 3, max_terms: int = 3) -> Brief:
+    """The brief a real post answers, for fine-tuning and for held-out evaluation briefs.
+
+    Terms: 1..``max_terms`` (drawn per post) of the post's words with the highest IDF among words seen in at
+    least ``min_df`` documents (rarer words are mostly typos and handles). Hashtags: up to 2 of the post's own.
+    ``lang`` from the post; tone from a ``sentiment`` label in ``TONES``; brand from a ``brand`` label. Each
+    field is left out with probability 0.15 (the terms with 0.1), so the model also learns partial briefs.
+    The draw is seeded by ``(seed, post.id)``: the same post always gets the same brief.
+    """
+    rng = random.Random(_seed(post.id, seed))
+    cand = sorted({w for w in words(post.text) if df.df.get(w, 0) >= min_df}, key=lambda w: (-df.idf(w), w))
+    n_terms = rng.randint(1, max_terms)
+    terms = cand[:n_terms] if rng.random() > 0.1 else []
+    rng.shuffle(terms)
+    tags = list(dict.fromkeys(hashtags(post.text)))[:2]
+    tone = post.labels.get("sentiment", "")
+    return Brief(
+        lang=(post.lang or "") if rng.random() > 0.15 else "",
+        tone=tone if tone in TONES and rng.random() > 0.15 else "",
+        brand=post.labels.get("brand", "") if rng.random() > 0.15 else "",
+        terms=terms,
+        hashtags=tags if rng.random() > 0.15 else [],
+    )
+
+
+def example(brief: Brief, text: str) -> str:
+    """One fine-tuning document: the brief's prompt followed by the post."""
+    return brief.prompt() + text
