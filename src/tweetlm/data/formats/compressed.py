@@ -5,7 +5,8 @@ account archive is downloaded as one). Readers ask for a file's bytes through ``
 bytes either way; format detection looks at ``logical_name`` (the name without the compression suffix).
 
 Codecs: ``gzip``, ``bz2`` and ``lzma`` from the standard library, ``zstandard`` (the ``data`` extra) for
-``.zst``, ``zipfile`` for ``.zip``. A file cut off mid-stream (a partial download) yields the bytes that did
+``.zst``, ``zipfile`` for ``.zip``; the incremental decompressor objects are used (not the file wrappers) because they
+hand back what decoded before an early end. A file cut off mid-stream (a partial download) yields the bytes that did
 decompress and ``truncated=True``: the reader then quarantines the broken last record like any other, instead of
 losing the whole file. This module does not parse anything.
 """
@@ -13,15 +14,14 @@ losing the whole file. This module does not parse anything.
 from __future__ import annotations
 
 import bz2
-import gzip
 import io
 import lzma
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
 COMPRESSED_SUFFIXES = (".gz", ".zst", ".bz2", ".xz")
-_CHUNK = 1 << 20
 
 
 def compression_of(name: str) -> str | None:
@@ -44,45 +44,45 @@ class Decoded:
     truncated: bool = False
 
 
-def _drain(stream: io.BufferedIOBase, errors: tuple[type[Exception], ...] = ()) -> Decoded:
-    """Read a decompressing stream to its end; an early end keeps what decoded (``truncated``), a stream that
-    decodes nothing at all raises ``OSError``."""
-    out = bytearray()
-    try:
-        while True:
-            chunk = stream.read(_CHUNK)
-            if not chunk:
-                return Decoded(bytes(out))
-            out += chunk
-    except (EOFError, lzma.LZMAError, OSError, *errors) as e:
-        if not out and not isinstance(e, EOFError):
-            raise OSError(str(e)) from e
-        return Decoded(bytes(out), truncated=True)
+def _decompressor(suffix: str):
+    if suffix == ".gz":
+        return zlib.decompressobj(16 + zlib.MAX_WBITS), zlib.error
+    if suffix == ".bz2":
+        return bz2.BZ2Decompressor(), OSError
+    if suffix == ".xz":
+        return lzma.LZMADecompressor(), lzma.LZMAError
+    if suffix == ".zst":
+        import zstandard
+
+        return zstandard.ZstdDecompressor().decompressobj(), zstandard.ZstdError
+    raise ValueError(f"unknown compression {suffix!r}")
 
 
 def decompress(raw: bytes, suffix: str | None, where: str) -> Decoded:
-    """Decompress ``raw`` stored with codec ``suffix``.
+    """Decompress ``raw`` stored with codec ``suffix``, frame after frame (concatenated ``.gz`` members and
+    ``.zst`` frames included). A stream that stops before its end marker keeps what decoded (``truncated``).
 
     Raises:
         ValueError: the bytes are not in that codec at all (``where`` names the file in the message).
     """
     if suffix is None:
         return Decoded(raw)
-    try:
-        if suffix == ".gz":
-            return _drain(gzip.GzipFile(fileobj=io.BytesIO(raw)))
-        if suffix == ".bz2":
-            return _drain(bz2.BZ2File(io.BytesIO(raw)))
-        if suffix == ".xz":
-            return _drain(lzma.LZMAFile(io.BytesIO(raw)))
-        if suffix == ".zst":
-            import zstandard
-
-            reader = zstandard.ZstdDecompressor().stream_reader(io.BytesIO(raw), read_across_frames=True)
-            return _drain(reader, (zstandard.ZstdError,))
-    except OSError as e:
-        raise ValueError(f"{where} is not a valid {suffix} file ({e}); re-download or decompress it first") from e
-    raise ValueError(f"{where}: unknown compression {suffix!r}")
+    out: list[bytes] = []
+    data = raw
+    while data:
+        dec, error = _decompressor(suffix)
+        try:
+            out.append(dec.decompress(data))
+        except (error, OSError, EOFError) as e:
+            if not out:
+                raise ValueError(
+                    f"{where} is not a valid {suffix} file ({e}); re-download or decompress it first"
+                ) from e
+            return Decoded(b"".join(out), truncated=True)
+        if not dec.eof:
+            return Decoded(b"".join(out), truncated=True)
+        data = dec.unused_data
+    return Decoded(b"".join(out))
 
 
 def read_bytes(path: Path, member: str | None = None, where: str | None = None) -> Decoded:
