@@ -1,0 +1,232 @@
+"""Running the ingestion pipeline (layer L1, data): executors, stages, the merged accounting and the outputs.
+
+Three datatrove stages over one work folder (``<out>/_work`` unless given):
+
+1. ``prepare`` (``cfg.tasks`` tasks): ``PostReader -> Normalize -> LanguageID -> QualityFilter -> PIIScrub ->
+   PrepareWriter`` (``steps.py``);
+2. ``decide`` (1 task, after 1): retweets, threads, exact / template / MinHash dedup, corpus shards
+   (``decide.py``);
+3. ``finalize`` (1 task, after 2): ``FinalizeCorpus`` sums every step's drops and the readers' accounting into
+   one ``Ledger``, checks ``in = kept + dropped + quarantined`` per source against the posts actually written,
+   and writes ``manifest.json`` (post ids per shard, corpus hash), ``accounting.json``, ``quarantine.jsonl`` and
+   the data report (``report.json``, ``report.md``, ``length_hist.png``; see ``report.py``).
+
+``cfg.executor`` picks datatrove's ``LocalPipelineExecutor`` (default; ``cfg.workers`` tasks at a time),
+``SlurmPipelineExecutor`` or ``RayPipelineExecutor`` for all three stages, chained with ``depends``; the
+cluster executors take their own settings (partition, time, ...) through ``executor_kwargs``. Every executor
+writes ``completions/`` markers under ``<work>/logs/<stage>``, so a rerun skips finished tasks; the work folder
+is cleared first when the inputs or settings differ from the last run (``fingerprint.json``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import json
+import shutil
+from collections import Counter
+from dataclasses import asdict
+from pathlib import Path
+
+from datatrove.data import DocumentsPipeline
+from datatrove.pipeline.base import PipelineStep
+
+from tweetlm.data.ledger import Ledger
+from tweetlm.data.pipeline.config import PipelineConfig
+from tweetlm.data.pipeline.decide import Decide
+from tweetlm.data.pipeline.steps import (
+    LEDGER_DIR,
+    LanguageID,
+    Normalize,
+    PIIScrub,
+    PostReader,
+    PrepareWriter,
+    QualityFilter,
+    write_json,
+)
+
+STEP_ORDER = ("reader", "normalize", "lang", "filter", "pii", "decide")
+SPLIT_FILES = ("train.parquet", "val.parquet")
+
+
+def corpus_hash_of(out_dir: str | Path) -> tuple[str, dict]:
+    """``(corpus hash, {shard: {"num_posts", "ids"}})`` of the split files in ``out_dir``.
+
+    The hash is ``data.corpus.write_corpus``'s: SHA-256 over every kept ``(split, source, id, text)`` in file
+    order, train then validation, so it changes exactly when the training or validation text changes.
+    """
+    import pyarrow.parquet as pq
+
+    h = hashlib.sha256()
+    shards = {}
+    for name in SPLIT_FILES:
+        split = name.removesuffix(".parquet")
+        t = pq.read_table(Path(out_dir) / name, columns=["id", "source", "text"])
+        ids = t.column("id").to_pylist()
+        for source, pid, text in zip(t.column("source").to_pylist(), ids, t.column("text").to_pylist()):
+            h.update(f"{split}\x1f{source}\x1f{pid}\x1f{text}\x1e".encode())
+        shards[name] = {"num_posts": len(ids), "ids": ids}
+    return h.hexdigest(), shards
+
+
+def merged_ledger(work_dir: str | Path) -> tuple[Ledger, dict[str, Counter]]:
+    """The Ledger of a finished run (readers' accounting plus every step's drops) and the drops per step."""
+    ledger_dir = Path(work_dir) / LEDGER_DIR
+    reader_file = ledger_dir / "reader.json"
+    if not reader_file.exists():
+        raise FileNotFoundError(f"{reader_file} missing: the prepare stage (task 0) did not finish")
+    reader = json.loads(reader_file.read_text())
+    ledger = Ledger()
+    per_step: dict[str, Counter] = {s: Counter() for s in STEP_ORDER}
+    for source, c in reader["sources"].items():
+        ledger.seen(source, c["in"])
+        for reason, n in c["dropped"].items():
+            ledger.drop(source, reason, n)
+            per_step["reader"][reason] += n
+    for q in reader["quarantine_log"]:
+        ledger.quarantine(q["source"], q["file"], q["record"], q["reason"], q.get("excerpt", ""))
+    for f in sorted(ledger_dir.glob("*-*.json")):
+        step = f.stem.rsplit("-", 1)[0]
+        for source, reason, n in json.loads(f.read_text())["dropped"]:
+            ledger.drop(source, reason, n)
+            per_step.setdefault(step, Counter())[reason] += n
+    return ledger, per_step
+
+
+class FinalizeCorpus(PipelineStep):
+    """Merged accounting, equation check, manifest and data report (see module docstring). One task.
+
+    Raises ``AssertionError`` (from ``Ledger.check``) if the posts written per source differ from the ledger's
+    ``kept``: that is a bug in a step, never bad input.
+    """
+
+    type = "📊 - STATS"
+    name = "accounting, manifest, report"
+
+    def __init__(self, cfg: PipelineConfig, work_dir: str | Path, out_dir: str | Path, paths: list[str]):
+        super().__init__()
+        self.cfg = cfg
+        self.work_dir = str(work_dir)
+        self.out_dir = str(out_dir)
+        self.paths = [str(p) for p in paths]
+
+    def run(self, data: DocumentsPipeline = None, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
+        import pyarrow.parquet as pq
+
+        from tweetlm.data.pipeline.report import write_report
+
+        out = Path(self.out_dir)
+        ledger, per_step = merged_ledger(self.work_dir)
+        kept: Counter = Counter()
+        for name in SPLIT_FILES:
+            kept.update(pq.read_table(out / name, columns=["source"]).column("source").to_pylist())
+        ledger.check(dict(kept))
+        corpus_hash, shards = corpus_hash_of(out)
+        manifest = {"shards": shards, "corpus_hash": corpus_hash, "history": []}
+        (out / "manifest.json").write_text(json.dumps(manifest))
+        (out / "accounting.json").write_text(json.dumps(ledger.to_dict(), indent=1, ensure_ascii=False))
+        with open(out / "quarantine.jsonl", "w", encoding="utf-8") as f:
+            for q in ledger.quarantine_log:
+                f.write(json.dumps(q.__dict__, ensure_ascii=False) + "\n")
+        write_report(out, ledger, per_step, corpus_hash, self.cfg, self.paths)
+        return iter(())
+
+
+def _fingerprint(paths: list[str], cfg: PipelineConfig) -> dict:
+    settings = asdict(cfg)
+    settings.pop("workers")  # how many run at once does not change the result
+    return {"paths": [str(Path(p).resolve()) for p in paths], "config": settings}
+
+
+def make_executors(
+    paths: list[str], out_dir: str | Path, cfg: PipelineConfig, work_dir: str | Path, **executor_kwargs
+) -> list:
+    """The three chained executors (``prepare``, ``decide``, ``finalize``) for ``cfg.executor``; running the last
+    runs (or submits) all three. ``executor_kwargs`` go to every executor (e.g. Slurm ``partition``, ``time``,
+    ``venv_path``; Ray ``cpus_per_task``)."""
+    work = Path(work_dir)
+    stage_a = [
+        PostReader(paths, cfg, work),
+        Normalize(cfg, work),
+        LanguageID(cfg, work),
+        QualityFilter(cfg, work),
+        PIIScrub(cfg, work),
+        PrepareWriter(cfg, work),
+    ]
+    stages = [("prepare", stage_a, cfg.tasks), ("decide", [Decide(cfg, work, out_dir)], 1)]
+    stages.append(("finalize", [FinalizeCorpus(cfg, work, out_dir, paths)], 1))
+    if cfg.executor == "local":
+        from datatrove.executor import LocalPipelineExecutor as Executor
+
+        def extra(tasks: int) -> dict:
+            return {"workers": min(tasks, cfg.workers or tasks)}
+    elif cfg.executor == "slurm":
+        from datatrove.executor import SlurmPipelineExecutor as Executor
+
+        def extra(tasks: int) -> dict:
+            return {"workers": -1, "job_name": f"tweetlm_data_{tasks}"}
+    else:
+        from datatrove.executor.ray import RayPipelineExecutor as Executor
+
+        def extra(tasks: int) -> dict:
+            return {"workers": cfg.workers or -1}
+
+    executors: list = []
+    for name, pipeline, tasks in stages:
+        kw = {**extra(tasks), **executor_kwargs}
+        executors.append(
+            Executor(
+                pipeline,
+                tasks=tasks,
+                logging_dir=str(work / "logs" / name),
+                depends=executors[-1] if executors else None,
+                **kw,
+            )
+        )
+    return executors
+
+
+def build_corpus(
+    paths: list[str | Path],
+    out_dir: str | Path,
+    cfg: PipelineConfig,
+    work_dir: str | Path | None = None,
+    quiet: bool = True,
+    **executor_kwargs,
+) -> dict:
+    """Run the pipeline on the posts under ``paths`` into ``out_dir``; returns the data report (``report.json``).
+
+    Local execution waits for all three stages; with ``cfg.executor`` ``"slurm"``/``"ray"`` the jobs are
+    submitted (Slurm) or run on the Ray cluster, and the report is returned once ``report.json`` exists (else
+    ``{"submitted": True, ...}``). ``quiet`` keeps datatrove's per-task log off the terminal (it is still written
+    to ``<work>/logs/<stage>/logs/``).
+
+    Raises ``ValueError`` for bad settings or paths (before any task starts: ``data.readers.plan_corpus``).
+    """
+    from tweetlm.data.readers import plan_corpus
+
+    cfg.validate()
+    paths = [str(p) for p in paths]
+    plan_corpus(paths)
+    out = Path(out_dir)
+    work = Path(work_dir) if work_dir else out / "_work"
+    fp = _fingerprint(paths, cfg)
+    fp_file = work / "fingerprint.json"
+    if work.exists() and (not fp_file.exists() or json.loads(fp_file.read_text()) != fp):
+        shutil.rmtree(work)
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(fp_file, fp)
+    executors = make_executors(paths, out, cfg, work, **executor_kwargs)
+    sink = io.StringIO() if quiet else None
+    try:
+        with contextlib.redirect_stderr(sink) if sink is not None else contextlib.nullcontext():
+            executors[-1].run()
+    finally:
+        from datatrove.utils.logging import setup_default_logger
+
+        setup_default_logger()  # datatrove's default logger, bound to the real stderr again
+    report = out / "report.json"
+    if not report.exists():
+        return {"submitted": True, "work_dir": str(work), "executor": cfg.executor}
+    return json.loads(report.read_text())

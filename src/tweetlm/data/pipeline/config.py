@@ -1,0 +1,92 @@
+"""Settings of the ingestion pipeline (layer L1, data): one dataclass, a superset of ``data.clean.CleanConfig``.
+
+``PipelineConfig`` extends ``CleanConfig`` (split, normalization and placeholder options keep their names and
+defaults), so ``data.clean.normalize_text`` takes it as is and a run config whose ``data`` section is a
+``PipelineConfig`` accepts ``--set data.tasks=2`` like any other field. It holds settings only; the steps that
+read them are in ``steps.py`` and ``decide.py``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+
+from tweetlm.data.clean import CleanConfig
+
+DEFAULT_LANGUAGES = ("en", "id", "ar", "fr", "de", "hi", "it", "pt", "es", "ja", "tr", "nl")
+"""ISO 639-1 codes lingua chooses among: the languages of the shared corpora plus a few frequent on X. A short
+list keeps detection fast; anything else comes out as the closest of these or ``und``."""
+
+
+@dataclass
+class PipelineConfig(CleanConfig):
+    """Attributes (besides those of ``CleanConfig``):
+    max_chars: posts longer than this after normalizing are dropped as ``too_long`` (0: no limit).
+    lang_detect: ``"all"`` (lingua on every post), ``"missing"`` (only where the reader gave no ``lang``) or
+        ``"off"``. The detected code goes to the ``lang_detected`` column; ``lang`` keeps the reader's value and is
+        filled from the detection where the reader had none.
+    languages: ISO 639-1 codes lingua may answer (see ``DEFAULT_LANGUAGES``).
+    keep_languages: when not empty, posts whose ``lang`` is not listed are dropped as ``language``.
+    spam_min_tokens: the ratio filters below apply to posts of at least this many whitespace tokens.
+    max_hashtag_ratio, max_mention_ratio, max_url_ratio: a post whose share of hashtag / @mention / URL tokens
+        exceeds the value is dropped as ``spam_hashtags`` / ``spam_mentions`` / ``spam_urls`` (1.0: off).
+    max_template_repeats: posts sharing one template (case-folded, digits, URLs and mentions masked) beyond this
+        many are dropped as ``repeated_template`` (bot output such as "Day 12 of asking @x"); 0: off.
+    scrub_emails, scrub_phones: replace e-mail addresses with ``<email>`` and phone numbers with ``<phone>``.
+    scrub_handles: replace ``@handle`` with ``@user`` in the PII step (same as ``mention_placeholder``).
+    retweet_collapse: a retweet whose original is in the corpus is dropped (``retweet_collapsed``) and counted on
+        the original (``retweets`` column); retweets of a missing original keep one copy.
+    threads: replies whose parent is kept are joined with it into one ``kind="thread"`` document.
+    exact_dedup: drop exact duplicates (``duplicate_of_val`` / ``duplicate``), validation copies first.
+    near_dedup: MinHash LSH near-duplicate removal (``near_duplicate_of_val`` / ``near_duplicate``).
+    minhash_num_perm, minhash_threshold, minhash_shingle: signature length, Jaccard threshold of the LSH and
+        character shingle length (of the case-folded, whitespace-collapsed text).
+    near_dedup_min_chars: texts shorter than this are left to exact dedup (a few shingles make noisy sketches).
+    tasks: number of datatrove tasks (each reads the input and keeps every ``tasks``-th post).
+    workers: tasks run at the same time on this machine (0: as many as tasks).
+    executor: ``"local"`` (datatrove LocalPipelineExecutor), ``"slurm"`` or ``"ray"``.
+    write_rejects: write every dropped document, with its reason, under ``<work>/rejects/<step>/``.
+    """
+
+    max_chars: int = 0
+    lang_detect: str = "all"
+    languages: tuple[str, ...] = DEFAULT_LANGUAGES
+    keep_languages: tuple[str, ...] = ()
+    spam_min_tokens: int = 4
+    max_hashtag_ratio: float = 0.6
+    max_mention_ratio: float = 0.8
+    max_url_ratio: float = 0.6
+    max_template_repeats: int = 20
+    scrub_emails: bool = True
+    scrub_phones: bool = True
+    scrub_handles: bool = False
+    retweet_collapse: bool = True
+    threads: bool = True
+    exact_dedup: bool = True
+    near_dedup: bool = True
+    minhash_num_perm: int = 64
+    minhash_threshold: float = 0.8
+    minhash_shingle: int = 5
+    near_dedup_min_chars: int = 20
+    tasks: int = 1
+    workers: int = 0
+    executor: str = "local"
+    write_rejects: bool = False
+
+    def validate(self) -> None:
+        """``ValueError`` naming the field for settings no step can run with."""
+        if self.lang_detect not in ("all", "missing", "off"):
+            raise ValueError(f"data.lang_detect must be 'all', 'missing' or 'off', got {self.lang_detect!r}")
+        if self.executor not in ("local", "slurm", "ray"):
+            raise ValueError(f"data.executor must be 'local', 'slurm' or 'ray', got {self.executor!r}")
+        if self.tasks < 1 or self.workers < 0:
+            raise ValueError(f"data.tasks must be >= 1 and data.workers >= 0, got {self.tasks} and {self.workers}")
+        if not 0.0 < self.minhash_threshold <= 1.0 or self.minhash_num_perm < 2 or self.minhash_shingle < 1:
+            raise ValueError("data.minhash_threshold must be in (0, 1], minhash_num_perm >= 2, minhash_shingle >= 1")
+        if not 0.0 <= self.val_fraction < 1.0:
+            raise ValueError(f"data.val_fraction must be in [0, 1), got {self.val_fraction}")
+
+    @classmethod
+    def from_clean(cls, cfg: CleanConfig, **overrides) -> PipelineConfig:
+        """A ``PipelineConfig`` with the fields of ``cfg`` (a plain ``CleanConfig`` or a ``PipelineConfig``)."""
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in asdict(cfg).items() if k in names}, **overrides)

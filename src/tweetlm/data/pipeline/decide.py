@@ -1,0 +1,254 @@
+"""The global stage of the ingestion pipeline (layer L1, data): one datatrove task over every task's output.
+
+``Decide`` reads ``<work>/prepared/*.parquet`` (see ``steps.PrepareWriter``), puts the posts back in input order
+and applies, in this order, the steps that need the whole corpus:
+
+1. retweet collapse: a retweet (``kind="retweet"`` with ``retweeted_id``, or a text ``RT @h: body``) whose
+   original is in the corpus is dropped as ``retweet_collapsed`` and counted on the original (``retweets``,
+   ``retweet_ids``); of several retweets of an absent original the first stays, standing in for it. A validation
+   retweet moves its original to validation, so the text never trains.
+2. threads: a reply whose parent is kept joins it; each tree becomes one ``kind="thread"`` document (the root's
+   id, posts in depth-first order with siblings by time, joined by newlines; ``thread_ids``/``thread_texts``
+   keep the members for deletions). Other members are dropped as ``joined_into_thread``. A thread with any
+   validation post is validation. Threads come before de-duplication so that a short reply ("lol") is not torn
+   out of its conversation as a duplicate of another "lol".
+3. exact dedup on ``data.clean.dedup_key`` (``duplicate_of_val`` / ``duplicate``) and
+4. repeated templates (``repeated_template``) and
+5. MinHash LSH near-duplicates (``near_duplicate_of_val`` / ``near_duplicate``), with datasketch's
+   ``MinHashLSH``: candidates are confirmed by the estimated Jaccard similarity (share of equal signature slots)
+   reaching ``minhash_threshold``.
+
+Steps 3-5 visit validation posts first, then training posts, each in input order, so a training copy of a
+validation post is dropped and never the validation copy (as ``data.clean.clean_posts`` does).
+
+Why datasketch and not datatrove's ``minhash`` steps: datatrove keeps the first document of a cluster by task
+and position (no way to prefer the validation copy) and shingles words (5-grams; posts are too short). This stage
+is one process holding the signatures (``minhash_num_perm`` x 4 bytes per post) and LSH tables in memory:
+about 250 MB per million posts, fine up to tens of millions; beyond that, swap step 5 for datatrove's bucketed
+``MinhashDedupBuckets``/``MinhashDedupCluster`` over the same signatures.
+
+The kept posts are written as ``train.parquet`` and ``val.parquet`` in input order (``data.corpus`` layout plus
+the pipeline's columns), so the output is the same whatever the number of tasks.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter, defaultdict
+from pathlib import Path
+
+from datatrove.data import DocumentsPipeline
+from datatrove.pipeline.base import PipelineStep
+
+from tweetlm.data.clean import dedup_key
+from tweetlm.data.pipeline.config import PipelineConfig
+from tweetlm.data.pipeline.steps import PREPARED_DIR, key_hash, write_drops
+
+CORPUS_COLUMNS = (
+    "id", "text", "source", "split", "created_at", "author_id", "lang", "kind", "reply_to_id", "conversation_id",
+    "quoted_id", "retweeted_id", "hashtags", "mentions", "urls", "labels", "prov_file", "prov_record", "prov_reader",
+    "lang_detected", "retweets", "retweet_ids", "thread_ids", "thread_texts",
+)  # fmt: skip
+"""Columns of the corpus shards: ``Post.to_dict()`` (``labels`` as a JSON string) and the pipeline's own."""
+
+
+def corpus_schema():
+    import pyarrow as pa
+
+    ls = pa.list_(pa.string())
+    types = {
+        "prov_record": pa.int64(), "retweets": pa.int64(), "hashtags": ls, "mentions": ls, "urls": ls,
+        "retweet_ids": ls, "thread_ids": ls, "thread_texts": ls,
+    }  # fmt: skip
+    return pa.schema([pa.field(c, types.get(c, pa.string())) for c in CORPUS_COLUMNS])
+
+
+class Decide(PipelineStep):
+    """Retweet collapse, threads, exact, template and near-duplicate removal over all tasks' posts; writes the
+    corpus shards into ``out_dir`` and its drops to ``<work>/ledger/decide-00000.json``. Run with one task."""
+
+    type = "🫂 - DEDUP"
+    name = "retweets, threads, exact + MinHash dedup"
+
+    def __init__(self, cfg: PipelineConfig, work_dir: str | Path, out_dir: str | Path):
+        super().__init__()
+        self.cfg = cfg
+        self.work_dir = str(work_dir)
+        self.out_dir = str(out_dir)
+
+    def run(self, data: DocumentsPipeline = None, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
+        import numpy as np
+        import pyarrow as pa
+        import pyarrow.compute as pc
+        import pyarrow.parquet as pq
+
+        files = sorted((Path(self.work_dir) / PREPARED_DIR).glob("*.parquet"))
+        if not files:
+            raise ValueError(f"no prepared posts in {Path(self.work_dir) / PREPARED_DIR}: run the per-task stage first")
+        with self.track_time("corpus"):
+            table = pa.concat_tables([pq.read_table(f) for f in files])
+            table = table.take(pc.sort_indices(table, [("order", "ascending")]))
+            rows = {c: table.column(c).to_pylist() for c in table.column_names if c != "minhash"}
+            sig = table.column("minhash").combine_chunks().flatten().to_numpy(zero_copy_only=False)
+            sig = sig.reshape(len(table), self.cfg.minhash_num_perm) if len(table) else sig.reshape(0, 1)
+            out = self._decide(rows, np.asarray(sig, dtype=np.uint32))
+            self._write(out)
+        return iter(())
+
+    # ------------------------------------------------------------------------------------------------------
+    def _decide(self, r: dict[str, list], sig) -> dict[str, list]:
+        cfg = self.cfg
+        n = len(r["id"])
+        alive = [True] * n
+        drops: Counter = Counter()
+        r["retweets"] = [0] * n
+        r["retweet_ids"] = [[] for _ in range(n)]
+        r["thread_ids"] = [[] for _ in range(n)]
+        r["thread_texts"] = [[] for _ in range(n)]
+
+        def drop(i: int, reason: str) -> None:
+            alive[i] = False
+            drops[(r["source"][i], reason)] += 1
+            self.stat_update("dropped", f"dropped_{reason}")
+
+        is_rt = [r["kind"][i] == "retweet" and bool(r["retweeted_id"][i]) for i in range(n)]
+        # ---- 1. retweet collapse
+        if cfg.retweet_collapse:
+            by_id: dict[str, int] = {}
+            by_key: dict[int, int] = {}
+            for i in range(n):
+                if not is_rt[i] and r["rt_key"][i] is None:
+                    by_id.setdefault(r["id"][i], i)
+                    by_key.setdefault(r["key"][i], i)
+            stand_in: dict[object, int] = {}
+            for i in range(n):
+                if is_rt[i]:
+                    target, group = by_id.get(r["retweeted_id"][i]), ("id", r["retweeted_id"][i])
+                elif r["rt_key"][i] is not None:
+                    target, group = by_key.get(r["rt_key"][i]), ("key", r["rt_key"][i])
+                else:
+                    continue
+                if target is None:
+                    target = stand_in.get(group)
+                    if target is None:
+                        stand_in[group] = i
+                        continue
+                drop(i, "retweet_collapsed")
+                r["retweets"][target] += 1
+                r["retweet_ids"][target].append(r["id"][i])
+                if r["split"][i] == "val":
+                    r["split"][target] = "val"
+        # ---- 2. threads
+        rebuilt: list[int] = []
+        if cfg.threads:
+            rebuilt = self._threads(r, alive, is_rt, drop)
+        # ---- 3-5. exact, template, near-duplicate removal: validation first, then input order
+        visit = [i for i in range(n) if r["split"][i] == "val"] + [i for i in range(n) if r["split"][i] != "val"]
+        if rebuilt:  # thread documents have new text: new keys and signatures
+            from tweetlm.data.pipeline.minhash import permutations, signatures
+            from tweetlm.data.pipeline.steps import template_key
+
+            keys = [dedup_key(r["text"][i]) for i in rebuilt]
+            new_sig = signatures(keys, cfg.minhash_shingle, permutations(cfg.minhash_num_perm))
+            for j, i in enumerate(rebuilt):
+                r["key"][i] = key_hash(keys[j])
+                r["template"][i] = key_hash(template_key(r["text"][i]))
+                sig[i] = new_sig[j]
+        if cfg.exact_dedup:
+            first_split: dict[int, str] = {}
+            for i in visit:
+                if not alive[i]:
+                    continue
+                k = r["key"][i]
+                if k in first_split:
+                    drop(i, "duplicate_of_val" if first_split[k] == "val" and r["split"][i] != "val" else "duplicate")
+                else:
+                    first_split[k] = r["split"][i]
+        if cfg.max_template_repeats > 0:
+            seen_t: Counter = Counter()
+            for i in visit:
+                if alive[i] and r["kind"][i] != "thread":
+                    seen_t[r["template"][i]] += 1
+                    if seen_t[r["template"][i]] > cfg.max_template_repeats:
+                        drop(i, "repeated_template")
+        if cfg.near_dedup:
+            self._near_dedup(r, sig, alive, visit, drop)
+        write_drops(self.work_dir, "decide", 0, drops)
+        keep = [i for i in range(n) if alive[i]]
+        self.stat_update("kept", value=len(keep))
+        return {c: [r[c][i] for i in keep] for c in CORPUS_COLUMNS}
+
+    def _threads(self, r: dict[str, list], alive: list[bool], is_rt: list[bool], drop) -> list[int]:
+        n = len(r["id"])
+        by_id: dict[str, int] = {}
+        for i in range(n):
+            if alive[i] and not is_rt[i] and r["kind"][i] != "thread":
+                by_id.setdefault(r["id"][i], i)
+        children: dict[int, list[int]] = defaultdict(list)
+        has_parent = [False] * n
+        for i in by_id.values():
+            parent = by_id.get(r["reply_to_id"][i]) if r["reply_to_id"][i] else None
+            if parent is not None and parent != i:
+                children[parent].append(i)
+                has_parent[i] = True
+        rebuilt = []
+        done: set[int] = set()
+        for root in sorted(children):
+            if has_parent[root]:
+                continue
+            members, stack = [], [root]
+            while stack:
+                i = stack.pop()
+                if i in done:
+                    continue
+                done.add(i)
+                members.append(i)
+                kids = sorted(children.get(i, ()), key=lambda k: (r["created_at"][k] or "", r["order"][k]))
+                stack.extend(reversed(kids))
+            self._join(r, root, members, drop)
+            rebuilt.append(root)
+        return rebuilt
+
+    def _join(self, r: dict[str, list], root: int, members: list[int], drop) -> None:
+        r["thread_ids"][root] = [r["id"][i] for i in members]
+        r["thread_texts"][root] = [r["text"][i] for i in members]
+        if any(r["split"][i] == "val" for i in members):
+            r["split"][root] = "val"
+        r["text"][root] = "\n".join(r["thread_texts"][root])
+        r["kind"][root] = "thread"
+        r["conversation_id"][root] = r["conversation_id"][root] or r["id"][root]
+        for i in members[1:]:
+            drop(i, "joined_into_thread")
+            r["retweets"][root] += r["retweets"][i]
+        self.stat_update("threads")
+
+    def _near_dedup(self, r: dict[str, list], sig, alive: list[bool], visit: list[int], drop) -> None:
+        from datasketch import LeanMinHash, MinHashLSH
+
+        cfg = self.cfg
+        lsh = MinHashLSH(threshold=cfg.minhash_threshold, num_perm=cfg.minhash_num_perm)
+        min_chars = cfg.near_dedup_min_chars
+        for i in visit:
+            if not alive[i] or len(r["text"][i]) < min_chars:
+                continue
+            m = LeanMinHash(seed=1, hashvalues=sig[i], scheme="affine32")
+            matches = [j for j in lsh.query(m) if (sig[j] == sig[i]).mean() >= cfg.minhash_threshold]
+            if matches:
+                of_val = r["split"][i] != "val" and any(r["split"][j] == "val" for j in matches)
+                drop(i, "near_duplicate_of_val" if of_val else "near_duplicate")
+            else:
+                lsh.insert(i, m, check_duplication=False)
+
+    def _write(self, cols: dict[str, list]) -> None:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        out = Path(self.out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        schema = corpus_schema()
+        for split in ("train", "val"):
+            idx = [i for i, s in enumerate(cols["split"]) if s == split]
+            arrays = [pa.array([cols[c][i] for i in idx], type=schema.field(c).type) for c in CORPUS_COLUMNS]
+            pq.write_table(pa.Table.from_arrays(arrays, schema=schema), out / f"{split}.parquet")
+        summary = {"kept": len(cols["id"]), "threads": sum(1 for t in cols["thread_ids"] if t)}
+        (Path(self.work_dir) / "decide.json").write_text(json.dumps(summary))

@@ -1,0 +1,103 @@
+"""The data report of a pipeline run (layer L1, data): ``report.json``, ``report.md`` and ``length_hist.png``.
+
+Per step: posts in, out, dropped by reason; per source: the ledger equation; per language and per kind: kept
+posts; the length histogram of kept posts in characters (matplotlib, Agg backend; skipped with a note when
+matplotlib is missing). It reads what ``build.FinalizeCorpus`` hands it and computes nothing else.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+from tweetlm.data.ledger import Ledger
+from tweetlm.data.pipeline.config import PipelineConfig
+
+STEP_TITLES = {
+    "reader": "read (quarantine and reader drops)",
+    "normalize": "normalize",
+    "lang": "language id",
+    "filter": "length / language / spam filter",
+    "pii": "PII scrub",
+    "decide": "retweets, threads, exact / template / MinHash dedup",
+}
+
+
+def _hist_png(lengths: list[int], path: Path) -> str | None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    fig, ax = plt.subplots(figsize=(7, 3.5))
+    top = max(lengths) if lengths else 1
+    ax.hist([min(n, 600) for n in lengths], bins=60, range=(0, 600), color="#4477aa")
+    ax.set_xlabel(f"characters per post (longer ones in the last bin; max {top})")
+    ax.set_ylabel("posts")
+    ax.set_title(f"length of {len(lengths):,} kept posts")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path.name
+
+
+def write_report(
+    out: Path, ledger: Ledger, per_step: dict[str, Counter], corpus_hash: str, cfg: PipelineConfig, paths: list[str]
+) -> dict:
+    """Write and return the report of the corpus in ``out`` (see module docstring)."""
+    import pyarrow.parquet as pq
+
+    cols = ["text", "lang", "kind", "split"]
+    tables = [pq.read_table(out / f, columns=cols) for f in ("train.parquet", "val.parquet")]
+    lengths = [len(t) for tb in tables for t in tb.column("text").to_pylist()]
+    langs = Counter(x or "und" for tb in tables for x in tb.column("lang").to_pylist())
+    kinds = Counter(x for tb in tables for x in tb.column("kind").to_pylist())
+    totals = ledger.totals()
+    n = totals.records_in - totals.quarantined - per_step.get("reader", Counter()).total()
+    steps = [{"step": "read", "in": totals.records_in, "out": n,
+              "dropped": dict(per_step.get("reader", {})), "quarantined": totals.quarantined}]  # fmt: skip
+    for name in ("normalize", "lang", "filter", "pii", "decide"):
+        dropped = per_step.get(name, Counter())
+        steps.append({"step": name, "in": n, "out": n - dropped.total(), "dropped": dict(sorted(dropped.items()))})
+        n -= dropped.total()
+    report = {
+        "inputs": paths,
+        "corpus_hash": corpus_hash,
+        "records_in": totals.records_in,
+        "kept": totals.kept,
+        "dropped": dict(sorted(totals.dropped.items())),
+        "quarantined": totals.quarantined,
+        "train_posts": tables[0].num_rows,
+        "val_posts": tables[1].num_rows,
+        "equation": ledger.equation_lines(),
+        "steps": steps,
+        "languages": dict(langs.most_common()),
+        "kinds": dict(kinds.most_common()),
+        "length_chars": {
+            "mean": round(sum(lengths) / max(1, len(lengths)), 1),
+            "max": max(lengths, default=0),
+            "over_280": sum(1 for x in lengths if x > 280),
+        },
+        "tasks": cfg.tasks,
+        "histogram": _hist_png(lengths, out / "length_hist.png"),
+    }
+    (out / "report.json").write_text(json.dumps(report, indent=1, ensure_ascii=False))
+    lines = ["# Data report", "", f"Inputs: {', '.join(paths)}; {cfg.tasks} task(s); corpus hash `{corpus_hash}`.", ""]
+    lines += ["## Steps", "", "| step | in | out | dropped by reason |", "|---|---:|---:|---|"]
+    for s in steps:
+        why = ", ".join(f"{r} {c:,}" for r, c in s["dropped"].items()) or "-"
+        if s.get("quarantined"):
+            why += f"; quarantined {s['quarantined']:,}"
+        lines.append(f"| {STEP_TITLES.get(s['step'], s['step'])} | {s['in']:,} | {s['out']:,} | {why} |")
+    lines += ["", "## Records in = kept + dropped + quarantined", "", "```", *report["equation"], "```", ""]
+    lines += ["## Kept posts per language", "", ", ".join(f"{k} {v:,}" for k, v in langs.most_common()), ""]
+    lines += ["## Kept documents per kind", "", ", ".join(f"{k} {v:,}" for k, v in kinds.most_common()), ""]
+    if report["histogram"]:
+        lines += ["## Length", "", f"![length histogram]({report['histogram']})", ""]
+    else:
+        lines += ["## Length", "", "(no histogram: matplotlib is not installed; `pip install tweetlm[data]`)", ""]
+    (out / "report.md").write_text("\n".join(lines))
+    return report

@@ -1,0 +1,403 @@
+"""The per-task steps of the ingestion pipeline (layer L1, data), each a datatrove ``PipelineStep``.
+
+A task runs, in order: ``PostReader`` (Post records from ``data.readers.read_corpus`` as datatrove Documents, the
+Post fields in ``metadata``) -> ``Normalize`` -> ``LanguageID`` (lingua) -> ``QualityFilter`` (length, language,
+hashtag/mention/URL ratios) -> ``PIIScrub`` (e-mail addresses, phone numbers, optionally handles) ->
+``PrepareWriter`` (dedup keys and MinHash signatures, written as one Parquet file per task). What needs every
+task's posts at once (retweet collapse, threads, exact and near-duplicate removal, repeated templates) happens
+after all tasks are done, in ``decide.py``, like datatrove's own two-stage MinHash (signatures per task, then
+clustering).
+
+Accounting: every step counts what it drops per ``(source, reason)`` and writes the counts to
+``<work>/ledger/<step>-<rank>.json`` when its input is exhausted, so ``build.py`` can sum them into the Ledger
+(``in = kept + dropped + quarantined`` per source). With ``write_rejects`` each dropped Document goes, with its
+``drop_reason``, to ``<work>/rejects/<step>/<rank>.jsonl.gz`` through datatrove's ``JsonlWriter``.
+
+Sharding: every task reads the whole input (``read_corpus`` decides source names from the paths it is given,
+so a file cannot be handed to a task on its own) and keeps the posts whose input position ``i`` satisfies
+``i % world_size == rank``; reading is about a tenth of a task's work. The reader's own accounting (records
+seen, quarantined, dropped by a reader) is the same in every task and is written by task 0 only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+from datatrove.data import Document, DocumentsPipeline
+from datatrove.pipeline.base import PipelineStep
+from datatrove.utils.typeshelper import StatHints
+
+from tweetlm.data.clean import dedup_key, hash_split, normalize_text
+from tweetlm.data.ledger import Ledger
+from tweetlm.data.pipeline.config import PipelineConfig
+from tweetlm.data.post import Post
+
+PREPARED_DIR = "prepared"
+LEDGER_DIR = "ledger"
+
+_URL = re.compile(r"https?://\S+|\bwww\.\S+", re.IGNORECASE)
+_MENTION = re.compile(r"(?<![\w@])@\w{1,15}\b")
+_HASHTAG = re.compile(r"(?<![\w#&])[#\uff03]\w+")
+_DIGITS = re.compile(r"\d+")
+_RT_PREFIX = re.compile(r"^RT @\w{1,15}:?\s+")
+# Phone numbers: North American 3-3-4 groups (optionally with parentheses) and "+<country code>" forms of 8-15
+# digits. A general matcher (the phonenumbers library) needs a region per post and costs far more per post.
+_PHONE = re.compile(
+    r"(?<![\w+])(?:\(\d{3}\)\s?|\d{3}[-.\s])\d{3}[-.\s]\d{4}(?![\w])"
+    r"|(?<![\w+])\+\d{1,3}(?:[-.\s]?\(?\d{1,4}\)?){2,5}(?![\w])"
+)
+
+
+def key_hash(key: str) -> int:
+    """A signed 64-bit hash of a dedup or template key (BLAKE2b), stable across processes and machines."""
+    return int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "big", signed=True)
+
+
+def template_key(text: str) -> str:
+    """``text`` case-folded with URLs, @mentions and digit runs masked, whitespace collapsed: posts a bot
+    writes from one template share it ("Day 12 of asking @x" and "Day 13 of asking @y")."""
+    t = _URL.sub("<url>", text.casefold())
+    t = _MENTION.sub("@u", t)
+    return " ".join(_DIGITS.sub("0", t).split())
+
+
+def post_to_document(post: Post, order: int, split: str) -> Document:
+    """A datatrove Document for ``post``: ``text`` and ``id`` as given, every other Post field (provenance
+    flattened, ``labels`` a dict) in ``metadata``, plus ``order`` (position in the input) and the ``split``."""
+    meta = post.to_dict()
+    text = meta.pop("text")
+    doc_id = meta.pop("id")
+    meta["split"] = split
+    meta["order"] = order
+    return Document(text=text, id=doc_id, metadata=meta)
+
+
+def write_json(path: Path, obj: object) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(obj, ensure_ascii=False))
+    tmp.replace(path)
+
+
+def write_drops(work_dir: str | Path, step: str, rank: int, drops: Counter) -> None:
+    """``<work>/ledger/<step>-<rank>.json``: ``{"dropped": [[source, reason, n], ...]}``."""
+    rows = [[s, r, n] for (s, r), n in sorted(drops.items())]
+    write_json(Path(work_dir) / LEDGER_DIR / f"{step}-{rank:05d}.json", {"dropped": rows})
+
+
+class TweetStep(PipelineStep):
+    """A map/filter step over Documents: ``process(doc)`` edits ``doc`` and returns ``None`` to keep it or a drop
+    reason. Counts drops per ``(source, reason)`` (datatrove stats ``dropped_<reason>`` too), writes them to the
+    work folder at the end, and writes rejects when ``cfg.write_rejects``."""
+
+    slug = "step"
+
+    def __init__(self, cfg: PipelineConfig, work_dir: str | Path):
+        super().__init__()
+        self.cfg = cfg
+        self.work_dir = str(work_dir)
+
+    def setup(self) -> None:
+        """Per-task preparation (models, compiled patterns) done in the task's process, not pickled."""
+
+    def process(self, doc: Document) -> str | None:
+        raise NotImplementedError
+
+    def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
+        self.setup()
+        drops: Counter = Counter()
+        writer = None
+        if self.cfg.write_rejects:
+            from datatrove.pipeline.writers import JsonlWriter
+
+            writer = JsonlWriter(str(Path(self.work_dir) / "rejects" / self.slug), output_filename="${rank}.jsonl.gz")
+        for doc in data or ():
+            self.stat_update(StatHints.total)
+            with self.track_time():
+                reason = self.process(doc)
+            if reason is None:
+                self.stat_update(StatHints.forwarded)
+                yield doc
+                continue
+            self.stat_update(StatHints.dropped, f"dropped_{reason}")
+            drops[(doc.metadata["source"], reason)] += 1
+            if writer is not None:
+                doc.metadata["drop_reason"] = reason
+                writer.write(doc, rank)
+        if writer is not None:
+            writer.close()
+        write_drops(self.work_dir, self.slug, rank, drops)
+
+
+class PostReader(PipelineStep):
+    """Documents from ``read_corpus(paths)``: this task's share (input position ``% world_size == rank``).
+
+    Posts without a split of their own get one here with ``data.clean.hash_split`` (stable per id). Task 0 writes
+    the reader's accounting (records in, reader drops, the quarantine log) to ``<work>/ledger/reader.json``.
+    Raises what ``read_corpus`` raises (``ValueError`` for a path that does not exist or cannot be read).
+    """
+
+    type = "📖 - READER"
+    name = "tweetlm posts"
+
+    def __init__(self, paths: list[str], cfg: PipelineConfig, work_dir: str | Path):
+        super().__init__()
+        self.paths = [str(p) for p in paths]
+        self.cfg = cfg
+        self.work_dir = str(work_dir)
+
+    def run(self, data: DocumentsPipeline = None, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
+        from tweetlm.data.readers import read_corpus
+
+        ledger = Ledger()
+        for i, post in enumerate(read_corpus(self.paths, ledger)):
+            if i % world_size != rank:
+                continue
+            split = post.split or hash_split(post.source, post.id, self.cfg.val_fraction)
+            self.stat_update(StatHints.total)
+            yield post_to_document(post, i, split)
+        if rank == 0:
+            write_json(Path(self.work_dir) / LEDGER_DIR / "reader.json", ledger_to_json(ledger))
+
+
+def ledger_to_json(ledger: Ledger) -> dict:
+    return {
+        "sources": {
+            s: {"in": c.records_in, "dropped": dict(c.dropped), "quarantined": c.quarantined}
+            for s, c in ledger.sources.items()
+        },
+        "quarantine_log": [q.__dict__ for q in ledger.quarantine_log],
+    }
+
+
+class Normalize(TweetStep):
+    """``data.clean.normalize_text``: HTML entities, Unicode repair (ftfy), whitespace, optional ``@user`` /
+    ``http`` placeholders. Drops ``empty`` posts. ftfy is skipped where it provably changes nothing (printable
+    ASCII without ``&``), which is most posts and most of the step's cost; the result is the same (tested)."""
+
+    type = "✂️ - FORMAT"
+    name = "normalize"
+    slug = "normalize"
+
+    def setup(self) -> None:
+        from dataclasses import replace
+
+        self._plain = replace(self.cfg, fix_unicode=False)
+
+    def process(self, doc: Document) -> str | None:
+        t = doc.text
+        fast = t.isascii() and t.isprintable() and "&" not in t
+        doc.text = normalize_text(t, self._plain if fast else self.cfg)
+        return None if doc.text else "empty"
+
+
+class LanguageID(TweetStep):
+    """Language of each post with lingua (offline, rule- and n-gram-based), among ``cfg.languages``.
+
+    URLs, @mentions and hashtags are removed before detection; a post with no letters left, or one lingua cannot
+    decide, is ``und``. Writes ``metadata["lang_detected"]`` (ISO 639-1) and fills ``lang`` where the reader left
+    it empty. Drops nothing.
+    """
+
+    type = "🌐 - LANGUAGE"
+    name = "language id (lingua)"
+    slug = "lang"
+
+    def setup(self) -> None:
+        from lingua import IsoCode639_1, Language, LanguageDetectorBuilder
+
+        codes = [IsoCode639_1.from_str(c) for c in self.cfg.languages]
+        langs = [Language.from_iso_code_639_1(c) for c in codes]
+        self._detector = LanguageDetectorBuilder.from_languages(*langs).with_low_accuracy_mode().build()
+
+    def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
+        from datatrove.utils.batching import batched
+
+        self.setup()
+        mode = self.cfg.lang_detect
+        for batch in batched(data or (), 1024):
+            with self.track_time("batch"):
+                todo, texts = [], []
+                for doc in batch:
+                    meta = doc.metadata
+                    meta["lang_detected"] = None
+                    if mode == "off" or (mode == "missing" and meta.get("lang")):
+                        continue
+                    t = _HASHTAG.sub(" ", _MENTION.sub(" ", _URL.sub(" ", doc.text)))
+                    if any(ch.isalpha() for ch in t):
+                        todo.append(doc)
+                        texts.append(t)
+                    else:
+                        meta["lang_detected"] = "und"
+                # lingua spreads a batch over the cores it finds (Rust threads)
+                for doc, found in zip(todo, self._detector.detect_languages_in_parallel_of(texts)):
+                    doc.metadata["lang_detected"] = found.iso_code_639_1.name.lower() if found is not None else "und"
+                for doc in batch:
+                    meta = doc.metadata
+                    if not meta.get("lang") and meta["lang_detected"]:
+                        meta["lang"] = meta["lang_detected"]
+            self.stat_update(StatHints.total, value=len(batch))
+            yield from batch
+
+
+def spam_reason(text: str, cfg: PipelineConfig) -> str | None:
+    """``spam_hashtags`` / ``spam_mentions`` / ``spam_urls`` when that share of whitespace tokens exceeds its
+    limit in ``cfg`` (posts of at least ``cfg.spam_min_tokens`` tokens), else ``None``."""
+    tokens = text.split()
+    if len(tokens) < cfg.spam_min_tokens:
+        return None
+    n = len(tokens)
+    tags = sum(1 for t in tokens if t[0] in "#\uff03" and len(t) > 1)
+    if tags / n > cfg.max_hashtag_ratio:
+        return "spam_hashtags"
+    mentions = sum(1 for t in tokens if t[0] == "@" and len(t) > 1)
+    if mentions / n > cfg.max_mention_ratio:
+        return "spam_mentions"
+    urls = sum(1 for t in tokens if t.startswith(("http://", "https://", "www.")))
+    if urls / n > cfg.max_url_ratio:
+        return "spam_urls"
+    return None
+
+
+class QualityFilter(TweetStep):
+    """Drops ``too_short`` (< ``min_chars``), ``too_long`` (> ``max_chars``), ``language`` (not in
+    ``keep_languages``) and the ratio-based spam of ``spam_reason``. Repeated templates need every task's posts
+    and are dropped in ``decide.py``."""
+
+    type = "🔻 - FILTER"
+    name = "length, language, spam"
+    slug = "filter"
+
+    def process(self, doc: Document) -> str | None:
+        n = len(doc.text)
+        if n < self.cfg.min_chars:
+            return "too_short"
+        if self.cfg.max_chars and n > self.cfg.max_chars:
+            return "too_long"
+        if self.cfg.keep_languages and doc.metadata.get("lang") not in self.cfg.keep_languages:
+            return "language"
+        if doc.metadata.get("kind") == "thread":  # a conversation document is judged by its posts
+            return None
+        return spam_reason(doc.text, self.cfg)
+
+
+class PIIScrub(TweetStep):
+    """Replaces e-mail addresses with ``<email>`` (datatrove's ``PIIFormatter`` pattern), phone numbers with
+    ``<phone>`` and, with ``scrub_handles``, ``@handle`` with ``@user``. Counts replacements in the stats
+    (``emails``, ``phones``); drops nothing."""
+
+    type = "✂️ - FORMAT"
+    name = "PII scrub"
+    slug = "pii"
+
+    def setup(self) -> None:
+        from datatrove.pipeline.formatters import PIIFormatter
+
+        self._emails = PIIFormatter(remove_ips=False, email_replacement="<email>")
+
+    def process(self, doc: Document) -> str | None:
+        t = doc.text
+        if self.cfg.scrub_emails and "@" in t and "." in t:
+            new = self._emails.format(t)
+            if new != t:
+                self.stat_update("emails", value=new.count("<email>") - t.count("<email>"))
+                t = new
+        if self.cfg.scrub_phones:
+            t, n = _PHONE.subn("<phone>", t)
+            if n:
+                self.stat_update("phones", value=n)
+        if self.cfg.scrub_handles:
+            t = _MENTION.sub("@user", t)
+        doc.text = t
+        return None
+
+
+PREPARED_COLUMNS = (
+    "order", "id", "text", "source", "split", "created_at", "author_id", "lang", "lang_detected", "kind",
+    "reply_to_id", "conversation_id", "quoted_id", "retweeted_id", "hashtags", "mentions", "urls", "labels",
+    "prov_file", "prov_record", "prov_reader", "key", "rt_key", "template",
+)  # fmt: skip
+
+
+def prepared_schema(num_perm: int):
+    import pyarrow as pa
+
+    s, i64, ls = pa.string(), pa.int64(), pa.list_(pa.string())
+    types = {
+        "order": i64, "prov_record": i64, "key": i64, "rt_key": i64, "template": i64,
+        "hashtags": ls, "mentions": ls, "urls": ls,
+    }  # fmt: skip
+    fields = [pa.field(c, types.get(c, s)) for c in PREPARED_COLUMNS]
+    return pa.schema(fields + [pa.field("minhash", pa.list_(pa.uint32(), num_perm))])
+
+
+class PrepareWriter(PipelineStep):
+    """Sink of a task: adds the dedup key (``data.clean.dedup_key``, hashed), the retweet key of an ``RT @h:``
+    post (the key of the text after the prefix), the template key and the MinHash signature (``minhash.py``), and
+    writes ``<work>/prepared/<rank>.parquet`` in batches. ``decide.py`` reads these files."""
+
+    type = "💽 - WRITER"
+    name = "keys + MinHash signatures"
+
+    def __init__(self, cfg: PipelineConfig, work_dir: str | Path, batch: int = 8192):
+        super().__init__()
+        self.cfg = cfg
+        self.work_dir = str(work_dir)
+        self.batch = batch
+
+    def _flush(self, writer, docs: list[Document], perms) -> None:
+        import numpy as np
+        import pyarrow as pa
+
+        from tweetlm.data.pipeline.minhash import signatures
+
+        keys = [dedup_key(d.text) for d in docs]
+        with self.track_time("batch"):
+            sigs = signatures(keys, self.cfg.minhash_shingle, perms)
+        cols: dict[str, list] = {c: [] for c in PREPARED_COLUMNS}
+        for d, k in zip(docs, keys):
+            m = d.metadata
+            rt = _RT_PREFIX.match(d.text)
+            row = {
+                **{c: m.get(c) for c in PREPARED_COLUMNS},
+                "id": d.id,
+                "text": d.text,
+                "labels": json.dumps(m.get("labels") or {}, ensure_ascii=False),
+                "key": key_hash(k),
+                "rt_key": key_hash(dedup_key(d.text[rt.end() :])) if rt and not m.get("retweeted_id") else None,
+                "template": key_hash(template_key(d.text)),
+            }
+            for c in PREPARED_COLUMNS:
+                cols[c].append(row[c])
+        schema = writer.schema
+        arrays = [pa.array(cols[c], type=schema.field(c).type) for c in PREPARED_COLUMNS]
+        flat = pa.array(np.ascontiguousarray(sigs).ravel(), type=pa.uint32())
+        arrays.append(pa.FixedSizeListArray.from_arrays(flat, self.cfg.minhash_num_perm))
+        writer.write_table(pa.Table.from_arrays(arrays, schema=schema))
+        self.stat_update("written", value=len(docs))
+
+    def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> Iterator[Document]:
+        import pyarrow.parquet as pq
+
+        from tweetlm.data.pipeline.minhash import permutations
+
+        perms = permutations(self.cfg.minhash_num_perm)
+        out = Path(self.work_dir) / PREPARED_DIR / f"{rank:05d}.parquet"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = out.with_suffix(".tmp")
+        buf: list[Document] = []
+        with pq.ParquetWriter(tmp, prepared_schema(self.cfg.minhash_num_perm)) as writer:
+            for doc in data or ():
+                buf.append(doc)
+                if len(buf) >= self.batch:
+                    self._flush(writer, buf, perms)
+                    buf = []
+            if buf:
+                self._flush(writer, buf, perms)
+        tmp.replace(out)
+        return iter(())
