@@ -401,3 +401,24 @@ def register(sub) -> None:
     gd.add_argument("--out", required=True, help="output file (e.g. runs/x/memorization_guard.pkl)")
     gd.add_argument("--no-progress", action="store_true")
     gd.set_defaults(fn=_cmd_guard)
+
+
+def ads_services(safety: str, checkpoint: str, guard: str | None = None, index=None):
+    """The ``serve.ads_routes.AdsServices`` of ``tweetlm serve --ads-safety``: the safety classifier, the
+    checkpoint's memorization guard (when there is one), a retriever over ``index`` and the embedding model."""
+    from tweetlm.ads.guard import MemorizationGuard
+    from tweetlm.serve.ads_routes import AdsServices
+
+    try:
+        g = MemorizationGuard.load(_guard_path(checkpoint, guard))
+    except FileNotFoundError:
+        if guard:
+            raise
+        g = None
+    retriever = None
+    if index is not None:
+
+        def retriever(half_life_hours, as_of, langs):
+            return search_retriever(index, half_life_hours, as_of, langs)
+
+    return AdsServices(load_safety(safety), g, retriever, _embed_fn(_embedder(None)))

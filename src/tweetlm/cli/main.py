@@ -113,7 +113,12 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         from tweetlm.search.index import SearchIndex
 
         index = SearchIndex.open(args.search_index)
-    serve(engine, cfg, host=args.host, port=args.port, search_index=index)
+    ads = None
+    if args.ads_safety:
+        from tweetlm.cli.ads import ads_services
+
+        ads = ads_services(args.ads_safety, args.checkpoint, args.ads_guard, index)
+    serve(engine, cfg, host=args.host, port=args.port, search_index=index, ads=ads)
     return 0
 
 
@@ -166,6 +171,8 @@ def _add_use_commands(sub) -> None:
     s.add_argument("--max-batch", type=int, default=8, help="requests generated together")
     s.add_argument("--queue-size", type=int, default=32, help="waiting requests before 503")
     s.add_argument("--search-index", metavar="DIR", help="also serve /v1/search and /v1/ask over this index")
+    s.add_argument("--ads-safety", metavar="DIR", help="also serve /v1/ads/* with this safety classifier")
+    s.add_argument("--ads-guard", metavar="FILE", help="memorization guard for /v1/ads/copy (default: the run's)")
     s.set_defaults(fn=_cmd_serve)
 
     e = sub.add_parser(

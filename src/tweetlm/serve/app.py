@@ -94,9 +94,10 @@ class ChatRequest(_Common):
     messages: list[ChatMessage] = Field(min_length=1)
 
 
-def create_app(engine: Engine, config: ServeConfig | None = None, search_index=None) -> FastAPI:
+def create_app(engine: Engine, config: ServeConfig | None = None, search_index=None, ads=None) -> FastAPI:
     """The FastAPI application serving ``engine`` under ``config``; with a ``search.SearchIndex`` it also
-    serves ``/v1/search`` and ``/v1/ask`` (``serve.search_routes``)."""
+    serves ``/v1/search`` and ``/v1/ask`` (``serve.search_routes``), with ``ads`` (``serve.ads_routes.AdsServices``)
+    ``/v1/ads/safety``, ``/v1/ads/copy`` and ``/v1/ads/place``."""
     cfg = config or ServeConfig()
     batcher = Batcher(engine, cfg.max_batch, cfg.queue_size)
     max_prompt = cfg.max_prompt_tokens or engine.max_seq_len - 1
@@ -280,11 +281,18 @@ def create_app(engine: Engine, config: ServeConfig | None = None, search_index=N
         from tweetlm.serve.search_routes import register_search_routes
 
         register_search_routes(app, search_index, batcher, APIError, cfg.max_tokens_limit)
+    if ads is not None:
+        from tweetlm.serve.ads_routes import register_ads_routes
+
+        register_ads_routes(app, ads, engine, APIError)
     return app
 
 
-def serve(engine: Engine, config: ServeConfig, host: str = "127.0.0.1", port: int = 8000, search_index=None) -> None:
+def serve(
+    engine: Engine, config: ServeConfig, host: str = "127.0.0.1", port: int = 8000, search_index=None, ads=None
+) -> None:
     """Run the API with uvicorn until interrupted."""
     import uvicorn
 
-    uvicorn.run(create_app(engine, config, search_index=search_index), host=host, port=port, log_level="info")
+    app = create_app(engine, config, search_index=search_index, ads=ads)
+    uvicorn.run(app, host=host, port=port, log_level="info")
