@@ -364,6 +364,8 @@ def test_zip_without_posts_is_quarantined_and_the_run_goes_on(tmp_path):
 def test_iter_json_values_resyncs_after_garbage():
     vals = list(iter_json_values('{"a": 1}\nnot json\n{"b": 2} {"c": 3}'))
     assert vals[0] == {"a": 1} and vals[1].reason == "invalid_json" and vals[2:] == [{"b": 2}, {"c": 3}]
+    vals = list(iter_json_values('[{"a": 1}, {broken}, {"c": 3}]'))
+    assert vals[0] == {"a": 1} and len(vals) == 2 and vals[1].reason == "invalid_json"
 
 
 # ---------------------------------------------------------------------------------------------------------

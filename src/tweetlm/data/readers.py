@@ -29,8 +29,14 @@ Text repair happens here only where the damage is part of a file format (see ARC
   ambiguous becomes U+FFFD, except a lost ``E2 80 ??`` that ends the text or precedes a link, which is
   Twitter's truncation ellipsis U+2026.
 
-HTML entities (``&amp;``), ``RT @user:`` prefixes, trailing spaces and every other oddity are left for
-``data.clean``. Readers do not split, de-duplicate or filter by language.
+Platform formats (X API v1.1 and v2, the X archive, Bluesky, Mastodon, Parquet, compressed and zipped files)
+are parsed by ``data.formats``; the ``jsonl``/``json``/``parquet``/``csv``/``x_archive`` readers here find the
+files and hand each record to it. Those readers also drop ``duplicate_id``, ``superseded_by_edit``,
+``deleted``, ``delete_event``, ``not_a_post`` and the archive's note records, and quarantine ``missing_id``,
+``truncated``, ``api_error`` and ``no_posts_in_zip`` (see ``data.formats.base``).
+
+For the shared research corpora, HTML entities (``&amp;``), ``RT @user:`` prefixes, trailing spaces and every
+other oddity are left for ``data.clean``. Readers do not split, de-duplicate or filter by language.
 
 Conventions: ``Post.id`` is the real tweet id where the corpus has one (always parsed as a string by the stdlib
 ``csv``/``json`` modules, never through floats), else ``"<source>:<split or all>:<record>"`` with ``record``

@@ -237,8 +237,9 @@ def iter_json_values(text: str, start: int = 0) -> Iterator[object | BadValue]:
 
     ``text`` is decoded with ``errors="surrogateescape"``: a value holding bytes that are not UTF-8 comes back
     as ``BadValue("invalid_utf8")``. Text that does not parse becomes ``BadValue("invalid_json")`` up to the
-    next line that opens an object or array, and reading resumes there; an array cut off before its ``]``
-    ends with ``BadValue("truncated")``. Never raises on content.
+    next line that opens an object or array, and reading resumes there. Inside a top-level array the first
+    element that does not parse ends the array: the rest is one ``BadValue``, ``"truncated"`` when the file
+    lacks its closing ``]`` (a cut-off download), else ``"invalid_json"``. Never raises on content.
     """
     dec = json.JSONDecoder()
     pos = _WS.match(text, start).end()
@@ -254,7 +255,8 @@ def iter_json_values(text: str, start: int = 0) -> Iterator[object | BadValue]:
             try:
                 value, end = dec.raw_decode(text, pos)
             except json.JSONDecodeError:
-                yield BadValue("truncated", text[pos:])
+                # the rest is one record: cut off (no closing bracket) or broken inside
+                yield BadValue("invalid_json" if text.rstrip().endswith("]") else "truncated", text[pos:])
                 return
             yield BadValue("invalid_utf8", text[pos:end]) if _has_surrogates(text[pos:end]) else value
             pos = _WS.match(text, end).end()
