@@ -1,14 +1,19 @@
 """Brand safety (layer L4, ads): is a post safe to show an ad beside, or to publish as an ad?
 
-Trained on the labelled posts of the shared corpora, one logistic-regression head per labelled task (their
-label definitions differ, so one pooled label would blur them):
+Trained on the labelled posts of the shared corpora, one logistic-regression head per label definition (they
+differ, so one pooled label would blur them):
 
-| head | corpus | unsafe when | language |
+| head | corpora | unsafe when | language |
 |---|---|---|---|
 | ``offensive`` | TweetEval offensive (OffensEval 2019) | ``offensive`` | en |
+| | + Davidson et al. 2017 | ``hate_speech`` or ``offensive_language`` | en |
 | ``hate`` | TweetEval hate (HatEval 2019) | ``hate`` | en |
-| ``davidson`` | Davidson et al. 2017 | ``hate_speech`` or ``offensive_language`` | en |
 | ``id_abusive`` | Ibrohim and Budi 2019 | ``HS`` or ``Abusive`` | id |
+
+Davidson's posts were sampled by a hate-speech lexicon (83% are labelled hate or offensive, and its "neither"
+posts share the lexicon's topics), so a head of its own learns the topic and flags ordinary posts; it joins the
+offensive head instead, whose OffensEval definition (profanity included) matches its two unsafe classes and
+whose TweetEval posts supply ordinary ones.
 
 Features (``features``): ``tfidf`` (word 1-2-grams and character 2-5-grams, sublinear TF, scikit-learn),
 ``embed`` (sentence embeddings, all-MiniLM-L6-v2 by default, given as an ``embed`` function so this module does
@@ -34,33 +39,34 @@ EmbedFn = Callable[[list[str]], np.ndarray]
 """Texts -> ``(N, dim)`` unit vectors (e.g. ``search.embed.Embedder.encode``)."""
 
 HEADS = {
-    "offensive": {"source": "tweeteval/offensive", "langs": ["en"]},
-    "hate": {"source": "tweeteval/hate", "langs": ["en"]},
-    "davidson": {"source": "davidson_hate_offensive", "langs": ["en"]},
-    "id_abusive": {"source": "id_hatespeech_ibrohim2019", "langs": ["id"]},
+    "offensive": {"sources": ["tweeteval/offensive", "davidson_hate_offensive"], "langs": ["en"]},
+    "hate": {"sources": ["tweeteval/hate"], "langs": ["en"]},
+    "id_abusive": {"sources": ["id_hatespeech_ibrohim2019"], "langs": ["id"]},
 }
 FEATURES = ("tfidf", "embed", "both")
 
 
 @dataclass
 class SafetyExample:
-    """One labelled post: ``label`` 1 = unsafe; ``split`` ``train`` (fit + calibration) or ``val`` (held out)."""
+    """One labelled post of ``source`` (a corpus folder): ``label`` 1 = unsafe by ``head``'s definition;
+    ``split`` ``train`` (fit + calibration) or ``val`` (held out)."""
 
     text: str
     head: str
     label: int
     lang: str
     split: str
+    source: str = ""
 
 
-def _unsafe_label(head: str, labels: dict) -> int | None:
-    if head == "offensive":
+def _unsafe_label(source: str, labels: dict) -> int | None:
+    if source == "tweeteval/offensive":
         v = labels.get("offensive")
         return None if v is None else int(v == "offensive")
-    if head == "hate":
+    if source == "tweeteval/hate":
         v = labels.get("hate")
         return None if v is None else int(v == "hate")
-    if head == "davidson":
+    if source == "davidson_hate_offensive":
         v = labels.get("class")
         return None if v is None else int(v in ("hate_speech", "offensive_language"))
     hs, ab = labels.get("HS"), labels.get("Abusive")
@@ -89,17 +95,18 @@ def load_examples(
     for head in heads:
         if head not in HEADS:
             raise ValueError(f"unknown safety head {head!r}; heads: {', '.join(HEADS)}")
-        folder = root / HEADS[head]["source"]
-        if not folder.exists():
-            raise ValueError(f"{folder} not found: pass the shared corpora folder (../shared/corpora)")
-        paths = [folder / "re_dataset.csv"] if head == "id_abusive" else [folder]
-        for p in read_corpus(paths, Ledger()):
-            y = _unsafe_label(head, p.labels)
-            text = normalize_text(p.text, cfg)
-            if y is None or not text:
-                continue
-            split = p.split or ("val" if _hash_frac(text, head) < holdout else "train")
-            out.append(SafetyExample(text, head, y, p.lang or HEADS[head]["langs"][0], split))
+        for source in HEADS[head]["sources"]:
+            folder = root / source
+            if not folder.exists():
+                raise ValueError(f"{folder} not found: pass the shared corpora folder (../shared/corpora)")
+            paths = [folder / "re_dataset.csv"] if head == "id_abusive" else [folder]
+            for p in read_corpus(paths, Ledger()):
+                y = _unsafe_label(source, p.labels)
+                text = normalize_text(p.text, cfg)
+                if y is None or not text:
+                    continue
+                split = p.split or ("val" if _hash_frac(text, source) < holdout else "train")
+                out.append(SafetyExample(text, head, y, p.lang or HEADS[head]["langs"][0], split, source))
     return out
 
 
@@ -320,16 +327,18 @@ def metrics(y: np.ndarray, p: np.ndarray, threshold: float | None = None) -> dic
 
 
 def evaluate(clf: SafetyClassifier, examples: Sequence[SafetyExample]) -> dict:
-    """Held-out results (``split == "val"``): ``heads`` (each head's ``metrics`` on its own corpus's held-out
-    posts, at its threshold) and ``langs`` (per language, the combined verdict of ``classify`` against each
-    post's own label: ROC-AUC of ``score`` and precision/recall of ``unsafe``)."""
+    """Held-out results (``split == "val"``): ``heads`` (each head's ``metrics`` on the held-out posts of each
+    of its corpora, keyed ``head:source``, at its threshold) and ``langs`` (per language, the combined verdict of
+    ``classify`` against each post's own label: ROC-AUC of ``score`` and precision/recall of ``unsafe``)."""
     val = [e for e in examples if e.split == "val"]
     out: dict = {"heads": {}, "langs": {}}
     for head in clf.heads:
-        ex = [e for e in val if e.head == head]
-        if ex and len({e.label for e in ex}) == 2:
-            p = clf.predict_proba([e.text for e in ex], head)
-            out["heads"][head] = metrics(np.array([e.label for e in ex]), p, clf.heads[head]["threshold"])
+        for source in HEADS[head]["sources"]:
+            ex = [e for e in val if e.head == head and e.source == source]
+            if ex and len({e.label for e in ex}) == 2:
+                p = clf.predict_proba([e.text for e in ex], head)
+                m = metrics(np.array([e.label for e in ex]), p, clf.heads[head]["threshold"])
+                out["heads"][f"{head}:{source}"] = m
     for lang in sorted({e.lang for e in val}):
         ex = [e for e in val if e.lang == lang]
         res = clf.classify([e.text for e in ex], [lang] * len(ex))
