@@ -45,12 +45,12 @@ def resolve_model_path(model: str | Path) -> Path:
 
 
 @lru_cache(maxsize=4)
-def _load_model(path: str, max_seq_length: int):
-    """One loaded model per folder and length, shared by every ``Embedder`` of the process (read-only use)."""
+def _load_model(path: str, max_seq_length: int, device: str = "cpu"):
+    """One loaded model per folder, length and device, shared by every ``Embedder`` of the process (read-only)."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from sentence_transformers import SentenceTransformer
 
-    model = SentenceTransformer(path, device="cpu")
+    model = SentenceTransformer(path, device=device)
     model.max_seq_length = max_seq_length
     return model
 
@@ -68,6 +68,7 @@ class Embedder:
         cache_dir: where cached vectors live (``None``: no cache).
         batch_size: texts per forward pass.
         max_seq_length: tokens per text (posts are short; 128 covers 280 characters in nearly every case).
+        device: torch device for the model, ``"cpu"`` or ``"cuda"`` (a GPU embeds a corpus ~100x faster).
     """
 
     def __init__(
@@ -76,8 +77,10 @@ class Embedder:
         cache_dir: str | Path | None = None,
         batch_size: int = 64,
         max_seq_length: int = 128,
+        device: str = "cpu",
     ) -> None:
         self.model_name = str(model)
+        self.device = device
         self.path = resolve_model_path(model)
         self.batch_size = batch_size
         self.max_seq_length = max_seq_length
@@ -92,7 +95,7 @@ class Embedder:
     @property
     def model(self):
         if self._model is None:
-            self._model = _load_model(str(self.path), self.max_seq_length)
+            self._model = _load_model(str(self.path), self.max_seq_length, self.device)
         return self._model
 
     @property
