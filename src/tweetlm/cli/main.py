@@ -263,6 +263,9 @@ def build_parser() -> argparse.ArgumentParser:
     from tweetlm.cli import ads as ads_cli
 
     ads_cli.register(sub)
+    from tweetlm.cli import data as data_cli
+
+    data_cli.register(sub)
     return p
 
 

@@ -34,43 +34,38 @@ def _say(msg: str, quiet: bool) -> None:
 
 
 def stage_data(cfg: RunConfig, corpus: list[str], rf: RunFolder) -> dict:
-    """Read every record, clean, split, de-duplicate, write the clean corpus; returns the stage record."""
-    from tweetlm.data.clean import clean_posts
-    from tweetlm.data.corpus import write_corpus
-    from tweetlm.data.ledger import Ledger
-    from tweetlm.data.readers import read_corpus
+    """Run the ingestion pipeline (``data.pipeline``: read, normalize, language id, filters, PII scrub, retweet
+    collapse, threads, exact and MinHash dedup) into ``rf.data``; returns the stage record.
 
-    ledger = Ledger()
-    splits = clean_posts(read_corpus(corpus, ledger), ledger, cfg.data)
-    kept = Counter(p.source for posts in splits.values() for p in posts)
-    ledger.check(dict(kept))
-    manifest = write_corpus(splits, ledger, rf.data)  # accounting and quarantine log even when we stop below
-    if sum(kept.values()) == 0:
-        reasons = Counter(q.reason for q in ledger.quarantine_log).most_common(3)
-        why = ", ".join(f"{r} {n}" for r, n in reasons)
+    ``cfg.data`` may be a plain ``CleanConfig`` (its fields are kept, the pipeline's own settings take their
+    defaults) or a ``PipelineConfig``. Raises ``ValueError`` when nothing is left, or no validation or no
+    training posts (the messages say what to change).
+    """
+    from tweetlm.data.pipeline.build import build_corpus
+    from tweetlm.data.pipeline.config import PipelineConfig
+
+    pcfg = cfg.data if isinstance(cfg.data, PipelineConfig) else PipelineConfig.from_clean(cfg.data)
+    report = build_corpus(corpus, rf.data, pcfg, quiet=True)
+    if report["kept"] == 0:
+        reasons: Counter = Counter()
+        qfile = rf.data / "quarantine.jsonl"
+        for line in qfile.read_text(encoding="utf-8").splitlines() if qfile.exists() else ():
+            reasons[json.loads(line)["reason"]] += 1
+        why = ", ".join(f"{r} {n}" for r, n in reasons.most_common(3))
         raise ValueError(
-            f"no posts left in {corpus} after reading and cleaning: {ledger.equation_lines()[-1]}"
-            + (f"; quarantine reasons: {why} (see {rf.data / 'quarantine.jsonl'})" if why else "")
+            f"no posts left in {corpus} after reading and cleaning: {report['equation'][-1]}"
+            + (f"; quarantine reasons: {why} (see {qfile})" if why else "")
         )
-    if not splits["val"]:
+    if not report["val_posts"]:
         raise ValueError(
             f"the corpus {corpus} gave no validation posts: every kept post is marked 'train' by its corpus layout "
             "(e.g. a *train_text.txt file); add the corpus's val/dev file too, or give the posts as a plain file "
             "(e.g. posts.txt) so a share of them (data.val_fraction) is held out by id hash"
         )
-    if not splits["train"]:
+    if not report["train_posts"]:
         raise ValueError(f"the corpus {corpus} gave no training posts, only validation ones; add training posts")
-    t = ledger.totals()
-    return {
-        "records_in": t.records_in,
-        "kept": t.kept,
-        "dropped": dict(t.dropped),
-        "quarantined": t.quarantined,
-        "train_posts": len(splits["train"]),
-        "val_posts": len(splits["val"]),
-        "equation": ledger.equation_lines(),
-        "corpus_hash": manifest["corpus_hash"],
-    }
+    keys = ("records_in", "kept", "dropped", "quarantined", "train_posts", "val_posts", "equation", "corpus_hash")
+    return {**{k: report[k] for k in keys}, "steps": report["steps"], "languages": report["languages"]}
 
 
 def stage_tokenizer(cfg: RunConfig, rf: RunFolder) -> dict:

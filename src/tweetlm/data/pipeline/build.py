@@ -20,9 +20,7 @@ is cleared first when the inputs or settings differ from the last run (``fingerp
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import io
 import json
 import shutil
 from collections import Counter
@@ -140,14 +138,19 @@ def _fingerprint(paths: list[str], cfg: PipelineConfig) -> dict:
 
 
 def make_executors(
-    paths: list[str], out_dir: str | Path, cfg: PipelineConfig, work_dir: str | Path, **executor_kwargs
+    paths: list[str],
+    out_dir: str | Path,
+    cfg: PipelineConfig,
+    work_dir: str | Path,
+    quiet: bool = False,
+    **executor_kwargs,
 ) -> list:
     """The three chained executors (``prepare``, ``decide``, ``finalize``) for ``cfg.executor``; running the last
     runs (or submits) all three. ``executor_kwargs`` go to every executor (e.g. Slurm ``partition``, ``time``,
     ``venv_path``; Ray ``cpus_per_task``)."""
     work = Path(work_dir)
     stage_a = [
-        PostReader(paths, cfg, work),
+        PostReader(paths, cfg, work, quiet=quiet),
         Normalize(cfg, work),
         LanguageID(cfg, work),
         QualityFilter(cfg, work),
@@ -199,8 +202,8 @@ def build_corpus(
 
     Local execution waits for all three stages; with ``cfg.executor`` ``"slurm"``/``"ray"`` the jobs are
     submitted (Slurm) or run on the Ray cluster, and the report is returned once ``report.json`` exists (else
-    ``{"submitted": True, ...}``). ``quiet`` keeps datatrove's per-task log off the terminal (it is still written
-    to ``<work>/logs/<stage>/logs/``).
+    ``{"submitted": True, ...}``). ``quiet`` silences datatrove's log (terminal and ``<work>/logs/<stage>/logs/``;
+    the stats are still written to ``<work>/logs/<stage>/stats.json``).
 
     Raises ``ValueError`` for bad settings or paths (before any task starts: ``data.readers.plan_corpus``).
     """
@@ -217,15 +220,15 @@ def build_corpus(
         shutil.rmtree(work)
     out.mkdir(parents=True, exist_ok=True)
     write_json(fp_file, fp)
-    executors = make_executors(paths, out, cfg, work, **executor_kwargs)
-    sink = io.StringIO() if quiet else None
-    try:
-        with contextlib.redirect_stderr(sink) if sink is not None else contextlib.nullcontext():
-            executors[-1].run()
-    finally:
-        from datatrove.utils.logging import setup_default_logger
+    executors = make_executors(paths, out, cfg, work, quiet=quiet, **executor_kwargs)
+    from loguru import logger
 
-        setup_default_logger()  # datatrove's default logger, bound to the real stderr again
+    if quiet:  # datatrove logs with loguru; its stats still go to <work>/logs/<stage>/stats.json
+        logger.disable("datatrove")
+    try:
+        executors[-1].run()
+    finally:
+        logger.enable("datatrove")
     report = out / "report.json"
     if not report.exists():
         return {"submitted": True, "work_dir": str(work), "executor": cfg.executor}

@@ -145,14 +145,20 @@ class PostReader(PipelineStep):
     type = "📖 - READER"
     name = "tweetlm posts"
 
-    def __init__(self, paths: list[str], cfg: PipelineConfig, work_dir: str | Path):
+    def __init__(self, paths: list[str], cfg: PipelineConfig, work_dir: str | Path, quiet: bool = False):
         super().__init__()
         self.paths = [str(p) for p in paths]
         self.cfg = cfg
         self.work_dir = str(work_dir)
+        self.quiet = quiet
 
     def run(self, data: DocumentsPipeline = None, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
         from tweetlm.data.readers import read_corpus
+
+        if self.quiet:  # also in a worker process of the local executor, which has its own logger
+            from loguru import logger
+
+            logger.disable("datatrove")
 
         ledger = Ledger()
         for i, post in enumerate(read_corpus(self.paths, ledger)):

@@ -1,0 +1,134 @@
+"""``tweetlm data <verb>`` (layer L6): argument parsing over ``tweetlm.data.pipeline``.
+
+``build`` runs the ingestion pipeline into a corpus folder; ``forget`` removes posts from one and lists the runs
+trained on them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+BUILD_EXAMPLES = """examples:
+  tweetlm data build --corpus ../shared/corpora --out corpora/all
+  tweetlm data build --corpus ../shared/corpora --out corpora/all --tasks 2        # both cores
+  tweetlm data build --corpus my_posts.jsonl archive.zip --out corpora/mine --set lang_detect=missing --rejects
+  tweetlm data build --corpus posts/ --out corpora/en --set keep_languages=en --set max_template_repeats=5
+  tweetlm data build --corpus /data/posts --out /data/corpus --executor slurm --tasks 64 \\
+      --slurm-partition cpu --slurm-time 04:00:00                                   # on a Slurm cluster
+"""
+
+FORGET_EXAMPLES = """examples:
+  tweetlm data forget --ids delete_requests.txt --corpus corpora/all
+  tweetlm data forget --ids delete_requests.txt --corpus runs/demo/data --runs-dir runs
+ids file: one post id per line; '#' starts a comment.
+"""
+
+
+def _pipeline_config(args: argparse.Namespace):
+    from tweetlm.common.config import apply_overrides
+    from tweetlm.data.pipeline.config import PipelineConfig
+
+    cfg = PipelineConfig(tasks=args.tasks, workers=args.workers, executor=args.executor, write_rejects=args.rejects)
+    for assignment in args.set or []:
+        key, sep, value = assignment.partition("=")
+        if sep and key.strip() in ("languages", "keep_languages"):  # tuples: comma-separated codes
+            setattr(cfg, key.strip(), tuple(c.strip() for c in value.split(",") if c.strip()))
+        else:
+            apply_overrides(cfg, [assignment])
+    cfg.validate()
+    return cfg
+
+
+def _cmd_build(args: argparse.Namespace) -> int:
+    from tweetlm.data.pipeline.build import build_corpus
+
+    cfg = _pipeline_config(args)
+    kwargs = {}
+    if args.executor == "slurm":
+        if not args.slurm_partition:
+            raise ValueError("--executor slurm needs --slurm-partition (and usually --slurm-time)")
+        kwargs = {"partition": args.slurm_partition, "time": args.slurm_time}
+    t0 = time.perf_counter()
+    report = build_corpus(args.corpus, args.out, cfg, quiet=not args.verbose, **kwargs)
+    if report.get("submitted"):
+        print(f"submitted to {args.executor}; logs and completions in {report['work_dir']}/logs/")
+        return 0
+    print(f"corpus: {args.out} ({report['train_posts']:,} train + {report['val_posts']:,} validation documents)")
+    print(f"{cfg.tasks} task(s), {time.perf_counter() - t0:.1f}s; corpus hash {report['corpus_hash'][:16]}")
+    for s in report["steps"]:
+        why = ", ".join(f"{r} {n:,}" for r, n in s["dropped"].items()) or "-"
+        print(f"  {s['step']:<10} {s['in']:>9,} -> {s['out']:>9,}  dropped: {why}")
+    print("languages: " + ", ".join(f"{k} {v:,}" for k, v in list(report["languages"].items())[:10]))
+    print(report["equation"][-1])
+    print(f"report: {args.out}/report.md, accounting.json, quarantine.jsonl, manifest.json")
+    return 0
+
+
+def _cmd_forget(args: argparse.Namespace) -> int:
+    from tweetlm.data.pipeline.forget import forget, read_ids
+
+    ids = read_ids(args.ids)
+    res = forget(ids, args.corpus, args.runs_dir)
+    n = sum(res["removed"].values())
+    print(f"{len(ids)} id(s) asked, {len(res['found_ids'])} found; {n} document(s) removed from {args.corpus}")
+    for source, k in sorted(res["removed"].items()):
+        print(f"  {source}: {k}")
+    if res["not_found_ids"]:
+        print(
+            f"not in this corpus: {', '.join(res['not_found_ids'][:10])}"
+            + (" ..." if len(res["not_found_ids"]) > 10 else "")
+        )
+    print(f"corpus hash {res['old_hash'][:16]} -> {res['new_hash'][:16]}")
+    if res["runs"]:
+        print("trained on a corpus that contained them (retrain or delete these checkpoints):")
+        for r in res["runs"]:
+            print(f"  {r['run']} ({r['matched_by']}): {len(r['checkpoints'])} checkpoint(s)")
+            for c in r["checkpoints"]:
+                print(f"    {c}")
+    else:
+        print(f"no run under {args.runs_dir} was trained on a corpus that contained them")
+    return 0
+
+
+def register(sub) -> None:
+    """Add ``data build`` and ``data forget`` to the ``tweetlm`` subparsers."""
+    raw = argparse.RawDescriptionHelpFormatter
+    d = sub.add_parser(
+        "data", help="the ingestion pipeline: build a corpus, forget posts", epilog=BUILD_EXAMPLES, formatter_class=raw
+    )
+    verbs = d.add_subparsers(dest="data_verb", metavar="<verb>", required=True)
+    b = verbs.add_parser(
+        "build",
+        help="read, clean, de-duplicate and thread posts into a corpus folder (datatrove)",
+        description="Run the ingestion pipeline: read every record, normalize, language id (lingua), filters, "
+        "PII scrub, retweet collapse, threads, exact and MinHash dedup; writes train.parquet, val.parquet, "
+        "manifest.json, accounting.json, quarantine.jsonl and report.md/json/length_hist.png into --out.",
+        epilog=BUILD_EXAMPLES,
+        formatter_class=raw,
+    )
+    b.add_argument("--corpus", nargs="+", required=True, metavar="PATH", help="folders or files of posts")
+    b.add_argument("--out", required=True, metavar="DIR", help="corpus folder to write")
+    b.add_argument("--tasks", type=int, default=1, help="datatrove tasks (default 1)")
+    b.add_argument("--workers", type=int, default=0, help="tasks at once on this machine (default: all)")
+    b.add_argument("--executor", default="local", choices=["local", "slurm", "ray"], help="datatrove executor")
+    b.add_argument("--slurm-partition", help="Slurm partition (with --executor slurm)")
+    b.add_argument("--slurm-time", default="04:00:00", help="Slurm time limit per task (default 04:00:00)")
+    b.add_argument("--rejects", action="store_true", help="write dropped posts with their reason under _work/rejects")
+    b.add_argument(
+        "--set", action="append", metavar="KEY=VALUE", help="pipeline setting, e.g. lang_detect=missing (repeatable)"
+    )
+    b.add_argument("--verbose", action="store_true", help="show datatrove's task logs")
+    b.set_defaults(fn=_cmd_build)
+    f = verbs.add_parser(
+        "forget",
+        help="remove posts (and retweets of them) from a corpus; list checkpoints trained on them",
+        epilog=FORGET_EXAMPLES,
+        formatter_class=raw,
+    )
+    f.add_argument("--ids", required=True, metavar="FILE", help="text file, one post id per line")
+    f.add_argument(
+        "--corpus", required=True, metavar="DIR", help="corpus folder (data build --out, or runs/<name>/data)"
+    )
+    f.add_argument("--runs-dir", default="runs", help="where to look for runs trained on them (default: runs)")
+    f.set_defaults(fn=_cmd_forget)

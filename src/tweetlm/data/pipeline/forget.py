@@ -1,0 +1,194 @@
+"""Deletion requests (layer L1, data): remove posts from a built corpus and find the runs trained on them.
+
+``forget(ids, corpus_dir, runs_dir)`` removes from the corpus shards every post whose id is listed, every
+retweet of one (a retweet kept in place of a missing original, ``retweeted_id``), and every listed post inside a
+thread document (the thread is rebuilt from its other posts, or removed when none is left); retweet counts of
+kept originals lose the listed retweets. It then writes a new corpus hash, appends the old one with the removed
+ids to ``manifest.json["history"]``, books the removals in ``accounting.json`` (reason ``deleted_on_request``,
+so the ledger equation still holds) and deletes the pipeline's work folder (``_work/``: intermediate files hold
+the texts too).
+
+Checkpoints: a run folder under ``runs_dir`` was trained on a corpus that contained a listed post when its
+``stages.json`` records a corpus hash of this corpus from before the removal (the current one or one in
+``history`` up to the request that removed the post), or when its own ``data/manifest.json`` lists one of the
+ids. Runs made by ``tweetlm train --out`` record the hash only inside ``trainer_state.pt`` and are found through
+the run folder they were trained from. Nothing outside ``corpus_dir`` is changed: retraining is the caller's
+decision.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections import Counter
+from datetime import datetime, timezone
+from pathlib import Path
+
+from tweetlm.data.ledger import Ledger, SourceCounts
+from tweetlm.data.pipeline.build import SPLIT_FILES, corpus_hash_of
+
+DELETED = "deleted_on_request"
+
+
+def read_ids(path: str | Path) -> set[str]:
+    """Post ids from a text file, one per line (blank lines and ``#`` comments ignored). ``ValueError`` when the
+    file does not exist or lists no id."""
+    p = Path(path)
+    if not p.is_file():
+        raise ValueError(f"--ids {p}: no such file; give a text file with one post id per line")
+    ids = {ln.strip() for ln in p.read_text(encoding="utf-8").splitlines()}
+    ids = {i for i in ids if i and not i.startswith("#")}
+    if not ids:
+        raise ValueError(f"--ids {p} lists no post id (one id per line)")
+    return ids
+
+
+def _forget_rows(cols: dict[str, list], ids: set[str]) -> tuple[dict[str, list], Counter, set[str]]:
+    """The rows of one shard without the listed posts; returns ``(columns, removed per source, ids found)``."""
+    n = len(cols["id"])
+    keep = []
+    removed: Counter = Counter()
+    found: set[str] = set()
+    for i in range(n):
+        members = cols["thread_ids"][i] or []
+        if members and ids.intersection(members):
+            found.update(ids.intersection(members))
+            pairs = [(m, t) for m, t in zip(members, cols["thread_texts"][i]) if m not in ids]
+            if not pairs:
+                removed[cols["source"][i]] += 1
+                continue
+            cols["thread_ids"][i] = [m for m, _ in pairs]
+            cols["thread_texts"][i] = [t for _, t in pairs]
+            cols["text"][i] = "\n".join(t for _, t in pairs)
+            cols["id"][i] = pairs[0][0]
+            if len(pairs) == 1:
+                cols["kind"][i], cols["thread_ids"][i], cols["thread_texts"][i] = "post", [], []
+        elif cols["id"][i] in ids or (cols["retweeted_id"][i] or None) in ids:
+            found.add(cols["id"][i] if cols["id"][i] in ids else cols["retweeted_id"][i])
+            removed[cols["source"][i]] += 1
+            continue
+        rts = cols["retweet_ids"][i] or []
+        if rts and ids.intersection(rts):
+            found.update(ids.intersection(rts))
+            cols["retweet_ids"][i] = [r for r in rts if r not in ids]
+            cols["retweets"][i] = len(cols["retweet_ids"][i])
+        keep.append(i)
+    return {c: [v[i] for i in keep] for c, v in cols.items()}, removed, found
+
+
+def _ledger_from(accounting: dict) -> Ledger:
+    ledger = Ledger()
+    for name, c in accounting["sources"].items():
+        ledger.sources[name] = SourceCounts(c["in"], Counter(c["dropped"]), c["quarantined"])
+    return ledger
+
+
+def _affected_runs(runs_dir: Path, hashes: set[str], ids: set[str]) -> list[dict]:
+    runs = []
+    if not runs_dir.is_dir():
+        return runs
+    for stages_file in sorted(runs_dir.glob("*/stages.json")):
+        run = stages_file.parent
+        try:
+            h = json.loads(stages_file.read_text()).get("data", {}).get("corpus_hash")
+        except json.JSONDecodeError:
+            h = None
+        why = "corpus hash" if h in hashes else None
+        manifest = run / "data" / "manifest.json"
+        if why is None and manifest.exists():
+            shards = json.loads(manifest.read_text()).get("shards", {})
+            if any(ids.intersection(s.get("ids", ())) for s in shards.values()):
+                why = "its data/manifest.json lists the posts"
+        if why:
+            ckpts = sorted(str(p) for p in (run / "checkpoints").glob("step_*") if p.is_dir())
+            runs.append({"run": str(run), "corpus_hash": h, "matched_by": why, "checkpoints": ckpts})
+    return runs
+
+
+def forget(ids: set[str], corpus_dir: str | Path, runs_dir: str | Path = "runs") -> dict:
+    """Remove ``ids`` (and retweets of them) from the corpus in ``corpus_dir``; see module docstring.
+
+    Returns ``{"removed": {source: n}, "found_ids", "not_found_ids", "old_hash", "new_hash", "runs": [...]}``.
+    Raises ``ValueError`` when ``corpus_dir`` holds no corpus built by the pipeline.
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    out = Path(corpus_dir)
+    manifest_file = out / "manifest.json"
+    if not manifest_file.exists() or not all((out / f).exists() for f in SPLIT_FILES):
+        raise ValueError(
+            f"{out} is not a corpus folder (no manifest.json/train.parquet/val.parquet); pass a folder made by "
+            "'tweetlm data build' or a run's data/ folder"
+        )
+    manifest = json.loads(manifest_file.read_text())
+    old_hash = manifest["corpus_hash"]
+    removed: Counter = Counter()
+    found: set[str] = set()
+    for name in SPLIT_FILES:
+        table = pq.read_table(out / name)
+        if "thread_ids" not in table.column_names:
+            raise ValueError(f"{out / name} was not written by the ingestion pipeline (no thread_ids column)")
+        cols, rem, fnd = _forget_rows({c: table.column(c).to_pylist() for c in table.column_names}, ids)
+        if rem or fnd:
+            new = pa.Table.from_arrays(
+                [pa.array(cols[c], type=table.schema.field(c).type) for c in cols], schema=table.schema
+            )
+            tmp = out / (name + ".tmp")
+            pq.write_table(new, tmp)
+            tmp.replace(out / name)
+        removed.update(rem)
+        found.update(fnd)
+    history = manifest.get("history", [])
+    hashes = set()
+    if found:
+        hashes = {old_hash} | {h["corpus_hash"] for h in history}
+    for k, entry in enumerate(history):
+        if ids.intersection(entry.get("removed_ids", ())):
+            hashes |= {h["corpus_hash"] for h in history[: k + 1]}
+    new_hash, shards = corpus_hash_of(out)
+    if new_hash != old_hash:
+        history.append(
+            {
+                "corpus_hash": old_hash,
+                "removed_ids": sorted(found),
+                "at": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            }
+        )
+        manifest.update(shards=shards, corpus_hash=new_hash, history=history)
+        manifest_file.write_text(json.dumps(manifest))
+        acc_file = out / "accounting.json"
+        if acc_file.exists():
+            acc = json.loads(acc_file.read_text())
+            ledger = _ledger_from(acc)
+            for source, n in removed.items():
+                ledger.drop(source, DELETED, n)
+            kept = Counter()
+            for name in SPLIT_FILES:
+                kept.update(pq.read_table(out / name, columns=["source"]).column("source").to_pylist())
+            ledger.check(dict(kept))
+            acc["sources"] = ledger.to_dict()["sources"]
+            acc_file.write_text(json.dumps(acc, indent=1, ensure_ascii=False))
+            report_file = out / "report.json"
+            if report_file.exists():
+                report = json.loads(report_file.read_text())
+                t = ledger.totals()
+                report.update(
+                    corpus_hash=new_hash,
+                    kept=t.kept,
+                    dropped=dict(sorted(t.dropped.items())),
+                    equation=ledger.equation_lines(),
+                    train_posts=shards["train.parquet"]["num_posts"],
+                    val_posts=shards["val.parquet"]["num_posts"],
+                )
+                report_file.write_text(json.dumps(report, indent=1, ensure_ascii=False))
+    if (out / "_work").is_dir():
+        shutil.rmtree(out / "_work")
+    return {
+        "removed": dict(removed),
+        "found_ids": sorted(found),
+        "not_found_ids": sorted(ids - found),
+        "old_hash": old_hash,
+        "new_hash": new_hash,
+        "runs": _affected_runs(Path(runs_dir), hashes, ids),
+    }
