@@ -134,7 +134,7 @@ class FinalizeCorpus(PipelineStep):
 def _fingerprint(paths: list[str], cfg: PipelineConfig) -> dict:
     settings = asdict(cfg)
     settings.pop("workers")  # how many run at once does not change the result
-    return {"paths": [str(Path(p).resolve()) for p in paths], "config": settings}
+    return json.loads(json.dumps({"paths": [str(Path(p).resolve()) for p in paths], "config": settings}))
 
 
 def make_executors(

@@ -91,7 +91,7 @@ class Decide(PipelineStep):
             rows = {c: table.column(c).to_pylist() for c in table.column_names if c != "minhash"}
             sig = table.column("minhash").combine_chunks().flatten().to_numpy(zero_copy_only=False)
             sig = sig.reshape(len(table), self.cfg.minhash_num_perm) if len(table) else sig.reshape(0, 1)
-            out = self._decide(rows, np.asarray(sig, dtype=np.uint32))
+            out = self._decide(rows, np.array(sig, dtype=np.uint32))  # a writable copy
             self._write(out)
         return iter(())
 

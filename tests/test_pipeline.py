@@ -1,0 +1,217 @@
+"""The datatrove ingestion pipeline (data/pipeline): each step on small real-looking inputs with asserted counts
+and reasons, the global stage (retweets, threads, exact and MinHash dedup), task sharding and reruns."""
+
+from __future__ import annotations
+
+import json
+import zlib
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+from datatrove.data import Document
+
+from tweetlm.data.clean import CleanConfig, dedup_key, normalize_text
+from tweetlm.data.pipeline.build import build_corpus
+from tweetlm.data.pipeline.config import PipelineConfig
+from tweetlm.data.pipeline.minhash import permutations, shingle_hashes, signatures
+from tweetlm.data.pipeline.steps import PIIScrub, QualityFilter, spam_reason, template_key
+
+ALICE = {"id_str": "11", "screen_name": "alice", "name": "Alice"}
+BOB = {"id_str": "12", "screen_name": "bob", "name": "Bob"}
+THANKS = "Huge thanks to the crew at gate 12 for getting everyone on board so fast today!"
+
+
+def _tweet(i: int, text: str, user=ALICE, reply: str | None = None, retweet: dict | None = None) -> dict:
+    """An X API v1.1 status as the streaming API delivers it."""
+    o = {
+        "id_str": str(i),
+        "id": i,
+        "text": text,
+        "created_at": f"Wed Oct 10 20:{i % 60:02d}:24 +0000 2018",
+        "user": user,
+        "lang": "en",
+        "in_reply_to_status_id_str": reply,
+        "entities": {"hashtags": [], "user_mentions": [], "urls": []},
+    }
+    if retweet:
+        o["retweeted_status"] = retweet
+        o["text"] = f"RT @{retweet['user']['screen_name']}: {retweet['text']}"
+    return o
+
+
+def make_corpus(root):
+    """A v1.1 JSONL file (a thread, a retweet, a near-duplicate, spam, PII, a malformed line) and a folder with
+    its own train/val split holding a training copy of a validation post."""
+    (root / "stream").mkdir(parents=True)
+    thanks = _tweet(2000, THANKS)
+    lines = [
+        json.dumps(_tweet(1000, "The train was late again this morning, third time this week")),
+        json.dumps(_tweet(1002, "@alice same here, the 8:15 never shows up", BOB, reply="1000")),
+        json.dumps(_tweet(1003, "@bob ours was cancelled altogether", ALICE, reply="1002")),
+        json.dumps(thanks),
+        json.dumps(_tweet(2001, "", BOB, retweet=thanks)),
+        json.dumps(_tweet(2002, THANKS + "!", BOB)),
+        json.dumps(_tweet(3000, "#win #free #iphone #giveaway #follow now")),
+        json.dumps(_tweet(3001, "mail me at jane.doe@example.com or call (555) 123-4567 before friday", BOB)),
+        '{"id_str": "3002", "text": "cut off here',
+    ]
+    (root / "stream" / "posts.jsonl").write_text("\n".join(lines) + "\n")
+    (root / "pair").mkdir()
+    (root / "pair" / "val_text.txt").write_text("Coffee first, then emails. Always coffee first.\n")
+    (root / "pair" / "train_text.txt").write_text(
+        "coffee first,  then emails. always coffee first.\nTotally different post about the weather in Lisbon today\n"
+    )
+    return [str(root / "stream"), str(root / "pair")]
+
+
+def _rows(out) -> dict[str, dict]:
+    rows = {}
+    for split in ("train", "val"):
+        for r in pq.read_table(out / f"{split}.parquet").to_pylist():
+            rows[r["id"]] = r
+    return rows
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    root = tmp_path_factory.mktemp("pipeline")
+    paths = make_corpus(root / "in")
+    report = build_corpus(paths, root / "out", PipelineConfig(workers=1))
+    return root, paths, report
+
+
+def test_minhash_signatures_equal_datasketch():
+    from datasketch import MinHash
+
+    keys = ["hello world, this is a post", "abc", "", "日本語のテキスト 😂🔥", THANKS.casefold()]
+    sig = signatures(keys, 5, permutations(64), batch=2)
+    for key, row in zip(keys, sig):
+        m = MinHash(num_perm=64, hashfunc=int)
+        m.update_batch(shingle_hashes(key, 5))
+        assert np.array_equal(m.hashvalues, row), key
+    assert sig.shape == (5, 64) and sig.dtype == np.uint32
+    a, b = dedup_key(THANKS), dedup_key(THANKS + "!")
+    assert a != b  # exact dedup misses it ...
+    sa, sb = signatures([a, b], 5, permutations(64))
+    assert (sa == sb).mean() > 0.8  # ... MinHash sees it
+    assert zlib.crc32(b"x")  # (shingle hashes are not crc32: a polynomial over code points, vectorized)
+
+
+def test_normalize_fast_path_matches_ftfy(corpora):
+    """Normalize skips ftfy for printable ASCII without '&'; on real posts that gives the same text."""
+    cfg = CleanConfig()
+    texts = (corpora / "tweeteval" / "irony" / "train_text.txt").read_text(encoding="utf-8").splitlines()
+    plain = [t for t in texts if t.isascii() and t.isprintable() and "&" not in t]
+    assert len(plain) > 1000
+    no_ftfy = CleanConfig(fix_unicode=False)
+    assert [normalize_text(t, no_ftfy) for t in plain] == [normalize_text(t, cfg) for t in plain]
+
+
+def test_filters_and_pii_on_documents(tmp_path):
+    cfg = PipelineConfig(min_chars=5, max_chars=60, scrub_handles=True)
+    docs = [
+        Document(text=t, id=str(i), metadata={"source": "s", "kind": "post"})
+        for i, t in enumerate(
+            [
+                "ok",  # too_short
+                "x" * 61,  # too_long
+                "#a #b #c #d and",  # 4/5 hashtags
+                "@a @b @c @d @e hi",  # 5/6 mentions
+                "see http://a.co http://b.co http://c.co",  # 3/4 urls
+                "a normal post #with one tag",
+            ]
+        )
+    ]
+    kept = list(QualityFilter(cfg, tmp_path)(iter(docs)))
+    assert [d.id for d in kept] == ["5"]
+    counts = json.loads((tmp_path / "ledger" / "filter-00000.json").read_text())["dropped"]
+    assert counts == [
+        ["s", "spam_hashtags", 1],
+        ["s", "spam_mentions", 1],
+        ["s", "spam_urls", 1],
+        ["s", "too_long", 1],
+        ["s", "too_short", 1],
+    ]
+    assert spam_reason("#a #b #c", cfg) is None  # under spam_min_tokens
+    assert template_key("Day 12 of asking @jack for http://t.co/x") == template_key(
+        "day 3 of asking @bob for https://a.b"
+    )
+    pii = [Document(text="write jane.doe@example.com, +44 20 7946 0958 or (555) 123-4567, @jack", id="p",
+                    metadata={"source": "s"})]  # fmt: skip
+    (doc,) = list(PIIScrub(cfg, tmp_path)(iter(pii)))
+    assert doc.text == "write <email>, <phone> or <phone>, @user"
+    keep = [Document(text="on 2015-02-24 at 10:30, 1,000,000 views, tweet 570306133677760513", id="q",
+                     metadata={"source": "s"})]  # fmt: skip
+    (doc,) = list(PIIScrub(cfg, tmp_path)(iter(keep)))
+    assert doc.text == keep[0].text  # dates, times, counts and ids are not phone numbers
+
+
+def test_pipeline_on_small_corpus(built):
+    root, _, report = built
+    out = root / "out"
+    rows = _rows(out)
+    # equation: every record is kept, dropped with a reason, or quarantined
+    assert report["records_in"] == report["kept"] + sum(report["dropped"].values()) + report["quarantined"]
+    assert report["quarantined"] == 1
+    q = [json.loads(x) for x in (out / "quarantine.jsonl").read_text().splitlines()]
+    assert q[0]["record"] == 8 and q[0]["file"].endswith("posts.jsonl")
+    # thread rebuilt: root 1000 <- 1002 <- 1003, one document, posts in order
+    t = rows["1000"]
+    assert t["kind"] == "thread" and t["thread_ids"] == ["1000", "1002", "1003"]
+    assert t["text"] == (
+        "The train was late again this morning, third time this week\n"
+        "@alice same here, the 8:15 never shows up\n@bob ours was cancelled altogether"
+    )
+    assert "1002" not in rows and "1003" not in rows
+    # the retweet counts toward its original, never duplicates it
+    assert "2001" not in rows and rows["2000"]["retweets"] == 1 and rows["2000"]["retweet_ids"] == ["2001"]
+    # MinHash catches the near-duplicate (one more '!') exact dedup misses
+    assert "2002" not in rows
+    d = report["dropped"]
+    assert d.get("near_duplicate", 0) + d.get("near_duplicate_of_val", 0) == 1
+    assert d["retweet_collapsed"] == 1 and d["joined_into_thread"] == 2 and d["spam_hashtags"] == 1
+    assert "3000" not in rows
+    assert rows["3001"]["text"] == "mail me at <email> or call <phone> before friday"
+    # the validation copy wins; its training copy is dropped
+    assert d["duplicate_of_val"] == 1
+    assert [r["text"] for r in rows.values() if r["source"] == "pair" and r["split"] == "val"] == [
+        "Coffee first, then emails. Always coffee first."
+    ]
+    assert {r["lang_detected"] for r in rows.values() if r["source"] == "stream/posts"} == {"en"}
+    steps = {s["step"]: s for s in report["steps"]}
+    assert steps["filter"]["dropped"] == {"spam_hashtags": 1}
+    assert steps["decide"]["in"] - steps["decide"]["out"] == sum(steps["decide"]["dropped"].values())
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert sorted(manifest["shards"]["train.parquet"]["ids"] + manifest["shards"]["val.parquet"]["ids"]) == sorted(rows)
+    assert (out / "length_hist.png").stat().st_size > 1000 and "| normalize |" in (out / "report.md").read_text()
+
+
+def test_two_tasks_give_the_same_corpus_and_reruns_skip(built, tmp_path):
+    root, paths, report = built
+    out2 = tmp_path / "out2"
+    r2 = build_corpus(paths, out2, PipelineConfig(tasks=2, workers=2))
+    assert r2["corpus_hash"] == report["corpus_hash"] and r2["equation"] == report["equation"]
+    for split in ("train", "val"):
+        assert pq.read_table(out2 / f"{split}.parquet").equals(pq.read_table(root / "out" / f"{split}.parquet"))
+    assert sorted(p.name for p in (out2 / "_work" / "prepared").iterdir()) == ["00000.parquet", "00001.parquet"]
+    # a rerun finds every task's completion marker and redoes nothing
+    marker = out2 / "_work" / "prepared" / "00001.parquet"
+    before = marker.stat().st_mtime_ns
+    (out2 / "report.json").unlink()
+    (out2 / "_work" / "logs" / "finalize" / "completions" / "00000").unlink()
+    again = build_corpus(paths, out2, PipelineConfig(tasks=2, workers=2))
+    assert marker.stat().st_mtime_ns == before and again["corpus_hash"] == report["corpus_hash"]
+    # other settings: the work folder is cleared and everything is redone
+    changed = build_corpus(paths, out2, PipelineConfig(tasks=2, workers=1, near_dedup=False))
+    assert marker.stat().st_mtime_ns != before and changed["kept"] == report["kept"] + 1
+
+
+def test_unreadable_input_is_a_clear_error(tmp_path):
+    (tmp_path / "image.png").write_bytes(bytes(range(256)) * 40)
+    with pytest.raises(ValueError, match="not a text file"):
+        build_corpus([str(tmp_path / "image.png")], tmp_path / "out", PipelineConfig(workers=1))
+    with pytest.raises(ValueError, match="does not exist"):
+        build_corpus([str(tmp_path / "nope")], tmp_path / "out", PipelineConfig(workers=1))
+    with pytest.raises(ValueError, match="lang_detect"):
+        build_corpus([str(tmp_path)], tmp_path / "out", PipelineConfig(lang_detect="sometimes"))
