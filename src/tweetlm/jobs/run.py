@@ -9,6 +9,7 @@ continues from the latest checkpoint, so a crashed run is restarted with the sam
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -38,13 +39,16 @@ def stage_data(cfg: RunConfig, corpus: list[str], rf: RunFolder) -> dict:
     collapse, threads, exact and MinHash dedup) into ``rf.data``; returns the stage record.
 
     ``cfg.data`` may be a plain ``CleanConfig`` (its fields are kept, the pipeline's own settings take their
-    defaults) or a ``PipelineConfig``. Raises ``ValueError`` when nothing is left, or no validation or no
-    training posts (the messages say what to change).
+    defaults, with two tasks on a machine of two or more cores) or a ``PipelineConfig``. Raises ``ValueError``
+    when nothing is left, or no validation or no training posts (the messages say what to change).
     """
     from tweetlm.data.pipeline.build import build_corpus
     from tweetlm.data.pipeline.config import PipelineConfig
 
-    pcfg = cfg.data if isinstance(cfg.data, PipelineConfig) else PipelineConfig.from_clean(cfg.data)
+    if isinstance(cfg.data, PipelineConfig):
+        pcfg = cfg.data
+    else:  # a plain CleanConfig: the pipeline's defaults, one task per core up to two
+        pcfg = PipelineConfig.from_clean(cfg.data, tasks=min(2, os.cpu_count() or 1))
     report = build_corpus(corpus, rf.data, pcfg, quiet=True)
     if report["kept"] == 0:
         reasons: Counter = Counter()

@@ -1,0 +1,106 @@
+"""Deletion requests: ``tweetlm data forget`` removes posts (and retweets of them) from a built corpus, writes a
+new corpus hash and lists the runs trained on a corpus that contained them."""
+
+from __future__ import annotations
+
+import json
+
+import pyarrow.parquet as pq
+import pytest
+from test_pipeline import make_corpus
+
+from tweetlm.cli.main import main
+from tweetlm.data.pipeline.build import build_corpus
+from tweetlm.data.pipeline.config import PipelineConfig
+from tweetlm.data.pipeline.forget import forget
+
+
+def _ids(out) -> dict[str, dict]:
+    return {r["id"]: r for s in ("train", "val") for r in pq.read_table(out / f"{s}.parquet").to_pylist()}
+
+
+def _fake_run(runs, name: str, corpus_hash: str, steps=(10, 20)) -> None:
+    run = runs / name
+    for s in steps:
+        (run / "checkpoints" / f"step_{s:07d}").mkdir(parents=True)
+    (run / "stages.json").write_text(json.dumps({"data": {"corpus_hash": corpus_hash}}))
+
+
+@pytest.fixture
+def corpus(tmp_path):
+    paths = make_corpus(tmp_path / "in")
+    report = build_corpus(paths, tmp_path / "corpus", PipelineConfig(workers=1))
+    return tmp_path / "corpus", report
+
+
+def test_forget_posts_retweets_and_thread_members(corpus, tmp_path):
+    out, report = corpus
+    old_hash = report["corpus_hash"]
+    runs = tmp_path / "runs"
+    _fake_run(runs, "trained_on_it", old_hash)
+    _fake_run(runs, "other_corpus", "0" * 64, steps=(5,))
+    before = _ids(out)
+    assert before["2000"]["retweet_ids"] == ["2001"] and before["1000"]["thread_ids"] == ["1000", "1002", "1003"]
+
+    res = forget({"2000", "1002", "no-such-id"}, out, runs)
+    after = _ids(out)
+    assert "2000" not in after  # the original; its retweet 2001 was collapsed into it
+    t = after["1000"]  # the thread is rebuilt without the forgotten reply
+    assert t["thread_ids"] == ["1000", "1003"]
+    assert (
+        t["text"] == "The train was late again this morning, third time this week\n@bob ours was cancelled altogether"
+    )
+    assert res["removed"] == {"stream/posts": 1} and res["found_ids"] == ["1002", "2000"]
+    assert res["not_found_ids"] == ["no-such-id"]
+    assert res["old_hash"] == old_hash and res["new_hash"] != old_hash
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["corpus_hash"] == res["new_hash"] and manifest["history"][0]["corpus_hash"] == old_hash
+    assert "2000" not in manifest["shards"]["train.parquet"]["ids"] + manifest["shards"]["val.parquet"]["ids"]
+    # the ledger equation still holds, with the deletion as a drop reason
+    acc = json.loads((out / "accounting.json").read_text())["sources"]["stream/posts"]
+    assert acc["dropped"]["deleted_on_request"] == 1
+    assert acc["in"] == acc["kept"] + sum(acc["dropped"].values()) + acc["quarantined"]
+    assert [r["run"].split("/")[-1] for r in res["runs"]] == ["trained_on_it"]
+    assert [c.split("/")[-1] for c in res["runs"][0]["checkpoints"]] == ["step_0000010", "step_0000020"]
+    assert not (out / "_work").exists()  # intermediate files held the texts too
+
+    # a later run on the new corpus is not affected; asking again still finds the old run through the history
+    _fake_run(runs, "trained_after", res["new_hash"], steps=(1,))
+    again = forget({"2000"}, out, runs)
+    assert again["found_ids"] == [] and again["new_hash"] == res["new_hash"]
+    assert [r["run"].split("/")[-1] for r in again["runs"]] == ["trained_on_it"]
+
+
+def test_forget_rows_retweet_stand_in_and_counts():
+    """A retweet kept in place of a missing original goes with the original; a kept original loses the listed
+    retweets from its count; a thread left with one post becomes a post."""
+    from tweetlm.data.pipeline.forget import _forget_rows
+
+    cols = {
+        "id": ["9001", "9100", "9200"],
+        "source": ["s", "s", "s"],
+        "text": ["RT @carol: original not in the corpus", "an original", "root\nreply"],
+        "kind": ["retweet", "post", "thread"],
+        "retweeted_id": ["9000", None, None],
+        "retweets": [0, 2, 0],
+        "retweet_ids": [[], ["9101", "9102"], []],
+        "thread_ids": [[], [], ["9200", "9201"]],
+        "thread_texts": [[], [], ["root", "reply"]],
+    }
+    kept, removed, found = _forget_rows(cols, {"9000", "9101", "9201"})
+    assert kept["id"] == ["9100", "9200"] and removed == {"s": 1} and found == {"9000", "9101", "9201"}
+    assert kept["retweets"] == [1, 0] and kept["retweet_ids"][0] == ["9102"]
+    assert kept["text"][1] == "root" and kept["kind"][1] == "post" and kept["thread_ids"][1] == []
+
+
+def test_forget_cli(corpus, tmp_path, capsys):
+    out, _ = corpus
+    ids = tmp_path / "ids.txt"
+    ids.write_text("# deletion requests\n3001\n\n")
+    assert main(["data", "forget", "--ids", str(ids), "--corpus", str(out), "--runs-dir", str(tmp_path / "r")]) == 0
+    text = capsys.readouterr().out
+    assert "1 id(s) asked, 1 found; 1 document(s) removed" in text and "3001" not in _ids(out)
+    assert main(["data", "forget", "--ids", str(ids), "--corpus", str(tmp_path)]) == 2
+    assert "not a corpus folder" in capsys.readouterr().err
+    assert main(["data", "forget", "--ids", str(tmp_path / "none.txt"), "--corpus", str(out)]) == 2
+    assert "no such file" in capsys.readouterr().err
