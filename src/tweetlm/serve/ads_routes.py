@@ -18,7 +18,7 @@ import threading
 from dataclasses import dataclass
 
 from fastapi import FastAPI
-from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic import BaseModel, Field, field_validator
 
 from tweetlm.ads.copy import MAX_CANDIDATES, MAX_N, AdBrief, generate_copy
 from tweetlm.ads.placement import MAX_K, place
@@ -52,12 +52,6 @@ class SafetyRequest(BaseModel):
         if any(not t.strip() or len(t) > 10_000 for t in v):
             raise ValueError("every text must be non-blank and at most 10,000 characters")
         return v
-
-    @model_validator(mode="after")
-    def _langs(self):
-        if self.langs is not None and len(self.langs) != len(self.texts):
-            raise ValueError(f"langs: {len(self.langs)} languages for {len(self.texts)} texts")
-        return self
 
 
 class CopyRequest(BaseModel):
@@ -113,6 +107,8 @@ def register_ads_routes(app: FastAPI, ads: AdsServices, engine, api_error) -> No
 
     @app.post("/v1/ads/safety")
     async def safety(req: SafetyRequest):
+        if req.langs is not None and len(req.langs) != len(req.texts):
+            raise bad(ValueError(f"langs: {len(req.langs)} languages for {len(req.texts)} texts"))
         res = await asyncio.to_thread(ads.safety.classify, req.texts, req.langs)
         return {"object": "ads.safety", "data": [{"text": t, **r.to_dict()} for t, r in zip(req.texts, res)]}
 

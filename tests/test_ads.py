@@ -1,0 +1,400 @@
+"""Ads: briefs from real posts, each hard constraint of ad copy, the memorization guard on real training posts,
+placement's exclusions, segments, the finetune job, and the /v1/ads/* endpoints' validation on a real loopback
+server. A tiny random-weight model stands in for the fine-tuned one (the constraints must hold whatever it
+writes); the safety classifier is a TF-IDF one trained on a seeded sample of the real labelled corpora."""
+
+from __future__ import annotations
+
+import csv
+import json
+import random
+
+import numpy as np
+import pytest
+
+pytest.importorskip("sklearn", reason="ads need the ads extra (scikit-learn)")
+pytest.importorskip("datasketch", reason="the memorization guard needs datasketch (data extra)")
+
+from tweetlm.ads.copy import AdBrief, distinct_n, fix_up, generate_copy, mmr, violations  # noqa: E402
+from tweetlm.ads.guard import MemorizationGuard, shingles  # noqa: E402
+from tweetlm.ads.placement import place  # noqa: E402
+from tweetlm.ads.safety import SafetyClassifier, load_examples  # noqa: E402
+from tweetlm.data.briefs import Brief, DocFreq, brief_from_post, example, words  # noqa: E402
+from tweetlm.data.ledger import Ledger  # noqa: E402
+from tweetlm.data.readers import read_corpus  # noqa: E402
+from tweetlm.data.twitter_text import weighted_length  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def corpora():
+    from conftest import CORPORA
+
+    if not CORPORA.is_dir():
+        pytest.skip(f"shared corpora not found at {CORPORA}")
+    return CORPORA
+
+
+@pytest.fixture(scope="module")
+def airline(corpora):
+    from tweetlm.data.clean import CleanConfig, normalize_text
+
+    posts = list(read_corpus([corpora / "us_airline_sentiment"], Ledger()))
+    for p in posts:
+        p.text = normalize_text(p.text, CleanConfig())
+    return posts
+
+
+@pytest.fixture(scope="module")
+def safety(corpora):
+    ex = load_examples(corpora)
+    rng = random.Random(0)
+    small = []
+    for source in ("tweeteval/offensive", "davidson_hate_offensive", "tweeteval/hate", "id_hatespeech_ibrohim2019"):
+        small += rng.sample([e for e in ex if e.source == source and e.split == "train"], 500)
+    clf = SafetyClassifier("tfidf", target_precision=0.8)
+    clf.fit(small)
+    return clf
+
+
+@pytest.fixture(scope="module")
+def guard(airline):
+    g = MemorizationGuard()
+    g.add(p.text for p in airline[:3000])  # the "training posts"
+    return g
+
+
+@pytest.fixture(scope="module")
+def engine(airline):
+    from tweetlm.inference.engine import Engine
+    from tweetlm.model.config import ModelConfig
+    from tweetlm.model.gpt import GPT
+    from tweetlm.tokenizer.bpe import TokenizerConfig, train_tokenizer
+
+    tok = train_tokenizer([p.text for p in airline[:2000]], TokenizerConfig(vocab_size=512))
+    cfg = ModelConfig(vocab_size=tok.vocab_size, n_layer=2, n_embd=32, n_head=2, max_seq_len=64)
+    return Engine(GPT.build(cfg, seed=0), tok, model_name="tiny")
+
+
+def _brief(**kw) -> AdBrief:
+    d = {"product": "Delta", "required_terms": ["legroom"], "hashtag": "#travel", "cta": "Book your seat today",
+         "banned_terms": ["cheap"], "message": "more legroom on every flight"}  # fmt: skip
+    d.update(kw)
+    return AdBrief.from_dict(d)
+
+
+# --- briefs --------------------------------------------------------------------------------------------------
+
+
+def test_brief_from_a_real_post(airline):
+    df = DocFreq(p.text for p in airline)
+    post = next(p for p in airline if "#" in p.text and p.labels["sentiment"] == "negative")
+    briefs = [brief_from_post(post, df, seed=s) for s in range(20)]
+    assert brief_from_post(post, df, seed=3) == briefs[3]  # seeded by (seed, post id)
+    for b in briefs:
+        assert all(t in words(post.text) for t in b.terms) and len(b.terms) <= 3
+        assert all(h in post.text for h in b.hashtags)
+        assert b.brand in ("", post.labels["brand"]) and b.tone in ("", "negative") and b.lang in ("", "en")
+    full = max(briefs, key=lambda b: len(b.prompt()))
+    doc = example(full, post.text)
+    assert doc.startswith("<<") and doc.endswith(">> " + post.text)
+    assert Brief("en", "positive", "Delta", ["leg|room"], ["#fly"]).prompt() == "<<en|positive|Delta|leg room|#fly>> "
+    # the terms are the post's rarest words seen in >= 3 posts
+    rare = sorted({w for w in words(post.text) if df.df[w] >= 3}, key=lambda w: (-df.idf(w), w))
+    assert any(set(b.terms) == set(rare[: len(b.terms)]) for b in briefs if b.terms)
+
+
+# --- hard constraints ----------------------------------------------------------------------------------------
+
+
+def test_each_constraint_is_checked():
+    b = _brief()
+    good = "Stretch out with Delta: more legroom on every seat. #travel Book your seat today"
+    assert violations(good, b) == []
+    assert violations(good.replace("legroom", "leg room"), b) == ["required_term:legroom"]
+    assert violations(good.replace("Delta:", "it:"), b) == ["required_term:Delta"]
+    assert violations(good.replace("#travel", "#travels"), b) == ["hashtag"]  # whole hashtag only
+    assert violations(good.replace("Book your seat today", "book now"), b) == ["cta"]
+    assert violations(good + " cheap!", b) == ["banned_term:cheap"]
+    assert violations(good.replace("every seat", "every cheaper seat"), b) == []  # "cheaper" is not "cheap"
+    long = good + " " + "x" * 300
+    assert weighted_length(long) > 280 and violations(long, b) == ["length"]
+    cjk = good + " " + "\u3042" * 100  # CJK counts 2 each in twitter-text v3
+    assert len(cjk) < 280 < weighted_length(cjk) and "length" in violations(cjk, b)
+
+
+def test_fix_up_appends_missing_terms_and_fits_280():
+    b = _brief()
+    out = fix_up("so much room to stretch out on my flight today " * 8, b)
+    assert violations(out, b) == [] and weighted_length(out) <= 280
+    assert out.endswith("Delta legroom #travel Book your seat today")
+    assert fix_up("Delta legroom #travel Book your seat today", b) == "Delta legroom #travel Book your seat today"
+
+
+def test_brief_validation_names_the_field():
+    for bad, field in (
+        ({"product": ""}, "product"),
+        ({"hashtag": "travel"}, "hashtag"),
+        ({"tone": "angry"}, "tone"),
+        ({"required_terms": ["cheap"]}, "banned_terms"),
+        ({"required_terms": "legroom"}, "required_terms"),
+        ({"cta": "x" * 300}, "cta"),
+        ({"colour": "red"}, "unknown brief field"),
+    ):
+        with pytest.raises(ValueError, match=field):
+            _brief(**bad)
+
+
+# --- memorization guard --------------------------------------------------------------------------------------
+
+
+def test_guard_flags_real_training_posts_and_near_copies(guard, airline):
+    train = airline[:3000]
+    post = next(p.text for p in train if len(p.text) > 80)
+    hit = guard.check(post)
+    assert hit.copy and hit.jaccard == 1.0 and hit.text == post
+    w = post.split()
+    w[len(w) // 2] = "banana"  # one word changed
+    near = guard.check(" ".join(w))
+    assert near.copy and 0.5 <= near.jaccard < 1.0 and near.text == post
+    assert guard.check(post.upper() + " https://t.co/abc").copy  # case and links do not hide a copy
+    held_out = [p.text for p in airline[3000:3200] if len(p.text) > 40]
+    flagged = [t for t in held_out if guard.check(t).copy]
+    # unseen posts pass, except the airline corpus's own near-duplicates (retweets of a training post)
+    assert len(flagged) <= 0.05 * len(held_out), flagged
+    assert shingles("Hi") == {"hi"} and shingles("") == set()
+
+
+def test_guard_round_trips_through_a_file(guard, tmp_path):
+    back = MemorizationGuard.load(guard.save(tmp_path / "g.pkl"))
+    assert len(back) == len(guard) and back.check(guard.texts[7]).copy
+    with pytest.raises(FileNotFoundError):
+        MemorizationGuard.load(tmp_path / "none.pkl")
+
+
+# --- ad copy -------------------------------------------------------------------------------------------------
+
+
+def test_copy_returns_only_variants_that_hold_every_constraint(engine, safety, guard):
+    b = _brief()
+    res = generate_copy(engine, b, n=6, num_candidates=24, safety=safety, guard=guard, seed=1)
+    assert res.candidates == 24 and 0 <= res.raw_pass <= 24 and res.raw_pass_rate == res.raw_pass / 24
+    assert 1 <= len(res.variants) <= 6
+    for v in res.variants:
+        assert violations(v.text, b) == [], v
+        assert weighted_length(v.text) <= 280 and v.weighted_length == weighted_length(v.text)
+        assert not safety.classify([v.text], ["en"])[0].unsafe
+        assert not guard.check(v.text).copy
+    assert len({v.text for v in res.variants}) == len(res.variants)
+    # without fix-up a random-weight model almost never writes every term: the raw pass rate is what passes
+    raw = generate_copy(engine, b, n=6, num_candidates=24, safety=safety, guard=guard, seed=1, fixup=False)
+    assert len(raw.variants) == raw.raw_pass and raw.raw_pass == res.raw_pass
+    if len(raw.variants) < 6:
+        assert raw.note.startswith(f"only {len(raw.variants)} of 24")
+
+
+def test_copy_drops_near_copies_and_unsafe_variants(engine, safety, guard):
+    b = _brief()
+    first = generate_copy(engine, b, n=4, num_candidates=16, safety=safety, guard=guard, seed=5)
+    g = MemorizationGuard()
+    g.add(guard.texts + [v.text for v in first.variants])  # now they are "training posts"
+    again = generate_copy(engine, b, n=4, num_candidates=16, safety=safety, guard=g, seed=5)
+    assert not {v.text for v in again.variants} & {v.text for v in first.variants}
+    assert again.failures.get("near_copy_of_training_post", 0) >= len(first.variants)
+    rude = _brief(required_terms=["stupid bitch"], banned_terms=[])
+    res = generate_copy(engine, rude, n=4, num_candidates=8, safety=safety, guard=guard, seed=5)
+    assert res.variants == [] and res.failures["unsafe"] == 8
+
+
+def test_copy_rejects_bad_settings(engine, safety, guard):
+    b = _brief()
+    with pytest.raises(ValueError, match="n must be"):
+        generate_copy(engine, b, n=0, safety=safety, guard=guard)
+    with pytest.raises(ValueError, match="num_candidates"):
+        generate_copy(engine, b, n=8, num_candidates=4, safety=safety, guard=guard)
+    with pytest.raises(ValueError, match="safety classifier and a memorization guard"):
+        generate_copy(engine, b, n=2, num_candidates=4)
+
+
+def test_mmr_and_distinct_n():
+    rel = np.array([1.0, 0.99, 0.5])
+    sim = np.array([[1, 0.95, 0.1], [0.95, 1, 0.1], [0.1, 0.1, 1]])
+    assert mmr(rel, sim, 2, lam=0.5) == [0, 2]  # the near-duplicate of the best item waits
+    assert mmr(rel, sim, 2, lam=1.0) == [0, 1]
+    assert distinct_n(["a b c", "a b d"], 2) == 3 / 4
+
+
+# --- placement -----------------------------------------------------------------------------------------------
+
+
+def test_placement_excludes_unsafe_and_banned_contexts(airline, safety):
+    pool = [p for p in airline if p.labels["brand"] == "Delta"][:400]
+
+    def retriever(query: str, k: int) -> list[dict]:  # word overlap, best first
+        q = set(words(query))
+        scored = sorted(pool, key=lambda p: -len(q & set(words(p.text))))
+        return [{"id": p.id, "text": p.text, "lang": "en", "created_at": p.created_at} for p in scored[:k]]
+
+    unsafe = "@JetBlue you stupid bitch airline, fuck you"
+    pool.insert(0, type(pool[0])(**{**pool[0].__dict__, "id": "u1", "text": unsafe + " delta seat legroom"}))
+    res = place("Delta legroom seat", retriever, safety, k=10, num_candidates=60, banned_terms=["delayed"])
+    assert "u1" in res.excluded_unsafe and res.candidates == 60
+    assert len(res.placements) == 10 and [h["rank"] for h in res.placements] == list(range(1, 11))
+    for h in res.placements:
+        assert not safety.classify([h["text"]], ["en"])[0].unsafe and "delayed" not in h["text"].lower()
+    assert all("delayed" in next(p.text.lower() for p in pool if p.id == i) for i in res.excluded_banned)
+    with pytest.raises(ValueError, match="ad_text"):
+        place("  ", retriever, safety)
+    with pytest.raises(ValueError, match="k"):
+        place("x", retriever, safety, k=0)
+
+
+# --- segments ------------------------------------------------------------------------------------------------
+
+
+def test_segments_on_real_posts_with_their_authors(corpora):
+    from sklearn.decomposition import TruncatedSVD
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    from tweetlm.ads.segments import build_segments
+
+    path = corpora / "fivethirtyeight_tweets" / "mayweather-mcgregor_tweets.csv"
+    with open(path, encoding="utf-8") as f:  # the reader keeps no author; the file names each post's screen_name
+        names = {r["id"]: r["screen_name"] for r in csv.DictReader(f)}
+    posts = list(read_corpus([path], Ledger()))[:1500]
+    for p in posts:
+        p.author_id = names.get(p.id)
+    assert sum(p.author_id is not None for p in posts) == 1500
+    vec = TfidfVectorizer(min_df=2).fit([p.text for p in posts])
+    svd = TruncatedSVD(32, random_state=0).fit(vec.transform([p.text for p in posts]))
+
+    def embed(texts):  # LSA vectors: a real embedding that needs no model download
+        x = svd.transform(vec.transform(texts))
+        return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+    seg = build_segments(posts, embed, k=6, seed=0)
+    assert sum(s.size for s in seg.segments) == 1500 and [s.size for s in seg.segments] == sorted(
+        (s.size for s in seg.segments), reverse=True
+    )
+    assert all(s.top_terms and s.label and sum(s.langs.values()) == s.size for s in seg.segments)
+    assert any(s.top_hashtags for s in seg.segments)
+    authors = {p.author_id for p in posts if p.author_id}
+    assert set(seg.authors) == authors and sum(s.authors for s in seg.segments) == len(authors)
+    many = max(seg.authors, key=lambda a: seg.authors[a]["posts"])
+    mine = [seg.post_segment[i] for i, p in enumerate(posts) if p.author_id == many]
+    assert seg.authors[many]["share"] == max(mine.count(c) for c in set(mine)) / len(mine)
+    back_ids = seg.assign(embed([p.text for p in posts[:50]]))
+    assert (back_ids == np.array(seg.post_segment[:50])).mean() > 0.9  # nearest centroid = its cluster
+    with pytest.raises(ValueError, match="k must be"):
+        build_segments(posts, embed, k=1)
+
+
+# --- finetune ------------------------------------------------------------------------------------------------
+
+
+def test_finetune_from_a_tiny_checkpoint(tmp_path, airline):
+    import torch
+
+    from tweetlm.common.config import to_dict
+    from tweetlm.data.clean import CleanConfig, clean_posts
+    from tweetlm.data.corpus import write_corpus
+    from tweetlm.inference.engine import Engine, SamplingParams
+    from tweetlm.jobs.finetune import FinetuneConfig, finetune
+    from tweetlm.jobs.recipes import tiny_cpu
+    from tweetlm.model.gpt import GPT
+    from tweetlm.tokenizer.bpe import train_tokenizer
+    from tweetlm.training.checkpoint import save_checkpoint
+    from tweetlm.training.loop import build_optimizer
+
+    run = tmp_path / "base"
+    ledger = Ledger()
+    posts = [type(p)(**p.__dict__) for p in airline[:600]]
+    write_corpus(clean_posts(posts, ledger, CleanConfig(val_fraction=0.1)), ledger, run / "data")
+    cfg = tiny_cpu()
+    tok = train_tokenizer([p.text for p in posts], cfg.tokenizer)
+    tok.save(run / "tokenizer.json")
+    cfg.model.vocab_size = tok.vocab_size
+    model = GPT.build(cfg.model, seed=0)
+    save_checkpoint(run / "checkpoints", 30, model, build_optimizer(model, cfg.train), {}, to_dict(cfg),
+                    run / "tokenizer.json")  # fmt: skip
+    res = finetune(run, tmp_path / "ft", FinetuneConfig(max_steps=4, batch_size=4, seq_len=64, eval_batches=2),
+                   progress=False)  # fmt: skip
+    assert res["steps"] == 4 and res["tokens"] == 4 * 4 * 64
+    shards = json.loads((run / "data" / "manifest.json").read_text())["shards"]
+    assert res["train_docs"] == shards["train.parquet"]["num_posts"]  # one brief -> post document per post
+    assert res["val_docs"] == shards["val.parquet"]["num_posts"]
+    assert np.isfinite(res["held_out_loss_before"]) and np.isfinite(res["held_out_loss_after"])
+    assert json.loads((tmp_path / "ft" / "finetune.json").read_text()) == res
+    eng = Engine.from_checkpoint(tmp_path / "ft")
+    out = eng.generate(["<<en|positive|Delta||>> "], SamplingParams(max_tokens=5, seed=0))[0]
+    assert out.finish_reason in ("stop", "length")
+    before = dict(GPT.build(cfg.model, seed=0).named_parameters())
+    after = dict(eng.model.named_parameters())
+    assert any(not torch.equal(before[k], after[k]) for k in before)  # the weights moved
+    with pytest.raises(FileExistsError):
+        finetune(run, tmp_path / "ft", FinetuneConfig(max_steps=1, batch_size=4, seq_len=64), progress=False)
+
+
+# --- HTTP ----------------------------------------------------------------------------------------------------
+
+
+def test_ads_endpoints_validate_input(engine, safety, guard, airline):
+    pytest.importorskip("uvicorn", reason="the HTTP test needs the serve extra")
+    import httpx
+    from loopback import LoopbackServer
+
+    from tweetlm.serve.ads_routes import AdsServices
+    from tweetlm.serve.app import ServeConfig, create_app
+
+    pool = [p for p in airline if p.labels["brand"] == "United"][:200]
+
+    def retriever_factory(half_life_hours, as_of, langs):
+        def retrieve(query, k):
+            q = set(words(query))
+            ranked = sorted(pool, key=lambda p: -len(q & set(words(p.text))))
+            return [{"id": p.id, "text": p.text, "lang": "en"} for p in ranked[:k]]
+
+        return retrieve
+
+    ads = AdsServices(safety, guard, retriever_factory)
+    app = create_app(engine, ServeConfig(), ads=ads)
+    brief = {"product": "Delta", "required_terms": ["legroom"], "hashtag": "#travel", "n": 3, "num_candidates": 6}
+    with LoopbackServer(app) as url, httpx.Client(base_url=url, timeout=120) as c:
+        texts = ["Thank you for the great flight to Boston", "you stupid bitch"]
+        r = c.post("/v1/ads/safety", json={"texts": texts, "langs": ["en", "en"]})
+        assert r.status_code == 200, r.text
+        assert [d["unsafe"] for d in r.json()["data"]] == [v.unsafe for v in safety.classify(texts, ["en", "en"])]
+        assert r.json()["data"][1]["unsafe"] and r.json()["data"][1]["flagged_by"]
+        r = c.post("/v1/ads/copy", json=brief)
+        assert r.status_code == 200, r.text
+        body = r.json()
+        assert body["candidates"] == 6 and 1 <= len(body["variants"]) <= 3
+        b = AdBrief.from_dict({k: v for k, v in brief.items() if k not in ("n", "num_candidates")})
+        assert all(violations(v["text"], b) == [] for v in body["variants"])
+        r = c.post("/v1/ads/place", json={"ad_text": "United lost my bag", "k": 5})
+        assert r.status_code == 200, r.text
+        assert len(r.json()["placements"]) == 5
+        for path, body, field in (
+            ("/v1/ads/safety", {"texts": []}, "texts"),
+            ("/v1/ads/safety", {"texts": ["  "]}, "texts"),
+            ("/v1/ads/safety", {"texts": ["a", "b"], "langs": ["en"]}, "langs"),
+            ("/v1/ads/safety", {}, "texts"),
+            ("/v1/ads/copy", {**brief, "product": ""}, "product"),
+            ("/v1/ads/copy", {**brief, "product": "   "}, "product"),
+            ("/v1/ads/copy", {**brief, "hashtag": "travel"}, "hashtag"),
+            ("/v1/ads/copy", {**brief, "tone": "angry"}, "tone"),
+            ("/v1/ads/copy", {**brief, "n": 0}, "n"),
+            ("/v1/ads/copy", {**brief, "n": 5, "num_candidates": 4}, "num_candidates"),
+            ("/v1/ads/copy", {**brief, "banned_terms": ["legroom"]}, "banned_terms"),
+            ("/v1/ads/copy", {**brief, "required_terms": "legroom"}, "required_terms"),
+            ("/v1/ads/place", {"ad_text": ""}, "ad_text"),
+            ("/v1/ads/place", {"ad_text": "x", "k": 0}, "k"),
+            ("/v1/ads/place", {"ad_text": "x", "k": 10, "num_candidates": 5}, "num_candidates"),
+        ):
+            r = c.post(path, json=body)
+            assert r.status_code == 400, (path, body, r.status_code, r.text)
+            err = r.json()["error"]
+            assert field in err["message"] and err["param"] == field, (path, body, err)
+    no_guard = create_app(engine, ServeConfig(), ads=AdsServices(safety))
+    with LoopbackServer(no_guard) as url, httpx.Client(base_url=url, timeout=60) as c:
+        assert c.post("/v1/ads/copy", json=brief).status_code == 404
+        assert c.post("/v1/ads/place", json={"ad_text": "x"}).status_code == 404
