@@ -1,0 +1,199 @@
+"""Throughput of the ingestion pipeline (``tweetlm.data.pipeline``, datatrove) on the shared corpora, per step
+and whole, against a plain single-process Python baseline of the same steps in the same run.
+
+Usage:
+    python benchmarks/bench_data.py                       # all of ../shared/corpora
+    python benchmarks/bench_data.py --limit 50000         # the first 50k posts read (a quicker look)
+
+Baseline (one process, no datatrove, each step over the whole list before the next): ``normalize_text`` with
+ftfy on every post, lingua ``detect_language_of`` per post, the same filters and PII regexes, datasketch
+``MinHash.update_batch`` per post (the library's documented use), then exact dedup and ``MinHashLSH`` in a loop.
+Pipeline: ``build_corpus`` with 1 task, then with 2 tasks on 2 workers (same output, checked by corpus hash);
+per-step times come from datatrove's ``stats.json`` (seconds spent in each step, summed over tasks).
+posts/s per core = posts into the step / seconds of one core spent in it. Prints one JSON line last.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+
+STEP_KEYS = {
+    "normalize": "normalize",
+    "language id (lingua)": "lang",
+    "length, language, spam": "filter",
+    "PII scrub": "pii",
+    "keys + MinHash signatures": "minhash",
+}
+
+
+def _step_times(work: Path) -> dict[str, float]:
+    """Seconds per step (summed over tasks) from datatrove's stats of the three stages."""
+    out: dict[str, float] = {}
+    for stage in ("prepare", "decide", "finalize"):
+        for s in json.loads((work / "logs" / stage / "stats.json").read_text()):
+            ts = s.get("time_stats")
+            total = ts.get("total", 0.0) if isinstance(ts, dict) else 0.0
+            name = STEP_KEYS.get(s["name"].split(": ", 1)[-1])
+            if stage == "decide":
+                name = "decide"
+            if name:
+                out[name] = out.get(name, 0.0) + total
+    return out
+
+
+def _task_busy(work: Path) -> list[float]:
+    """Seconds of step time per prepare task (from each task's stats file)."""
+    busy = []
+    for f in sorted((work / "logs" / "prepare" / "stats").glob("*.json")):
+        t = 0.0
+        for s in json.loads(f.read_text()):
+            ts = s.get("time_stats")
+            t += ts.get("total", 0.0) if isinstance(ts, dict) else 0.0
+        busy.append(round(t, 2))
+    return busy
+
+
+def baseline(posts, cfg) -> dict[str, float]:
+    """The same steps as plain Python in one process; seconds per step."""
+    import zlib
+
+    from datasketch import MinHash, MinHashLSH
+    from lingua import IsoCode639_1, Language, LanguageDetectorBuilder
+
+    from tweetlm.data.clean import dedup_key, normalize_text
+    from tweetlm.data.pipeline.minhash import shingle_hashes
+    from tweetlm.data.pipeline.steps import _PHONE, spam_reason
+
+    t: dict[str, float] = {}
+    t0 = time.perf_counter()
+    texts = [normalize_text(p.text, cfg) for p in posts]
+    texts = [x for x in texts if x]
+    t["normalize"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    langs = [Language.from_iso_code_639_1(IsoCode639_1.from_str(c)) for c in cfg.languages]
+    det = LanguageDetectorBuilder.from_languages(*langs).with_low_accuracy_mode().build()
+    _ = [det.detect_language_of(x) for x in texts]
+    t["lang"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    texts = [x for x in texts if len(x) >= cfg.min_chars and spam_reason(x, cfg) is None]
+    t["filter"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    from datatrove.pipeline.formatters import PIIFormatter
+
+    emails = PIIFormatter(remove_ips=False, email_replacement="<email>")
+    texts = [_PHONE.sub("<phone>", emails.format(x)) for x in texts]
+    t["pii"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    keys = [dedup_key(x) for x in texts]
+    sketches = []
+    for k in keys:
+        m = MinHash(num_perm=cfg.minhash_num_perm, hashfunc=int)
+        m.update_batch(shingle_hashes(k, cfg.minhash_shingle))
+        sketches.append(m)
+    t["minhash"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    seen, lsh, kept = set(), MinHashLSH(threshold=cfg.minhash_threshold, num_perm=cfg.minhash_num_perm), 0
+    for i, (k, m) in enumerate(zip(keys, sketches)):
+        h = zlib.crc32(k.encode())
+        if h in seen:
+            continue
+        seen.add(h)
+        if len(k) >= cfg.near_dedup_min_chars:
+            if lsh.query(m):
+                continue
+            lsh.insert(i, m)
+        kept += 1
+    t["decide"] = time.perf_counter() - t0
+    return t
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--corpus", default="../shared/corpora")
+    ap.add_argument("--limit", type=int, default=0, help="use only the first N posts read (0: all)")
+    args = ap.parse_args()
+
+    from tweetlm.data.ledger import Ledger
+    from tweetlm.data.pipeline.build import build_corpus
+    from tweetlm.data.pipeline.config import PipelineConfig
+    from tweetlm.data.readers import read_corpus
+
+    if not Path(args.corpus).exists():
+        raise SystemExit(f"error: corpus {args.corpus} not found")
+    tmp = Path(tempfile.mkdtemp(prefix="bench_data_"))
+    corpus = [args.corpus]
+    t0 = time.perf_counter()
+    posts = list(read_corpus(corpus, Ledger()))
+    t_read = time.perf_counter() - t0
+    if args.limit:
+        posts = posts[: args.limit]
+        lines = [json.dumps({"id": p.id, "text": p.text}) for p in posts]
+        (tmp / "posts.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+        corpus = [str(tmp / "posts.jsonl")]
+    n = len(posts)
+    cfg = PipelineConfig(workers=1)
+
+    base = baseline(posts, cfg)
+    base_total = t_read + sum(base.values())
+
+    runs = {}
+    for tasks in (1, 2):
+        c = PipelineConfig(tasks=tasks, workers=tasks)
+        t0 = time.perf_counter()
+        report = build_corpus(corpus, tmp / f"out{tasks}", c)
+        runs[tasks] = {"wall": time.perf_counter() - t0, "report": report, "work": tmp / f"out{tasks}" / "_work"}
+    same = runs[1]["report"]["corpus_hash"] == runs[2]["report"]["corpus_hash"]
+    steps = _step_times(runs[1]["work"])
+
+    def rate(posts_in: int, seconds: float) -> float:
+        return round(posts_in / seconds, 1) if seconds > 0 else 0.0
+
+    rep = runs[1]["report"]
+    step_in = {s["step"]: s["in"] for s in rep["steps"]}
+    step_in["minhash"] = step_in["decide"]
+    print(
+        f"{n:,} posts ({args.corpus}{f', first {args.limit:,}' if args.limit else ''}); machine load {os.getloadavg()}"
+    )
+    print(f"{'step':<10} {'baseline posts/s':>17} {'pipeline posts/s/core':>22} {'ratio':>6}")
+    per_step = {}
+    for name in ("normalize", "lang", "filter", "pii", "minhash", "decide"):
+        b = rate(n if name == "normalize" else step_in[name], base[name])
+        p = rate(step_in[name], steps.get(name, 0.0))
+        per_step[name] = {"baseline_posts_per_s": b, "pipeline_posts_per_s_per_core": p, "ratio": round(p / b, 2)}
+        print(f"{name:<10} {b:>17,.0f} {p:>22,.0f} {p / b:>6.2f}")
+    whole1 = rate(rep["records_in"], runs[1]["wall"])
+    whole2 = rate(rep["records_in"], runs[2]["wall"])
+    base_rate = rate(rep["records_in"], base_total)
+    print(f"whole: baseline {base_rate:,.0f} posts/s (read {t_read:.1f}s + steps {sum(base.values()):.1f}s); "
+          f"pipeline 1 task {whole1:,.0f} posts/s ({runs[1]['wall']:.1f}s), "
+          f"2 tasks {whole2:,.0f} posts/s ({runs[2]['wall']:.1f}s), speed-up {runs[1]['wall'] / runs[2]['wall']:.2f}x; "
+          f"same corpus: {same}")  # fmt: skip
+    result = {
+        "bench": "data",
+        "corpus": args.corpus,
+        "posts": n,
+        "records_in": rep["records_in"],
+        "kept": rep["kept"],
+        "load_avg_1m": round(os.getloadavg()[0], 2),
+        "read_s": round(t_read, 2),
+        "steps": per_step,
+        "baseline_s": round(base_total, 2),
+        "baseline_posts_per_s": base_rate,
+        "pipeline_1task_s": round(runs[1]["wall"], 2),
+        "pipeline_1task_posts_per_s": whole1,
+        "pipeline_2tasks_s": round(runs[2]["wall"], 2),
+        "pipeline_2tasks_posts_per_s": whole2,
+        "speedup_2tasks": round(runs[1]["wall"] / runs[2]["wall"], 2),
+        "task_busy_s_2tasks": _task_busy(runs[2]["work"]),
+        "same_corpus_1_vs_2_tasks": same,
+    }
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
