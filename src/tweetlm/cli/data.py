@@ -50,7 +50,7 @@ def _cmd_build(args: argparse.Namespace) -> int:
             raise ValueError("--executor slurm needs --slurm-partition (and usually --slurm-time)")
         kwargs = {"partition": args.slurm_partition, "time": args.slurm_time}
     t0 = time.perf_counter()
-    report = build_corpus(args.corpus, args.out, cfg, quiet=not args.verbose, **kwargs)
+    report = build_corpus(args.corpus, args.out, cfg, quiet=not args.verbose, progress=not args.no_progress, **kwargs)
     if report.get("submitted"):
         print(f"submitted to {args.executor}; logs and completions in {report['work_dir']}/logs/")
         return 0
@@ -60,6 +60,7 @@ def _cmd_build(args: argparse.Namespace) -> int:
         why = ", ".join(f"{r} {n:,}" for r, n in s["dropped"].items()) or "-"
         print(f"  {s['step']:<10} {s['in']:>9,} -> {s['out']:>9,}  dropped: {why}")
     print("languages: " + ", ".join(f"{k} {v:,}" for k, v in list(report["languages"].items())[:10]))
+    print("detected by lingua: " + ", ".join(f"{k} {v:,}" for k, v in list(report["languages_detected"].items())[:10]))
     print(report["equation"][-1])
     print(f"report: {args.out}/report.md, accounting.json, quarantine.jsonl, manifest.json")
     return 0
@@ -119,6 +120,7 @@ def register(sub) -> None:
         "--set", action="append", metavar="KEY=VALUE", help="pipeline setting, e.g. lang_detect=missing (repeatable)"
     )
     b.add_argument("--verbose", action="store_true", help="show datatrove's task logs")
+    b.add_argument("--no-progress", action="store_true", help="no progress bar (logs and CI)")
     b.set_defaults(fn=_cmd_build)
     f = verbs.add_parser(
         "forget",

@@ -143,6 +143,7 @@ def make_executors(
     cfg: PipelineConfig,
     work_dir: str | Path,
     quiet: bool = False,
+    progress: bool = False,
     **executor_kwargs,
 ) -> list:
     """The three chained executors (``prepare``, ``decide``, ``finalize``) for ``cfg.executor``; running the last
@@ -150,7 +151,7 @@ def make_executors(
     ``venv_path``; Ray ``cpus_per_task``)."""
     work = Path(work_dir)
     stage_a = [
-        PostReader(paths, cfg, work, quiet=quiet),
+        PostReader(paths, cfg, work, quiet=quiet, progress=progress),
         Normalize(cfg, work),
         LanguageID(cfg, work),
         QualityFilter(cfg, work),
@@ -196,6 +197,7 @@ def build_corpus(
     cfg: PipelineConfig,
     work_dir: str | Path | None = None,
     quiet: bool = True,
+    progress: bool = False,
     **executor_kwargs,
 ) -> dict:
     """Run the pipeline on the posts under ``paths`` into ``out_dir``; returns the data report (``report.json``).
@@ -203,7 +205,7 @@ def build_corpus(
     Local execution waits for all three stages; with ``cfg.executor`` ``"slurm"``/``"ray"`` the jobs are
     submitted (Slurm) or run on the Ray cluster, and the report is returned once ``report.json`` exists (else
     ``{"submitted": True, ...}``). ``quiet`` silences datatrove's log (terminal and ``<work>/logs/<stage>/logs/``;
-    the stats are still written to ``<work>/logs/<stage>/stats.json``).
+    the stats are still written to ``<work>/logs/<stage>/stats.json``); ``progress`` shows task 0's posts read.
 
     Raises ``ValueError`` for bad settings or paths (before any task starts: ``data.readers.plan_corpus``).
     """
@@ -220,7 +222,7 @@ def build_corpus(
         shutil.rmtree(work)
     out.mkdir(parents=True, exist_ok=True)
     write_json(fp_file, fp)
-    executors = make_executors(paths, out, cfg, work, quiet=quiet, **executor_kwargs)
+    executors = make_executors(paths, out, cfg, work, quiet=quiet, progress=progress, **executor_kwargs)
     from loguru import logger
 
     if quiet:  # datatrove logs with loguru; its stats still go to <work>/logs/<stage>/stats.json

@@ -1,8 +1,9 @@
 """The data report of a pipeline run (layer L1, data): ``report.json``, ``report.md`` and ``length_hist.png``.
 
-Per step: posts in, out, dropped by reason; per source: the ledger equation; per language and per kind: kept
-posts; the length histogram of kept posts in characters (matplotlib, Agg backend; skipped with a note when
-matplotlib is missing). It reads what ``build.FinalizeCorpus`` hands it and computes nothing else.
+Per step: posts in, out, dropped by reason; per source: the ledger equation; per language (the reader's where it
+gave one, else lingua's; and lingua's alone) and per kind: kept posts; the length histogram of kept posts in
+characters (matplotlib, Agg backend; skipped with a note when matplotlib is missing). It reads what
+``build.FinalizeCorpus`` hands it and computes nothing else.
 """
 
 from __future__ import annotations
@@ -50,10 +51,11 @@ def write_report(
     """Write and return the report of the corpus in ``out`` (see module docstring)."""
     import pyarrow.parquet as pq
 
-    cols = ["text", "lang", "kind", "split"]
+    cols = ["text", "lang", "lang_detected", "kind", "split"]
     tables = [pq.read_table(out / f, columns=cols) for f in ("train.parquet", "val.parquet")]
     lengths = [len(t) for tb in tables for t in tb.column("text").to_pylist()]
     langs = Counter(x or "und" for tb in tables for x in tb.column("lang").to_pylist())
+    detected = Counter(x or "not_run" for tb in tables for x in tb.column("lang_detected").to_pylist())
     kinds = Counter(x for tb in tables for x in tb.column("kind").to_pylist())
     totals = ledger.totals()
     n = totals.records_in - totals.quarantined - per_step.get("reader", Counter()).total()
@@ -75,6 +77,7 @@ def write_report(
         "equation": ledger.equation_lines(),
         "steps": steps,
         "languages": dict(langs.most_common()),
+        "languages_detected": dict(detected.most_common()),
         "kinds": dict(kinds.most_common()),
         "length_chars": {
             "mean": round(sum(lengths) / max(1, len(lengths)), 1),
@@ -94,6 +97,7 @@ def write_report(
         lines.append(f"| {STEP_TITLES.get(s['step'], s['step'])} | {s['in']:,} | {s['out']:,} | {why} |")
     lines += ["", "## Records in = kept + dropped + quarantined", "", "```", *report["equation"], "```", ""]
     lines += ["## Kept posts per language", "", ", ".join(f"{k} {v:,}" for k, v in langs.most_common()), ""]
+    lines += ["Detected by lingua: " + ", ".join(f"{k} {v:,}" for k, v in detected.most_common()), ""]
     lines += ["## Kept documents per kind", "", ", ".join(f"{k} {v:,}" for k, v in kinds.most_common()), ""]
     if report["histogram"]:
         lines += ["## Length", "", f"![length histogram]({report['histogram']})", ""]

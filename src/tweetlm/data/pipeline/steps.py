@@ -145,12 +145,15 @@ class PostReader(PipelineStep):
     type = "📖 - READER"
     name = "tweetlm posts"
 
-    def __init__(self, paths: list[str], cfg: PipelineConfig, work_dir: str | Path, quiet: bool = False):
+    def __init__(
+        self, paths: list[str], cfg: PipelineConfig, work_dir: str | Path, quiet: bool = False, progress: bool = False
+    ):
         super().__init__()
         self.paths = [str(p) for p in paths]
         self.cfg = cfg
         self.work_dir = str(work_dir)
         self.quiet = quiet
+        self.progress = progress
 
     def run(self, data: DocumentsPipeline = None, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
         from tweetlm.data.readers import read_corpus
@@ -160,13 +163,20 @@ class PostReader(PipelineStep):
 
             logger.disable("datatrove")
 
+        from tqdm import tqdm
+
         ledger = Ledger()
+        bar = tqdm(
+            desc=f"task {rank} posts read", unit="post", disable=not (self.progress and rank == 0), mininterval=1
+        )
         for i, post in enumerate(read_corpus(self.paths, ledger)):
+            bar.update()
             if i % world_size != rank:
                 continue
             split = post.split or hash_split(post.source, post.id, self.cfg.val_fraction)
             self.stat_update(StatHints.total)
             yield post_to_document(post, i, split)
+        bar.close()
         if rank == 0:
             write_json(Path(self.work_dir) / LEDGER_DIR / "reader.json", ledger_to_json(ledger))
 
