@@ -207,6 +207,23 @@ def test_two_tasks_give_the_same_corpus_and_reruns_skip(built, tmp_path):
     assert marker.stat().st_mtime_ns != before and changed["kept"] == report["kept"] + 1
 
 
+def test_rejects_are_written_with_their_reason(built, tmp_path):
+    import gzip
+
+    _, paths, _ = built
+    build_corpus(paths, tmp_path / "out", PipelineConfig(workers=1, write_rejects=True))
+    rejects = tmp_path / "out" / "_work" / "rejects"
+
+    def read(step: str) -> dict[str, str]:
+        with gzip.open(rejects / step / "00000.jsonl.gz", "rt") as f:
+            return {d["id"]: d["metadata"]["drop_reason"] for d in map(json.loads, f)}
+
+    assert read("filter") == {"3000": "spam_hashtags"}
+    got = read("decide")
+    assert got["2001"] == "retweet_collapsed" and got["1002"] == got["1003"] == "joined_into_thread"
+    assert got["2002"].startswith("near_duplicate") and got["pair:train:0"] == "duplicate_of_val"
+
+
 def test_unreadable_input_is_a_clear_error(tmp_path):
     (tmp_path / "image.png").write_bytes(bytes(range(256)) * 40)
     with pytest.raises(ValueError, match="not a text file"):

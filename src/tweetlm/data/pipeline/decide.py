@@ -106,10 +106,14 @@ class Decide(PipelineStep):
         r["thread_ids"] = [[] for _ in range(n)]
         r["thread_texts"] = [[] for _ in range(n)]
 
+        rejects: list[tuple[int, str]] = []
+
         def drop(i: int, reason: str) -> None:
             alive[i] = False
             drops[(r["source"][i], reason)] += 1
             self.stat_update("dropped", f"dropped_{reason}")
+            if cfg.write_rejects:
+                rejects.append((i, reason))
 
         is_rt = [r["kind"][i] == "retweet" and bool(r["retweeted_id"][i]) for i in range(n)]
         # ---- 1. retweet collapse
@@ -174,9 +178,22 @@ class Decide(PipelineStep):
         if cfg.near_dedup:
             self._near_dedup(r, sig, alive, visit, drop)
         write_drops(self.work_dir, "decide", 0, drops)
+        if rejects:
+            self._write_rejects(r, rejects)
         keep = [i for i in range(n) if alive[i]]
         self.stat_update("kept", value=len(keep))
         return {c: [r[c][i] for i in keep] for c in CORPUS_COLUMNS}
+
+    def _write_rejects(self, r: dict[str, list], rejects: list[tuple[int, str]]) -> None:
+        """Dropped posts with their reason, as datatrove Documents, to ``<work>/rejects/decide/``."""
+        from datatrove.data import Document
+        from datatrove.pipeline.writers import JsonlWriter
+
+        writer = JsonlWriter(str(Path(self.work_dir) / "rejects" / "decide"), output_filename="${rank}.jsonl.gz")
+        with writer:
+            for i, reason in rejects:
+                meta = {"source": r["source"][i], "split": r["split"][i], "kind": r["kind"][i], "drop_reason": reason}
+                writer.write(Document(text=r["text"][i], id=r["id"][i], metadata=meta), 0)
 
     def _threads(self, r: dict[str, list], alive: list[bool], is_rt: list[bool], drop) -> list[int]:
         n = len(r["id"])
