@@ -224,6 +224,24 @@ def test_rejects_are_written_with_their_reason(built, tmp_path):
     assert got["2002"].startswith("near_duplicate") and got["pair:train:0"] == "duplicate_of_val"
 
 
+def test_executor_switch_builds_slurm_and_ray_stages(tmp_path):
+    """The recipe switch: the same three stages under datatrove's Slurm or Ray executor, chained with depends
+    (built, not submitted: there is no cluster here)."""
+    from datatrove.executor import SlurmPipelineExecutor
+    from datatrove.executor.ray import RayPipelineExecutor
+
+    from tweetlm.data.pipeline.build import make_executors
+
+    for kind, cls, kw in (
+        ("slurm", SlurmPipelineExecutor, {"partition": "cpu", "time": "01:00:00"}),
+        ("ray", RayPipelineExecutor, {"cpus_per_task": 1}),
+    ):
+        ex = make_executors(["posts"], tmp_path / "out", PipelineConfig(tasks=8, executor=kind), tmp_path / kind, **kw)
+        assert [type(e) for e in ex] == [cls] * 3 and [e.world_size for e in ex] == [8, 1, 1]
+        assert ex[1].depends is ex[0] and ex[2].depends is ex[1]
+        assert [type(s).__name__ for s in ex[0].pipeline][0] == "PostReader"
+
+
 def test_unreadable_input_is_a_clear_error(tmp_path):
     (tmp_path / "image.png").write_bytes(bytes(range(256)) * 40)
     with pytest.raises(ValueError, match="not a text file"):

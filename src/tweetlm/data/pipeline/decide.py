@@ -23,8 +23,8 @@ validation post is dropped and never the validation copy (as ``data.clean.clean_
 
 Why datasketch and not datatrove's ``minhash`` steps: datatrove keeps the first document of a cluster by task
 and position (no way to prefer the validation copy) and shingles words (5-grams; posts are too short). This stage
-is one process holding the signatures (``minhash_num_perm`` x 4 bytes per post) and LSH tables in memory:
-about 250 MB per million posts, fine up to tens of millions; beyond that, swap step 5 for datatrove's bucketed
+is one process holding every post's row and signature (``minhash_num_perm`` x 4 bytes) and the LSH tables in
+memory; when that outgrows one machine, swap step 5 for datatrove's bucketed
 ``MinhashDedupBuckets``/``MinhashDedupCluster`` over the same signatures.
 
 The kept posts are written as ``train.parquet`` and ``val.parquet`` in input order (``data.corpus`` layout plus

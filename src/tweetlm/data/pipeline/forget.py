@@ -5,7 +5,8 @@ retweet of one (a retweet kept in place of a missing original, ``retweeted_id``)
 thread document (the thread is rebuilt from its other posts, or removed when none is left); retweet counts of
 kept originals lose the listed retweets. It then writes a new corpus hash, appends the old one with the removed
 ids to ``manifest.json["history"]``, books the removals in ``accounting.json`` (reason ``deleted_on_request``,
-so the ledger equation still holds) and deletes the pipeline's work folder (``_work/``: intermediate files hold
+so the ledger equation still holds; ``report.json`` and ``report.md`` say so too) and deletes the pipeline's work
+folder (``_work/``: intermediate files hold
 the texts too).
 
 Checkpoints: a run folder under ``runs_dir`` was trained on a corpus that contained a listed post when its
@@ -182,6 +183,15 @@ def forget(ids: set[str], corpus_dir: str | Path, runs_dir: str | Path = "runs")
                     val_posts=shards["val.parquet"]["num_posts"],
                 )
                 report_file.write_text(json.dumps(report, indent=1, ensure_ascii=False))
+            report_md = out / "report.md"
+            if report_md.exists():
+                note = (
+                    f"\n## Deletion on request, {history[-1]['at']}\n\n{sum(removed.values())} document(s) removed "
+                    f"({len(found)} id(s) found); corpus hash now `{new_hash}`. Current equation:\n\n```\n"
+                    + "\n".join(ledger.equation_lines())
+                    + "\n```\n"
+                )
+                report_md.write_text(report_md.read_text() + note)
     if (out / "_work").is_dir():
         shutil.rmtree(out / "_work")
     return {

@@ -1,12 +1,13 @@
 """MinHash signatures for many short posts at once (layer L1, data), identical to datasketch's.
 
-``datasketch.MinHash.update_batch`` costs about 0.3 ms per post (a Python call per shingle and one numpy call
-chain per post), which would make signatures the slowest step of the pipeline. Here a batch of posts is handled
-by a few numpy operations: the shingles are character ``n``-grams (posts are too short for word n-grams), each
-hashed as a polynomial over its code points (``shingle_hashes``), then datasketch's ``affine32`` permutations
-(MurmurHash3 finalizer, then ``a*h + b`` in uint32) and ``np.minimum.reduceat`` per post. The rows are
-bit-identical to ``MinHash(num_perm, seed, hashfunc=int).update_batch(shingle_hashes(key, n))`` (tested), so
-they plug into datasketch's ``MinHashLSH`` as ``LeanMinHash`` objects. Clustering is ``decide.py``'s job.
+``datasketch.MinHash.update_batch`` makes a Python call per shingle and a chain of numpy calls per post, which
+would make signatures one of the slowest steps of the pipeline (``benchmarks/bench_data.py`` measures both).
+Here a batch of posts is handled by a few numpy operations: the shingles are character ``n``-grams (posts are too
+short for word n-grams), each hashed as a polynomial over its code points (``shingle_hashes``), then
+datasketch's ``affine32`` permutations (MurmurHash3 finalizer, then ``a*h + b`` in uint32) and
+``np.minimum.reduceat`` per post. The rows are bit-identical to
+``MinHash(num_perm, seed, hashfunc=int).update_batch(shingle_hashes(key, n))`` (tested), so they plug into
+datasketch's ``MinHashLSH`` as ``LeanMinHash`` objects. Clustering is ``decide.py``'s job.
 """
 
 from __future__ import annotations

@@ -250,8 +250,10 @@ class LanguageID(TweetStep):
                         texts.append(t)
                     else:
                         meta["lang_detected"] = "und"
-                # lingua spreads a batch over the cores it finds (Rust threads)
-                for doc, found in zip(todo, self._detector.detect_languages_in_parallel_of(texts)):
+                # one thread per task: datatrove tasks are the unit of parallelism (detect_languages_in_parallel_of
+                # would spread every task over all cores and gained nothing on the busy 2-core machine)
+                detect = self._detector.detect_language_of
+                for doc, found in zip(todo, [detect(t) for t in texts]):
                     doc.metadata["lang_detected"] = found.iso_code_639_1.name.lower() if found is not None else "und"
                 for doc in batch:
                     meta = doc.metadata
