@@ -58,6 +58,12 @@ def _task_busy(work: Path) -> list[float]:
     return busy
 
 
+def _usage(work: Path) -> tuple[float, float]:
+    """(CPU seconds summed over prepare tasks, wall seconds of the longest task)."""
+    rows = [json.loads(f.read_text()) for f in sorted((work / "usage").glob("prepare-*.json"))]
+    return sum(r["cpu_s"] for r in rows), max(r["wall_s"] for r in rows)
+
+
 def baseline(posts, cfg) -> dict[str, float]:
     """The same steps as plain Python in one process; seconds per step."""
     import zlib
@@ -169,6 +175,11 @@ def main() -> None:
     whole1 = rate(rep["records_in"], runs[1]["wall"])
     whole2 = rate(rep["records_in"], runs[2]["wall"])
     base_rate = rate(rep["records_in"], base_total)
+    cores = {}
+    for tasks in (1, 2):
+        cpu, wall = _usage(runs[tasks]["work"])
+        cores[tasks] = round(cpu / wall, 2)
+        print(f"prepare stage, {tasks} task(s): {cpu:.1f} CPU s in {wall:.1f} s wall = {cores[tasks]:.2f} cores busy")
     print(f"whole: baseline {base_rate:,.0f} posts/s (read {t_read:.1f}s + steps {sum(base.values()):.1f}s); "
           f"pipeline 1 task {whole1:,.0f} posts/s ({runs[1]['wall']:.1f}s), "
           f"2 tasks {whole2:,.0f} posts/s ({runs[2]['wall']:.1f}s), speed-up {runs[1]['wall'] / runs[2]['wall']:.2f}x; "
@@ -190,6 +201,8 @@ def main() -> None:
         "pipeline_2tasks_posts_per_s": whole2,
         "speedup_2tasks": round(runs[1]["wall"] / runs[2]["wall"], 2),
         "task_busy_s_2tasks": _task_busy(runs[2]["work"]),
+        "prepare_cores_used_1task": cores[1],
+        "prepare_cores_used_2tasks": cores[2],
         "same_corpus_1_vs_2_tasks": same,
     }
     print(json.dumps(result))

@@ -23,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+import sys
 from collections import Counter
 from dataclasses import asdict
 from pathlib import Path
@@ -164,7 +165,10 @@ def make_executors(
         from datatrove.executor import LocalPipelineExecutor as Executor
 
         def extra(tasks: int) -> dict:
-            return {"workers": min(tasks, cfg.workers or tasks)}
+            # fork on Linux: workers start at once (no re-import) and inherit the parent's log settings; datatrove's
+            # default, forkserver, stays where fork is unsafe (macOS)
+            start = "fork" if sys.platform.startswith("linux") else "forkserver"
+            return {"workers": min(tasks, cfg.workers or tasks), "start_method": start}
     elif cfg.executor == "slurm":
         from datatrove.executor import SlurmPipelineExecutor as Executor
 

@@ -357,7 +357,8 @@ def prepared_schema(num_perm: int):
 class PrepareWriter(PipelineStep):
     """Sink of a task: adds the dedup key (``data.clean.dedup_key``, hashed), the retweet key of an ``RT @h:``
     post (the key of the text after the prefix), the template key and the MinHash signature (``minhash.py``), and
-    writes ``<work>/prepared/<rank>.parquet`` in batches. ``decide.py`` reads these files."""
+    writes ``<work>/prepared/<rank>.parquet`` in batches. ``decide.py`` reads these files. The task's CPU and wall
+    seconds (all its steps) go to ``<work>/usage/prepare-<rank>.json``."""
 
     type = "💽 - WRITER"
     name = "keys + MinHash signatures"
@@ -400,10 +401,13 @@ class PrepareWriter(PipelineStep):
         self.stat_update("written", value=len(docs))
 
     def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> Iterator[Document]:
+        import time
+
         import pyarrow.parquet as pq
 
         from tweetlm.data.pipeline.minhash import permutations
 
+        cpu0, wall0 = time.process_time(), time.perf_counter()  # upstream steps are lazy: nothing ran yet
         perms = permutations(self.cfg.minhash_num_perm)
         out = Path(self.work_dir) / PREPARED_DIR / f"{rank:05d}.parquet"
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -418,4 +422,6 @@ class PrepareWriter(PipelineStep):
             if buf:
                 self._flush(writer, buf, perms)
         tmp.replace(out)
+        usage = {"cpu_s": time.process_time() - cpu0, "wall_s": time.perf_counter() - wall0}
+        write_json(Path(self.work_dir) / "usage" / f"prepare-{rank:05d}.json", usage)
         return iter(())
