@@ -11,6 +11,7 @@ import random
 
 import numpy as np
 import pytest
+import torch
 
 pytest.importorskip("sklearn", reason="ads need the ads extra (scikit-learn)")
 pytest.importorskip("datasketch", reason="the memorization guard needs datasketch (data extra)")
@@ -72,7 +73,10 @@ def engine(airline):
 
     tok = train_tokenizer([p.text for p in airline[:2000]], TokenizerConfig(vocab_size=512))
     cfg = ModelConfig(vocab_size=tok.vocab_size, n_layer=2, n_embd=32, n_head=2, max_seq_len=64)
-    return Engine(GPT.build(cfg, seed=0), tok, model_name="tiny")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # a width-32 model is 10x slower with 2 threads on a busy 2-core machine
+    yield Engine(GPT.build(cfg, seed=0), tok, model_name="tiny")
+    torch.set_num_threads(threads)
 
 
 def _brief(**kw) -> AdBrief:
