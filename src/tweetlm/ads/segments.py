@@ -80,7 +80,7 @@ class Segmentation:
                    doc["authors"])  # fmt: skip
 
 
-def _c_tf_idf(docs: list[Counter], top: int) -> list[list[tuple[str, float]]]:
+def _c_tf_idf(docs: list[Counter], top: int, skip: set[str]) -> list[list[tuple[str, float]]]:
     total: Counter = Counter()
     for c in docs:
         total.update(c)
@@ -88,7 +88,7 @@ def _c_tf_idf(docs: list[Counter], top: int) -> list[list[tuple[str, float]]]:
     out = []
     for c in docs:
         n = max(sum(c.values()), 1)
-        scored = [(w, (f / n) * math.log(1 + avg / total[w])) for w, f in c.items() if f >= 2]
+        scored = [(w, (f / n) * math.log(1 + avg / total[w])) for w, f in c.items() if f >= 2 and w not in skip]
         scored.sort(key=lambda x: (-x[1], x[0]))
         out.append([(w, round(s, 5)) for w, s in scored[:top]])
     return out
@@ -101,9 +101,11 @@ def build_segments(
     seed: int = 0,
     top: int = 8,
     examples: int = 3,
+    max_df: float = 0.05,
 ) -> Segmentation:
-    """Cluster ``posts`` into ``k`` interest segments; see the module docstring. Raises ``ValueError`` when
-    ``k < 2`` or there are fewer posts than ``k``."""
+    """Cluster ``posts`` into ``k`` interest segments; see the module docstring. Words in more than ``max_df``
+    of all posts (the corpus's stop words: "the", "you", and in the airline corpus "flight") are not terms.
+    Raises ``ValueError`` when ``k < 2`` or there are fewer posts than ``k``."""
     from sklearn.cluster import KMeans
 
     if k < 2:
@@ -121,7 +123,11 @@ def build_segments(
         term_docs[c].update(words(p.text))
         tag_docs[c].update(h.casefold() for h in hashtags(p.text))
         langs[c][p.lang or "und"] += 1
-    terms = _c_tf_idf(term_docs, top)
+    df: Counter = Counter()
+    for p in posts:
+        df.update(set(words(p.text)))
+    common = {w for w, f in df.items() if f > max_df * len(posts)}  # the corpus's own stop words
+    terms = _c_tf_idf(term_docs, top, common)
     by_author: dict[str, Counter] = {}
     for p, c in zip(posts, labels):
         if p.author_id:
