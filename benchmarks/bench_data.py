@@ -81,7 +81,7 @@ def baseline(posts, cfg) -> dict[str, float]:
     texts = [x for x in texts if x]
     t["normalize"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    langs = [Language.from_iso_code_639_1(IsoCode639_1.from_str(c)) for c in cfg.languages]
+    langs = [Language.from_iso_code_639_1(IsoCode639_1.from_str(c)) for c in cfg.language_list()]
     det = LanguageDetectorBuilder.from_languages(*langs).with_low_accuracy_mode().build()
     _ = [det.detect_language_of(x) for x in texts]
     t["lang"] = time.perf_counter() - t0

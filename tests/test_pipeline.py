@@ -134,6 +134,9 @@ def test_filters_and_pii_on_documents(tmp_path):
         ["s", "too_short", 1],
     ]
     assert spam_reason("#a #b #c", cfg) is None  # under spam_min_tokens
+    lang_docs = [Document(text="bonjour a tous", id=c, metadata={"source": "s", "lang": c}) for c in ("fr", "en")]
+    kept = list(QualityFilter(PipelineConfig(keep_languages="en, es"), tmp_path)(iter(lang_docs)))
+    assert [d.id for d in kept] == ["en"]
     assert template_key("Day 12 of asking @jack for http://t.co/x") == template_key(
         "day 3 of asking @bob for https://a.b"
     )
@@ -240,6 +243,24 @@ def test_executor_switch_builds_slurm_and_ray_stages(tmp_path):
         assert [type(e) for e in ex] == [cls] * 3 and [e.world_size for e in ex] == [8, 1, 1]
         assert ex[1].depends is ex[0] and ex[2].depends is ex[1]
         assert [type(s).__name__ for s in ex[0].pipeline][0] == "PostReader"
+
+
+def test_data_build_cli(built, tmp_path, capsys):
+    from tweetlm.cli.main import main
+
+    _, paths, _ = built
+    args = ["data", "build", "--corpus", *paths, "--out", str(tmp_path / "o"), "--no-progress"]
+    assert main(args + ["--set", "keep_languages=en", "--set", "near_dedup=false"]) == 0
+    out = capsys.readouterr().out
+    assert (
+        "TOTAL: 13 in = 6 kept + 6 dropped" in out
+        and "detected by lingua: en 6" in out
+        and (tmp_path / "o" / "report.md").exists()
+    )
+    assert main(args + ["--set", "languages=en,xx"]) == 2
+    assert "'xx' is not an ISO 639-1 code" in capsys.readouterr().err
+    assert main(args + ["--set", "minhash_treshold=0.5"]) == 2
+    assert "unknown key" in capsys.readouterr().err
 
 
 def test_unreadable_input_is_a_clear_error(tmp_path):

@@ -13,7 +13,7 @@ BUILD_EXAMPLES = """examples:
   tweetlm data build --corpus ../shared/corpora --out corpora/all
   tweetlm data build --corpus ../shared/corpora --out corpora/all --tasks 2        # both cores
   tweetlm data build --corpus my_posts.jsonl archive.zip --out corpora/mine --set lang_detect=missing --rejects
-  tweetlm data build --corpus posts/ --out corpora/en --set keep_languages=en --set max_template_repeats=5
+  tweetlm data build --corpus posts/ --out corpora/en --set keep_languages=en,es --set max_template_repeats=5
   tweetlm data build --corpus /data/posts --out /data/corpus --executor slurm --tasks 64 \\
       --slurm-partition cpu --slurm-time 04:00:00                                   # on a Slurm cluster
 """
@@ -30,12 +30,7 @@ def _pipeline_config(args: argparse.Namespace):
     from tweetlm.data.pipeline.config import PipelineConfig
 
     cfg = PipelineConfig(tasks=args.tasks, workers=args.workers, executor=args.executor, write_rejects=args.rejects)
-    for assignment in args.set or []:
-        key, sep, value = assignment.partition("=")
-        if sep and key.strip() in ("languages", "keep_languages"):  # tuples: comma-separated codes
-            setattr(cfg, key.strip(), tuple(c.strip() for c in value.split(",") if c.strip()))
-        else:
-            apply_overrides(cfg, [assignment])
+    apply_overrides(cfg, args.set or [])
     cfg.validate()
     return cfg
 

@@ -12,9 +12,9 @@ from dataclasses import asdict, dataclass, fields
 
 from tweetlm.data.clean import CleanConfig
 
-DEFAULT_LANGUAGES = ("en", "id", "ar", "fr", "de", "hi", "it", "pt", "es", "ja", "tr", "nl")
-"""ISO 639-1 codes lingua chooses among: the languages of the shared corpora plus a few frequent on X. A short
-list keeps detection fast; anything else comes out as the closest of these or ``und``."""
+DEFAULT_LANGUAGES = "en,id,ar,fr,de,hi,it,pt,es,ja,tr,nl"
+"""Comma-separated ISO 639-1 codes lingua chooses among: the languages of the shared corpora plus a few frequent
+on X. A short list keeps detection fast; anything else comes out as the closest of these or ``und``."""
 
 
 @dataclass
@@ -24,8 +24,10 @@ class PipelineConfig(CleanConfig):
     lang_detect: ``"all"`` (lingua on every post), ``"missing"`` (only where the reader gave no ``lang``) or
         ``"off"``. The detected code goes to the ``lang_detected`` column; ``lang`` keeps the reader's value and is
         filled from the detection where the reader had none.
-    languages: ISO 639-1 codes lingua may answer (see ``DEFAULT_LANGUAGES``).
-    keep_languages: when not empty, posts whose ``lang`` is not listed are dropped as ``language``.
+    languages: comma-separated ISO 639-1 codes lingua may answer (see ``DEFAULT_LANGUAGES``); a string, like
+        every field here, so ``--set`` and the saved JSON config take it as is.
+    keep_languages: comma-separated codes; when not empty, posts whose ``lang`` is not listed are dropped as
+        ``language``.
     spam_min_tokens: the ratio filters below apply to posts of at least this many whitespace tokens.
     max_hashtag_ratio, max_mention_ratio, max_url_ratio: a post whose share of hashtag / @mention / URL tokens
         exceeds the value is dropped as ``spam_hashtags`` / ``spam_mentions`` / ``spam_urls`` (1.0: off).
@@ -49,8 +51,8 @@ class PipelineConfig(CleanConfig):
 
     max_chars: int = 0
     lang_detect: str = "all"
-    languages: tuple[str, ...] = DEFAULT_LANGUAGES
-    keep_languages: tuple[str, ...] = ()
+    languages: str = DEFAULT_LANGUAGES
+    keep_languages: str = ""
     spam_min_tokens: int = 4
     max_hashtag_ratio: float = 0.6
     max_mention_ratio: float = 0.8
@@ -72,8 +74,21 @@ class PipelineConfig(CleanConfig):
     executor: str = "local"
     write_rejects: bool = False
 
+    def language_list(self) -> list[str]:
+        return [c.strip() for c in self.languages.split(",") if c.strip()]
+
+    def keep_language_list(self) -> list[str]:
+        return [c.strip() for c in self.keep_languages.split(",") if c.strip()]
+
     def validate(self) -> None:
         """``ValueError`` naming the field for settings no step can run with."""
+        from lingua import IsoCode639_1
+
+        for code in self.language_list():
+            try:
+                IsoCode639_1.from_str(code)
+            except ValueError:
+                raise ValueError(f"data.languages: {code!r} is not an ISO 639-1 code lingua knows") from None
         if self.lang_detect not in ("all", "missing", "off"):
             raise ValueError(f"data.lang_detect must be 'all', 'missing' or 'off', got {self.lang_detect!r}")
         if self.executor not in ("local", "slurm", "ray"):

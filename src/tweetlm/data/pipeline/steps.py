@@ -227,7 +227,7 @@ class LanguageID(TweetStep):
     def setup(self) -> None:
         from lingua import IsoCode639_1, Language, LanguageDetectorBuilder
 
-        codes = [IsoCode639_1.from_str(c) for c in self.cfg.languages]
+        codes = [IsoCode639_1.from_str(c) for c in self.cfg.language_list()]
         langs = [Language.from_iso_code_639_1(c) for c in codes]
         self._detector = LanguageDetectorBuilder.from_languages(*langs).with_low_accuracy_mode().build()
 
@@ -291,13 +291,16 @@ class QualityFilter(TweetStep):
     name = "length, language, spam"
     slug = "filter"
 
+    def setup(self) -> None:
+        self._keep = set(self.cfg.keep_language_list())
+
     def process(self, doc: Document) -> str | None:
         n = len(doc.text)
         if n < self.cfg.min_chars:
             return "too_short"
         if self.cfg.max_chars and n > self.cfg.max_chars:
             return "too_long"
-        if self.cfg.keep_languages and doc.metadata.get("lang") not in self.cfg.keep_languages:
+        if self._keep and doc.metadata.get("lang") not in self._keep:
             return "language"
         if doc.metadata.get("kind") == "thread":  # a conversation document is judged by its posts
             return None
