@@ -4,7 +4,9 @@ and reasons, the global stage (retweets, threads, exact and MinHash dedup), task
 from __future__ import annotations
 
 import json
+import shutil
 import zlib
+from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -198,16 +200,26 @@ def test_two_tasks_give_the_same_corpus_and_reruns_skip(built, tmp_path):
     for split in ("train", "val"):
         assert pq.read_table(out2 / f"{split}.parquet").equals(pq.read_table(root / "out" / f"{split}.parquet"))
     assert sorted(p.name for p in (out2 / "_work" / "prepared").iterdir()) == ["00000.parquet", "00001.parquet"]
-    # a rerun finds every task's completion marker and redoes nothing
-    marker = out2 / "_work" / "prepared" / "00001.parquet"
+    # a rerun finds every task's completion marker and redoes nothing (on a copy of the input: it is changed below)
+    shutil.copytree(root / "in", tmp_path / "in")
+    paths = [str(tmp_path / "in" / Path(p).name) for p in paths]
+    out3 = tmp_path / "out3"
+    first = build_corpus(paths, out3, PipelineConfig(tasks=2, workers=2))
+    marker = out3 / "_work" / "prepared" / "00001.parquet"
     before = marker.stat().st_mtime_ns
-    (out2 / "report.json").unlink()
-    (out2 / "_work" / "logs" / "finalize" / "completions" / "00000").unlink()
-    again = build_corpus(paths, out2, PipelineConfig(tasks=2, workers=2))
-    assert marker.stat().st_mtime_ns == before and again["corpus_hash"] == report["corpus_hash"]
+    (out3 / "report.json").unlink()
+    (out3 / "_work" / "logs" / "finalize" / "completions" / "00000").unlink()
+    again = build_corpus(paths, out3, PipelineConfig(tasks=2, workers=2))
+    assert marker.stat().st_mtime_ns == before and again["corpus_hash"] == first["corpus_hash"] == report["corpus_hash"]
+    # an input file changed: everything is redone
+    with open(paths[0] + "/posts.jsonl", "a") as f:
+        f.write(json.dumps(_tweet(4000, "a new post about the weather in Porto today")) + "\n")
+    grown = build_corpus(paths, out3, PipelineConfig(tasks=2, workers=2))
+    assert marker.stat().st_mtime_ns != before and grown["records_in"] == report["records_in"] + 1
+    before = marker.stat().st_mtime_ns
     # other settings: the work folder is cleared and everything is redone
-    changed = build_corpus(paths, out2, PipelineConfig(tasks=2, workers=1, near_dedup=False))
-    assert marker.stat().st_mtime_ns != before and changed["kept"] == report["kept"] + 1
+    changed = build_corpus(paths, out3, PipelineConfig(tasks=2, workers=1, near_dedup=False))
+    assert marker.stat().st_mtime_ns != before and changed["kept"] == grown["kept"] + 1
 
 
 def test_rejects_are_written_with_their_reason(built, tmp_path):

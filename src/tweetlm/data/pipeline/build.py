@@ -15,7 +15,8 @@ Three datatrove stages over one work folder (``<out>/_work`` unless given):
 ``SlurmPipelineExecutor`` or ``RayPipelineExecutor`` for all three stages, chained with ``depends``; the
 cluster executors take their own settings (partition, time, ...) through ``executor_kwargs``. Every executor
 writes ``completions/`` markers under ``<work>/logs/<stage>``, so a rerun skips finished tasks; the work folder
-is cleared first when the inputs or settings differ from the last run (``fingerprint.json``).
+is cleared first when the paths, the input files (size, modification time) or the settings differ from the last
+run (``fingerprint.json``).
 """
 
 from __future__ import annotations
@@ -132,10 +133,13 @@ class FinalizeCorpus(PipelineStep):
         return iter(())
 
 
-def _fingerprint(paths: list[str], cfg: PipelineConfig) -> dict:
+def _fingerprint(paths: list[str], cfg: PipelineConfig, files: list[Path]) -> dict:
+    """What the output depends on: the paths, every input file's size and mtime, and the settings."""
     settings = asdict(cfg)
     settings.pop("workers")  # how many run at once does not change the result
-    return json.loads(json.dumps({"paths": [str(Path(p).resolve()) for p in paths], "config": settings}))
+    stats = [[str(f), f.stat().st_size, f.stat().st_mtime_ns] for f in files]
+    fp = {"paths": [str(Path(p).resolve()) for p in paths], "files": stats, "config": settings}
+    return json.loads(json.dumps(fp))
 
 
 def make_executors(
@@ -217,15 +221,18 @@ def build_corpus(
 
     cfg.validate()
     paths = [str(p) for p in paths]
-    plan_corpus(paths)
+    plan = plan_corpus(paths)
     out = Path(out_dir)
     work = Path(work_dir) if work_dir else out / "_work"
-    fp = _fingerprint(paths, cfg)
+    fp = _fingerprint(paths, cfg, [f for f, _, _ in plan])
     fp_file = work / "fingerprint.json"
     if work.exists() and (not fp_file.exists() or json.loads(fp_file.read_text()) != fp):
         shutil.rmtree(work)
     out.mkdir(parents=True, exist_ok=True)
     write_json(fp_file, fp)
+    report = out / "report.json"
+    if not (work / "logs" / "finalize" / "completions" / "00000").exists():
+        report.unlink(missing_ok=True)  # a report of an earlier run must not stand for this one
     executors = make_executors(paths, out, cfg, work, quiet=quiet, progress=progress, **executor_kwargs)
     from loguru import logger
 
@@ -235,7 +242,6 @@ def build_corpus(
         executors[-1].run()
     finally:
         logger.enable("datatrove")
-    report = out / "report.json"
     if not report.exists():
         return {"submitted": True, "work_dir": str(work), "executor": cfg.executor}
     return json.loads(report.read_text())
