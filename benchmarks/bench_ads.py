@@ -135,6 +135,14 @@ def main() -> int:
             "fixed_up_share": float(np.mean([v.fixed_up for r in out for v in r.variants])) if texts else 0.0,
             "distinct_2": distinct_n(texts, 2),
             "safety_flagged_share": float(np.mean([s.unsafe for s in verdicts])) if verdicts else 0.0,
+            **{
+                f"raw_share_meeting_{c}": 1
+                - sum(r.raw_failures.get(c, 0) for r in out) / sum(r.candidates for r in out)
+                for c in ("required_term", "hashtag", "cta", "banned_term", "length", "unsafe")
+            },
+            "raw_share_with_product": 1
+            - sum(r.raw_failures.get(f"required_term:{b.product}", 0) for b, r in zip(briefs, out))
+            / sum(r.candidates for r in out),
             "near_copy_failures": sum(r.failures.get("near_copy_of_training_post", 0) for r in out),
             "unsafe_failures": sum(r.failures.get("unsafe", 0) for r in out),
             "seconds": round(time.time() - t, 1),
@@ -167,6 +175,13 @@ def main() -> int:
             p10_raw.append(float(np.mean([brand_of[h["id"]] == b.product for h in raw])))
             unsafe_raw += sum(s.unsafe for s in safety.classify([h["text"] for h in raw], [h.get("lang") for h in raw]))
             n_ads += 1
+    p10_brief, unsafe_brief = [], 0
+    for b in briefs:  # the advertiser's targeting (what `tweetlm ads place --brief` queries) instead of the ad text
+        q = ". ".join(x for x in (b.product, " ".join(b.required_terms), b.hashtag) if x)
+        res = place(q, retriever, safety, k=10, num_candidates=50, banned_terms=b.banned_terms)
+        p10_brief.append(float(np.mean([brand_of[h["id"]] == b.product for h in res.placements])))
+        langs = [h.get("lang") for h in res.placements]
+        unsafe_brief += sum(s.unsafe for s in safety.classify([h["text"] for h in res.placements], langs))
     placement = {
         "ads_placed": n_ads,
         "index_posts": len(pool),
@@ -174,10 +189,12 @@ def main() -> int:
         "unsafe_contexts_in_placements": int(unsafe_placed),
         "retriever_top10_precision_at_10": float(np.mean(p10_raw)) if p10_raw else float("nan"),
         "retriever_top10_unsafe_contexts": int(unsafe_raw),
+        "briefs_placed_by_brief_query": len(p10_brief),
+        "brief_query_precision_at_10_by_brand": float(np.mean(p10_brief)) if p10_brief else float("nan"),
+        "brief_query_unsafe_contexts_in_placements": int(unsafe_brief),
     }
 
-    keys = ["variants", "briefs_with_n_variants", "constraint_pass_rate_returned", "raw_pass_rate", "fixed_up_share",
-            "distinct_2", "safety_flagged_share", "near_copy_failures", "unsafe_failures", "seconds"]  # fmt: skip
+    keys = [k for k in results["finetuned"] if not k.startswith("_") and k != "briefs"]
     print(f"\n{n_briefs} briefs from held-out airline posts ({', '.join(brands)}), n={args.n}, "
           f"{args.candidates} candidates each\n")  # fmt: skip
     print("| metric | fine-tuned | base (baseline) |\n|---|---|---|")

@@ -194,7 +194,9 @@ class Variant:
 class CopyResult:
     """``variants`` (best first), ``requested``, ``candidates`` sampled, ``raw_pass`` (candidates passing every
     hard constraint as sampled), ``raw_pass_rate``, ``passed`` (after fix-up and filtering, before dedup and
-    MMR), ``failures`` (why candidates were dropped, counted once per candidate and reason), and ``note``
+    MMR), ``failures`` (why candidates were dropped, counted once per candidate and reason), ``raw_failures``
+    (the same count over the candidates as sampled, before fix-up, plus one key per missing required term or
+    present banned term, e.g. ``required_term:Delta``), and ``note``
     (set when fewer than ``requested`` came back)."""
 
     variants: list[Variant]
@@ -204,6 +206,7 @@ class CopyResult:
     raw_pass_rate: float
     passed: int
     failures: dict[str, int]
+    raw_failures: dict[str, int] = field(default_factory=dict)
     segment: str = ""
     note: str = ""
 
@@ -277,6 +280,11 @@ def generate_copy(
     raw_safe = safety.classify(raw, [lang] * len(raw))
     raw_guard = [guard.check(t) for t in raw]
     raw_ok = [not violations(t, brief) and not s.unsafe and not g.copy for t, s, g in zip(raw, raw_safe, raw_guard)]
+    raw_failures: Counter[str] = Counter()
+    for t, s, g in zip(raw, raw_safe, raw_guard):
+        v = violations(t, brief)
+        raw_failures.update({x.split(":")[0] for x in v} | {x for x in v if ":" in x})
+        raw_failures.update(["unsafe"] * s.unsafe + ["near_copy_of_training_post"] * g.copy)
 
     fixed = [fix_up(t, brief) if fixup and not any(v.startswith("banned") for v in violations(t, brief)) else t
              for t in raw]  # fmt: skip
@@ -331,6 +339,7 @@ def generate_copy(
         raw_pass_rate=float(np.mean(raw_ok)) if raw else 0.0,
         passed=len(ok),
         failures=dict(sorted(failures.items())),
+        raw_failures=dict(sorted(raw_failures.items())),
         segment=brief.segment,
         note=note,
     )
