@@ -189,13 +189,14 @@ def test_pipeline_on_small_corpus(built):
     assert steps["decide"]["in"] - steps["decide"]["out"] == sum(steps["decide"]["dropped"].values())
     manifest = json.loads((out / "manifest.json").read_text())
     assert sorted(manifest["shards"]["train.parquet"]["ids"] + manifest["shards"]["val.parquet"]["ids"]) == sorted(rows)
+    assert not (out / "_work" / "prepared").exists()  # intermediate texts and signatures are gone
     assert (out / "length_hist.png").stat().st_size > 1000 and "| normalize |" in (out / "report.md").read_text()
 
 
 def test_two_tasks_give_the_same_corpus_and_reruns_skip(built, tmp_path):
     root, paths, report = built
     out2 = tmp_path / "out2"
-    r2 = build_corpus(paths, out2, PipelineConfig(tasks=2, workers=2))
+    r2 = build_corpus(paths, out2, PipelineConfig(tasks=2, workers=2, keep_prepared=True))
     assert r2["corpus_hash"] == report["corpus_hash"] and r2["equation"] == report["equation"]
     for split in ("train", "val"):
         assert pq.read_table(out2 / f"{split}.parquet").equals(pq.read_table(root / "out" / f"{split}.parquet"))
@@ -204,21 +205,21 @@ def test_two_tasks_give_the_same_corpus_and_reruns_skip(built, tmp_path):
     shutil.copytree(root / "in", tmp_path / "in")
     paths = [str(tmp_path / "in" / Path(p).name) for p in paths]
     out3 = tmp_path / "out3"
-    first = build_corpus(paths, out3, PipelineConfig(tasks=2, workers=2))
+    first = build_corpus(paths, out3, PipelineConfig(tasks=2, workers=2, keep_prepared=True))
     marker = out3 / "_work" / "prepared" / "00001.parquet"
     before = marker.stat().st_mtime_ns
     (out3 / "report.json").unlink()
     (out3 / "_work" / "logs" / "finalize" / "completions" / "00000").unlink()
-    again = build_corpus(paths, out3, PipelineConfig(tasks=2, workers=2))
+    again = build_corpus(paths, out3, PipelineConfig(tasks=2, workers=2, keep_prepared=True))
     assert marker.stat().st_mtime_ns == before and again["corpus_hash"] == first["corpus_hash"] == report["corpus_hash"]
     # an input file changed: everything is redone
     with open(paths[0] + "/posts.jsonl", "a") as f:
         f.write(json.dumps(_tweet(4000, "a new post about the weather in Porto today")) + "\n")
-    grown = build_corpus(paths, out3, PipelineConfig(tasks=2, workers=2))
+    grown = build_corpus(paths, out3, PipelineConfig(tasks=2, workers=2, keep_prepared=True))
     assert marker.stat().st_mtime_ns != before and grown["records_in"] == report["records_in"] + 1
     before = marker.stat().st_mtime_ns
     # other settings: the work folder is cleared and everything is redone
-    changed = build_corpus(paths, out3, PipelineConfig(tasks=2, workers=1, near_dedup=False))
+    changed = build_corpus(paths, out3, PipelineConfig(tasks=2, workers=1, near_dedup=False, keep_prepared=True))
     assert marker.stat().st_mtime_ns != before and changed["kept"] == grown["kept"] + 1
 
 

@@ -9,7 +9,8 @@ Three datatrove stages over one work folder (``<out>/_work`` unless given):
 3. ``finalize`` (1 task, after 2): ``FinalizeCorpus`` sums every step's drops and the readers' accounting into
    one ``Ledger``, checks ``in = kept + dropped + quarantined`` per source against the posts actually written,
    and writes ``manifest.json`` (post ids per shard, corpus hash), ``accounting.json``, ``quarantine.jsonl`` and
-   the data report (``report.json``, ``report.md``, ``length_hist.png``; see ``report.py``).
+   the data report (``report.json``, ``report.md``, ``length_hist.png``; see ``report.py``), then deletes the
+   tasks' intermediate files unless ``cfg.keep_prepared``.
 
 ``cfg.executor`` picks datatrove's ``LocalPipelineExecutor`` (default; ``cfg.workers`` tasks at a time),
 ``SlurmPipelineExecutor`` or ``RayPipelineExecutor`` for all three stages, chained with ``depends``; the
@@ -37,6 +38,7 @@ from tweetlm.data.pipeline.config import PipelineConfig
 from tweetlm.data.pipeline.decide import Decide
 from tweetlm.data.pipeline.steps import (
     LEDGER_DIR,
+    PREPARED_DIR,
     LanguageID,
     Normalize,
     PIIScrub,
@@ -130,6 +132,8 @@ class FinalizeCorpus(PipelineStep):
             for q in ledger.quarantine_log:
                 f.write(json.dumps(q.__dict__, ensure_ascii=False) + "\n")
         write_report(out, ledger, per_step, corpus_hash, self.cfg, self.paths)
+        if not self.cfg.keep_prepared:
+            shutil.rmtree(Path(self.work_dir) / PREPARED_DIR, ignore_errors=True)
         return iter(())
 
 

@@ -47,6 +47,9 @@ class PipelineConfig(CleanConfig):
     workers: tasks run at the same time on this machine (0: as many as tasks).
     executor: ``"local"`` (datatrove LocalPipelineExecutor), ``"slurm"`` or ``"ray"``.
     write_rejects: write every dropped document, with its reason, under ``<work>/rejects/<step>/``.
+    keep_prepared: keep the tasks' intermediate files (``<work>/prepared/``: texts and MinHash signatures, about
+        the size of the corpus again) after the corpus is written; by default they are deleted, and the
+        completion markers still make a rerun skip every stage.
     """
 
     max_chars: int = 0
@@ -73,6 +76,7 @@ class PipelineConfig(CleanConfig):
     workers: int = 0
     executor: str = "local"
     write_rejects: bool = False
+    keep_prepared: bool = False
 
     def language_list(self) -> list[str]:
         return [c.strip() for c in self.languages.split(",") if c.strip()]
