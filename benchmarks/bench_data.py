@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -205,6 +206,7 @@ def main() -> None:
         "prepare_cores_used_2tasks": cores[2],
         "same_corpus_1_vs_2_tasks": same,
     }
+    shutil.rmtree(tmp, ignore_errors=True)
     print(json.dumps(result))
 
 
