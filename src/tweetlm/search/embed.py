@@ -110,8 +110,8 @@ class Embedder:
             if self.cache_dir and self.cache_dir.exists():
                 for part in sorted(self.cache_dir.glob("part-*.npz")):
                     z = np.load(part)
-                    for k, v in zip(z["keys"], z["vecs"]):
-                        self._cache[bytes(k)] = v
+                    for k, v in zip(z["keys"], z["vecs"]):  # numpy "S" strips trailing NULs: pad back
+                        self._cache[bytes(k).ljust(16, b"\0")] = v
         return self._cache
 
     def _flush(self, keys: list[bytes], vecs: list[np.ndarray]) -> None:
