@@ -104,3 +104,28 @@ def test_forget_cli(corpus, tmp_path, capsys):
     assert "not a corpus folder" in capsys.readouterr().err
     assert main(["data", "forget", "--ids", str(tmp_path / "none.txt"), "--corpus", str(out)]) == 2
     assert "no such file" in capsys.readouterr().err
+
+
+def test_forget_cli_deletes_from_a_search_index(tmp_path, capsys):
+    """--search-index: the listed post and an indexed retweet of it leave the search index too."""
+    from tweetlm.data.post import Post, Provenance
+    from tweetlm.search.index import SearchIndex
+
+    def post(pid, text, **kw):
+        return Post(id=pid, text=text, source="t", provenance=Provenance("f", 0, "t"), **kw)
+
+    idx = SearchIndex.create(tmp_path / "idx")
+    idx.add([
+        post("10", "lost my luggage at the airport again"),
+        post("11", "RT @bob: lost my luggage at the airport again", kind="retweet", retweeted_id="10"),
+        post("12", "the crew on my flight were wonderful"),
+    ])  # fmt: skip
+    corpus = tmp_path / "corpus"
+    build_corpus(make_corpus(tmp_path / "in"), corpus, PipelineConfig(workers=1))
+    ids = tmp_path / "ids.txt"
+    ids.write_text("10\n")
+    args = ["data", "forget", "--ids", str(ids), "--corpus", str(corpus), "--runs-dir", str(tmp_path / "r")]
+    assert main(args + ["--search-index", str(tmp_path / "idx")]) == 0
+    assert "2 post(s) deleted" in capsys.readouterr().out
+    again = SearchIndex.open(tmp_path / "idx")
+    assert len(again) == 1 and "12" in again and "10" not in again and "11" not in again

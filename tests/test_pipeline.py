@@ -284,3 +284,31 @@ def test_unreadable_input_is_a_clear_error(tmp_path):
         build_corpus([str(tmp_path / "nope")], tmp_path / "out", PipelineConfig(workers=1))
     with pytest.raises(ValueError, match="lang_detect"):
         build_corpus([str(tmp_path)], tmp_path / "out", PipelineConfig(lang_detect="sometimes"))
+
+
+def test_data_build_cli_column_map(tmp_path, capsys):
+    """--map names the columns of a CSV whose headers the readers don't know; a bad spec is a clear error."""
+    import pyarrow.parquet as pq
+
+    from tweetlm.cli.main import main
+
+    rows = [
+        ("1790000000000000001", "Flight delayed again, third time this month", "positive"),
+        ("1790000000000000002", "The crew on my flight to Denver were wonderful today", "positive"),
+        ("1790000000000000003", "Lost my bag at the airport and nobody answers the phone", "negative"),
+    ]
+    csv = tmp_path / "export.csv"
+    csv.write_text("post_id,body,mood\n" + "".join(f'{i},"{t}",{m}\n' for i, t, m in rows), encoding="utf-8")
+    out = tmp_path / "o"
+    args = ["data", "build", "--corpus", str(csv), "--out", str(out), "--no-progress", "--set", "near_dedup=false"]
+    assert main(args + ["--map", "text=body,id=post_id,labels.mood=mood"]) == 0
+    capsys.readouterr()
+    got = {}
+    for split in ("train", "val"):
+        t = pq.read_table(out / f"{split}.parquet", columns=["id", "text", "labels"]).to_pylist()
+        got.update({r["id"]: r for r in t})
+    assert set(got) == {r[0] for r in rows}
+    assert got["1790000000000000003"]["text"] == rows[2][1]
+    assert "negative" in got["1790000000000000003"]["labels"]
+    assert main(args + ["--map", "txet=body"]) == 2
+    assert "data.columns" in capsys.readouterr().err

@@ -14,6 +14,7 @@ BUILD_EXAMPLES = """examples:
   tweetlm data build --corpus ../shared/corpora --out corpora/all --tasks 2        # both cores
   tweetlm data build --corpus my_posts.jsonl archive.zip --out corpora/mine --set lang_detect=missing --rejects
   tweetlm data build --corpus posts/ --out corpora/en --set keep_languages=en,es --set max_template_repeats=5
+  tweetlm data build --corpus export.csv --out corpora/csv --map text=body,id=post_id,created_at=ts
   tweetlm data build --corpus /data/posts --out /data/corpus --executor slurm --tasks 64 \\
       --slurm-partition cpu --slurm-time 04:00:00                                   # on a Slurm cluster
 """
@@ -21,6 +22,7 @@ BUILD_EXAMPLES = """examples:
 FORGET_EXAMPLES = """examples:
   tweetlm data forget --ids delete_requests.txt --corpus corpora/all
   tweetlm data forget --ids delete_requests.txt --corpus runs/demo/data --runs-dir runs
+  tweetlm data forget --ids delete_requests.txt --corpus runs/demo/data --search-index runs/demo/search
 ids file: one post id per line; '#' starts a comment.
 """
 
@@ -31,6 +33,8 @@ def _pipeline_config(args: argparse.Namespace):
 
     cfg = PipelineConfig(tasks=args.tasks, workers=args.workers, executor=args.executor, write_rejects=args.rejects)
     apply_overrides(cfg, args.set or [])
+    if args.map:
+        cfg.columns = args.map
     cfg.validate()
     return cfg
 
@@ -65,6 +69,11 @@ def _cmd_forget(args: argparse.Namespace) -> int:
     from tweetlm.data.pipeline.forget import forget, read_ids
 
     ids = read_ids(args.ids)
+    indexes = []
+    if args.search_index:  # open every index first: a bad folder fails before the corpus changes
+        from tweetlm.search.index import SearchIndex
+
+        indexes = [(d, SearchIndex.open(d)) for d in args.search_index]
     res = forget(ids, args.corpus, args.runs_dir)
     n = sum(res["removed"].values())
     print(f"{len(ids)} id(s) asked, {len(res['found_ids'])} found; {n} document(s) removed from {args.corpus}")
@@ -84,6 +93,10 @@ def _cmd_forget(args: argparse.Namespace) -> int:
                 print(f"    {c}")
     else:
         print(f"no run under {args.runs_dir} was trained on a corpus that contained them")
+    for folder, idx in indexes:
+        todo = sorted(ids | set(idx.retweets_of(ids)))
+        missing = idx.delete(todo)
+        print(f"search index {folder}: {len(todo) - len(missing)} post(s) deleted (the ids and retweets of them)")
     return 0
 
 
@@ -110,6 +123,11 @@ def register(sub) -> None:
     b.add_argument("--executor", default="local", choices=["local", "slurm", "ray"], help="datatrove executor")
     b.add_argument("--slurm-partition", help="Slurm partition (with --executor slurm)")
     b.add_argument("--slurm-time", default="04:00:00", help="Slurm time limit per task (default 04:00:00)")
+    b.add_argument(
+        "--map",
+        metavar="SPEC",
+        help="column mapping for CSV/JSONL/Parquet posts, e.g. text=body,id=post_id,labels.sentiment=label",
+    )
     b.add_argument("--rejects", action="store_true", help="write dropped posts with their reason under _work/rejects")
     b.add_argument(
         "--set", action="append", metavar="KEY=VALUE", help="pipeline setting, e.g. lang_detect=missing (repeatable)"
@@ -128,4 +146,10 @@ def register(sub) -> None:
         "--corpus", required=True, metavar="DIR", help="corpus folder (data build --out, or runs/<name>/data)"
     )
     f.add_argument("--runs-dir", default="runs", help="where to look for runs trained on them (default: runs)")
+    f.add_argument(
+        "--search-index",
+        action="append",
+        metavar="DIR",
+        help="also delete the posts and retweets of them from this search index (repeatable)",
+    )
     f.set_defaults(fn=_cmd_forget)

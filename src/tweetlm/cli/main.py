@@ -13,6 +13,7 @@ RUN_EXAMPLES = """examples:
   tweetlm run --corpus ../shared/corpora --recipe demo_cpu --name demo
   tweetlm run --corpus my_posts.jsonl --recipe tiny_cpu --name try --set train.max_steps=50
   tweetlm run --corpus ../shared/corpora --name demo --resume        # continue after a crash
+  tweetlm run --corpus export.csv --map text=body,id=post_id --recipe tiny_cpu --name mine   # other column names
   tweetlm run --corpus hf:tweeteval --name from_hub                  # download TweetEval (needs network)
 """
 
@@ -27,6 +28,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     cfg = get_recipe(args.recipe)
     cfg.name = args.name or args.recipe
     apply_overrides(cfg, args.set or [])
+    if args.map:
+        cfg.data.columns = args.map
     corpus = list(args.corpus)
     if corpus == ["hf:tweeteval"]:
         from tweetlm.data.download import download_tweeteval
@@ -221,6 +224,12 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         metavar="KEY=VALUE",
         help="override one config field, e.g. --set train.max_steps=100 (repeatable, type-checked)",
+    )
+    r.add_argument(
+        "--map",
+        metavar="SPEC",
+        help="column mapping for CSV/JSONL/Parquet posts, e.g. text=body,id=post_id,labels.sentiment=label "
+        "(same as --set data.columns=SPEC)",
     )
     r.add_argument("--runs-dir", default="runs", help="parent folder of run folders (default: runs)")
     r.add_argument("--resume", action="store_true", help="continue a run from its latest checkpoint")

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from tweetlm.data.clean import CleanConfig
+from tweetlm.data.pipeline.config import PipelineConfig
 from tweetlm.eval.bpb import EvalConfig
 from tweetlm.inference.generate import SampleConfig
 from tweetlm.model.config import ModelConfig
@@ -29,7 +29,7 @@ from tweetlm.training.config import TrainConfig
 class RunConfig:
     name: str = "run"
     recipe: str = ""
-    data: CleanConfig = field(default_factory=CleanConfig)
+    data: PipelineConfig = field(default_factory=lambda: PipelineConfig(tasks=2))  # 2 datatrove tasks: 2 cores
     tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)

@@ -170,6 +170,8 @@ def check_config(cfg: RunConfig) -> None:
     shape.validate()
     if not 0.0 <= cfg.data.val_fraction < 1.0:
         raise ValueError(f"data.val_fraction must be in [0, 1), got {cfg.data.val_fraction}")
+    if hasattr(cfg.data, "validate"):
+        cfg.data.validate()
 
 
 # Sections that shape the data, tokenizer or model: a resumed run must keep them (training length may change).

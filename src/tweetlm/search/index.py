@@ -349,6 +349,11 @@ class SearchIndex:
             "segments": sorted(groups),
         }
 
+    def retweets_of(self, post_ids: Iterable[str]) -> list[str]:
+        """Ids of the indexed retweets whose original is one of ``post_ids`` (a deletion request covers them)."""
+        wanted = set(post_ids)
+        return [pid for pid, (name, r) in self._where.items() if self.segments[name].retweeted_id[r] in wanted]
+
     def delete(self, post_ids: Iterable[str]) -> list[str]:
         """Remove posts from both engines; returns the ids that were not in the index."""
         missing, by_seg = [], {}

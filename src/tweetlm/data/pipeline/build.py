@@ -225,7 +225,7 @@ def build_corpus(
 
     cfg.validate()
     paths = [str(p) for p in paths]
-    plan = plan_corpus(paths)
+    plan = plan_corpus(paths, cfg.column_map())
     out = Path(out_dir)
     work = Path(work_dir) if work_dir else out / "_work"
     fp = _fingerprint(paths, cfg, [f for f, _, _ in plan])

@@ -50,6 +50,9 @@ class PipelineConfig(CleanConfig):
     keep_prepared: keep the tasks' intermediate files (``<work>/prepared/``: texts and MinHash signatures, about
         the size of the corpus again) after the corpus is written; by default they are deleted, and the
         completion markers still make a rerun skip every stage.
+    columns: column mapping for CSV/JSONL/Parquet input whose columns have other names, e.g.
+        ``"text=body,id=post_id,labels.sentiment=label"`` (``data.formats.tabular.ColumnMap.parse``); empty: the
+        readers' defaults.
     """
 
     max_chars: int = 0
@@ -77,6 +80,7 @@ class PipelineConfig(CleanConfig):
     executor: str = "local"
     write_rejects: bool = False
     keep_prepared: bool = False
+    columns: str = ""
 
     def language_list(self) -> list[str]:
         return [c.strip() for c in self.languages.split(",") if c.strip()]
@@ -103,6 +107,18 @@ class PipelineConfig(CleanConfig):
             raise ValueError("data.minhash_threshold must be in (0, 1], minhash_num_perm >= 2, minhash_shingle >= 1")
         if not 0.0 <= self.val_fraction < 1.0:
             raise ValueError(f"data.val_fraction must be in [0, 1), got {self.val_fraction}")
+        self.column_map()
+
+    def column_map(self):
+        """The ``ColumnMap`` of ``columns`` (``None`` when empty); ``ValueError`` naming ``data.columns`` if bad."""
+        if not self.columns:
+            return None
+        from tweetlm.data.formats.tabular import ColumnMap
+
+        try:
+            return ColumnMap.parse(self.columns)
+        except ValueError as e:
+            raise ValueError(f"data.columns: {e}") from None
 
     @classmethod
     def from_clean(cls, cfg: CleanConfig, **overrides) -> PipelineConfig:
