@@ -101,7 +101,7 @@ def test_brief_from_a_real_post(airline):
     full = max(briefs, key=lambda b: len(b.prompt()))
     doc = example(full, post.text)
     assert doc.startswith("<<") and doc.endswith(">> " + post.text)
-    assert Brief("en", "positive", "Delta", ["leg|room"], ["#fly"]).prompt() == "<<en|positive|Delta|leg room|#fly>> "
+    assert Brief("en", "positive", "Delta", ["leg|room"], ["#fly"]).prompt() == "<<en|positive|Delta|leg room|#fly>>"
     # the terms are the post's rarest words seen in >= 3 posts
     rare = sorted({w for w in words(post.text) if df.df[w] >= 3}, key=lambda w: (-df.idf(w), w))
     assert any(set(b.terms) == set(rare[: len(b.terms)]) for b in briefs if b.terms)
@@ -329,7 +329,7 @@ def test_finetune_from_a_tiny_checkpoint(tmp_path, airline):
     assert np.isfinite(res["held_out_loss_before"]) and np.isfinite(res["held_out_loss_after"])
     assert json.loads((tmp_path / "ft" / "finetune.json").read_text()) == res
     eng = Engine.from_checkpoint(tmp_path / "ft")
-    out = eng.generate(["<<en|positive|Delta||>> "], SamplingParams(max_tokens=5, seed=0))[0]
+    out = eng.generate(["<<en|positive|Delta||>>"], SamplingParams(max_tokens=5, seed=0))[0]
     assert out.finish_reason in ("stop", "length")
     before = dict(GPT.build(cfg.model, seed=0).named_parameters())
     after = dict(eng.model.named_parameters())

@@ -6,8 +6,12 @@ appear. Fine-tuning (``jobs.finetune``) builds one brief per real post from what
 brand) and trains on ``brief.prompt() + post``, so the model learns to write a post for a brief. Ad copy
 (``ads.copy``) renders an advertiser's brief the same way and samples the continuation.
 
-The prompt is one compact line, ``<<lang|tone|brand|term; term|#tag #tag>> ``: the demo model's context is 128
-tokens, so every token of brief is a token less of post. Field text is cleaned of the separators ``<>|;``.
+The prompt is one compact line, ``<<lang|tone|brand|term; term|#tag #tag>>``, and a document is the prompt, a
+space and the post: the demo model's context is 128 tokens, so every token of brief is a token less of post.
+Field text is cleaned of the separators ``<>|;``. The prompt ends before the space on purpose: byte-level BPE
+joins a space to the word after it, so a prompt ending in a lone space token puts the model where training never
+did (measured on the fine-tuned demo model: with the space it wrote noise, without it airline posts that
+mention the brief's airline).
 This module knows nothing of models, tokenizers or torch.
 """
 
@@ -64,7 +68,7 @@ class Brief:
                 raise ValueError(f"hashtags: {h!r} is not a hashtag (write it as #word)")
 
     def prompt(self) -> str:
-        """The brief as the model reads it: ``<<en|negative|United|bags; delayed|#fail>> ``."""
+        """The brief as the model reads it: ``<<en|negative|United|bags; delayed|#fail>>``."""
         parts = [
             _clean_field(self.lang),
             _clean_field(self.tone),
@@ -72,7 +76,7 @@ class Brief:
             "; ".join(t for t in (_clean_field(x) for x in self.terms) if t),
             " ".join(t for t in (_clean_field(x) for x in self.hashtags) if t),
         ]
-        return "<<" + "|".join(parts) + ">> "
+        return "<<" + "|".join(parts) + ">>"
 
 
 def is_hashtag(text: str) -> bool:
@@ -140,5 +144,5 @@ def brief_from_post(post: Post, df: DocFreq, seed: int = 0, min_df: int = 3, max
 
 
 def example(brief: Brief, text: str) -> str:
-    """One fine-tuning document: the brief's prompt followed by the post."""
-    return brief.prompt() + text
+    """One fine-tuning document: the brief's prompt, a space, the post."""
+    return brief.prompt() + " " + text

@@ -1,7 +1,7 @@
 """The ``tweetlm finetune`` job (layer L4): teach a pretrained checkpoint to write a post for a brief.
 
 Every training post of the base run's clean corpus (``data/train.parquet``) becomes one document
-``<|bos|> brief.prompt() + post <|eos|>`` (``data.briefs``: the post's rarest words as required terms, its
+``<|bos|> brief.prompt() + " " + post <|eos|>`` (``data.briefs``: the post's rarest words as required terms, its
 hashtags, language, and its corpus's sentiment and brand labels as tone and brand), encoded with the base
 checkpoint's own tokenizer into token shards in the output folder; the validation posts give a held-out shard.
 Training starts from the base weights with a fresh AdamW and a short warmup + cosine schedule and writes
