@@ -129,3 +129,17 @@ def test_forget_cli_deletes_from_a_search_index(tmp_path, capsys):
     assert "2 post(s) deleted" in capsys.readouterr().out
     again = SearchIndex.open(tmp_path / "idx")
     assert len(again) == 1 and "12" in again and "10" not in again and "11" not in again
+
+
+def test_resume_refuses_a_corpus_changed_by_forget(tmp_path):
+    from tweetlm.common.runfolder import RunFolder
+    from tweetlm.jobs.run import check_resume_matches
+
+    rf = RunFolder.create(tmp_path / "r")
+    rf.data.mkdir()
+    stages = {"corpus": ["posts.jsonl"], "data": {"corpus_hash": "a" * 64}}
+    (rf.data / "manifest.json").write_text(json.dumps({"corpus_hash": "a" * 64}))
+    check_resume_matches(rf, None, ["posts.jsonl"], stages)  # unchanged: fine (no config.json: no config check)
+    (rf.data / "manifest.json").write_text(json.dumps({"corpus_hash": "b" * 64}))
+    with pytest.raises(ValueError, match="corpus changed.*data forget.*another --name"):
+        check_resume_matches(rf, None, ["posts.jsonl"], stages)

@@ -180,12 +180,23 @@ _FROZEN_ON_RESUME = ("data", "tokenizer", "model")
 
 def check_resume_matches(rf: RunFolder, cfg: RunConfig, corpus: list[str], stages: dict) -> None:
     """``ValueError`` when ``--resume`` is asked with another corpus or another data/tokenizer/model config than
-    the run folder was made with (the old outputs would be silently reused)."""
+    the run folder was made with, or when its built corpus (``data/manifest.json``) no longer has the hash the data
+    stage recorded, e.g. after ``tweetlm data forget`` (the old outputs would be silently reused)."""
     old_corpus = stages.get("corpus")
     if old_corpus is not None and old_corpus != [str(c) for c in corpus]:
         raise ValueError(
             f"{rf.root} was made from --corpus {' '.join(old_corpus)}; resume with the same corpus, or use a new --name"
         )
+    manifest = rf.data / "manifest.json"
+    recorded = stages.get("data", {}).get("corpus_hash")
+    if recorded and manifest.exists():
+        current = json.loads(manifest.read_text()).get("corpus_hash")
+        if current != recorded:
+            raise ValueError(
+                f"cannot resume {rf.root}: its corpus changed since the run was made (corpus hash "
+                f"{str(recorded)[:16]} -> {str(current)[:16]}, e.g. by `tweetlm data forget`), but its tokenizer, "
+                "token shards and checkpoints were built on the old corpus. Start a new run with another --name"
+            )
     if not rf.config.exists():
         return
     old, new = json.loads(rf.config.read_text()), to_dict(cfg)
