@@ -126,6 +126,29 @@ def test_each_constraint_is_checked():
     assert len(cjk) < 280 < weighted_length(cjk) and "length" in violations(cjk, b)
 
 
+def test_malformed_text_is_a_hard_constraint(safety, guard):
+    b = _brief()
+    good = "Stretch out with Delta: more legroom on every seat. #travel Book your seat today"
+    assert violations(good + "\nSee you on board", b) == []  # newline is fine
+    for bad in ("\ufffd", "\x01", "\x12", "\x7f", "\x85", "\t"):
+        assert violations(good + " " + bad, b) == ["malformed_text"], repr(bad)
+
+    class Stub:  # an engine that writes one malformed and one clean candidate
+        max_seq_len = 64
+
+        def encode_prompt(self, prompt):
+            return [0] * 8
+
+        def generate(self, prompts, params):
+            texts = [">\ufffd\ufffd\x01\x02\ufffd\x12 " + good, good]
+            return [type("C", (), {"text": texts[p.seed % 2]})() for p in params]
+
+    res = generate_copy(Stub(), b, n=2, num_candidates=2, safety=safety, guard=guard, seed=0)
+    assert [v.text for v in res.variants] == [good]
+    assert res.raw_pass == 1 and res.raw_pass_rate == 0.5
+    assert res.failures == {"malformed_text": 1} and res.raw_failures == {"malformed_text": 1}
+
+
 def test_fix_up_appends_missing_terms_and_fits_280():
     b = _brief()
     out = fix_up("so much room to stretch out on my flight today " * 8, b)
@@ -361,7 +384,7 @@ def test_ads_endpoints_validate_input(engine, safety, guard, airline):
 
     ads = AdsServices(safety, guard, retriever_factory)
     app = create_app(engine, ServeConfig(), ads=ads)
-    brief = {"product": "Delta", "required_terms": ["legroom"], "hashtag": "#travel", "n": 3, "num_candidates": 6}
+    brief = {"product": "Delta", "required_terms": ["legroom"], "hashtag": "#travel", "n": 3, "num_candidates": 24}
     with LoopbackServer(app) as url, httpx.Client(base_url=url, timeout=120) as c:
         texts = ["Thank you for the great flight to Boston", "you stupid bitch"]
         r = c.post("/v1/ads/safety", json={"texts": texts, "langs": ["en", "en"]})
@@ -371,7 +394,7 @@ def test_ads_endpoints_validate_input(engine, safety, guard, airline):
         r = c.post("/v1/ads/copy", json=brief)
         assert r.status_code == 200, r.text
         body = r.json()
-        assert body["candidates"] == 6 and 1 <= len(body["variants"]) <= 3
+        assert body["candidates"] == 24 and 1 <= len(body["variants"]) <= 3
         b = AdBrief.from_dict({k: v for k, v in brief.items() if k not in ("n", "num_candidates")})
         assert all(violations(v["text"], b) == [] for v in body["variants"])
         r = c.post("/v1/ads/place", json={"ad_text": "United lost my bag", "k": 5})

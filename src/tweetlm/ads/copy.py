@@ -8,7 +8,8 @@
    appended, in that order, after its text is cut back at a word boundary so the result still fits 280
    weighted characters; a candidate with a banned term is never fixed, only dropped;
 3. filters on the hard constraints, all of which hold for every returned variant: at most 280 weighted
-   characters (twitter-text v3, ``data.twitter_text``), every required term and the hashtag present
+   characters (twitter-text v3, ``data.twitter_text``), no U+FFFD or control character other than newline
+   (``malformed_text``), every required term and the hashtag present
    (case-insensitive, whole words), the call to action present, no banned term, brand-safe by the safety
    classifier, and not a near-copy of a training post (``ads.guard``);
 4. ranks by relevance to the brief (cosine of sentence embeddings of the variant and ``product. message``
@@ -140,13 +141,24 @@ class AdBrief:
         return ". ".join(x for x in (self.product, self.message) if x)
 
 
+_MALFORMED = re.compile(r"[\ufffd\x00-\x09\x0b-\x1f\x7f-\x9f]")
+"""U+FFFD (an undecodable byte fragment) or a C0/C1 control character other than newline (or DEL)."""
+
+
+def is_malformed(text: str) -> bool:
+    """``text`` holds U+FFFD or a C0/C1 control character other than newline."""
+    return _MALFORMED.search(text) is not None
+
+
 def violations(text: str, brief: AdBrief) -> list[str]:
     """The brief's text constraints that ``text`` breaks (empty: none): ``length``, ``empty``,
-    ``required_term:<t>``, ``hashtag``, ``cta``, ``banned_term:<t>``. Safety and memorization are checked
-    by their own components."""
+    ``malformed_text`` (U+FFFD or a control character other than newline), ``required_term:<t>``, ``hashtag``,
+    ``cta``, ``banned_term:<t>``. Safety and memorization are checked by their own components."""
     out = []
     if not text.strip():
         out.append("empty")
+    if is_malformed(text):
+        out.append("malformed_text")
     if weighted_length(text) > MAX_WEIGHTED:
         out.append("length")
     out += [f"required_term:{t}" for t in brief.required() if not _has_term(text, t)]
