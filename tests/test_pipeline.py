@@ -312,3 +312,28 @@ def test_data_build_cli_column_map(tmp_path, capsys):
     assert "negative" in got["1790000000000000003"]["labels"]
     assert main(args + ["--map", "txet=body"]) == 2
     assert "data.columns" in capsys.readouterr().err
+
+
+def test_same_post_id_in_two_sources_is_kept_once(tmp_path):
+    from tweetlm.data.clean import hash_split
+
+    first = _tweet(5000, "Anyone else think the new library opening hours are a big improvement")
+    reply = _tweet(5001, "@alice yes, finally open past eight on weekdays", BOB, reply="5000")
+    plants = _tweet(5002, "Planting tomatoes on the balcony this year, wish me luck")
+    other = _tweet(6000, "Completely unrelated remark on the football scores tonight")
+    rt = _tweet(7000, "", BOB, retweet=plants)  # the same retweet in both files: collapsed once
+    for name, tweets in (("a", [first, reply, plants, rt]), ("b", [reply, plants, other, rt])):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / f"{name}.jsonl").write_text("\n".join(json.dumps(t) for t in tweets) + "\n")
+    cfg = PipelineConfig(workers=1, val_fraction=0.5)
+    report = build_corpus([str(tmp_path / "a"), str(tmp_path / "b")], tmp_path / "out", cfg)
+    docs = _rows(tmp_path / "out")
+    member_ids = [m for r in docs.values() for m in (r["thread_ids"] or [r["id"]])]
+    assert sorted(member_ids) == ["5000", "5001", "5002", "6000"]  # each post once, the reply inside the thread
+    dup_drops = {k: v for k, v in report["steps"][-1]["dropped"].items() if k.startswith("duplicate_id")}
+    assert sum(dup_drops.values()) == 3
+    assert report["kept"] + sum(report["steps"][-1]["dropped"].values()) == 8
+    assert docs["5002"]["retweet_ids"] == ["7000"]
+    splits = {s: hash_split(f"{s}/{s}", "5002", 0.5) for s in ("a", "b")}
+    if "val" in splits.values():  # the validation copy is the one kept
+        assert docs["5002"]["split"] == "val"

@@ -3,6 +3,8 @@
 ``Decide`` reads ``<work>/prepared/*.parquet`` (see ``steps.PrepareWriter``), puts the posts back in input order
 and applies, in this order, the steps that need the whole corpus:
 
+0. one row per post id over all sources (the same post read from two files): the validation copy stays, the
+   others are dropped as ``duplicate_id_of_val`` / ``duplicate_id``, so a thread's ids are unique too;
 1. retweet collapse: a retweet (``kind="retweet"`` with ``retweeted_id``, or a text ``RT @h: body``) whose
    original is in the corpus is dropped as ``retweet_collapsed`` and counted on the original (``retweets``,
    ``retweet_ids``); of several retweets of an absent original the first stays, standing in for it. A validation
@@ -115,17 +117,21 @@ class Decide(PipelineStep):
             if cfg.write_rejects:
                 rejects.append((i, reason))
 
+        # ---- 0. one row per post id across all sources (a validation copy first, then input order)
+        self._dedup_ids(r, alive, drop)
         is_rt = [r["kind"][i] == "retweet" and bool(r["retweeted_id"][i]) for i in range(n)]
         # ---- 1. retweet collapse
         if cfg.retweet_collapse:
             by_id: dict[str, int] = {}
             by_key: dict[int, int] = {}
             for i in range(n):
-                if not is_rt[i] and r["rt_key"][i] is None:
+                if alive[i] and not is_rt[i] and r["rt_key"][i] is None:
                     by_id.setdefault(r["id"][i], i)
                     by_key.setdefault(r["key"][i], i)
             stand_in: dict[object, int] = {}
             for i in range(n):
+                if not alive[i]:
+                    continue
                 if is_rt[i]:
                     target, group = by_id.get(r["retweeted_id"][i]), ("id", r["retweeted_id"][i])
                 elif r["rt_key"][i] is not None:
@@ -183,6 +189,22 @@ class Decide(PipelineStep):
         keep = [i for i in range(n) if alive[i]]
         self.stat_update("kept", value=len(keep))
         return {c: [r[c][i] for i in keep] for c in CORPUS_COLUMNS}
+
+    @staticmethod
+    def _dedup_ids(r: dict[str, list], alive: list[bool], drop) -> None:
+        """Keep one row per post id: the first validation copy if any, else the first in input order; the other
+        copies are dropped as ``duplicate_id_of_val`` (a training copy of a validation post) or ``duplicate_id``.
+        Ids made up by a reader for posts without one (``<source>:<split>:<record>``) are left alone."""
+        n = len(r["id"])
+        keeper: dict[str, int] = {}
+        for i in [i for i in range(n) if r["split"][i] == "val"] + [i for i in range(n) if r["split"][i] != "val"]:
+            pid = r["id"][i]
+            if not alive[i] or not pid or pid.startswith(f"{r['source'][i]}:"):
+                continue
+            k = keeper.setdefault(pid, i)
+            if k != i:
+                of_val = r["split"][k] == "val" and r["split"][i] != "val"
+                drop(i, "duplicate_id_of_val" if of_val else "duplicate_id")
 
     def _write_rejects(self, r: dict[str, list], rejects: list[tuple[int, str]]) -> None:
         """Dropped posts with their reason, as datatrove Documents, to ``<work>/rejects/decide/``."""
