@@ -166,9 +166,27 @@ def test_brief_validation_names_the_field():
         ({"required_terms": "legroom"}, "required_terms"),
         ({"cta": "x" * 300}, "cta"),
         ({"colour": "red"}, "unknown brief field"),
+        ({"cta": "Cheap fares at delta.com"}, "cta"),
+        ({"hashtag": "#cheap"}, "hashtag"),
+        ({"product": "Cheap Air"}, "product"),
+        ({"product": "Cheap Air", "product_required": False}, "product"),
     ):
         with pytest.raises(ValueError, match=field):
             _brief(**bad)
+    with pytest.raises(ValueError, match="cta: 'Cheap fares at delta.com' contains the banned term 'cheap'"):
+        _brief(cta="Cheap fares at delta.com")
+    with pytest.raises(ValueError, match="banned_terms: 'cheap' is banned but the required term 'Cheap seats'"):
+        _brief(required_terms=["Cheap seats"])
+    _brief(cta="Cheaper fares at delta.com", hashtag="#cheapflights")  # whole words only
+
+
+def test_cli_rejects_a_banned_term_in_the_cta(tmp_path, capsys):
+    from tweetlm.cli.main import main
+
+    path = tmp_path / "brief.json"
+    path.write_text(json.dumps({"product": "Delta", "cta": "Cheap fares at delta.com", "banned_terms": ["cheap"]}))
+    assert main(["ads", "copy", "--brief", str(path), "--checkpoint", "x", "--safety", "y"]) == 2
+    assert "cta: 'Cheap fares at delta.com' contains the banned term 'cheap'" in capsys.readouterr().err
 
 
 # --- memorization guard --------------------------------------------------------------------------------------
@@ -412,6 +430,7 @@ def test_ads_endpoints_validate_input(engine, safety, guard, airline):
             ("/v1/ads/copy", {**brief, "n": 0}, "n"),
             ("/v1/ads/copy", {**brief, "n": 5, "num_candidates": 4}, "num_candidates"),
             ("/v1/ads/copy", {**brief, "banned_terms": ["legroom"]}, "banned_terms"),
+            ("/v1/ads/copy", {**brief, "cta": "Cheap fares at delta.com", "banned_terms": ["cheap"]}, "cta"),
             ("/v1/ads/copy", {**brief, "required_terms": "legroom"}, "required_terms"),
             ("/v1/ads/place", {"ad_text": ""}, "ad_text"),
             ("/v1/ads/place", {"ad_text": "x", "k": 0}, "k"),

@@ -93,8 +93,9 @@ class AdBrief:
 
     def validate(self) -> None:
         """``ValueError`` naming the field: empty product, a non-string term, a hashtag not of the form
-        ``#word``, a tone outside ``TONES``, a required term that is also banned, or fixed text (terms, hashtag,
-        CTA) that alone exceeds 280 weighted characters."""
+        ``#word``, a tone outside ``TONES``, a banned term inside a required term, the product, the hashtag or the
+        CTA (every variant carries them, so none could pass), or fixed text (terms, hashtag, CTA) that alone
+        exceeds 280 weighted characters."""
         if not isinstance(self.product, str) or not self.product.strip():
             raise ValueError("product: must be a non-empty string")
         for name in ("message", "segment", "hashtag", "cta", "lang", "tone"):
@@ -108,11 +109,14 @@ class AdBrief:
             raise ValueError(f"tone: must be one of {', '.join(TONES)} or empty, got {self.tone!r}")
         if self.hashtag and not is_hashtag(self.hashtag):
             raise ValueError(f"hashtag: {self.hashtag!r} is not a hashtag (write it as #word)")
-        clash = [t for t in self.required() if any(_has_term(t, b) for b in self.banned_terms)]
-        if clash:
-            raise ValueError(f"banned_terms: {clash} are also required")
-        if self.hashtag and any(_has_term(self.hashtag, b) for b in self.banned_terms):
-            raise ValueError(f"banned_terms: the hashtag {self.hashtag} contains a banned term")
+        for name, text in (("product", self.product), ("hashtag", self.hashtag), ("cta", self.cta)):
+            hit = next((b for b in self.banned_terms if _has_term(text, b)), None)
+            if hit is not None:
+                raise ValueError(f"{name}: {text!r} contains the banned term {hit!r} (banned_terms)")
+        for t in self.required_terms:
+            hit = next((b for b in self.banned_terms if _has_term(t, b)), None)
+            if hit is not None:
+                raise ValueError(f"banned_terms: {hit!r} is banned but the required term {t!r} contains it")
         fixed = " ".join([*self.required(), self.hashtag, self.cta]).strip()
         if weighted_length(fixed) > MAX_WEIGHTED:
             raise ValueError(f"required_terms/hashtag/cta: together {weighted_length(fixed)} weighted characters")
