@@ -284,6 +284,16 @@ def test_unreadable_input_is_a_clear_error(tmp_path):
         build_corpus([str(tmp_path / "nope")], tmp_path / "out", PipelineConfig(workers=1))
     with pytest.raises(ValueError, match="lang_detect"):
         build_corpus([str(tmp_path)], tmp_path / "out", PipelineConfig(lang_detect="sometimes"))
+    (tmp_path / "posts").mkdir()
+    (tmp_path / "posts" / "a.txt").write_text("a post about the weather in Lisbon today\n")
+    for out, work in (
+        (tmp_path / "posts" / "out", None),
+        (tmp_path / "posts", None),
+        (tmp_path / "o", tmp_path / "posts" / "w"),
+    ):
+        with pytest.raises(ValueError, match="inside the input path"):
+            build_corpus([str(tmp_path / "posts")], out, PipelineConfig(workers=1), work_dir=work)
+    assert sorted(p.name for p in (tmp_path / "posts").iterdir()) == ["a.txt"]
 
 
 def test_data_build_cli_column_map(tmp_path, capsys):

@@ -219,15 +219,23 @@ def build_corpus(
     ``{"submitted": True, ...}``). ``quiet`` silences datatrove's log (terminal and ``<work>/logs/<stage>/logs/``;
     the stats are still written to ``<work>/logs/<stage>/stats.json``); ``progress`` shows task 0's posts read.
 
-    Raises ``ValueError`` for bad settings or paths (before any task starts: ``data.readers.plan_corpus``).
+    Raises ``ValueError`` for bad settings or paths (before any task starts: ``data.readers.plan_corpus``), and
+    when ``out_dir`` or the work folder is inside (or is) one of ``paths``.
     """
     from tweetlm.data.readers import plan_corpus
 
     cfg.validate()
     paths = [str(p) for p in paths]
-    plan = plan_corpus(paths, cfg.column_map())
     out = Path(out_dir)
     work = Path(work_dir) if work_dir else out / "_work"
+    for what, d in (("output folder", out), ("work folder", work)):
+        for p in paths:
+            if d.resolve().is_relative_to(Path(p).resolve()):
+                raise ValueError(
+                    f"the {what} {d} is inside the input path {p}: the build would read its own output; "
+                    "put it outside every input path"
+                )
+    plan = plan_corpus(paths, cfg.column_map())
     fp = _fingerprint(paths, cfg, [f for f, _, _ in plan])
     fp_file = work / "fingerprint.json"
     if work.exists() and (not fp_file.exists() or json.loads(fp_file.read_text()) != fp):
