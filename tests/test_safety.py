@@ -127,3 +127,16 @@ def test_bad_settings_are_value_errors():
     one_class = [SafetyExample(f"post {i}", "hate", 0, "en", "train") for i in range(50)]
     with pytest.raises(ValueError, match="safe and unsafe"):
         SafetyClassifier("tfidf").fit(one_class)
+
+
+def test_train_table_prints_each_heads_held_out_numbers_per_corpus(clf, small):
+    from tweetlm.cli.ads import held_out_table
+
+    res = evaluate(clf, small)
+    cal = {h: {"threshold": v["threshold"], "precision": 0.9, "recall": 0.5} for h, v in clf.heads.items()}
+    lines = held_out_table(cal, res)
+    assert len(lines) == 1 + len(res["heads"]) and "nan" not in "\n".join(lines)
+    for key, m in res["heads"].items():
+        head, corpus = key.split(":", 1)
+        row = next(ln for ln in lines[1:] if ln.startswith(head + " ") and f"| {corpus} " in ln)
+        assert f"{m['n']:,}" in row and f"{m['roc_auc']:.3f}" in row and f"{m['recall_at_threshold']:.3f}" in row

@@ -57,6 +57,25 @@ def load_safety(path: str, embed_cache: str | None = None):
     return SafetyClassifier.load(path, _embed_fn(_embedder(embed_cache)) if needs else None)
 
 
+def held_out_table(cal: dict, res: dict) -> list[str]:
+    """Lines of the ``safety train`` table: per head its threshold and calibration precision/recall, then one
+    row per held-out corpus of the head (``res["heads"]`` is keyed ``head:corpus``; ``ads.safety.evaluate``)."""
+    nan = float("nan")
+    lines = [
+        f"{'head':<11} {'thr':>6} {'cal P':>6} {'cal R':>6} | held out: {'corpus':<26} {'n':>7} {'ROC-AUC':>7} "
+        f"{'P@thr':>6} {'R@thr':>6}"
+    ]
+    for h, c in cal.items():
+        rows = [(k.split(":", 1)[1], m) for k, m in res["heads"].items() if k.split(":", 1)[0] == h]
+        for corpus, m in rows or [("-", {})]:
+            lines.append(
+                f"{h:<11} {c['threshold']:6.3f} {c['precision']:6.3f} {c['recall']:6.3f} | {corpus:<36} "
+                f"{m.get('n', 0):>7,} {m.get('roc_auc', nan):7.3f} {m.get('precision_at_threshold', nan):6.3f} "
+                f"{m.get('recall_at_threshold', nan):6.3f}"
+            )
+    return lines
+
+
 def _cmd_safety_train(args: argparse.Namespace) -> int:
     from tweetlm.ads.safety import SafetyClassifier, evaluate, load_examples
 
@@ -87,15 +106,8 @@ def _cmd_safety_train(args: argparse.Namespace) -> int:
     print(
         f"trained {len(cal)} safety heads on {sum(e.split == 'train' for e in ex):,} posts in {time.time() - t0:.0f} s"
     )
-    cols = f"{'head':<11} {'thr':>6} {'cal P':>6} {'cal R':>6} | held out: {'n':>5}"
-    print(f"{cols} {'ROC-AUC':>7} {'P@thr':>6} {'R@thr':>6}")
-    for h, c in cal.items():
-        m = res["heads"].get(h, {})
-        print(
-            f"{h:<11} {c['threshold']:6.3f} {c['precision']:6.3f} {c['recall']:6.3f} | {m.get('n', 0):>15,} "
-            f"{m.get('roc_auc', float('nan')):7.3f} {m.get('precision_at_threshold', float('nan')):6.3f} "
-            f"{m.get('recall_at_threshold', float('nan')):6.3f}"
-        )
+    for line in held_out_table(cal, res):
+        print(line)
     for lang, m in res["langs"].items():
         print(f"language {lang}: {m['n']:,} held-out posts, flagged precision {m['flag_precision']:.3f}, "
               f"recall {m['flag_recall']:.3f}")  # fmt: skip
