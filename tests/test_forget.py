@@ -143,3 +143,30 @@ def test_resume_refuses_a_corpus_changed_by_forget(tmp_path):
     (rf.data / "manifest.json").write_text(json.dumps({"corpus_hash": "b" * 64}))
     with pytest.raises(ValueError, match="corpus changed.*data forget.*another --name"):
         check_resume_matches(rf, None, ["posts.jsonl"], stages)
+
+
+def test_forget_lists_fine_tunes_and_memorization_guards(corpus, tmp_path, capsys):
+    out, report = corpus
+    runs = tmp_path / "runs"
+    _fake_run(runs, "base", report["corpus_hash"])
+    _fake_run(runs, "unrelated", "0" * 64)
+
+    def tune(name: str, base) -> None:
+        (runs / name / "checkpoints" / "step_0000003").mkdir(parents=True)
+        (runs / name / "finetune.json").write_text(json.dumps({"base_checkpoint": str(base)}))
+        (runs / name / "memorization_guard.pkl").write_bytes(b"x")
+
+    tune("tuned", runs / "base" / "checkpoints" / "step_0000020")
+    tune("tuned_again", runs / "tuned" / "checkpoints" / "step_0000003")  # a fine-tune of the fine-tune
+    tune("tuned_other", runs / "unrelated" / "checkpoints" / "step_0000020")
+    (runs / "base" / "memorization_guard.pkl").write_bytes(b"x")
+    ids = tmp_path / "ids.txt"
+    ids.write_text("3001\n")
+    assert main(["data", "forget", "--ids", str(ids), "--corpus", str(out), "--runs-dir", str(runs)]) == 0
+    text = capsys.readouterr().out
+    assert "runs/tuned (fine-tuned from" in text and "runs/tuned_again (fine-tuned from" in text
+    assert "tuned_other" not in text
+    assert "rebuild or delete" in text
+    for name in ("base", "tuned", "tuned_again"):
+        assert f"runs/{name}/memorization_guard.pkl" in text
+    assert (runs / "tuned" / "memorization_guard.pkl").exists()  # listed, not deleted

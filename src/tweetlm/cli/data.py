@@ -93,6 +93,10 @@ def _cmd_forget(args: argparse.Namespace) -> int:
                 print(f"    {c}")
     else:
         print(f"no run under {args.runs_dir} was trained on a corpus that contained them")
+    if res.get("guards"):
+        print("memorization guards holding their training texts (rebuild or delete these files):")
+        for g in res["guards"]:
+            print(f"  {g}")
     for folder, idx in indexes:
         todo = sorted(ids | set(idx.retweets_of(ids)))
         missing = idx.delete(todo)

@@ -13,8 +13,10 @@ Checkpoints: a run folder under ``runs_dir`` was trained on a corpus that contai
 ``stages.json`` records a corpus hash of this corpus from before the removal (the current one or one in
 ``history`` up to the request that removed the post), or when its own ``data/manifest.json`` lists one of the
 ids. Runs made by ``tweetlm train --out`` record the hash only inside ``trainer_state.pt`` and are found through
-the run folder they were trained from. Nothing outside ``corpus_dir`` is changed: retraining is the caller's
-decision.
+the run folder they were trained from. Fine-tuned folders (``finetune.json``) whose base checkpoint lies in an
+affected run are affected too, and so are the ``memorization_guard.pkl`` files inside affected folders (they
+hold training post texts verbatim; ``guards`` in the result: rebuild or delete them). Nothing outside
+``corpus_dir`` is changed: retraining is the caller's decision.
 """
 
 from __future__ import annotations
@@ -103,13 +105,47 @@ def _affected_runs(runs_dir: Path, hashes: set[str], ids: set[str]) -> list[dict
         if why:
             ckpts = sorted(str(p) for p in (run / "checkpoints").glob("step_*") if p.is_dir())
             runs.append({"run": str(run), "corpus_hash": h, "matched_by": why, "checkpoints": ckpts})
+    # fine-tuned runs (finetune.json) whose base checkpoint lies in an affected run, also fine-tunes of those
+    affected = [Path(r["run"]).resolve() for r in runs]
+    tunes = []
+    for f in sorted(runs_dir.glob("**/finetune.json")):
+        try:
+            base = json.loads(f.read_text()).get("base_checkpoint")
+        except (json.JSONDecodeError, OSError):
+            base = None
+        if base:
+            tunes.append((f.parent, Path(base).resolve()))
+    changed = True
+    while changed:
+        changed = False
+        for folder, base in tunes:
+            hit = next((a for a in affected if base.is_relative_to(a)), None)
+            if hit is not None and folder.resolve() not in affected:
+                affected.append(folder.resolve())
+                ckpts = sorted(str(p) for p in (folder / "checkpoints").glob("step_*") if p.is_dir())
+                why = f"fine-tuned from {base}"
+                runs.append({"run": str(folder), "corpus_hash": None, "matched_by": why, "checkpoints": ckpts})
+                changed = True
     return runs
+
+
+def _affected_guards(runs_dir: Path, runs: list[dict]) -> list[str]:
+    """``memorization_guard.pkl`` files (they hold training post texts verbatim) inside the affected runs."""
+    if not runs_dir.is_dir():
+        return []
+    affected = [Path(r["run"]).resolve() for r in runs]
+    return sorted(
+        str(g)
+        for g in runs_dir.glob("**/memorization_guard.pkl")
+        if any(g.resolve().is_relative_to(a) for a in affected)
+    )
 
 
 def forget(ids: set[str], corpus_dir: str | Path, runs_dir: str | Path = "runs") -> dict:
     """Remove ``ids`` (and retweets of them) from the corpus in ``corpus_dir``; see module docstring.
 
-    Returns ``{"removed": {source: n}, "found_ids", "not_found_ids", "old_hash", "new_hash", "runs": [...]}``.
+    Returns ``{"removed": {source: n}, "found_ids", "not_found_ids", "old_hash", "new_hash", "runs": [...],
+    "guards": [...]}``.
     Raises ``ValueError`` when ``corpus_dir`` holds no corpus built by the pipeline.
     """
     import pyarrow as pa
@@ -194,11 +230,13 @@ def forget(ids: set[str], corpus_dir: str | Path, runs_dir: str | Path = "runs")
                 report_md.write_text(report_md.read_text() + note)
     if (out / "_work").is_dir():
         shutil.rmtree(out / "_work")
+    runs = _affected_runs(Path(runs_dir), hashes, ids)
     return {
         "removed": dict(removed),
         "found_ids": sorted(found),
         "not_found_ids": sorted(ids - found),
         "old_hash": old_hash,
         "new_hash": new_hash,
-        "runs": _affected_runs(Path(runs_dir), hashes, ids),
+        "runs": runs,
+        "guards": _affected_guards(Path(runs_dir), runs),
     }
