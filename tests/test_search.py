@@ -23,7 +23,7 @@ from tweetlm.search.analyze import tokenize  # noqa: E402
 from tweetlm.search.ask import EngineGenerator, ask, build_prompt, prepare, validate_citations  # noqa: E402
 from tweetlm.search.embed import Embedder  # noqa: E402
 from tweetlm.search.index import SearchIndex, SearchParams, parse_time  # noqa: E402
-from tweetlm.search.segment import UNDATED  # noqa: E402
+from tweetlm.search.segment import UNDATED, Segment  # noqa: E402
 
 WORDS = (
     "rain coffee flight delayed luggage lost weather london paris beach sunny cold snow train late "
@@ -179,6 +179,47 @@ def test_delete_removes_a_post_from_both_indexes(tmp_path, embedder):
     assert "0" not in {h.id for h in again.search("lost my luggage at heathrow", SearchParams(mode="dense"))}
 
 
+def test_delete_erases_the_post_from_disk(tmp_path, embedder):
+    """A deleted post's text leaves every file of the index, not just the engines. tantivy keeps its terms in an
+    FST (the word's bytes are not contiguous), so its side is checked with ``doc_freq``, which counts documents
+    that were only marked deleted."""
+    import pyarrow.parquet as pq
+
+    word = b"zorblaxquux"
+    posts = [
+        _post(0, "secret zorblaxquux plans for friday", "2015-02-01T10:00:00Z", author_id="u1"),
+        _post(1, "flight delayed three hours", "2015-02-02T10:00:00Z", author_id="u2"),
+        _post(2, "great crew on my flight", "2015-02-03T10:00:00Z", author_id="u3"),
+    ]
+    idx = _new_index(tmp_path, embedder)
+    idx.add(posts)
+    seg_dir = tmp_path / "idx" / "segments" / "2015-02"
+
+    def files_with_word():
+        return [f for f in (tmp_path / "idx").rglob("*") if f.is_file() and word in f.read_bytes()]
+
+    def lexical_doc_freq():
+        return Segment.open(seg_dir, idx.dim).lexical.searcher().doc_freq("text", word.decode())
+
+    assert any(f.name.endswith(".parquet") for f in files_with_word()) and lexical_doc_freq() == 1
+    idx.delete(["0"])
+    assert files_with_word() == [] and lexical_doc_freq() == 0
+    assert not np.load(seg_dir / "vecs-00000.npy")[0].any()
+    rows = pq.read_table(seg_dir / "rows-00000.parquet").to_pydict()
+    assert rows["id"] == ["", "1", "2"] and rows["text"][0] == "" and rows["author_id"][0] is None
+    again = SearchIndex.open(tmp_path / "idx", embedder=embedder)
+    assert len(again) == 2 and "0" not in again and again.get("1")["text"] == "flight delayed three hours"
+    assert again.info()["segments"]["2015-02"] == {**again.info()["segments"]["2015-02"], "live": 2, "deleted": 1}
+    for mode in ("bm25", "dense", "hybrid"):
+        assert {h.id for h in again.search("flight", SearchParams(mode=mode))} == {"1", "2"}
+    assert again.search("zorblaxquux plans", SearchParams(mode="bm25")) == []
+    again.add([_post(3, "lost luggage again", "2015-02-04T10:00:00Z")])  # rows keep counting after a delete
+    assert again.search("luggage", SearchParams(mode="bm25"))[0].id == "3"
+    again.delete(["1"])
+    reopened = SearchIndex.open(tmp_path / "idx", embedder=embedder)
+    assert reopened.search("flight", SearchParams(mode="bm25"))[0].id == "2"
+
+
 def test_retweets_and_near_duplicates_take_one_slot(tmp_path, embedder):
     posts = [
         _post(1, "Heavy rain in London this morning #weather", "2015-02-01T10:00:00Z", author_id="a"),
@@ -221,7 +262,6 @@ def test_incremental_add_segments_drop_and_serving_apart(tmp_path, embedder):
     idx = _new_index(tmp_path, embedder)
     idx.add([_post(i, f"winter post number {i} about snow", f"2015-01-{i + 1:02d}T00:00:00Z") for i in range(5)])
     part = tmp_path / "idx/segments/2015-01/rows-00000.parquet"
-    mtime = part.stat().st_mtime_ns
     res = idx.add(
         [
             _post("s1", "summer beach day", "2015-07-04T00:00:00Z"),
@@ -230,7 +270,12 @@ def test_incremental_add_segments_drop_and_serving_apart(tmp_path, embedder):
         ]
     )
     assert res == {"added": 2, "replaced": 1, "embedded": 3, "segments": ["2015-01", "2015-07"]}
-    assert part.stat().st_mtime_ns == mtime  # nothing rebuilt: a new part was appended
+    import pyarrow.parquet as pq
+
+    # a new part was appended; the first keeps its rows, the replaced one blanked (its old text erased)
+    assert pq.read_table(part).column("text").to_pylist() == [""] + [
+        f"winter post number {i} about snow" for i in range(1, 5)
+    ]
     assert (tmp_path / "idx/segments/2015-01/rows-00001.parquet").exists()
     assert idx.search("trains", SearchParams(k=1, mode="bm25"))[0].id == "0"
     assert len(idx) == 7

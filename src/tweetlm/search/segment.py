@@ -12,9 +12,11 @@ timestamp) holding:
   and ``kind`` for filtering inside the engine;
 - ``dense.usearch``: an HNSW graph (cosine, float16 vectors, keys = rows).
 
-An add appends a part and adds to both engines; a delete marks the row, deletes its ``rid`` term in tantivy and
-removes its key from usearch. Nothing is rebuilt. BM25 statistics (IDF, average length) are per segment, as
-in any sharded engine (Elasticsearch's default ``query_then_fetch``); fusion uses ranks, not raw scores.
+An add appends a part and adds to both engines. A delete marks the row, blanks its text and other personal
+fields (and zeroes its vector) in the part files, removes its key from usearch and rebuilds the segment's tantivy
+index from the live rows (a tantivy delete alone keeps the terms on disk until a merge). BM25 statistics (IDF,
+average length) are per segment, as in any sharded engine (Elasticsearch's default ``query_then_fetch``); fusion
+uses ranks, not raw scores.
 
 Why tantivy and not bm25s: tantivy adds and deletes documents in place and keeps its index on disk; bm25s builds
 one sparse matrix per corpus and must rebuild it to add a post. Quality is compared in
@@ -199,20 +201,78 @@ class Segment:
         return list(range(start, start + n))
 
     def delete(self, rows: list[int]) -> None:
-        """Remove rows from both engines and mark them deleted."""
-        rows = [r for r in rows if not self.deleted[r]]
+        """Remove rows from both engines, mark them deleted and erase them from disk: the rows' ``id``, ``text``,
+        ``author_id``, ``retweeted_id`` and ``dup_key`` are blanked and their vectors zeroed in the part files
+        (row numbers do not change), and the tantivy index is rebuilt from the live rows so no term of a
+        deleted post stays in its files. The usearch graph only drops the key (its file may keep the removed
+        vector's bytes until the segment is rebuilt)."""
+        rows = sorted({int(r) for r in rows if not self.deleted[r]})
         if not rows:
             return
-        w = self.lexical.writer(heap_size=15_000_000, num_threads=1)
         for r in rows:
-            w.delete_documents_by_term("rid", int(r))
-            self.ann.remove(int(r))
-        w.commit()
-        w.wait_merging_threads()
-        self.lexical.reload()
+            self.ann.remove(r)
         self.deleted[rows] = True
+        self._erase_rows(rows)
         np.save(self.path / "deleted.npy", self.deleted)
+        self._rebuild_lexical()
         self.ann.save(str(self.path / "dense.usearch"))
+
+    def _erase_rows(self, rows: list[int]) -> None:
+        """Blank the personal fields of ``rows`` in memory and rewrite the part files that hold them."""
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        for r in rows:
+            self.ids[r] = ""
+            self.texts[r] = ""
+            self.author[r] = None
+            self.retweeted_id[r] = None
+            self.dup_key[r] = ""
+            self.vecs[r] = 0
+        start = 0
+        for part in sorted(self.path.glob("rows-*.parquet")):
+            table = pq.read_table(part)
+            end = start + table.num_rows
+            local = [r - start for r in rows if start <= r < end]
+            if local:
+                cols = table.to_pydict()
+                for c in ("id", "text", "author_id", "retweeted_id", "dup_key"):
+                    for i in local:
+                        cols[c][i] = _BLANK[c]
+                tmp = part.with_name(part.name + ".tmp")
+                pq.write_table(pa.Table.from_pydict(cols, schema=table.schema), tmp)
+                tmp.replace(part)
+                vpath = part.with_name(part.name.replace("rows-", "vecs-").replace(".parquet", ".npy"))
+                vecs = np.load(vpath)
+                vecs[local] = 0
+                vtmp = vpath.with_name(vpath.stem + ".tmp.npy")
+                np.save(vtmp, vecs)
+                vtmp.replace(vpath)
+            start = end
+
+    def _rebuild_lexical(self) -> None:
+        """Replace every tantivy document with the live rows in one commit, then delete the old files: a
+        tantivy delete alone only hides a document, its terms stay in the segment files until a merge."""
+        import tantivy
+
+        lex = self.lexical
+        w = lex.writer(heap_size=64_000_000, num_threads=1)
+        w.delete_documents_by_query(tantivy.Query.all_query())
+        for r in np.flatnonzero(~self.deleted):
+            w.add_document(
+                tantivy.Document(
+                    text=" ".join(tokenize(self.texts[r])),
+                    rid=int(r),
+                    ts=int(self.ts[r]),
+                    lang=self.lang[r] or "",
+                    author=self.author[r] or "",
+                    kind=self.kind[r] or "",
+                )
+            )
+        w.commit()
+        w.garbage_collect_files()
+        w.wait_merging_threads()
+        lex.reload()
 
     # --- search ------------------------------------------------------------------------------------------------
 
@@ -309,6 +369,9 @@ class Segment:
     def save_meta(self) -> None:
         (self.path / "segment.json").write_text(json.dumps(self.info()))
 
+
+_BLANK = {"id": "", "text": "", "author_id": None, "retweeted_id": None, "dup_key": ""}
+"""What the personal fields of a deleted row hold on disk."""
 
 _ATTR = {
     "id": "ids",
