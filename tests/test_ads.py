@@ -377,6 +377,11 @@ def test_finetune_from_a_tiny_checkpoint(tmp_path, airline):
     assert any(not torch.equal(before[k], after[k]) for k in before)  # the weights moved
     with pytest.raises(FileExistsError):
         finetune(run, tmp_path / "ft", FinetuneConfig(max_steps=1, batch_size=4, seq_len=64), progress=False)
+    # the default seq_len (0) is the model's context (64 for tiny_cpu), not 128
+    assert cfg.model.max_seq_len == 64 and FinetuneConfig().seq_len == 0
+    res = finetune(run, tmp_path / "ft0", FinetuneConfig(max_steps=1, batch_size=2, eval_batches=1), progress=False)
+    assert res["tokens"] == 1 * 2 * 64
+    assert json.loads((tmp_path / "ft0" / "config.json").read_text())["finetune"]["seq_len"] == 64
 
 
 # --- HTTP ----------------------------------------------------------------------------------------------------

@@ -159,10 +159,13 @@ def _cmd_finetune(args: argparse.Namespace) -> int:
     from tweetlm.jobs.finetune import FinetuneConfig, finetune, summary_text
 
     cfg = FinetuneConfig(
-        max_steps=args.steps, batch_size=args.batch_size, lr=args.lr, max_posts=args.max_posts, seed=args.seed
+        max_steps=args.steps,
+        batch_size=args.batch_size,
+        seq_len=args.seq_len,
+        lr=args.lr,
+        max_posts=args.max_posts,
+        seed=args.seed,
     )
-    if args.seq_len:
-        cfg.seq_len = args.seq_len
     res = finetune(args.base, args.out, cfg, corpus=args.corpus, progress=not args.no_progress)
     print(summary_text(res))
     if not args.no_guard:
@@ -357,7 +360,7 @@ def register(sub) -> None:
     f.add_argument("--corpus", help="clean-corpus folder (default: the base run's data/)")
     f.add_argument("--steps", type=int, default=300)
     f.add_argument("--batch-size", type=int, default=32)
-    f.add_argument("--seq-len", type=int, default=0, help="0: 128")
+    f.add_argument("--seq-len", type=int, default=0, help="tokens per sequence (0: the model's context, at most 128)")
     f.add_argument("--lr", type=float, default=1e-3)
     f.add_argument("--max-posts", type=int, default=0, help="training posts used, a seeded sample (0: all)")
     f.add_argument("--seed", type=int, default=0)

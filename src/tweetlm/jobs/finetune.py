@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from tweetlm.common.runfolder import RunFolder
@@ -26,7 +26,8 @@ from tweetlm.common.runfolder import RunFolder
 @dataclass
 class FinetuneConfig:
     """Attributes:
-    max_steps: optimizer steps; batch_size x seq_len tokens each (seq_len at most the model's context).
+    max_steps: optimizer steps; batch_size x seq_len tokens each (seq_len at most the model's context; 0: the
+        model's context, at most 128).
     lr: peak learning rate (warmup then cosine to ``lr * min_lr_ratio``); warmup_steps: linear warmup.
     max_posts: training posts used (0: all), a seeded sample; val_posts: held-out posts for the loss.
     eval_batches: held-out batches for the loss before and after.
@@ -35,7 +36,7 @@ class FinetuneConfig:
 
     max_steps: int = 300
     batch_size: int = 32
-    seq_len: int = 128
+    seq_len: int = 0
     lr: float = 1e-3
     min_lr_ratio: float = 0.1
     warmup_steps: int = 20
@@ -46,9 +47,11 @@ class FinetuneConfig:
     seed: int = 0
 
     def validate(self) -> None:
-        for name in ("max_steps", "batch_size", "seq_len", "eval_batches", "log_every"):
+        for name in ("max_steps", "batch_size", "eval_batches", "log_every"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"finetune {name} must be > 0, got {getattr(self, name)}")
+        if self.seq_len < 0:
+            raise ValueError(f"finetune seq_len must be >= 0 (0: the model's context), got {self.seq_len}")
         if self.lr <= 0:
             raise ValueError(f"finetune lr must be > 0, got {self.lr}")
 
@@ -116,6 +119,8 @@ def finetune(
         raise FileExistsError(f"{dst.checkpoints} already holds checkpoints; fine-tune into another folder")
     tok = PostTokenizer.load(ckpt / "tokenizer.json")
     model = load_model(ckpt, "cpu")
+    if not cfg.seq_len:
+        cfg = replace(cfg, seq_len=min(128, model.cfg.max_seq_len))
     if cfg.seq_len > model.cfg.max_seq_len:
         raise ValueError(f"finetune seq_len={cfg.seq_len} exceeds the model's context ({model.cfg.max_seq_len})")
 
