@@ -347,3 +347,33 @@ def test_same_post_id_in_two_sources_is_kept_once(tmp_path):
     splits = {s: hash_split(f"{s}/{s}", "5002", 0.5) for s in ("a", "b")}
     if "val" in splits.values():  # the validation copy is the one kept
         assert docs["5002"]["split"] == "val"
+
+
+def test_column_map_names_a_missing_or_doubled_column(tmp_path):
+    import warnings
+
+    from tweetlm.data.formats.tabular import ColumnMap
+    from tweetlm.data.ledger import Ledger
+    from tweetlm.data.readers import read_corpus
+
+    f = tmp_path / "a.jsonl"
+    f.write_text(json.dumps({"body": "hello there, a post", "post_id": "5", "mood": "happy"}) + "\n")
+
+    def read(spec):
+        ledger = Ledger()
+        with warnings.catch_warnings(record=True) as w:
+            warnings.simplefilter("always")
+            posts = list(read_corpus([str(f)], ledger, ColumnMap.parse(spec)))
+        return posts, [q.reason for q in ledger.quarantine_log], " ".join(str(x.message) for x in w)
+
+    posts, reasons, _ = read("text=nosuchcol")
+    assert not posts and reasons == ["missing_mapped_text_column:nosuchcol"]
+    posts, _, warned = read("text=body,id=nosuch")
+    assert len(posts) == 1 and "--map id=nosuch: no column 'nosuch'" in warned
+    posts, _, warned = read("text=body,created_at=mood")
+    assert posts[0].created_at is None and "--map created_at=mood" in warned and "'happy'" in warned
+    posts, _, warned = read("text=body,id=post_id")
+    assert posts[0].id == "5" and not warned
+    for spec in ("text=body,text=mood", "labels.x=a,labels.x=b"):
+        with pytest.raises(ValueError, match="twice"):
+            ColumnMap.parse(spec)

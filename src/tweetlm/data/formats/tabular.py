@@ -5,7 +5,9 @@ Without a mapping a record's text is its ``text`` (CSV: also ``tweet``) field, i
 ``tweet_id``, and ``created_at``, ``lang``, ``author_id`` and ``split`` are read when present. A ``ColumnMap``
 (``ColumnMap.parse("text=body,id=post_id,labels.sentiment=label")``; on the command line
 ``--map text=body,id=post_id``) names other columns for any of ``MAPPABLE`` and, with ``labels.<name>``, for
-dataset labels. A mapped column that a record lacks counts as absent (``missing_text`` for the text).
+dataset labels; a field may be mapped once. A mapped text column that a record lacks quarantines it as
+``missing_mapped_text_column:<column>``; a mapped ``id`` or ``created_at`` column that a record lacks, or a mapped
+``created_at`` that holds no dates, gives a ``UserWarning`` naming the column (the field is left empty).
 
 Parquet is read with ``pyarrow`` in record batches; ids stored as integers become strings, floats are refused
 (their digits are lost) and the record gets a ``<source>:<split or all>:<record>`` id instead. Entities of
@@ -48,7 +50,8 @@ class ColumnMap:
         """``"text=body,id=post_id,labels.sentiment=label"`` -> ``ColumnMap``.
 
         Raises:
-            ValueError: an item is not ``field=column`` or names a field outside ``MAPPABLE``/``labels.*``.
+            ValueError: an item is not ``field=column``, names a field outside ``MAPPABLE``/``labels.*``, or
+                names a field twice.
         """
         fields: dict[str, str] = {}
         labels: dict[str, str] = {}
@@ -59,13 +62,18 @@ class ColumnMap:
             if not sep or not key or not column:
                 raise ValueError(f"column mapping item {item!r} is not field=column (e.g. --map text=body,id=post_id)")
             if key.startswith("labels.") and len(key) > len("labels."):
-                labels[key[len("labels.") :]] = column
+                target, name = labels, key[len("labels.") :]
             elif key in MAPPABLE:
-                fields[key] = column
+                target, name = fields, key
             else:
                 raise ValueError(
                     f"column mapping names unknown field {key!r}; use one of {', '.join(MAPPABLE)} or labels.<name>"
                 )
+            if name in target:
+                raise ValueError(
+                    f"column mapping gives {key!r} twice ({key}={target[name]}, {key}={column}); give it once"
+                )
+            target[name] = column
         return cls(fields, labels)
 
     def __bool__(self) -> bool:
@@ -76,6 +84,17 @@ class ColumnMap:
         if name in self.fields:
             return (self.fields[name],)
         return _DEFAULTS[name] + (("tweet",) if csv and name == "text" else ())
+
+
+def _warn_once(msg: str) -> None:
+    """A ``UserWarning`` (Python shows each distinct message once)."""
+    import warnings
+
+    warnings.warn(msg, UserWarning, stacklevel=3)
+
+
+def _has(rec: Mapping[str, object], column: str, fold: bool) -> bool:
+    return (column.lower() if fold else column) in rec
 
 
 def _get(rec: Mapping[str, object], columns: tuple[str, ...], fold: bool) -> object:
@@ -93,8 +112,19 @@ def parse_generic(
     ``fold_case`` looks columns up lower-cased (CSV headers are matched case-insensitively)."""
     text = _get(rec, columns.columns_for("text", csv=fold_case), fold_case)
     if not isinstance(text, str):
-        em.quarantine(record, "missing_text", dict(rec))
+        mapped = columns.fields.get("text")
+        if mapped is not None and not _has(rec, mapped, fold_case):
+            em.quarantine(record, f"missing_mapped_text_column:{mapped}", dict(rec))
+        else:
+            em.quarantine(record, "missing_text", dict(rec))
         return
+    for name in ("id", "created_at"):
+        mapped = columns.fields.get(name)
+        if mapped is not None and not _has(rec, mapped, fold_case):
+            _warn_once(
+                f"{em.file}: --map {name}={mapped}: no column {mapped!r} in its records; {name} left empty"
+                + (" (a <source>:<split>:<record> id is made up)" if name == "id" else "")
+            )
     split = _get(rec, columns.columns_for("split"), fold_case)
     split = split if split in ("train", "val") else em.split
     lang = _get(rec, columns.columns_for("lang"), fold_case)
@@ -108,6 +138,13 @@ def parse_generic(
         v = rec.get(c.lower() if fold_case else c)
         if v is not None:
             labels[name] = str(v)
+    created_raw = _get(rec, columns.columns_for("created_at"), fold_case)
+    created_at = iso_utc(created_raw)
+    if created_at is None and "created_at" in columns.fields and created_raw not in (None, ""):
+        _warn_once(
+            f"{em.file}: --map created_at={columns.fields['created_at']}: values like {str(created_raw)[:40]!r} "
+            "are not dates (ISO 8601, 'Wed Aug 27 13:08:45 +0000 2008' or epoch seconds); created_at left empty"
+        )
     final, entities = plain_text(text)
     em.post(
         record,
@@ -116,7 +153,7 @@ def parse_generic(
         entities=entities,
         split=split,
         lang=lang if isinstance(lang, str) and lang else None,
-        created_at=iso_utc(_get(rec, columns.columns_for("created_at"), fold_case)),
+        created_at=created_at,
         author_id=id_or_none(_get(rec, columns.columns_for("author_id"), fold_case)),
         reply_to_id=id_or_none(_get(rec, columns.columns_for("reply_to_id"), fold_case)),
         conversation_id=id_or_none(_get(rec, columns.columns_for("conversation_id"), fold_case)),
