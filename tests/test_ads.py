@@ -167,6 +167,7 @@ def test_brief_validation_names_the_field():
         ({"cta": "x" * 300}, "cta"),
         ({"colour": "red"}, "unknown brief field"),
         ({"cta": "Cheap fares at delta.com"}, "cta"),
+        ({"lang": "klingon"}, "lang"),
         ({"hashtag": "#cheap"}, "hashtag"),
         ({"product": "Cheap Air"}, "product"),
         ({"product": "Cheap Air", "product_required": False}, "product"),
@@ -178,6 +179,9 @@ def test_brief_validation_names_the_field():
     with pytest.raises(ValueError, match="banned_terms: 'cheap' is banned but the required term 'Cheap seats'"):
         _brief(required_terms=["Cheap seats"])
     _brief(cta="Cheaper fares at delta.com", hashtag="#cheapflights")  # whole words only
+    assert _brief(lang="pt-BR").lang == "pt-BR" and _brief(lang="").lang == ""
+    with pytest.raises(ValueError, match="^brief: product is required$"):
+        AdBrief.from_dict({"message": "more legroom"})
 
 
 def test_cli_rejects_a_banned_term_in_the_cta(tmp_path, capsys):
@@ -423,6 +427,8 @@ def test_ads_endpoints_validate_input(engine, safety, guard, airline):
         r = c.post("/v1/ads/place", json={"ad_text": "United lost my bag", "k": 5})
         assert r.status_code == 200, r.text
         assert len(r.json()["placements"]) == 5
+        r = c.post("/v1/ads/place", json={"ad_text": "United lost my bag", "k": 2, "lang": "en"})
+        assert r.status_code == 200, r.text
         for path, body, field in (
             ("/v1/ads/safety", {"texts": []}, "texts"),
             ("/v1/ads/safety", {"texts": ["  "]}, "texts"),
@@ -436,6 +442,9 @@ def test_ads_endpoints_validate_input(engine, safety, guard, airline):
             ("/v1/ads/copy", {**brief, "n": 5, "num_candidates": 4}, "num_candidates"),
             ("/v1/ads/copy", {**brief, "banned_terms": ["legroom"]}, "banned_terms"),
             ("/v1/ads/copy", {**brief, "cta": "Cheap fares at delta.com", "banned_terms": ["cheap"]}, "cta"),
+            ("/v1/ads/copy", {**brief, "colour": "red"}, "colour"),
+            ("/v1/ads/copy", {**brief, "lang": "klingon"}, "lang"),
+            ("/v1/ads/copy", {k: v for k, v in brief.items() if k != "product"}, "product"),
             ("/v1/ads/copy", {**brief, "required_terms": "legroom"}, "required_terms"),
             ("/v1/ads/place", {"ad_text": ""}, "ad_text"),
             ("/v1/ads/place", {"ad_text": "x", "k": 0}, "k"),

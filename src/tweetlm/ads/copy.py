@@ -38,6 +38,7 @@ from tweetlm.data.twitter_text import weighted_length
 MAX_WEIGHTED = 280
 MAX_N = 32
 MAX_CANDIDATES = 256
+_LANG = re.compile(r"[a-z]{2}(?:[-_][A-Za-z0-9]{2,8})?")
 
 
 def _has_term(text: str, term: str) -> bool:
@@ -87,15 +88,18 @@ class AdBrief:
         unknown = sorted(set(d) - known)
         if unknown:
             raise ValueError(f"unknown brief field(s) {unknown}; known: {sorted(known)}")
+        if "product" not in d:
+            raise ValueError("brief: product is required")
         b = cls(**d)
         b.validate()
         return b
 
     def validate(self) -> None:
         """``ValueError`` naming the field: empty product, a non-string term, a hashtag not of the form
-        ``#word``, a tone outside ``TONES``, a banned term inside a required term, the product, the hashtag or the
-        CTA (every variant carries them, so none could pass), or fixed text (terms, hashtag, CTA) that alone
-        exceeds 280 weighted characters."""
+        ``#word``, a ``lang`` that is not an ISO 639-1 code (optionally with a region), a tone outside
+        ``TONES``, a banned term inside a required term, the product, the hashtag or the CTA (every variant
+        carries them, so none could pass), or fixed text (terms, hashtag, CTA) that alone exceeds 280 weighted
+        characters."""
         if not isinstance(self.product, str) or not self.product.strip():
             raise ValueError("product: must be a non-empty string")
         for name in ("message", "segment", "hashtag", "cta", "lang", "tone"):
@@ -105,6 +109,8 @@ class AdBrief:
             v = getattr(self, name)
             if not isinstance(v, list) or not all(isinstance(x, str) and x.strip() for x in v):
                 raise ValueError(f"{name}: must be a list of non-empty strings")
+        if self.lang and not _LANG.fullmatch(self.lang):
+            raise ValueError(f"lang: {self.lang!r} is not a language code (ISO 639-1, e.g. en, id, pt-BR)")
         if self.tone and self.tone not in TONES:
             raise ValueError(f"tone: must be one of {', '.join(TONES)} or empty, got {self.tone!r}")
         if self.hashtag and not is_hashtag(self.hashtag):

@@ -7,8 +7,10 @@ ranking live in ``tweetlm.ads``; this module validates input and runs the blocki
 copy holds a lock: one copy job at a time beside the completion batcher).
 
 Bad input answers 400 naming the field: empty or too many texts, a ``langs`` list of the wrong length, a brief
-without a product, a hashtag that is not ``#word``, a tone outside positive/neutral/negative, a term both
-required and banned, ``n`` or ``num_candidates`` out of range, an empty ad, ``k`` out of range.
+without a product, an unknown brief field, a ``lang`` that is not a language code, a hashtag that is not
+``#word``, a tone outside positive/neutral/negative, a banned term inside a required term, the product, the
+hashtag or the CTA, ``n`` or ``num_candidates`` out of range, an empty ad, ``k`` out of range. Placement's
+``lang`` is a code or a list of codes.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import threading
 from dataclasses import dataclass
 
 from fastapi import FastAPI
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from tweetlm.ads.copy import MAX_CANDIDATES, MAX_N, AdBrief, generate_copy
 from tweetlm.ads.placement import MAX_K, place
@@ -55,6 +57,8 @@ class SafetyRequest(BaseModel):
 
 
 class CopyRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")  # an unknown brief field is an error, as in the CLI
+
     product: str = Field(min_length=1, max_length=200)
     message: str = Field(default="", max_length=1000)
     segment: str = Field(default="", max_length=200)
@@ -88,6 +92,11 @@ class PlaceRequest(BaseModel):
     half_life_hours: float | None = Field(default=None, gt=0)
     as_of: str | None = None
     lang: list[str] = Field(default_factory=list)
+
+    @field_validator("lang", mode="before")
+    @classmethod
+    def _lang(cls, v):
+        return [v] if isinstance(v, str) else v
 
     @field_validator("ad_text")
     @classmethod
