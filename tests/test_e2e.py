@@ -213,3 +213,11 @@ def test_corpus_without_val_or_without_any_good_post(tmp_path, capsys):
     assert _run(tmp_path, [bad], "--name", "q") == 2
     assert "invalid_utf8 30" in capsys.readouterr().err
     assert len((tmp_path / "runs" / "q" / "data" / "quarantine.jsonl").read_text().splitlines()) == 30
+
+
+def test_too_few_posts_for_a_validation_share(tmp_path, capsys):
+    few = tmp_path / "few.txt"
+    few.write_text("".join(f"a plain post number {i} about something else entirely\n" for i in range(4)))
+    assert _run(tmp_path, [few], "--name", "few", "--set", "data.val_fraction=0.01") == 2
+    err = capsys.readouterr().err
+    assert "no validation posts" in err and "data.val_fraction=0.01 x 3 kept posts" in err  # a near-duplicate dropped

@@ -170,3 +170,17 @@ def test_forget_lists_fine_tunes_and_memorization_guards(corpus, tmp_path, capsy
     for name in ("base", "tuned", "tuned_again"):
         assert f"runs/{name}/memorization_guard.pkl" in text
     assert (runs / "tuned" / "memorization_guard.pkl").exists()  # listed, not deleted
+
+
+def test_forget_cli_messages(corpus, tmp_path, capsys):
+    out, _ = corpus
+    bad = tmp_path / "ids.bin"
+    bad.write_bytes(b"\xff\xfe\x00 not text")
+    assert main(["data", "forget", "--ids", str(bad), "--corpus", str(out)]) == 2
+    assert f"--ids {bad} is not UTF-8" in capsys.readouterr().err
+    ids = tmp_path / "ids.txt"
+    ids.write_text("no-such-id\n")
+    assert main(["data", "forget", "--ids", str(ids), "--corpus", str(out), "--runs-dir", str(tmp_path / "nope")]) == 0
+    text = capsys.readouterr().out
+    assert "corpus unchanged" in text and " -> " not in text
+    assert f"--runs-dir {tmp_path / 'nope'} does not exist" in text

@@ -377,3 +377,25 @@ def test_column_map_names_a_missing_or_doubled_column(tmp_path):
     for spec in ("text=body,text=mood", "labels.x=a,labels.x=b"):
         with pytest.raises(ValueError, match="twice"):
             ColumnMap.parse(spec)
+
+
+def test_bad_keep_languages_ray_missing_and_nothing_kept_fail_cleanly(tmp_path, capsys):
+    import importlib.util
+    import zipfile
+
+    from tweetlm.cli.main import main
+
+    with pytest.raises(ValueError, match="keep_languages: 'english'"):
+        PipelineConfig(keep_languages="en,english").validate()
+    PipelineConfig(keep_languages="en, und").validate()
+    posts = tmp_path / "posts.txt"
+    posts.write_text("a post about the weather in Lisbon today\n")
+    if importlib.util.find_spec("ray") is None:
+        args = ["data", "build", "--corpus", str(posts), "--out", str(tmp_path / "r"), "--executor", "ray"]
+        assert main(args + ["--no-progress"]) == 2
+        assert "pip install ray" in capsys.readouterr().err and not (tmp_path / "r").exists()
+    with zipfile.ZipFile(tmp_path / "empty.zip", "w"):
+        pass
+    args = ["data", "build", "--corpus", str(tmp_path / "empty.zip"), "--out", str(tmp_path / "z"), "--no-progress"]
+    assert main(args) == 2
+    assert "no posts left" in capsys.readouterr().err

@@ -53,6 +53,21 @@ def _cmd_build(args: argparse.Namespace) -> int:
     if report.get("submitted"):
         print(f"submitted to {args.executor}; logs and completions in {report['work_dir']}/logs/")
         return 0
+    if report["kept"] == 0:
+        import json
+        from collections import Counter
+        from pathlib import Path
+
+        qfile = Path(args.out) / "quarantine.jsonl"
+        reasons = Counter(
+            json.loads(line)["reason"]
+            for line in (qfile.read_text(encoding="utf-8").splitlines() if qfile.exists() else ())
+        )
+        why = ", ".join(f"{r} {n}" for r, n in reasons.most_common(3))
+        raise ValueError(
+            f"no posts left in {' '.join(args.corpus)} after reading and cleaning: {report['equation'][-1]}"
+            + (f"; quarantine reasons: {why} (see {qfile})" if why else "")
+        )
     print(f"corpus: {args.out} ({report['train_posts']:,} train + {report['val_posts']:,} validation documents)")
     print(f"{cfg.tasks} task(s), {time.perf_counter() - t0:.1f}s; corpus hash {report['corpus_hash'][:16]}")
     for s in report["steps"]:
@@ -66,6 +81,8 @@ def _cmd_build(args: argparse.Namespace) -> int:
 
 
 def _cmd_forget(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
     from tweetlm.data.pipeline.forget import forget, read_ids
 
     ids = read_ids(args.ids)
@@ -84,13 +101,18 @@ def _cmd_forget(args: argparse.Namespace) -> int:
             f"not in this corpus: {', '.join(res['not_found_ids'][:10])}"
             + (" ..." if len(res["not_found_ids"]) > 10 else "")
         )
-    print(f"corpus hash {res['old_hash'][:16]} -> {res['new_hash'][:16]}")
+    if res["new_hash"] == res["old_hash"]:
+        print(f"corpus unchanged (hash {res['old_hash'][:16]})")
+    else:
+        print(f"corpus hash {res['old_hash'][:16]} -> {res['new_hash'][:16]}")
     if res["runs"]:
         print("trained on a corpus that contained them (retrain or delete these checkpoints):")
         for r in res["runs"]:
             print(f"  {r['run']} ({r['matched_by']}): {len(r['checkpoints'])} checkpoint(s)")
             for c in r["checkpoints"]:
                 print(f"    {c}")
+    elif not Path(args.runs_dir).is_dir():
+        print(f"--runs-dir {args.runs_dir} does not exist: no runs were checked (pass the folder holding your runs)")
     else:
         print(f"no run under {args.runs_dir} was trained on a corpus that contained them")
     if res.get("guards"):

@@ -61,10 +61,13 @@ def stage_data(cfg: RunConfig, corpus: list[str], rf: RunFolder) -> dict:
             + (f"; quarantine reasons: {why} (see {qfile})" if why else "")
         )
     if not report["val_posts"]:
+        vf, kept = pcfg.val_fraction, report["kept"]
         raise ValueError(
-            f"the corpus {corpus} gave no validation posts: every kept post is marked 'train' by its corpus layout "
-            "(e.g. a *train_text.txt file); add the corpus's val/dev file too, or give the posts as a plain file "
-            "(e.g. posts.txt) so a share of them (data.val_fraction) is held out by id hash"
+            f"the corpus {corpus} gave no validation posts: either every kept post is marked 'train' by its corpus "
+            "layout (e.g. a *train_text.txt file): add the corpus's val/dev file too, or give the posts as a plain "
+            "file (e.g. posts.txt) so a share of them (data.val_fraction) is held out by id hash; or there are too "
+            f"few posts for that share: data.val_fraction={vf} x {kept} kept posts = {vf * kept:.2f} expected in "
+            "validation (add posts, or raise it, e.g. --set data.val_fraction=0.1)"
         )
     if not report["train_posts"]:
         raise ValueError(f"the corpus {corpus} gave no training posts, only validation ones; add training posts")

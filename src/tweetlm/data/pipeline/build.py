@@ -225,6 +225,11 @@ def build_corpus(
     from tweetlm.data.readers import plan_corpus
 
     cfg.validate()
+    if cfg.executor == "ray":
+        try:
+            import ray  # noqa: F401
+        except ImportError:
+            raise ValueError("--executor ray needs the ray package: pip install ray") from None
     paths = [str(p) for p in paths]
     out = Path(out_dir)
     work = Path(work_dir) if work_dir else out / "_work"

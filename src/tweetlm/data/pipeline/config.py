@@ -97,6 +97,15 @@ class PipelineConfig(CleanConfig):
                 IsoCode639_1.from_str(code)
             except ValueError:
                 raise ValueError(f"data.languages: {code!r} is not an ISO 639-1 code lingua knows") from None
+        for code in self.keep_language_list():
+            if code == "und":
+                continue
+            try:
+                IsoCode639_1.from_str(code)
+            except ValueError:
+                raise ValueError(
+                    f"data.keep_languages: {code!r} is not an ISO 639-1 code (e.g. en,es; 'und' for undetermined)"
+                ) from None
         if self.lang_detect not in ("all", "missing", "off"):
             raise ValueError(f"data.lang_detect must be 'all', 'missing' or 'off', got {self.lang_detect!r}")
         if self.executor not in ("local", "slurm", "ray"):

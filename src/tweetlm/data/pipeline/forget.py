@@ -34,12 +34,16 @@ DELETED = "deleted_on_request"
 
 
 def read_ids(path: str | Path) -> set[str]:
-    """Post ids from a text file, one per line (blank lines and ``#`` comments ignored). ``ValueError`` when the
-    file does not exist or lists no id."""
+    """Post ids from a text file, one per line (blank lines and ``#`` comments ignored). ``ValueError`` (naming
+    the file) when it does not exist, is not UTF-8 text or lists no id."""
     p = Path(path)
     if not p.is_file():
         raise ValueError(f"--ids {p}: no such file; give a text file with one post id per line")
-    ids = {ln.strip() for ln in p.read_text(encoding="utf-8").splitlines()}
+    try:
+        text = p.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise ValueError(f"--ids {p} is not UTF-8 text ({e}); give a text file with one post id per line") from None
+    ids = {ln.strip() for ln in text.splitlines()}
     ids = {i for i in ids if i and not i.startswith("#")}
     if not ids:
         raise ValueError(f"--ids {p} lists no post id (one id per line)")
