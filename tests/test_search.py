@@ -441,8 +441,15 @@ def test_cli_build_query_delete(tmp_path, capsys):
         )
     )
     index = str(tmp_path / "idx")
-    assert main(["search", "build", "--corpus", str(src), "--index", index, "--no-progress"]) == 0
-    assert "3 posts added" in capsys.readouterr().out
+    from transformers.utils import logging as hf_logging
+
+    try:
+        assert main(["search", "build", "--corpus", str(src), "--index", index, "--no-progress"]) == 0
+        assert not hf_logging.is_progress_bar_enabled()  # no "Loading weights" bar with --no-progress
+    finally:
+        hf_logging.enable_progress_bar()
+    out, err = capsys.readouterr()
+    assert "3 posts added" in out and "Loading weights" not in err
     assert main(["search", "query", "lost bag", "--index", index, "--json", "-k", "1"]) == 0
     assert json.loads(capsys.readouterr().out)[0]["id"] == "2"
     assert main(["search", "delete", "--index", index, "2"]) == 0

@@ -31,6 +31,15 @@ def _progress(total: int, desc: str, enabled: bool):
     return bar, bar.update
 
 
+def _quiet_model_loading() -> None:
+    """Silence transformers' own bars ("Loading weights") and the Hub's for this process (``--no-progress``)."""
+    try:
+        from transformers.utils import logging as hf_logging
+    except ImportError:  # no transformers: nothing to silence
+        return
+    hf_logging.disable_progress_bar()
+
+
 def _params(args: argparse.Namespace):
     from tweetlm.search.index import SearchParams
 
@@ -52,6 +61,8 @@ def _cmd_build(args: argparse.Namespace) -> int:
     from tweetlm.search.posts import load_posts
 
     t0 = time.time()
+    if args.no_progress:
+        _quiet_model_loading()  # before the index loads the embedder
     posts, summary = load_posts(args.corpus)
     if args.limit:
         posts = posts[: args.limit]
