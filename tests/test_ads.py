@@ -193,6 +193,27 @@ def test_cli_rejects_a_banned_term_in_the_cta(tmp_path, capsys):
     assert "cta: 'Cheap fares at delta.com' contains the banned term 'cheap'" in capsys.readouterr().err
 
 
+def test_cli_flags_and_messages(tmp_path, capsys):
+    from tweetlm.cli.ads import failures_text
+    from tweetlm.cli.main import main
+
+    for argv, msg in (
+        (["finetune", "--base", "x", "--out", "y", "--steps", "0"], "argument --steps: must be > 0"),
+        (["finetune", "--base", "x", "--out", "y", "--max-posts", "-5"], "argument --max-posts: must be >= 0"),
+        (["ads", "place", "--index", "i", "--safety", "s", "--ad", "a", "--half-life-hours", "-1"],
+         "argument --half-life-hours: must be > 0"),
+        (["ads", "segments", "--corpus", "c", "--out", "o", "--max-posts", "-1"], "argument --max-posts"),
+    ):  # fmt: skip
+        with pytest.raises(SystemExit) as e:
+            main(argv)
+        assert e.value.code == 2 and msg in capsys.readouterr().err
+    path = tmp_path / "brief.json"
+    path.write_text(json.dumps({"product": "Delta"}))
+    assert main(["ads", "copy", "--brief", str(path), "--checkpoint", str(tmp_path / "none"), "--safety", "y"]) == 2
+    assert f"checkpoint {tmp_path / 'none'} does not exist" in capsys.readouterr().err
+    assert failures_text({"cta": 3, "unsafe": 2}) == "cta 3, unsafe 2" and failures_text({}) == "none"
+
+
 # --- memorization guard --------------------------------------------------------------------------------------
 
 
@@ -381,6 +402,12 @@ def test_finetune_from_a_tiny_checkpoint(tmp_path, airline):
     assert any(not torch.equal(before[k], after[k]) for k in before)  # the weights moved
     with pytest.raises(FileExistsError):
         finetune(run, tmp_path / "ft", FinetuneConfig(max_steps=1, batch_size=4, seq_len=64), progress=False)
+    # a failed fine-tune removes the --out folder it created; a bad --corpus is named as such
+    with pytest.raises(ValueError, match="exceeds the model's context"):
+        finetune(run, tmp_path / "bad", FinetuneConfig(max_steps=1, seq_len=1000), progress=False)
+    with pytest.raises(FileNotFoundError, match="--corpus must be a clean-corpus folder"):
+        finetune(run, tmp_path / "bad", FinetuneConfig(max_steps=1), corpus=tmp_path / "nocorpus", progress=False)
+    assert not (tmp_path / "bad").exists() and (tmp_path / "ft").is_dir()
     # the default seq_len (0) is the model's context (64 for tiny_cpu), not 128
     assert cfg.model.max_seq_len == 64 and FinetuneConfig().seq_len == 0
     res = finetune(run, tmp_path / "ft0", FinetuneConfig(max_steps=1, batch_size=2, eval_batches=1), progress=False)

@@ -11,6 +11,32 @@ from pathlib import Path
 
 RAW = argparse.RawDescriptionHelpFormatter
 
+
+def _number(kind, low: float, strict: bool):
+    """An argparse ``type``: ``kind`` (int or float) > ``low`` (``strict``) or >= ``low``; argparse names the flag
+    in the error (``argument --steps: must be > 0, got 0``)."""
+
+    def parse(text: str):
+        try:
+            v = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"must be a{'n integer' if kind is int else ' number'}, got {text!r}"
+            ) from None
+        if v < low or (strict and v == low) or v != v:
+            raise argparse.ArgumentTypeError(f"must be {'>' if strict else '>='} {low:g}, got {text}")
+        return v
+
+    return parse
+
+
+POS_INT, NONNEG_INT, POS_FLOAT, NONNEG_FLOAT = (
+    _number(int, 0, True),
+    _number(int, 0, False),
+    _number(float, 0, True),
+    _number(float, 0, False),
+)
+
 SAFETY_EXAMPLES = """examples:
   tweetlm safety train --corpora ../shared/corpora --out runs/safety
   tweetlm safety train --corpora ../shared/corpora --out runs/safety_tfidf --features tfidf --target-precision 0.8
@@ -236,12 +262,19 @@ def _guard_path(checkpoint: str, guard: str | None) -> Path:
     )
 
 
+def failures_text(failures: dict[str, int]) -> str:
+    """``{"unsafe": 2, "cta": 3}`` as ``unsafe 2, cta 3`` (``none`` when empty)."""
+    return ", ".join(f"{k} {v:,}" for k, v in failures.items()) or "none"
+
+
 def _cmd_copy(args: argparse.Namespace) -> int:
     from tweetlm.ads.copy import generate_copy
     from tweetlm.ads.guard import MemorizationGuard
     from tweetlm.inference.engine import Engine
 
     brief = _read_brief(args.brief)
+    if not Path(args.checkpoint).exists():
+        raise FileNotFoundError(f"checkpoint {args.checkpoint} does not exist (a checkpoint or run folder)")
     guard = MemorizationGuard.load(_guard_path(args.checkpoint, args.guard))
     safety = load_safety(args.safety, args.embed_cache)
     engine = Engine.from_checkpoint(args.checkpoint)
@@ -261,7 +294,7 @@ def _cmd_copy(args: argparse.Namespace) -> int:
     print(
         f"{len(res.variants)} of {res.requested} variants from {res.candidates} candidates in {time.time() - t0:.0f} s;"
         f" raw pass rate {100 * res.raw_pass_rate:.1f}% ({res.raw_pass}), after fix-up {res.passed} passed; "
-        f"failures: {res.failures}" + (f"\n{res.note}" if res.note else ""),
+        f"failures: {failures_text(res.failures)}" + (f"\n{res.note}" if res.note else ""),
         file=sys.stderr,
     )
     return 0
@@ -332,8 +365,10 @@ def register(sub) -> None:
     t.add_argument("--out", required=True, help="output folder (safety.json, safety.joblib)")
     t.add_argument("--features", choices=["both", "tfidf", "embed"], default="both")
     t.add_argument("--target-precision", type=float, default=0.9)
-    t.add_argument("--C", type=float, default=4.0, help="inverse regularisation strength")
-    t.add_argument("--max-per-head", type=int, default=0, help="training posts per head, a seeded sample (0: all)")
+    t.add_argument("--C", type=POS_FLOAT, default=4.0, help="inverse regularisation strength")
+    t.add_argument(
+        "--max-per-head", type=NONNEG_INT, default=0, help="training posts per head, a seeded sample (0: all)"
+    )
     t.add_argument("--embed-cache", help="embedding cache folder (default: <out>/embed_cache)")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--no-progress", action="store_true")
@@ -358,11 +393,13 @@ def register(sub) -> None:
     f.add_argument("--base", required=True, help="base checkpoint folder or run folder")
     f.add_argument("--out", required=True, help="output run folder")
     f.add_argument("--corpus", help="clean-corpus folder (default: the base run's data/)")
-    f.add_argument("--steps", type=int, default=300)
-    f.add_argument("--batch-size", type=int, default=32)
-    f.add_argument("--seq-len", type=int, default=0, help="tokens per sequence (0: the model's context, at most 128)")
-    f.add_argument("--lr", type=float, default=1e-3)
-    f.add_argument("--max-posts", type=int, default=0, help="training posts used, a seeded sample (0: all)")
+    f.add_argument("--steps", type=POS_INT, default=300)
+    f.add_argument("--batch-size", type=POS_INT, default=32)
+    f.add_argument(
+        "--seq-len", type=NONNEG_INT, default=0, help="tokens per sequence (0: the model's context, at most 128)"
+    )
+    f.add_argument("--lr", type=POS_FLOAT, default=1e-3)
+    f.add_argument("--max-posts", type=NONNEG_INT, default=0, help="training posts used, a seeded sample (0: all)")
     f.add_argument("--seed", type=int, default=0)
     f.add_argument("--no-guard", action="store_true", help="skip building the memorization guard")
     f.add_argument("--no-progress", action="store_true")
@@ -376,7 +413,7 @@ def register(sub) -> None:
     g.add_argument("--corpus", nargs="+", required=True, help="post files or folders, or a clean corpus")
     g.add_argument("--out", required=True, help="output folder (segments.json, centroids.npy)")
     g.add_argument("-k", type=int, default=20, help="number of segments")
-    g.add_argument("--max-posts", type=int, default=5000, help="posts clustered, a seeded sample (0: all)")
+    g.add_argument("--max-posts", type=NONNEG_INT, default=5000, help="posts clustered, a seeded sample (0: all)")
     g.add_argument("--embed-cache", help="embedding cache folder (default: <out>/embed_cache)")
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--no-progress", action="store_true")
@@ -387,8 +424,8 @@ def register(sub) -> None:
     cp.add_argument("--checkpoint", required=True, help="fine-tuned checkpoint or run folder")
     cp.add_argument("--safety", required=True, help="folder made by 'tweetlm safety train'")
     cp.add_argument("--guard", help="memorization guard file (default: memorization_guard.pkl of the run)")
-    cp.add_argument("--candidates", type=int, default=64, help="posts sampled before filtering")
-    cp.add_argument("--temperature", type=float, default=0.9)
+    cp.add_argument("--candidates", type=POS_INT, default=64, help="posts sampled before filtering")
+    cp.add_argument("--temperature", type=NONNEG_FLOAT, default=0.9)
     cp.add_argument("--seed", type=int, default=0)
     cp.add_argument("--no-fixup", action="store_true", help="never append missing terms; only filter")
     cp.add_argument("--embed-cache", help="embedding cache folder")
@@ -402,9 +439,9 @@ def register(sub) -> None:
     pl.add_argument("--ad", help="the ad text")
     pl.add_argument("--brief", help="or a brief JSON file (product, message, terms, hashtag; its banned terms)")
     pl.add_argument("-k", type=int, default=10)
-    pl.add_argument("--candidates", type=int, default=50, help="posts retrieved before the safety filter")
+    pl.add_argument("--candidates", type=POS_INT, default=50, help="posts retrieved before the safety filter")
     pl.add_argument("--banned", action="append", help="exclude contexts containing this term (repeatable)")
-    pl.add_argument("--half-life-hours", type=float, default=None, help="recency half-life (default: none)")
+    pl.add_argument("--half-life-hours", type=POS_FLOAT, default=None, help="recency half-life (default: none)")
     pl.add_argument("--as-of", default=None, help="query time (ISO 8601); nothing later is placed against")
     pl.add_argument("--lang", action="append", help="only contexts in this language (repeatable)")
     pl.add_argument("--embed-cache", help="embedding cache folder")

@@ -16,6 +16,7 @@ Held-out loss on brief documents is measured before and after, on the same batch
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -56,7 +57,7 @@ class FinetuneConfig:
             raise ValueError(f"finetune lr must be > 0, got {self.lr}")
 
 
-def _read_posts(path: Path, limit: int, seed: int):
+def _read_posts(path: Path, limit: int, seed: int, from_corpus: bool = False):
     import random
 
     import pyarrow.parquet as pq
@@ -64,7 +65,13 @@ def _read_posts(path: Path, limit: int, seed: int):
     from tweetlm.data.post import Post, Provenance
 
     if not path.exists():
-        raise FileNotFoundError(f"{path} not found: the base run folder needs its clean corpus (tweetlm run)")
+        if from_corpus:
+            raise FileNotFoundError(
+                f"{path} not found: --corpus must be a clean-corpus folder (train.parquet, val.parquet)"
+            )
+        raise FileNotFoundError(
+            f"{path} not found: the base run folder needs its clean corpus (tweetlm run), or pass --corpus"
+        )
     cols = [c for c in ("id", "text", "source", "lang", "labels") if c in pq.read_schema(path).names]
     rows = pq.read_table(path, columns=cols).to_pylist() if "text" in cols else []
     if limit and limit < len(rows):
@@ -92,8 +99,20 @@ def finetune(
     Writes ``out/`` with ``tokens/``, ``checkpoints/``, ``metrics.jsonl``, ``config.json`` and
     ``finetune.json`` (the summary returned: steps, tokens, held-out loss before/after, wall seconds).
     Raises ``FileNotFoundError`` for a missing checkpoint or corpus, ``FileExistsError`` when ``out`` already
-    holds checkpoints, ``ValueError`` for a bad config.
+    holds checkpoints, ``ValueError`` for a bad config; ``out`` is removed again when this call created it and
+    then failed.
     """
+    out = Path(out)
+    created = not out.exists()
+    try:
+        return _finetune(base, out, cfg, corpus, progress)
+    except Exception:
+        if created and out.is_dir():
+            shutil.rmtree(out, ignore_errors=True)
+        raise
+
+
+def _finetune(base: str | Path, out: Path, cfg: FinetuneConfig | None, corpus: str | Path | None, progress: bool):
     import torch
     from tqdm import tqdm
 
@@ -124,8 +143,8 @@ def finetune(
     if cfg.seq_len > model.cfg.max_seq_len:
         raise ValueError(f"finetune seq_len={cfg.seq_len} exceeds the model's context ({model.cfg.max_seq_len})")
 
-    train_posts = _read_posts(data_dir / "train.parquet", cfg.max_posts, cfg.seed)
-    val_posts = _read_posts(data_dir / "val.parquet", cfg.val_posts, cfg.seed)
+    train_posts = _read_posts(data_dir / "train.parquet", cfg.max_posts, cfg.seed, corpus is not None)
+    val_posts = _read_posts(data_dir / "val.parquet", cfg.val_posts, cfg.seed, corpus is not None)
     df = DocFreq(p.text for p in train_posts)
     docs = {}
     for split, posts in (("train", train_posts), ("val", val_posts)):
