@@ -93,3 +93,15 @@ def test_full_queue_answers_503_not_hang(engine):
         codes = [r.status_code for r in asyncio.run(burst())]
     assert codes.count(200) >= 1 and codes.count(503) >= 1, codes
     assert set(codes) <= {200, 503}
+
+
+def test_bad_json_and_routes_not_enabled(base_url):
+    """Invalid JSON names the body; /v1/search and /v1/ads/* on a server started without them say which flag."""
+    auth = {"Authorization": f"Bearer {KEY}", "Content-Type": "application/json"}
+    r = httpx.post(f"{base_url}/v1/completions", content=b'{"prompt": "x",', headers=auth)
+    err = r.json()["error"]
+    assert r.status_code == 400 and err["param"] == "body" and "not valid JSON" in err["message"]
+    for path, flag in (("/v1/search", "--search-index"), ("/v1/ads/copy", "--ads-safety")):
+        r = httpx.post(f"{base_url}{path}", json={}, headers=auth)
+        err = r.json()["error"]
+        assert r.status_code == 404 and err["code"] == "not_enabled" and flag in err["message"]

@@ -118,6 +118,13 @@ def create_app(engine: Engine, config: ServeConfig | None = None, search_index=N
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, e: RequestValidationError):
         first = e.errors()[0]
+        if first.get("type") == "json_invalid":  # loc is ("body", <character position>)
+            return _error(
+                400,
+                f"invalid request: the body is not valid JSON ({first['msg']})",
+                "invalid_request_error",
+                param="body",
+            )
         loc = ".".join(str(x) for x in first["loc"] if x != "body")
         return _error(400, f"invalid request: {loc}: {first['msg']}", "invalid_request_error", param=loc or None)
 
@@ -281,11 +288,27 @@ def create_app(engine: Engine, config: ServeConfig | None = None, search_index=N
         from tweetlm.serve.search_routes import register_search_routes
 
         register_search_routes(app, search_index, batcher, APIError, cfg.max_tokens_limit)
+    else:
+        for path in ("/v1/search", "/v1/ask"):
+            app.add_api_route(path, _not_enabled("search", "--search-index DIR"), methods=["POST"])
     if ads is not None:
         from tweetlm.serve.ads_routes import register_ads_routes
 
         register_ads_routes(app, ads, engine, APIError)
+    else:
+        for path in ("/v1/ads/safety", "/v1/ads/copy", "/v1/ads/place"):
+            app.add_api_route(path, _not_enabled("advertising", "--ads-safety DIR"), methods=["POST"])
     return app
+
+
+def _not_enabled(what: str, flag: str):
+    """A route answering 404 with a JSON error naming the ``tweetlm serve`` flag that enables it."""
+
+    async def route():
+        raise APIError(404, f"{what} is not enabled on this server; start it with tweetlm serve {flag}",
+                       code="not_enabled")  # fmt: skip
+
+    return route
 
 
 def serve(
