@@ -399,3 +399,13 @@ def test_bad_keep_languages_ray_missing_and_nothing_kept_fail_cleanly(tmp_path, 
     args = ["data", "build", "--corpus", str(tmp_path / "empty.zip"), "--out", str(tmp_path / "z"), "--no-progress"]
     assert main(args) == 2
     assert "no posts left" in capsys.readouterr().err
+
+
+def test_map_names_a_missing_mapped_csv_column(tmp_path, capsys):
+    from tweetlm.cli.main import main
+
+    csv = tmp_path / "export.csv"
+    csv.write_text("post_id,body\n1,hello there friends\n", encoding="utf-8")
+    args = ["data", "build", "--corpus", str(csv), "--out", str(tmp_path / "o"), "--no-progress"]
+    assert main(args + ["--map", "text=nosuchcol"]) == 2
+    assert "mapped text column 'nosuchcol'" in capsys.readouterr().err

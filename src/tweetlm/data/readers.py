@@ -1271,6 +1271,9 @@ def _why_unmatched(info: _FileInfo) -> str:
     if _looks_binary(info.head):
         return "not a text file"
     if name.endswith(".csv"):
+        mapped = info.columns.columns_for("text", csv=True) if info.columns else ()
+        if mapped and info.columns.fields.get("text"):
+            return f"CSV without the mapped text column {mapped[0]!r}; its columns: {', '.join(info.csv_header()[:12])}"
         return f"CSV without a 'text' or 'tweet' column; its columns: {', '.join(info.csv_header()[:12])}"
     return (
         "unknown format: posts are read from .txt (one per line), .csv (a text column), .jsonl/.json (X API, "
