@@ -64,6 +64,7 @@ from pathlib import Path, PurePosixPath
 
 from tweetlm.data.formats import compressed, x_archive
 from tweetlm.data.formats.base import Emitter, finish, iter_json_values
+from tweetlm.data.formats.base import id_or_none as _id_or_none
 from tweetlm.data.formats.records import is_schema_document, parse_value
 from tweetlm.data.formats.tabular import ColumnMap, parquet_rows, parse_generic
 from tweetlm.data.ledger import Ledger
@@ -203,24 +204,6 @@ def _binary_error(info: _FileInfo) -> ValueError:
         f"{info.display} is not a text file (binary data: NUL or undecodable bytes in its first "
         f"{min(len(info.head), _HEAD_BYTES)} bytes); point the corpus at tweet files instead: {CORPUS_HINT}"
     )
-
-
-_SCI_FLOAT = re.compile(r"^[+-]?\d+(\.\d*)?[eE][+-]?\d+$|^\d+\.\d*$")
-
-
-def _id_or_none(value: object) -> str | None:
-    """A usable post id, or None. Ints become strings; floats and spreadsheet-mangled ids (``7.02608E+17``)
-    are refused, because their digits are already lost."""
-    if isinstance(value, bool) or value is None:
-        return None
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, str):
-        s = value.strip()
-        if not s or _SCI_FLOAT.match(s):
-            return None
-        return s
-    return None
 
 
 def _fallback_id(source: str, split: str | None, record: int) -> str:
