@@ -9,7 +9,6 @@ continues from the latest checkpoint, so a crashed run is restarted with the sam
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -38,18 +37,12 @@ def stage_data(cfg: RunConfig, corpus: list[str], rf: RunFolder) -> dict:
     """Run the ingestion pipeline (``data.pipeline``: read, normalize, language id, filters, PII scrub, retweet
     collapse, threads, exact and MinHash dedup) into ``rf.data``; returns the stage record.
 
-    ``cfg.data`` may be a plain ``CleanConfig`` (its fields are kept, the pipeline's own settings take their
-    defaults, with two tasks on a machine of two or more cores) or a ``PipelineConfig``. Raises ``ValueError``
-    when nothing is left, or no validation or no training posts (the messages say what to change).
+    ``cfg.data`` is the ``PipelineConfig`` (every recipe's data section). Raises ``ValueError`` when nothing is
+    left, or no validation or no training posts (the messages say what to change).
     """
     from tweetlm.data.pipeline.build import build_corpus
-    from tweetlm.data.pipeline.config import PipelineConfig
 
-    if isinstance(cfg.data, PipelineConfig):
-        pcfg = cfg.data
-    else:  # a plain CleanConfig: the pipeline's defaults, one task per core up to two
-        pcfg = PipelineConfig.from_clean(cfg.data, tasks=min(2, os.cpu_count() or 1))
-    report = build_corpus(corpus, rf.data, pcfg, quiet=True)
+    report = build_corpus(corpus, rf.data, cfg.data, quiet=True)
     if report["kept"] == 0:
         reasons: Counter = Counter()
         qfile = rf.data / "quarantine.jsonl"
@@ -61,7 +54,7 @@ def stage_data(cfg: RunConfig, corpus: list[str], rf: RunFolder) -> dict:
             + (f"; quarantine reasons: {why} (see {qfile})" if why else "")
         )
     if not report["val_posts"]:
-        vf, kept = pcfg.val_fraction, report["kept"]
+        vf, kept = cfg.data.val_fraction, report["kept"]
         raise ValueError(
             f"the corpus {corpus} gave no validation posts: either every kept post is marked 'train' by its corpus "
             "layout (e.g. a *train_text.txt file): add the corpus's val/dev file too, or give the posts as a plain "
@@ -171,10 +164,7 @@ def check_config(cfg: RunConfig) -> None:
     shape = copy.deepcopy(cfg.model)
     shape.vocab_size = cfg.tokenizer.vocab_size
     shape.validate()
-    if not 0.0 <= cfg.data.val_fraction < 1.0:
-        raise ValueError(f"data.val_fraction must be in [0, 1), got {cfg.data.val_fraction}")
-    if hasattr(cfg.data, "validate"):
-        cfg.data.validate()
+    cfg.data.validate()  # val_fraction, languages, executor, tasks, MinHash settings, column mapping
 
 
 # Sections that shape the data, tokenizer or model: a resumed run must keep them (training length may change).

@@ -8,7 +8,7 @@ read them are in ``steps.py`` and ``decide.py``.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 
 from tweetlm.data.clean import CleanConfig
 
@@ -128,9 +128,3 @@ class PipelineConfig(CleanConfig):
             return ColumnMap.parse(self.columns)
         except ValueError as e:
             raise ValueError(f"data.columns: {e}") from None
-
-    @classmethod
-    def from_clean(cls, cfg: CleanConfig, **overrides) -> PipelineConfig:
-        """A ``PipelineConfig`` with the fields of ``cfg`` (a plain ``CleanConfig`` or a ``PipelineConfig``)."""
-        names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in asdict(cfg).items() if k in names}, **overrides)
