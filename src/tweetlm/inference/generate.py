@@ -33,7 +33,7 @@ class KVCache:
 @dataclass
 class SampleConfig:
     """Attributes: num_samples (posts to generate), max_new_tokens, temperature (0 = greedy), top_k (0 = off),
-    top_p (1.0 = off), seed."""
+    top_p (1.0 = off), seed, tweet_mode (end at a complete post of at most 280 weighted characters)."""
 
     num_samples: int = 8
     max_new_tokens: int = 64
@@ -41,6 +41,7 @@ class SampleConfig:
     top_k: int = 0
     top_p: float = 0.95
     seed: int = 42
+    tweet_mode: bool = False
 
 
 def sample_next(

@@ -119,7 +119,7 @@ def _finetune(base: str | Path, out: Path, cfg: FinetuneConfig | None, corpus: s
     from tweetlm.common.token_shards import open_shard
     from tweetlm.data.briefs import DocFreq, brief_from_post, example
     from tweetlm.model.load import load_model, resolve_checkpoint
-    from tweetlm.tokenizer.bpe import PostTokenizer
+    from tweetlm.tokenizer.bpe import PostTokenizer, copy_tokenizer
     from tweetlm.tokenizer.encode import encode_split
     from tweetlm.training.checkpoint import latest_checkpoint, save_checkpoint
     from tweetlm.training.config import TrainConfig
@@ -158,7 +158,7 @@ def _finetune(base: str | Path, out: Path, cfg: FinetuneConfig | None, corpus: s
     tcfg.validate()
     run_config = {**run_config, "finetune": asdict(cfg), "base_checkpoint": str(ckpt)}
     dst.config.write_text(json.dumps(run_config, indent=1))
-    (dst.root / "tokenizer.json").write_text((ckpt / "tokenizer.json").read_text())
+    copy_tokenizer(ckpt / "tokenizer.json", dst.root)
 
     torch.manual_seed(cfg.seed)
     loader = PackedLoader(open_shard(dst.tokens / "train"), cfg.batch_size, cfg.seq_len, cfg.seed)

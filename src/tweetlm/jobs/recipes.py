@@ -3,8 +3,10 @@
 The run config composes each layer's own dataclass. Recipes:
 - ``tiny_cpu``: the test recipe, a whole run in well under a minute on 2 CPU cores (2 layers, width 64,
   seq 64);
-- ``demo_cpu``: the demo; sized so ``make demo`` (install included) ends within 15 minutes on a 2-core
-  machine (see README for measured times).
+- ``tiny_base_cpu``: ``tiny_cpu`` continued from a base named with ``--base`` (tests of continued pretraining);
+- ``scratch_cpu``: a 2.56M-parameter model from scratch with its own BPE (the demo before the open base);
+- ``demo_cpu``: the demo: SmolLM2-135M imported and continued on the posts, compared with ``scratch_cpu``; sized
+  so ``make demo`` (install included) ends within 15 minutes on a 2-core machine (see README for measured times).
 - ``d12_gpu``: one GPU, bf16, nanochat-like depth 12 (width 768 = 64 * depth, 6 heads of 128), GPT-2-small size
   (124M parameters with the tied 50,304-token embedding), seq 2048, 524,288 tokens per step (32 x 2048 x 8 micro
   batches), 5,000 steps = 2.6B tokens (about 21 tokens per parameter, Hoffmann et al. 2022).
@@ -35,6 +37,9 @@ class RunConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     sample: SampleConfig = field(default_factory=SampleConfig)
+    base: str = ""  # an open base to continue (tweetlm import names: smollm2-135m, a .gguf, an HF folder, a hub id)
+    scratch_recipe: str = ""  # also train this from-scratch recipe on the same corpus and compare (report)
+    scratch_steps: int = 0  # its max_steps (0: the recipe's own)
 
 
 def tiny_cpu() -> RunConfig:
@@ -48,9 +53,10 @@ def tiny_cpu() -> RunConfig:
     )
 
 
-def demo_cpu() -> RunConfig:
+def scratch_cpu() -> RunConfig:
+    """The from-scratch CPU model (the demo before the open base): 2.56M parameters, own 4,096-token BPE."""
     return RunConfig(
-        recipe="demo_cpu",
+        recipe="scratch_cpu",
         tokenizer=TokenizerConfig(vocab_size=4096),
         model=ModelConfig(n_layer=4, n_embd=192, n_head=3, max_seq_len=128),
         train=TrainConfig(
@@ -59,6 +65,43 @@ def demo_cpu() -> RunConfig:
         eval=EvalConfig(batch_size=128),
         sample=SampleConfig(num_samples=8, max_new_tokens=60),
     )
+
+
+def demo_cpu() -> RunConfig:
+    """SmolLM2-135M continued on the posts, in bf16 autocast (1.6x fp32 on this CPU), with a from-scratch
+    ``scratch_cpu`` model trained beside it for a comparable wall time; both and the base as imported are scored
+    on the same seeded sample of validation posts. Sized for ``make demo`` in 15 minutes on 2 cores."""
+    return RunConfig(
+        recipe="demo_cpu",
+        base="smollm2-135m",
+        model=ModelConfig(),  # replaced by the base's shape
+        train=TrainConfig(
+            batch_size=8,
+            seq_len=128,
+            max_steps=80,
+            lr=2e-4,
+            min_lr_ratio=0.1,
+            warmup_steps=4,
+            weight_decay=0.0,
+            precision="bf16",
+            ckpt_every=20,
+            keep_checkpoints=1,
+            log_every=1,
+        ),
+        eval=EvalConfig(batch_size=32, sample_docs=1000, sample_seed=0, precision="bf16"),
+        sample=SampleConfig(num_samples=6, max_new_tokens=60, tweet_mode=True),
+        scratch_recipe="scratch_cpu",
+        scratch_steps=0,
+    )
+
+
+def tiny_base_cpu() -> RunConfig:
+    """The test recipe for continued pretraining: ``tiny_cpu``'s training settings from a base given with
+    ``--base`` (e.g. a tiny model written by ``tweetlm export hf``)."""
+    cfg = tiny_cpu()
+    cfg.recipe = "tiny_base_cpu"
+    cfg.train.lr = 1e-3
+    return cfg
 
 
 def d12_gpu() -> RunConfig:
@@ -106,7 +149,14 @@ def d20_8gpu_fsdp() -> RunConfig:
     )
 
 
-RECIPES = {"tiny_cpu": tiny_cpu, "demo_cpu": demo_cpu, "d12_gpu": d12_gpu, "d20_8gpu_fsdp": d20_8gpu_fsdp}
+RECIPES = {
+    "tiny_cpu": tiny_cpu,
+    "tiny_base_cpu": tiny_base_cpu,
+    "scratch_cpu": scratch_cpu,
+    "demo_cpu": demo_cpu,
+    "d12_gpu": d12_gpu,
+    "d20_8gpu_fsdp": d20_8gpu_fsdp,
+}
 
 
 def get_recipe(name: str) -> RunConfig:

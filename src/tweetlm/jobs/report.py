@@ -39,6 +39,48 @@ def plot_loss(rf: RunFolder) -> bool:
     return True
 
 
+def _fmt(e: dict | None) -> str:
+    return "" if not e else f"{e['bpb']:.3f} +/- {e.get('bpb_se', 0):.3f}"
+
+
+def _comparison(ev: dict, stages: dict) -> list[str]:
+    """The table of the base as imported, the continued model and the from-scratch model, scored on the same
+    validation posts (empty for a plain from-scratch run)."""
+    base, scratch = ev.get("base"), stages.get("scratch")
+    if not base and not scratch:
+        return []
+    tr = stages["train"]
+    n = ev["overall"]["docs"]
+    lines = [
+        f"## Base vs continued vs from scratch (the same {n:,} validation posts, bits-per-byte +/- standard error)",
+        "",
+        "| model | parameters | training | TweetEval val | all sampled posts |",
+        "|---|---:|---|---:|---:|",
+    ]
+    if base:
+        name = stages.get("import", {}).get("base", {}).get("name", "base")
+        lines.append(
+            f"| base as imported ({name}) | {base['params']:,} | none here | {_fmt(base.get('tweeteval_val'))} | "
+            f"{_fmt(base['overall'])} |"
+        )
+    what = "continued" if base else "this run"
+    lines.append(
+        f"| {what} | {ev.get('params', tr['num_params']):,} | {tr['steps']} steps, {tr['tokens']:,} tokens, "
+        f"{tr['train_wall_s']:.0f} s | {_fmt(ev.get('tweeteval_val'))} | {_fmt(ev['overall'])} |"
+    )
+    if scratch:
+        st, se = scratch["train"], scratch["eval"]
+        lines.append(
+            f"| from scratch (`{scratch['recipe']}`, own BPE) | {se['params']:,} | {st['steps']} steps, "
+            f"{st['tokens']:,} tokens, {st['train_wall_s']:.0f} s | {_fmt(se.get('tweeteval_val'))} | "
+            f"{_fmt(se['overall'])} |"
+        )
+    if base:
+        d = base["overall"]["bpb"] - ev["overall"]["bpb"]
+        lines += ["", f"Continued pretraining changed bits-per-byte by {-d:+.3f} on these posts."]
+    return lines + [""]
+
+
 def write_report(rf: RunFolder, cfg, stages: dict) -> str:
     """Write ``report.md`` and ``loss.png``; return the one-screen summary text."""
     plot_loss(rf)
@@ -73,18 +115,20 @@ def write_report(rf: RunFolder, cfg, stages: dict) -> str:
         "![loss](loss.png)",
         "",
     ]
+    lines += _comparison(ev, stages)
     lines += [
         "## Evaluation (held-out posts, bits-per-byte)",
         "",
-        "| source | docs | bytes | loss (nats/token) | bits-per-byte |",
-        "|---|---:|---:|---:|---:|",
+        "| source | docs | bytes | loss (nats/token) | bits-per-byte | standard error |",
+        "|---|---:|---:|---:|---:|---:|",
     ]
     rows = list(ev["per_source"].items())
     if tw:
         rows.append(("**TweetEval val (all tasks)**", tw))
     rows.append(("**overall**", ev["overall"]))
     for name, e in rows:
-        lines.append(f"| {name} | {e['docs']:,} | {e['bytes']:,} | {e['loss']:.3f} | {e['bpb']:.3f} |")
+        se = f"{e['bpb_se']:.3f}" if "bpb_se" in e else ""
+        lines.append(f"| {name} | {e['docs']:,} | {e['bytes']:,} | {e['loss']:.3f} | {e['bpb']:.3f} | {se} |")
     lines += [
         "",
         f"## Samples (sample i uses seed {samples['settings']['seed']} + i, "
@@ -101,6 +145,10 @@ def write_report(rf: RunFolder, cfg, stages: dict) -> str:
     bpb_line = f"bits-per-byte: {ev['overall']['bpb']:.3f} overall"
     if tw:
         bpb_line += f", {tw['bpb']:.3f} on TweetEval val ({tw['docs']:,} posts)"
+    for label, other in (("base as imported", ev.get("base")), ("from scratch", stages.get("scratch", {}).get("eval"))):
+        if other:
+            o = other.get("tweeteval_val") if tw else other["overall"]
+            bpb_line += f"; {label} {o['bpb']:.3f}"
     summary = [
         "",
         f"== tweetlm run '{rf.root.name}' done in {stages.get('total_wall_s', 0):.0f}s ==",

@@ -68,7 +68,15 @@ def stage_data(cfg: RunConfig, corpus: list[str], rf: RunFolder) -> dict:
     return {**{k: report[k] for k in keys}, "steps": report["steps"], "languages": report["languages"]}
 
 
-def stage_tokenizer(cfg: RunConfig, rf: RunFolder) -> dict:
+def stage_tokenizer(cfg: RunConfig, rf: RunFolder, base_ckpt: Path | None = None) -> dict:
+    """Train byte-level BPE on the training posts, or, for a run from an imported base, take the base's own
+    tokenizer as it is (``base_ckpt/tokenizer.json`` and its ``tokenizer_config.json``)."""
+    from tweetlm.tokenizer.bpe import PostTokenizer, copy_tokenizer
+
+    if base_ckpt is not None:
+        copy_tokenizer(base_ckpt / "tokenizer.json", rf.root)
+        tok = PostTokenizer.load(rf.tokenizer)
+        return {"vocab_size": tok.vocab_size, "from_base": str(base_ckpt), "document_tokens": tok.specials}
     from tweetlm.data.corpus import read_corpus_texts
     from tweetlm.tokenizer.bpe import train_tokenizer
 
@@ -76,6 +84,43 @@ def stage_tokenizer(cfg: RunConfig, rf: RunFolder) -> dict:
     tok = train_tokenizer(texts, cfg.tokenizer, length=len(texts))
     tok.save(rf.tokenizer)
     return {"vocab_size": tok.vocab_size, "trained_on_posts": len(texts)}
+
+
+def stage_import(cfg: RunConfig, rf: RunFolder) -> dict:
+    """Import ``cfg.base`` into ``rf.base`` (a checkpoint folder: the model as imported, evaluated beside the
+    continued one)."""
+    from tweetlm.jobs.import_base import import_base
+
+    return import_base(cfg.base, rf.root / "base", overwrite=True)
+
+
+def stage_scratch(cfg: RunConfig, rf: RunFolder, doc_ids: list[int], progress: bool) -> dict:
+    """The from-scratch comparison: recipe ``cfg.scratch_recipe`` trained on this run's corpus in
+    ``rf.root/scratch`` (its own BPE tokenizer and token shards) and scored on the same validation documents as
+    the main model (``doc_ids``: indices into the validation split, the same posts whatever the tokenizer)."""
+    from tweetlm.jobs.recipes import get_recipe
+
+    sub = get_recipe(cfg.scratch_recipe)
+    sub.name, sub.data, sub.eval = f"{cfg.name}/scratch", cfg.data, cfg.eval
+    if cfg.scratch_steps > 0:
+        sub.train.max_steps = cfg.scratch_steps
+        sub.train.warmup_steps = min(sub.train.warmup_steps, max(1, cfg.scratch_steps // 10))
+    sf = RunFolder.create(rf.root / "scratch")
+    for name in ("data",):  # the corpus is shared, not rebuilt
+        link = sf.root / name
+        if not link.exists():
+            link.symlink_to(Path("..") / name)
+    tok = stage_tokenizer(sub, sf)
+    enc = stage_encode(sub, sf)
+    sub.model.vocab_size = tok["vocab_size"]
+    sf.config.write_text(json.dumps(to_dict(sub), indent=1))
+    from tweetlm.training.checkpoint import latest_checkpoint
+
+    resume = latest_checkpoint(sf.checkpoints) is not None
+    tr = stage_train(sub, sf, resume, progress, json.loads((rf.data / "manifest.json").read_text())["corpus_hash"])
+    ev = evaluate_checkpoint(tr["checkpoint"], sf, sub.eval, progress, doc_ids)
+    sf.eval.write_text(json.dumps(ev, indent=1))
+    return {"recipe": cfg.scratch_recipe, "tokenizer": tok, "encode": enc, "train": tr, "eval": ev}
 
 
 def stage_encode(cfg: RunConfig, rf: RunFolder) -> dict:
@@ -111,21 +156,46 @@ def stage_train(cfg: RunConfig, rf: RunFolder, resume: bool, progress: bool, cor
     return r.to_dict()
 
 
-def stage_eval(cfg: RunConfig, rf: RunFolder, ckpt: str, progress: bool) -> dict:
+GROUPS = {"tweeteval_val": "tweeteval/"}  # pooled entries of eval.json besides overall and per source
+
+
+def evaluate_checkpoint(ckpt, rf: RunFolder, ecfg, progress: bool, doc_ids: list[int] | None = None) -> dict:
+    """Bits-per-byte of checkpoint ``ckpt`` on ``rf``'s validation shard (the documents ``ecfg`` selects, or
+    exactly ``doc_ids``)."""
+    import numpy as np
+
     from tweetlm.common.token_shards import open_shard
-    from tweetlm.eval.bpb import evaluate_bpb, group_bpb
+    from tweetlm.eval.bpb import bpb_entry, evaluate_bpb, group_mask, score_docs
     from tweetlm.model.load import load_model
     from tweetlm.tokenizer.bpe import PostTokenizer
 
     model = load_model(ckpt)
     tok = PostTokenizer.load(rf.tokenizer)
-    res = evaluate_bpb(model, open_shard(rf.tokens / "val"), cfg.eval, tok.pad_id, progress=progress)
-    tweeteval = group_bpb(res["per_source"], "tweeteval/")
-    if tweeteval is not None:
-        res["tweeteval_val"] = tweeteval
-    res["checkpoint"] = ckpt
-    rf.eval.write_text(json.dumps(res, indent=1))
+    shard = open_shard(rf.tokens / "val")
+    if doc_ids is None:
+        res = evaluate_bpb(model, shard, ecfg, tok.pad_id, progress=progress, groups=GROUPS)
+    else:
+        ids = np.asarray(doc_ids, dtype=np.int64)
+        nats, ntok = score_docs(model, shard, ids, ecfg, tok.pad_id, progress)
+        nbytes = np.asarray(shard.doc_bytes, dtype=np.int64)[ids]
+        res = {"overall": bpb_entry(nats, ntok, nbytes), "per_source": {}}
+        for name, prefix in GROUPS.items():
+            m = group_mask(shard, ids, prefix)
+            if m.any():
+                res[name] = bpb_entry(nats[m], ntok[m], nbytes[m])
+    res["checkpoint"] = str(ckpt)
+    res["params"] = model.num_params()
     return res
+
+
+def stage_eval(cfg: RunConfig, rf: RunFolder, ckpt: str, progress: bool) -> dict:
+    """Evaluate the final checkpoint (and, for a run from a base, the base as imported on the same documents)
+    into ``eval.json``."""
+    res = evaluate_checkpoint(ckpt, rf, cfg.eval, progress)
+    if cfg.base:
+        res["base"] = evaluate_checkpoint(rf.root / "base", rf, cfg.eval, progress, res["doc_ids"])
+    rf.eval.write_text(json.dumps(res, indent=1))
+    return {k: v for k, v in res.items() if k != "doc_ids"}
 
 
 def stage_samples(cfg: RunConfig, rf: RunFolder, ckpt: str) -> dict:
@@ -139,7 +209,12 @@ def stage_samples(cfg: RunConfig, rf: RunFolder, ckpt: str) -> dict:
     s = cfg.sample
     params = [
         SamplingParams(
-            max_tokens=s.max_new_tokens, temperature=s.temperature, top_k=s.top_k, top_p=s.top_p, seed=s.seed + i
+            max_tokens=s.max_new_tokens,
+            temperature=s.temperature,
+            top_k=s.top_k,
+            top_p=s.top_p,
+            seed=s.seed + i,
+            tweet_mode=s.tweet_mode,
         )
         for i in range(s.num_samples)
     ]
@@ -159,12 +234,21 @@ def check_config(cfg: RunConfig) -> None:
     from tweetlm.training.loop import pick_device
 
     pick_device(cfg.train.device)
+    cfg.data.validate()  # val_fraction, languages, executor, tasks, MinHash settings, column mapping
+    if cfg.scratch_recipe:
+        from tweetlm.jobs.recipes import get_recipe
+
+        get_recipe(cfg.scratch_recipe)
+    if cfg.base:
+        from tweetlm.model.hf_format import resolve_base
+
+        resolve_base(cfg.base)  # a bad name or path fails now, not after the data stage
+        return  # the model section comes from the base (checked when it is imported)
     if cfg.train.seq_len > cfg.model.max_seq_len:
         raise ValueError(f"train.seq_len={cfg.train.seq_len} exceeds model.max_seq_len={cfg.model.max_seq_len}")
     shape = copy.deepcopy(cfg.model)
     shape.vocab_size = cfg.tokenizer.vocab_size
     shape.validate()
-    cfg.data.validate()  # val_fraction, languages, executor, tasks, MinHash settings, column mapping
 
 
 # Sections that shape the data, tokenizer or model: a resumed run must keep them (training length may change).
@@ -194,7 +278,11 @@ def check_resume_matches(rf: RunFolder, cfg: RunConfig, corpus: list[str], stage
         return
     old, new = json.loads(rf.config.read_text()), to_dict(cfg)
     diffs = []
+    if old.get("base", "") != cfg.base:
+        diffs.append(f"base: {old.get('base', '')!r} -> {cfg.base!r}")
     for section in _FROZEN_ON_RESUME:
+        if section == "model" and cfg.base:
+            continue  # the model is the base's
         for key, value in new[section].items():
             if section == "model" and key == "vocab_size":
                 continue
@@ -251,14 +339,27 @@ def run(
     data = do("data", lambda: stage_data(cfg, corpus, rf), rf.data / "manifest.json")
     for line in data["equation"]:
         _say("  " + line, quiet)
-    do("tokenizer", lambda: stage_tokenizer(cfg, rf), rf.tokenizer)
+    base_ckpt = None
+    if cfg.base:
+        imp = do("import", lambda: stage_import(cfg, rf), rf.root / "base" / "model.safetensors")
+        base_ckpt = Path(imp["checkpoint"])
+        from tweetlm.model.load import model_config_from_checkpoint
+
+        cfg.model = model_config_from_checkpoint(base_ckpt)
+        cfg.train.init_from = str(base_ckpt)
+        if cfg.train.seq_len > cfg.model.max_seq_len:
+            raise ValueError(f"train.seq_len={cfg.train.seq_len} exceeds the base's context {cfg.model.max_seq_len}")
+    do("tokenizer", lambda: stage_tokenizer(cfg, rf, base_ckpt), rf.tokenizer)
     do("encode", lambda: stage_encode(cfg, rf), rf.tokens / "val.json")
     cfg.model.vocab_size = stages["tokenizer"]["vocab_size"]
     rf.config.write_text(json.dumps(to_dict(cfg), indent=1))
-    for later in ("train", "eval", "samples"):  # training resumes from its own checkpoint; the rest follows it
+    for later in ("train", "eval", "scratch", "samples"):  # training resumes from its own checkpoint
         stages.pop(later, None)
     tr = do("train", lambda: stage_train(cfg, rf, resume, progress, data["corpus_hash"]))
     ev = do("eval", lambda: stage_eval(cfg, rf, tr["checkpoint"], progress))
+    if cfg.scratch_recipe:
+        doc_ids = json.loads(rf.eval.read_text())["doc_ids"]
+        do("scratch", lambda: stage_scratch(cfg, rf, doc_ids, progress))
     do("samples", lambda: stage_samples(cfg, rf, tr["checkpoint"]))
     stages["total_wall_s"] = round(time.perf_counter() - t_run, 2)
     rf.stages.write_text(json.dumps(stages, indent=1, ensure_ascii=False))

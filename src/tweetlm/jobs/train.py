@@ -4,7 +4,8 @@
 step, with any recipe and overrides, in one process or under ``torchrun`` (every rank runs this same function;
 ``training.loop.train`` is the training function of both jobs). The vocabulary size is taken from the token
 shards. Outputs (``checkpoints/``, ``metrics.jsonl``, ``tb/``, ``config.json``) go to ``out`` (default: the run
-folder itself). Evaluation and sampling stay with ``tweetlm run`` / eval.
+folder itself). A run folder made from an imported base (``tweetlm run --base``) trains the base's shape,
+starting from the base's weights (``train.init_from``). Evaluation and sampling stay with ``tweetlm run`` / eval.
 """
 
 from __future__ import annotations
@@ -35,6 +36,14 @@ def train_run(
             f"{src.root.name}' first"
         )
     dst = RunFolder(Path(out)) if out else src
+    made_with = json.loads(src.config.read_text()) if src.config.exists() else {}
+    if made_with.get("base") and (src.root / "base" / "model.safetensors").exists():
+        # a run continued from an imported base: same shape, and start from the base unless told otherwise
+        from tweetlm.model.load import model_config_from_checkpoint
+
+        cfg.base = made_with["base"]
+        cfg.model = model_config_from_checkpoint(src.root / "base")
+        cfg.train.init_from = cfg.train.init_from or str(src.root / "base")
     cfg.model.vocab_size = open_shard(src.tokens / "train").vocab_size
     is_main = int(os.environ.get("RANK", 0)) == 0
     if is_main:

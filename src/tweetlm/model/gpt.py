@@ -18,9 +18,27 @@ from torch import nn
 from tweetlm.model.config import ModelConfig
 
 
-def rope_tables(head_dim: int, max_seq_len: int, theta: float, device=None) -> tuple[torch.Tensor, torch.Tensor]:
-    """cos and sin tables, each ``(max_seq_len, head_dim // 2)`` float32."""
+def rope_tables(
+    head_dim: int, max_seq_len: int, theta: float, device=None, cfg: ModelConfig | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos and sin tables, each ``(max_seq_len, head_dim // 2)`` float32.
+
+    With ``cfg.rope_scaling == "llama3"`` the inverse frequencies are rescaled as Llama 3.1 does (Meta's
+    reference ``apply_scaling``; ``transformers``' ``_compute_llama3_parameters``): wavelengths longer than
+    ``original / low_freq_factor`` are divided by ``factor``, shorter than ``original / high_freq_factor`` kept,
+    and the band between interpolated smoothly.
+    """
     inv_freq = 1.0 / (theta ** (torch.arange(0, head_dim, 2, device=device, dtype=torch.float32) / head_dim))
+    if cfg is not None and cfg.rope_scaling == "llama3":
+        old_len, factor = cfg.rope_original_max_seq_len, cfg.rope_factor
+        low_wavelen = old_len / cfg.rope_low_freq_factor
+        high_wavelen = old_len / cfg.rope_high_freq_factor
+        wavelen = 2 * math.pi / inv_freq
+        smooth = (old_len / wavelen - cfg.rope_low_freq_factor) / (cfg.rope_high_freq_factor - cfg.rope_low_freq_factor)
+        smoothed = (1 - smooth) * inv_freq / factor + smooth * inv_freq
+        inv_freq = torch.where(wavelen > low_wavelen, inv_freq / factor, inv_freq)
+        medium = (wavelen >= high_wavelen) & (wavelen <= low_wavelen)
+        inv_freq = torch.where(medium, smoothed, inv_freq)
     t = torch.arange(max_seq_len, device=device, dtype=torch.float32)
     freqs = torch.outer(t, inv_freq)
     return freqs.cos(), freqs.sin()
@@ -115,7 +133,7 @@ class GPT(nn.Module):
         self.norm = RMSNorm(cfg.n_embd, cfg.norm_eps)
         self.lm_head = nn.Linear(cfg.n_embd, cfg.vocab_size, bias=False)
         self.tie_weights()
-        cos, sin = rope_tables(cfg.head_dim, cfg.max_seq_len, cfg.rope_theta, device=self.tok_emb.weight.device)
+        cos, sin = rope_tables(cfg.head_dim, cfg.max_seq_len, cfg.rope_theta, self.tok_emb.weight.device, cfg)
         self.register_buffer("rope_cos", cos, persistent=False)
         self.register_buffer("rope_sin", sin, persistent=False)
 
@@ -147,7 +165,9 @@ class GPT(nn.Module):
                 continue
             s = std / math.sqrt(2 * self.cfg.n_layer) if name.endswith(("wo.weight", "w2.weight")) else std
             p.copy_(torch.empty(p.shape, dtype=torch.float32).normal_(0.0, s, generator=gen))
-        cos, sin = rope_tables(self.cfg.head_dim, self.cfg.max_seq_len, self.cfg.rope_theta, self.rope_cos.device)
+        cos, sin = rope_tables(
+            self.cfg.head_dim, self.cfg.max_seq_len, self.cfg.rope_theta, self.rope_cos.device, self.cfg
+        )
         self.rope_cos.copy_(cos)
         self.rope_sin.copy_(sin)
 

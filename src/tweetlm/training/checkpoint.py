@@ -4,7 +4,8 @@ export a consolidated ``model.safetensors``.
 A checkpoint is a folder ``step_<N>/`` with
 - ``model.safetensors``: the whole model, consolidated (a tied embedding stored once), what
   ``tweetlm.model.load.load_model`` reads for eval and inference;
-- ``config.json`` (the resolved run config) and ``tokenizer.json``;
+- ``config.json`` (the resolved run config) and ``tokenizer.json`` (with ``tokenizer_config.json`` for an imported
+  base's tokenizer);
 - ``dcp/``: model and optimizer state written with ``torch.distributed.checkpoint`` (DCP), one file per rank;
   DCP reshards on load, so a checkpoint written by FSDP2 on 8 ranks resumes on 1 or 4 (and a one-process
   checkpoint resumes under FSDP2);
@@ -38,6 +39,7 @@ from torch.distributed.checkpoint.state_dict import (
 
 from tweetlm.model.config import ModelConfig
 from tweetlm.model.gpt import GPT
+from tweetlm.tokenizer.bpe import copy_tokenizer
 from tweetlm.training.distributed import barrier, is_distributed
 
 # DCP warns on every single-process save/load that it "assumes the intent" is one process; it is.
@@ -106,7 +108,7 @@ def save_checkpoint(
     barrier()
     if is_main:
         (tmp / "config.json").write_text(json.dumps(run_config, indent=1))
-        shutil.copyfile(tokenizer_path, tmp / "tokenizer.json")
+        copy_tokenizer(tokenizer_path, tmp)  # tokenizer.json (+ tokenizer_config.json of an imported base)
         torch.save(dict(trainer_state, step=step), tmp / "trainer_state.pt")
         if final.exists():
             shutil.rmtree(final)

@@ -87,6 +87,22 @@ def build_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Ada
     return torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), eps=1e-8, fused=fused or None)
 
 
+def load_initial_weights(model: GPT, ckpt_dir: str | Path) -> None:
+    """Copy the weights of checkpoint ``ckpt_dir`` (e.g. an imported base) into ``model`` in place, before it is
+    wrapped. ``ValueError`` when the checkpoint's model shape differs from ``model.cfg`` (naming the fields)."""
+    from safetensors.torch import load_model as st_load
+
+    from tweetlm.model.load import model_config_from_checkpoint, resolve_checkpoint
+
+    ckpt = resolve_checkpoint(ckpt_dir)
+    theirs, ours = dataclasses.asdict(model_config_from_checkpoint(ckpt)), dataclasses.asdict(model.cfg)
+    diff = [f"{k}: {theirs.get(k)!r} vs {v!r}" for k, v in ours.items() if k != "init_std" and theirs.get(k) != v]
+    if diff:
+        raise ValueError(f"train.init_from={ckpt_dir}: its model shape differs from the run's ({'; '.join(diff)})")
+    st_load(model, str(ckpt / "model.safetensors"), device=str(model.tok_emb.weight.device))
+    model.tie_weights()
+
+
 def token_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """Mean next-token cross-entropy in nats: ``logits`` (B, T, V) in any float dtype, ``targets`` (B, T) int64.
     The log-softmax runs in fp32. Compiled (``train.compile``), the upcast and the softmax fuse into one kernel
@@ -146,6 +162,10 @@ def _train(
     shard = open_shard(Path(token_dir) / "train")
     loader = PackedLoader(shard, cfg.batch_size, cfg.seq_len, cfg.seed, info.rank, world)
     model = GPT.build(model_cfg, device=device, seed=cfg.seed)
+    if cfg.init_from and not (resume and latest_checkpoint(ckpt_root) is not None):
+        load_initial_weights(model, cfg.init_from)
+    if cfg.freeze_embeddings:
+        model.tok_emb.weight.requires_grad_(False)
     num_params = model.num_params()
     wrapped = parallelize(model, mode, device, world, cfg.activation_checkpointing, cfg.compile)
     opt = build_optimizer(model, cfg)
@@ -169,7 +189,8 @@ def _train(
         loss_val = state.get("loss", float("nan"))
         last_ckpt = ck
     fpt = train_flops_per_token(model_cfg, cfg.seq_len)
-    peak = cfg.peak_flops or device_peak_flops(device)[0]
+    bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and device.type == "cuda")
+    peak = cfg.peak_flops or device_peak_flops(device, bf16)[0]
     metrics = MetricsWriter(
         metrics_path,
         Path(metrics_path).parent / "tb" if cfg.tensorboard else None,
@@ -217,7 +238,7 @@ def _train(
             x, y = loader.next_batch()
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
             with no_grad_sync(wrapped, world > 1 and micro < cfg.grad_accum - 1):
-                with autocast_context(device):
+                with autocast_context(device, cfg.precision):
                     logits = wrapped(x)
                 loss = loss_fn(logits, y)
                 (loss / cfg.grad_accum).backward()

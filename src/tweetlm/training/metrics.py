@@ -34,35 +34,37 @@ GPU_PEAK_BF16 = {
     "RTX 4090": 165e12,
 }
 
-_cpu_peak_cache: dict[int, float] = {}
+_cpu_peak_cache: dict[tuple[int, torch.dtype], float] = {}
 
 
-def measure_cpu_matmul_flops(n: int = 1024, seconds: float = 0.5) -> float:
-    """fp32 FLOP/s of an ``n x n`` matmul on this process's ``torch.get_num_threads()`` threads, the best of a
-    few timed runs (cached per thread count)."""
+def measure_cpu_matmul_flops(n: int = 1024, seconds: float = 0.5, dtype: torch.dtype = torch.float32) -> float:
+    """FLOP/s of an ``n x n`` matmul in ``dtype`` (fp32, or bf16 for bf16 autocast) on this process's
+    ``torch.get_num_threads()`` threads, the best of a few timed runs (cached per thread count and dtype)."""
     threads = torch.get_num_threads()
-    if threads in _cpu_peak_cache:
-        return _cpu_peak_cache[threads]
-    a, b = torch.randn(n, n), torch.randn(n, n)
+    if (threads, dtype) in _cpu_peak_cache:
+        return _cpu_peak_cache[(threads, dtype)]
+    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
     torch.mm(a, b)  # warm-up
     best, t_end = 0.0, time.perf_counter() + seconds
     while time.perf_counter() < t_end:
         t0 = time.perf_counter()
         torch.mm(a, b)
         best = max(best, 2.0 * n**3 / (time.perf_counter() - t0))
-    _cpu_peak_cache[threads] = best
+    _cpu_peak_cache[(threads, dtype)] = best
     return best
 
 
-def device_peak_flops(device: torch.device) -> tuple[float, str]:
-    """Peak FLOP/s of one device and where the figure comes from. ``0.0`` for an unknown GPU (MFU not reported)."""
+def device_peak_flops(device: torch.device, bf16: bool = False) -> tuple[float, str]:
+    """Peak FLOP/s of one device and where the figure comes from. ``0.0`` for an unknown GPU (MFU not reported).
+    On CPU the matmul rate is measured, in bf16 when ``bf16`` (training under bf16 autocast)."""
     if device.type == "cuda":
         name = torch.cuda.get_device_name(device)
         for key, peak in GPU_PEAK_BF16.items():
             if key in name:
                 return peak, f"datasheet bf16 ({name})"
         return 0.0, f"unknown GPU {name!r}: set train.peak_flops"
-    return measure_cpu_matmul_flops(), f"measured fp32 matmul, {torch.get_num_threads()} thread(s)"
+    dtype = torch.bfloat16 if bf16 else torch.float32
+    return measure_cpu_matmul_flops(dtype=dtype), f"measured {dtype} matmul, {torch.get_num_threads()} thread(s)"
 
 
 def peak_memory_mb(device: torch.device) -> float:

@@ -108,6 +108,8 @@ def no_grad_sync(model: nn.Module, enabled: bool):
         yield
 
 
-def autocast_context(device: torch.device):
-    """bf16 autocast on GPU; fp32 (no autocast) on CPU."""
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
+def autocast_context(device: torch.device, precision: str = "auto"):
+    """bf16 autocast on GPU and fp32 (no autocast) on CPU for ``precision="auto"``; ``"bf16"`` autocasts on
+    either device, ``"fp32"`` on neither."""
+    enabled = precision == "bf16" or (precision == "auto" and device.type == "cuda")
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=enabled)
