@@ -6,15 +6,14 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from killing import sigkill_at_step
 
 from tweetlm.cli.main import main
 from tweetlm.common.token_shards import ShardWriter
@@ -127,19 +126,7 @@ def test_sigkill_then_resume_matches_uninterrupted(run_dir, tmp_path):
         cmd += ["--set", s]
     threads = str(torch.get_num_threads())  # same matmul blocking as this process, so the same float results
     proc = subprocess.Popen(cmd, env=_env(int(threads)), stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    metrics = killed / "metrics.jsonl"
-    t_end = time.time() + 120
-    seen = 0
-    while time.time() < t_end and proc.poll() is None:
-        if metrics.exists():
-            lines = metrics.read_text().splitlines()
-            seen = json.loads(lines[-1])["step"] if lines and lines[-1].endswith("}") else seen
-            if seen >= 22:
-                os.kill(proc.pid, signal.SIGKILL)
-                break
-        time.sleep(0.005)
-    proc.wait(timeout=30)
-    assert proc.returncode == -signal.SIGKILL, (proc.returncode, proc.stdout.read()[-2000:])
+    sigkill_at_step(proc, killed / "metrics.jsonl", 22, timeout=120)
     ck = latest_checkpoint(killed / "checkpoints")
     assert ck is not None and 20 <= int(ck.name.split("_")[1]) < 80
     before = _losses(killed)

@@ -184,3 +184,16 @@ def test_forget_cli_messages(corpus, tmp_path, capsys):
     text = capsys.readouterr().out
     assert "corpus unchanged" in text and " -> " not in text
     assert f"--runs-dir {tmp_path / 'nope'} does not exist" in text
+
+
+def test_forget_lists_the_checkpoints_of_a_from_scratch_comparison(tmp_path):
+    from tweetlm.data.pipeline.forget import _affected_runs
+
+    run = tmp_path / "runs" / "demo"
+    for sub in ("checkpoints/step_0000064", "scratch/checkpoints/step_0000450", "base"):
+        (run / sub).mkdir(parents=True)
+    (run / "stages.json").write_text(json.dumps({"data": {"corpus_hash": "abc"}}))
+    (found,) = _affected_runs(tmp_path / "runs", {"abc"}, set())
+    names = [c.split("runs/demo/")[1] for c in found["checkpoints"]]
+    assert names == ["checkpoints/step_0000064", "scratch/checkpoints/step_0000450"]  # base/ holds no posts
+    assert _affected_runs(tmp_path / "runs", {"other"}, set()) == []

@@ -7,14 +7,13 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import torch
+from killing import sigkill_at_step
 
 from tweetlm.cli.main import main
 from tweetlm.jobs.import_base import import_base
@@ -210,17 +209,7 @@ def test_continued_pretraining_resumes_after_sigkill_exactly(tmp_path):
     assert ev["overall"]["docs"] == ev["base"]["overall"]["docs"] > 0
     proc = subprocess.Popen(args + ["--name", "killed"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     metrics = tmp_path / "runs" / "killed" / "metrics.jsonl"
-    t_end, seen = time.time() + 240, 0
-    while time.time() < t_end and proc.poll() is None:
-        if metrics.exists():
-            lines = metrics.read_text().splitlines()
-            seen = json.loads(lines[-1])["step"] if lines and lines[-1].endswith("}") else seen
-            if seen >= 12:
-                os.kill(proc.pid, signal.SIGKILL)
-                break
-        time.sleep(0.005)
-    proc.wait(timeout=30)
-    assert proc.returncode == -signal.SIGKILL, (proc.returncode, proc.stdout.read()[-2000:])
+    sigkill_at_step(proc, metrics, 12)
     p = subprocess.run(args + ["--name", "killed", "--resume"], env=env, capture_output=True, text=True, timeout=300)
     assert p.returncode == 0, p.stderr[-3000:]
     after = _losses(metrics)

@@ -107,7 +107,13 @@ def _affected_runs(runs_dir: Path, hashes: set[str], ids: set[str]) -> list[dict
             if any(ids.intersection(s.get("ids", ())) for s in shards.values()):
                 why = "its data/manifest.json lists the posts"
         if why:
-            ckpts = sorted(str(p) for p in (run / "checkpoints").glob("step_*") if p.is_dir())
+            # the run's own checkpoints and those of a from-scratch comparison trained beside it (scratch/)
+            ckpts = sorted(
+                str(p)
+                for sub in ("checkpoints", "scratch/checkpoints")
+                for p in (run / sub).glob("step_*")
+                if p.is_dir()
+            )
             runs.append({"run": str(run), "corpus_hash": h, "matched_by": why, "checkpoints": ckpts})
     # fine-tuned runs (finetune.json) whose base checkpoint lies in an affected run, also fine-tunes of those
     affected = [Path(r["run"]).resolve() for r in runs]
