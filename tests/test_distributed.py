@@ -178,3 +178,19 @@ def test_activation_checkpointing_keeps_losses(run_dir, tmp_path):
             run_dir, tmp_path / name, "train.batch_size=8", "train.max_steps=3", f"train.activation_checkpointing={ac}"
         )
     assert _losses(tmp_path / "plain") == _losses(tmp_path / "ac")
+
+
+def test_fsdp_continues_from_an_initial_checkpoint_like_one_process(run_dir, tmp_path):
+    """Continued pretraining under torchrun: ``train.init_from`` loads the starting weights on every rank before
+    FSDP2 shards them, and the 2-rank losses follow the 1-process ones from the same start."""
+    start = tmp_path / "start"
+    _train_here(run_dir, start, "train.batch_size=8", "train.max_steps=6")
+    init = f"train.init_from={latest_checkpoint(start / 'checkpoints')}"
+    fresh, one, two = tmp_path / "fresh", tmp_path / "one", tmp_path / "two"
+    _train_here(run_dir, fresh, "train.batch_size=8", "train.max_steps=3", "train.seed=7")
+    _train_here(run_dir, one, "train.batch_size=8", "train.max_steps=3", "train.seed=7", init)
+    _torchrun(run_dir, two, "train.batch_size=4", "train.max_steps=3", "train.seed=7", "train.parallel=fsdp", init)
+    ref, got = _losses(one), _losses(two)
+    assert ref[1] < _losses(fresh)[1] - 0.5  # it starts from the trained weights, not from a fresh init
+    for s in range(1, 4):
+        assert abs(got[s] - ref[s]) < TOL, (s, got[s], ref[s])
