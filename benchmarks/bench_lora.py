@@ -3,9 +3,12 @@ base, each for the same wall time on the same token shards, then bits-per-byte o
 same seeded sample of validation posts.
 
     python benchmarks/bench_lora.py --run runs/demo --seconds 240       # a run folder made by `make demo`
+    python benchmarks/bench_lora.py --run runs/demo --full-steps 64 --lora-steps 89   # fixed steps, cosine decay
 
 Both arms use bf16 autocast, 4 x 256-token rows per step (the demo recipe), AdamW, 4 warmup steps then a constant
-LR until ``--seconds`` have passed (no decay: neither arm needs to know its step count in advance). LoRA: rank
+LR until ``--seconds`` have passed (no decay: neither arm needs to know its step count in advance); or, with
+``--full-steps``/``--lora-steps``, that many steps each with the demo's cosine decay to 10% (choose the step counts
+so both take about the same wall time, from a constant-LR run's tokens/s). LoRA: rank
 16, alpha 32, dropout 0, on every attention and MLP projection (``wq wk wv wo w1 w2 w3``), LR 1e-3 (LoRA is usually
 run at several times the full fine-tuning LR); full fine-tuning: LR 2e-4, as ``demo_cpu``. Prints one JSON line
 last.
@@ -22,16 +25,22 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 
 
-def train_for(model, params, loader, lr: float, seconds: float, warmup: int = 4) -> dict:
+def train_for(model, params, loader, lr: float, seconds: float, warmup: int = 4, steps: int = 0) -> dict:
     import torch
     import torch.nn.functional as F
+
+    from tweetlm.training.config import TrainConfig
+    from tweetlm.training.schedule import lr_at
 
     opt = torch.optim.AdamW(params, lr=lr, betas=(0.9, 0.95), weight_decay=0.0)
     model.train()
     t0, step, losses = time.perf_counter(), 0, []
-    while time.perf_counter() - t0 < seconds:
+    while (step < steps) if steps else (time.perf_counter() - t0 < seconds):
+        ratio = min(1.0, (step + 1) / warmup)
+        if steps:  # the demo's schedule: warmup, then cosine to 10%
+            ratio = lr_at(step, TrainConfig(lr=1.0, warmup_steps=warmup, max_steps=steps, min_lr_ratio=0.1))
         for g in opt.param_groups:
-            g["lr"] = lr * min(1.0, (step + 1) / warmup)
+            g["lr"] = lr * ratio
         x, y = loader.next_batch()
         with torch.autocast("cpu", dtype=torch.bfloat16):
             logits = model(x)
@@ -51,6 +60,8 @@ def main() -> None:
     ap.add_argument("--run", required=True, help="run folder of a continued run (has base/, tokens/)")
     ap.add_argument("--seconds", type=float, default=240.0, help="training wall time of each arm")
     ap.add_argument("--docs", type=int, default=1000, help="validation posts scored (seeded sample)")
+    ap.add_argument("--full-steps", type=int, default=0, help="fixed steps with cosine decay for full fine-tuning")
+    ap.add_argument("--lora-steps", type=int, default=0, help="fixed steps with cosine decay for LoRA")
     args = ap.parse_args()
     sys.path.insert(0, str(REPO / "src"))
     import numpy as np
@@ -89,7 +100,8 @@ def main() -> None:
             lr = 1e-3
         else:
             params, lr = list(model.parameters()), 2e-4
-        tr = train_for(model, params, loader, lr, args.seconds)
+        steps = args.lora_steps if arm == "lora" else args.full_steps
+        tr = train_for(model, params, loader, lr, args.seconds, steps=steps)
         tr["trainable_params"] = sum(p.numel() for p in params)
         model.eval()
         tr["eval"] = bpb(model)

@@ -149,6 +149,49 @@ def test_bad_sources_are_clear_errors(tmp_path, capsys):
     assert not (tmp_path / "out").exists()
 
 
+def test_out_never_loses_files_and_a_checkpoint_can_be_the_next_base(tmp_path, capsys):
+    src = _tiny_hf_folder(tmp_path / "hf")
+    keep = tmp_path / "notes"
+    keep.mkdir()
+    (keep / "important.txt").write_text("mine")
+    (tmp_path / "afile").write_text("x")
+    for out, msg in ((keep, "not empty"), (tmp_path / "afile", "is a file")):
+        assert main(["import", str(src), "--out", str(out)]) == 2
+        assert msg in capsys.readouterr().err
+    assert main(["import", str(src), "--out", str(keep), "--overwrite"]) == 2  # --overwrite replaces checkpoints only
+    assert (keep / "important.txt").read_text() == "mine"
+    assert main(["import", str(src), "--out", str(tmp_path / "ck")]) == 0
+    assert main(["import", str(src), "--out", str(tmp_path / "ck")]) == 2  # a checkpoint needs --overwrite
+    assert "--overwrite" in capsys.readouterr().err
+    assert main(["import", str(src), "--out", str(tmp_path / "ck"), "--overwrite"]) == 0
+    assert oct((tmp_path / "ck" / "model.safetensors").stat().st_mode & 0o044) == oct(0o044 & ~_umask())
+    # a tweetlm checkpoint is a base too (to continue a continued model): same weights, provenance chained
+    r = import_base(str(tmp_path / "ck"), tmp_path / "again")
+    assert r["base"]["kind"] == "tweetlm" and r["base"]["parent"]["kind"] == "folder"
+    a, b = load_model(tmp_path / "ck"), load_model(tmp_path / "again")
+    for (n, x), (_, y) in zip(a.named_parameters(), b.named_parameters()):
+        assert torch.equal(x, y), n
+    assert not [p.name for p in tmp_path.iterdir() if "importing" in p.name]  # no temporary folder left
+
+
+def _umask() -> int:
+    m = os.umask(0)
+    os.umask(m)
+    return m
+
+
+def test_a_missing_tensor_is_refused(tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    src = _tiny_hf_folder(tmp_path / "hf")
+    (weights,) = src.glob("*.safetensors")
+    sd = load_file(weights)
+    del sd["model.layers.1.mlp.down_proj.weight"]
+    save_file(sd, str(weights), metadata={"format": "pt"})
+    with pytest.raises(ValueError, match="down_proj"):
+        import_base(str(src), tmp_path / "ck")
+
+
 def _bundled_or_skip() -> str:
     from tweetlm.model.hf_format import bundled_base_path
 
@@ -173,6 +216,11 @@ def test_import_of_the_bundled_smollm2_gguf_gives_transformers_logits(tmp_path):
     b = _hf_logits(path.parent, ids, gguf_file=path.name)
     assert (a - b).abs().max().item() < 1e-4  # measured: 0.0 (same dequantized weights, same fp32 ops)
     assert BUNDLED_BASES["smollm2-135m"][1] == path.name
+    # the export stops generation at the end of a post and at the end of a chat turn
+    assert tok.eot_id == tok.tok.token_to_id("<|im_end|>")
+    main(["export", "hf", "--checkpoint", str(tmp_path / "smol"), "--out", str(tmp_path / "exp")])
+    gen = json.loads((tmp_path / "exp" / "generation_config.json").read_text())
+    assert gen["eos_token_id"] == [tok.eos_id, tok.eot_id] == [0, 2]
 
 
 def _posts(path: Path, n: int = 600) -> Path:

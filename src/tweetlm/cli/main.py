@@ -72,13 +72,19 @@ def _cmd_recipes(args: argparse.Namespace) -> int:
     from tweetlm.common.config import to_dict
     from tweetlm.jobs.recipes import RECIPES
 
+    if args.name and args.name not in RECIPES:
+        raise ValueError(f"unknown recipe {args.name!r}; choose one of: {', '.join(RECIPES)}")
     for name, fn in RECIPES.items():
+        if args.name and name != args.name:
+            continue
         if args.show:
             print(f"{name}: {json.dumps(to_dict(fn()), indent=1)}")
         else:
             cfg = fn()
             m, t = cfg.model, cfg.train
             shape = f"continues base {cfg.base}" if cfg.base else f"{m.n_layer} layers, width {m.n_embd}"
+            if name == "tiny_base_cpu":
+                shape = "continues the base given with --base (tests)"
             extra = f", compared with {cfg.scratch_recipe} from scratch" if cfg.scratch_recipe else ""
             print(f"{name}: {shape}, seq {t.seq_len}, {t.max_steps} steps, device {t.device}{extra}")
     return 0
@@ -174,6 +180,13 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _non_negative(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
 def _add_use_commands(sub) -> None:
     raw = argparse.RawDescriptionHelpFormatter
     im = sub.add_parser(
@@ -208,7 +221,7 @@ def _add_use_commands(sub) -> None:
     ev.add_argument("--corpus", nargs="+", required=True, metavar="PATH", help="files or folders of posts")
     ev.add_argument("--out", help="where the cleaned posts, token shard and eval.json go (default: a temp folder)")
     ev.add_argument("--map", metavar="SPEC", help="column mapping, e.g. text=body,id=post_id")
-    ev.add_argument("--sample", type=int, default=0, help="score a seeded sample of this many posts (0: all)")
+    ev.add_argument("--sample", type=_non_negative, default=0, help="score a seeded sample of this many posts (0: all)")
     ev.add_argument("--seed", type=int, default=0, help="seed of --sample")
     ev.add_argument("--batch-size", type=int, default=32)
     ev.add_argument("--precision", choices=["auto", "bf16", "fp32"], default="auto", help="bf16 autocast or fp32")
@@ -347,9 +360,10 @@ def build_parser() -> argparse.ArgumentParser:
     rc = sub.add_parser(
         "recipes",
         help="list the named recipes",
-        epilog="example:\n  tweetlm recipes --show",
+        epilog="examples:\n  tweetlm recipes\n  tweetlm recipes demo_cpu --show",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    rc.add_argument("name", nargs="?", help="only this recipe")
     rc.add_argument("--show", action="store_true", help="print each recipe's full config")
     rc.set_defaults(fn=_cmd_recipes)
     _add_use_commands(sub)

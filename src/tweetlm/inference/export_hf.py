@@ -17,7 +17,7 @@ import shutil
 from pathlib import Path
 
 from tweetlm.model.hf_format import hf_config, hf_state_dict
-from tweetlm.model.load import load_model, resolve_checkpoint
+from tweetlm.model.load import load_model, resolve_checkpoint, save_weights
 
 
 def export_hf(ckpt_dir: str | Path, out_dir: str | Path) -> Path:
@@ -27,8 +27,6 @@ def export_hf(ckpt_dir: str | Path, out_dir: str | Path) -> Path:
     Raises ``FileNotFoundError`` when ``ckpt_dir`` is not a checkpoint (needs ``model.safetensors``,
     ``config.json``, ``tokenizer.json``).
     """
-    from safetensors.torch import save_file
-
     from tweetlm.tokenizer.bpe import PostTokenizer
 
     ckpt, out = resolve_checkpoint(ckpt_dir), Path(out_dir)
@@ -38,11 +36,13 @@ def export_hf(ckpt_dir: str | Path, out_dir: str | Path) -> Path:
     model = load_model(ckpt)
     tok = PostTokenizer.load(tok_path)
     out.mkdir(parents=True, exist_ok=True)
-    cfg = hf_config(model.cfg, tok.bos_id, tok.eos_id, tok.pad_id)
+    # generation stops at the end of a post and, for a chat base, at the end of a turn (<|im_end|>)
+    stop_ids = [tok.eos_id] + ([tok.eot_id] if tok.eot_id is not None else [])
+    cfg = hf_config(model.cfg, tok.bos_id, stop_ids if len(stop_ids) > 1 else tok.eos_id, tok.pad_id)
     (out / "config.json").write_text(json.dumps(cfg, indent=1))
-    save_file(hf_state_dict(model), str(out / "model.safetensors"), metadata={"format": "pt"})
+    save_weights(hf_state_dict(model), out / "model.safetensors", metadata={"format": "pt"})
     shutil.copyfile(tok_path, out / "tokenizer.json")
-    specials = dict(tok.specials)
+    specials = {k: v for k, v in tok.specials.items() if k != "eot_token"}
     (out / "special_tokens_map.json").write_text(json.dumps(specials, indent=1))
     tok_cfg = {
         "tokenizer_class": "PreTrainedTokenizerFast",
@@ -57,7 +57,7 @@ def export_hf(ckpt_dir: str | Path, out_dir: str | Path) -> Path:
     (out / "tokenizer_config.json").write_text(json.dumps(tok_cfg, indent=1))
     gen = {
         "bos_token_id": tok.bos_id,
-        "eos_token_id": tok.eos_id,
+        "eos_token_id": stop_ids if len(stop_ids) > 1 else tok.eos_id,
         "pad_token_id": tok.pad_id,
         "do_sample": True,
         "temperature": 0.9,

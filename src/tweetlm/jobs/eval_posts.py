@@ -59,6 +59,8 @@ def eval_posts(
 
     t0 = time.perf_counter()
     ckpt = resolve_checkpoint(checkpoint)
+    if Path(out).exists() and not Path(out).is_dir():
+        raise ValueError(f"--out {out} is a file; give a folder (created if missing)")
     tok = PostTokenizer.load(ckpt / "tokenizer.json")
     out = Path(out)
     data_cfg = data_cfg or PipelineConfig(tasks=1)
@@ -86,6 +88,13 @@ def eval_posts(
         "per_source": grouped(src),
         "per_language": grouped(lang),
         "records": report["equation"],
+        "corpus": [str(c) for c in corpus],
+        "settings": {
+            "sample_docs": eval_cfg.sample_docs,
+            "sample_seed": eval_cfg.sample_seed,
+            "precision": eval_cfg.precision,
+            "max_docs_per_source": eval_cfg.max_docs_per_source,
+        },
         "tokens": enc["tokens"],
         "wall_s": round(time.perf_counter() - t0, 2),
     }

@@ -18,23 +18,41 @@ from pathlib import Path
 from tweetlm.common.config import to_dict
 
 
-def import_base(source: str, out: str | Path, overwrite: bool = False) -> dict:
-    """Import base ``source`` (short name such as ``smollm2-135m``, ``.gguf`` file, Hugging Face folder or hub
-    id) into checkpoint folder ``out``; returns a summary dict (``checkpoint``, ``params``, ``base``...).
+def _check_out(out: Path, overwrite: bool) -> None:
+    """Refuse an ``--out`` that would lose anything: a file, a folder holding anything but a tweetlm checkpoint,
+    or a checkpoint without ``overwrite``."""
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} is a file; give a new or empty folder")
+    if not out.exists() or not any(out.iterdir()):
+        return
+    is_checkpoint = (out / "model.safetensors").exists() and (out / "config.json").exists()
+    if not is_checkpoint:
+        raise ValueError(f"--out {out} is not empty and is not a tweetlm checkpoint; give a new or empty folder")
+    if not overwrite:
+        raise FileExistsError(f"{out} already holds a checkpoint; choose another --out (or pass --overwrite)")
 
-    Raises ``ValueError`` for a source that is not a supported model (see ``model.hf_format.read_base``) and
-    ``FileExistsError`` when ``out`` already holds a checkpoint and ``overwrite`` is false.
+
+def import_base(source: str, out: str | Path, overwrite: bool = False) -> dict:
+    """Import base ``source`` (short name such as ``smollm2-135m``, ``.gguf`` file, Hugging Face folder, hub id,
+    or a tweetlm checkpoint) into checkpoint folder ``out``; returns a summary dict (``checkpoint``, ``params``,
+    ``base``...).
+
+    Raises ``ValueError`` for a source that is not a supported model (see ``model.hf_format.read_base``) or an
+    ``out`` that is a file or a non-empty folder other than a checkpoint, and ``FileExistsError`` when ``out``
+    already holds a checkpoint and ``overwrite`` is false. Nothing at ``out`` changes until the new checkpoint is
+    complete.
     """
+    import tempfile
+
     import torch
-    from safetensors.torch import save_model
 
     from tweetlm.model.gpt import GPT
     from tweetlm.model.hf_format import read_base
+    from tweetlm.model.load import save_weights
     from tweetlm.tokenizer.bpe import PostTokenizer
 
-    out = Path(out)
-    if (out / "model.safetensors").exists() and not overwrite:
-        raise FileExistsError(f"{out} already holds a checkpoint; choose another --out")
+    out = Path(out).resolve()
+    _check_out(out, overwrite)
     t0 = time.perf_counter()
     base = read_base(source)
     with torch.device("meta"):
@@ -47,16 +65,21 @@ def import_base(source: str, out: str | Path, overwrite: bool = False) -> dict:
     if missing or unexpected:
         raise ValueError(f"{source}: weights do not fit the model (missing {missing[:3]}, unexpected {unexpected[:3]})")
     tok = PostTokenizer(base.tokenizer, base.specials, base.chat_template)
-    tmp = out.with_name(out.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    save_model(model, str(tmp / "model.safetensors"))
-    tok.save(tmp / "tokenizer.json")
-    provenance = {**base.provenance, "base_special_tokens": base.base_specials, "document_tokens": base.specials}
-    (tmp / "config.json").write_text(json.dumps({"model": to_dict(base.config), "base": provenance}, indent=1))
-    if out.exists():
-        shutil.rmtree(out)
-    os.replace(tmp, out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.importing-", dir=out.parent))
+    try:
+        save_weights(model, tmp / "model.safetensors")
+        tok.save(tmp / "tokenizer.json")
+        provenance = {**base.provenance, "base_special_tokens": base.base_specials, "document_tokens": base.specials}
+        cfg = {"model": to_dict(base.config), "base": provenance}
+        (tmp / "config.json").write_text(json.dumps(cfg, indent=1))
+        os.chmod(tmp, 0o755)
+        if out.exists():
+            _check_out(out, overwrite)  # still only a checkpoint (or empty) right before it is replaced
+            shutil.rmtree(out)
+        os.replace(tmp, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
     return {
         "checkpoint": str(out),
         "params": model.num_params(),

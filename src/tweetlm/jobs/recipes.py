@@ -91,7 +91,7 @@ def demo_cpu() -> RunConfig:
             log_every=1,
         ),
         eval=EvalConfig(batch_size=32, sample_docs=1000, sample_seed=0, precision="bf16"),
-        sample=SampleConfig(num_samples=6, max_new_tokens=60, tweet_mode=True),
+        sample=SampleConfig(num_samples=6, max_new_tokens=100, tweet_mode=True),
         scratch_recipe="scratch_cpu",
         scratch_steps=450,  # ~225 s at ~2 steps/s: about the continued model's training wall time here
     )

@@ -40,7 +40,7 @@ def plot_loss(rf: RunFolder) -> bool:
 
 
 def _fmt(e: dict | None) -> str:
-    return "" if not e else f"{e['bpb']:.3f} +/- {e.get('bpb_se', 0):.3f}"
+    return "n/a" if not e else f"{e['bpb']:.3f} +/- {e.get('bpb_se', 0):.3f}"
 
 
 def _comparison(ev: dict, stages: dict) -> list[str]:

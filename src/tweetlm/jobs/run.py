@@ -278,7 +278,7 @@ def check_resume_matches(rf: RunFolder, cfg: RunConfig, corpus: list[str], stage
         return
     old, new = json.loads(rf.config.read_text()), to_dict(cfg)
     diffs = []
-    if old.get("base", "") != cfg.base:
+    if old.get("base", "") != cfg.base and "import" in stages:  # a base that failed to import may be corrected
         diffs.append(f"base: {old.get('base', '')!r} -> {cfg.base!r}")
     for section in _FROZEN_ON_RESUME:
         if section == "model" and cfg.base:

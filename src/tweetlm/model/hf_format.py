@@ -2,7 +2,8 @@
 
 Import reads any Llama-family causal LM that our ``GPT`` can hold exactly -- Llama 2/3/3.x, SmolLM/SmolLM2,
 TinyLlama, Mistral without a sliding window -- from a Hugging Face folder (``config.json`` + safetensors), a hub
-id (the same ``transformers`` call; needs network) or a GGUF file (``transformers``' GGUF loader, which
+id (the same ``transformers`` call; needs network), a tweetlm checkpoint or run folder (to continue a model
+further) or a GGUF file (``transformers``' GGUF loader, which
 dequantizes every tensor with the ``gguf`` package and undoes llama.cpp's q/k row permutation). A config field
 our model cannot reproduce (attention or MLP biases as in Qwen2, a sliding window, another activation, a head
 size that is not ``hidden / heads``, a RoPE scaling other than Llama 3's) is refused with a ``ValueError`` naming
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import json
 import os
 import re
 from dataclasses import dataclass, field
@@ -128,9 +130,9 @@ def model_config_from_hf(hf: dict, source: str = "the model") -> ModelConfig:
     return cfg
 
 
-def hf_config(cfg: ModelConfig, bos_id: int, eos_id: int, pad_id: int) -> dict:
+def hf_config(cfg: ModelConfig, bos_id: int, eos_id: int | list[int], pad_id: int) -> dict:
     """The ``config.json`` of a ``LlamaForCausalLM`` with the same shape as ``cfg`` (transformers 4 layout,
-    which 5 and vLLM read too)."""
+    which 5 and vLLM read too); ``eos_id`` may list several stop ids (end of post, end of turn)."""
     out = {
         "architectures": ["LlamaForCausalLM"],
         "model_type": "llama",
@@ -271,27 +273,72 @@ def resolve_base(source: str) -> tuple[str, Path | str]:
             f"Face model folder (config.json + *.safetensors), a hub id or one of: {', '.join(BUNDLED_BASES)}"
         )
     if p.is_dir():
+        from tweetlm.model.load import resolve_checkpoint
+
+        try:  # a tweetlm checkpoint (tweetlm import's output, a continued run's) or a run folder's latest one
+            ckpt = resolve_checkpoint(p)
+            if "model" in json.loads((ckpt / "config.json").read_text()):
+                return "tweetlm", ckpt
+        except (FileNotFoundError, ValueError, OSError):
+            pass
         if not (p / "config.json").exists():
             raise ValueError(f"{source} has no config.json: not a Hugging Face model folder")
         if not list(p.glob("*.safetensors")) and not list(p.glob("*.bin")):
             raise ValueError(f"{source} has a config.json but no *.safetensors weights")
         return "folder", p
-    if _HUB_ID.match(source) and not source.startswith((".", "/")):
-        return "hub", source
+    if _HUB_ID.match(source) and not source.startswith((".", "/")) and not Path(source.split("/")[0]).is_dir():
+        return "hub", source  # (a path whose first folder exists here is a mistyped local path, not a hub id)
     raise ValueError(
         f"base {source!r} not found: give a .gguf file, a Hugging Face model folder (config.json + *.safetensors), "
         f"a hub id such as meta-llama/Llama-3.2-1B (needs network), or one of: {', '.join(BUNDLED_BASES)}"
     )
 
 
-def _document_specials(tok, base: dict) -> dict:
+def _document_specials(tok, base: dict, chat: bool = False) -> dict:
+    """Post boundary tokens; with a chat template, the base's own eos is kept as ``eot_token`` (end of turn,
+    ``<|im_end|>`` for SmolLM2-Instruct) when it differs from the end-of-text token."""
     vocab = tok.get_vocab()
     eos = next((t for t in _END_OF_TEXT if t in vocab), base.get("eos_token"))
     bos = next((t for t in _BEGIN_OF_TEXT if t in vocab), eos)
     if eos is None or eos not in vocab:
         raise ValueError("the base tokenizer has no end-of-text token (eos_token) to separate documents")
     pad = base.get("pad_token") or eos
-    return {"bos_token": bos, "eos_token": eos, "pad_token": pad if pad in vocab else eos}
+    out = {"bos_token": bos, "eos_token": eos, "pad_token": pad if pad in vocab else eos}
+    eot = base.get("eos_token")
+    if chat and eot and eot != eos and eot in vocab:
+        out["eot_token"] = eot
+    return out
+
+
+def _read_tweetlm_checkpoint(source: str, ckpt: Path) -> BaseWeights:
+    """A tweetlm checkpoint as a base (an imported one, or a continued model to continue further)."""
+    from tweetlm.model.load import load_model
+    from tweetlm.tokenizer.bpe import PostTokenizer
+
+    meta = json.loads((ckpt / "config.json").read_text())
+    model = load_model(ckpt)
+    tok = PostTokenizer.load(ckpt / "tokenizer.json")
+    sd = {k: v for k, v in model.state_dict().items() if not (model.cfg.tie_embeddings and k == "lm_head.weight")}
+    parent = meta.get("base") or {}
+    provenance = {
+        "name": parent.get("name") or str(source),
+        "source": str(source),
+        "kind": "tweetlm",
+        "location": str(ckpt),
+        "sha256": _sha256([ckpt / "model.safetensors"]),
+        "revision": None,
+        "architecture": parent.get("architecture", "LlamaForCausalLM"),
+        "parent": parent or None,
+    }
+    return BaseWeights(
+        config=model.cfg,
+        state_dict=sd,
+        tokenizer=tok.tok,
+        specials=dict(tok.specials),
+        base_specials=dict(parent.get("base_special_tokens") or tok.specials),
+        chat_template=tok.chat_template,
+        provenance=provenance,
+    )
 
 
 def read_base(source: str) -> BaseWeights:
@@ -301,6 +348,8 @@ def read_base(source: str) -> BaseWeights:
     truncated or corrupt GGUF file, or a hub id that cannot be fetched (offline).
     """
     kind, loc = resolve_base(source)
+    if kind == "tweetlm":
+        return _read_tweetlm_checkpoint(source, Path(loc))
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     try:
         from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
@@ -322,10 +371,15 @@ def read_base(source: str) -> BaseWeights:
 
     hf_logging.disable_progress_bar()  # tweetlm prints its own stage lines
     try:
-        model = AutoModelForCausalLM.from_pretrained(where, dtype=torch.float32, **kwargs)
+        model, info = AutoModelForCausalLM.from_pretrained(
+            where, dtype=torch.float32, output_loading_info=True, **kwargs
+        )
         tok = AutoTokenizer.from_pretrained(where, **kwargs)
     except (OSError, ValueError, KeyError, EOFError, RuntimeError) as e:
         raise ValueError(f"cannot load the weights or tokenizer of {label}: {type(e).__name__}: {e}") from e
+    lost = sorted(info.get("missing_keys") or []) + sorted(info.get("mismatched_keys") or [])
+    if lost:  # transformers would leave these randomly initialised
+        raise ValueError(f"{label}: the weight files lack {len(lost)} tensor(s) of the model, e.g. {lost[:3]}")
     sd = state_dict_from_hf(model.state_dict(), cfg)
     del model
     backend = getattr(tok, "backend_tokenizer", None)
@@ -352,7 +406,7 @@ def read_base(source: str) -> BaseWeights:
         config=cfg,
         state_dict=sd,
         tokenizer=backend,
-        specials=_document_specials(backend, base_specials),
+        specials=_document_specials(backend, base_specials, bool(getattr(tok, "chat_template", None))),
         base_specials=base_specials,
         chat_template=getattr(tok, "chat_template", None),
         provenance=provenance,

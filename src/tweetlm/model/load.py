@@ -36,6 +36,25 @@ def model_config_from_checkpoint(ckpt_dir: str | Path) -> ModelConfig:
     return ModelConfig(**json.loads(path.read_text())["model"])
 
 
+def save_weights(weights: torch.nn.Module | dict, path: str | Path, metadata: dict | None = None) -> Path:
+    """Write a module (shared tensors once, ``safetensors.torch.save_model``) or a dict of tensors to ``path``
+    as safetensors, with the file mode the process umask allows (safetensors 0.8 writes 0600, which a serving
+    user such as vLLM's could not read)."""
+    import os
+
+    from safetensors.torch import save_file, save_model
+
+    path = Path(path)
+    if isinstance(weights, torch.nn.Module):
+        save_model(weights, str(path), metadata=metadata)
+    else:
+        save_file(weights, str(path), metadata=metadata)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, 0o666 & ~umask)
+    return path
+
+
 def load_model(ckpt_dir: str | Path, device: str | torch.device = "cpu") -> GPT:
     """The model of checkpoint ``ckpt_dir`` in eval mode on ``device``."""
     from safetensors.torch import load_model as st_load

@@ -38,9 +38,9 @@ class TokenizerConfig:
 class PostTokenizer:
     """Thin wrapper over ``tokenizers.Tokenizer`` with the post boundary tokens.
 
-    ``specials`` maps ``bos_token``/``eos_token``/``pad_token`` to tokens of the vocabulary (default: tweetlm's
-    ``<|bos|>``/``<|eos|>``/``<|pad|>``); ``chat_template`` is the base's Jinja template, if any. Raises
-    ``ValueError`` naming a special token the vocabulary lacks.
+    ``specials`` maps ``bos_token``/``eos_token``/``pad_token`` (and, for a chat base, ``eot_token``) to tokens of
+    the vocabulary (default: tweetlm's ``<|bos|>``/``<|eos|>``/``<|pad|>``); ``chat_template`` is the base's
+    Jinja template, if any. Raises ``ValueError`` naming a special token the vocabulary lacks.
     """
 
     def __init__(self, tok, specials: dict | None = None, chat_template: str | None = None) -> None:
@@ -52,6 +52,7 @@ class PostTokenizer:
         if missing or not {"bos_token", "eos_token", "pad_token"} <= set(ids):
             raise ValueError(f"tokenizer lacks the special tokens {missing or SPECIAL_TOKENS}")
         self.bos_id, self.eos_id, self.pad_id = ids["bos_token"], ids["eos_token"], ids["pad_token"]
+        self.eot_id = ids.get("eot_token")  # a chat base's end-of-turn token (<|im_end|>), when it has one
 
     @property
     def vocab_size(self) -> int:
@@ -95,7 +96,7 @@ class PostTokenizer:
         sidecar = path.with_name(SIDECAR)
         if sidecar.exists():
             meta = json.loads(sidecar.read_text(encoding="utf-8"))
-            specials = {k: _token_text(meta.get(k)) for k in ("bos_token", "eos_token", "pad_token")}
+            specials = {k: _token_text(meta.get(k)) for k in ("bos_token", "eos_token", "pad_token", "eot_token")}
             specials = {k: v for k, v in specials.items() if v}
             template = meta.get("chat_template")
         return cls(Tokenizer.from_file(str(path)), specials or None, template)

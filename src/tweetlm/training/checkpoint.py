@@ -64,16 +64,16 @@ def _plain_gpt(cfg: ModelConfig) -> GPT:
 
 def _write_safetensors(model: torch.nn.Module, sharded: bool, is_main: bool, path: Path) -> None:
     """Consolidate (an all-gather when ``sharded``: every rank must call) and write on rank 0."""
-    from safetensors.torch import save_model
+    from tweetlm.model.load import save_weights
 
     if sharded:
         full = get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
         if is_main:
             plain = _plain_gpt(model.cfg)
             plain.load_state_dict(full)
-            save_model(plain, str(path))
+            save_weights(plain, path)
     elif is_main:
-        save_model(model, str(path))
+        save_weights(model, path)
 
 
 def save_checkpoint(
@@ -157,9 +157,7 @@ def load_checkpoint(ckpt_dir: str | Path, model: torch.nn.Module, optimizer: tor
 def export_safetensors(ckpt_dir: str | Path, out: str | Path | None = None) -> Path:
     """Write a consolidated ``model.safetensors`` from a checkpoint's ``dcp/`` state, whatever world size wrote it,
     in one process without a process group. ``out`` defaults to ``ckpt_dir/model.safetensors``."""
-    from safetensors.torch import save_model
-
-    from tweetlm.model.load import model_config_from_checkpoint
+    from tweetlm.model.load import model_config_from_checkpoint, save_weights
 
     ckpt_dir = Path(ckpt_dir)
     model = _plain_gpt(model_config_from_checkpoint(ckpt_dir))
@@ -169,6 +167,6 @@ def export_safetensors(ckpt_dir: str | Path, out: str | Path | None = None) -> P
     set_model_state_dict(model, msd)
     out = Path(out) if out is not None else ckpt_dir / "model.safetensors"
     tmp = out.with_name(out.name + ".tmp")
-    save_model(model, str(tmp))
+    save_weights(model, tmp)
     os.replace(tmp, out)
     return out
