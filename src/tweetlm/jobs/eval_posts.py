@@ -115,6 +115,7 @@ def summary(res: dict, out: str | Path) -> str:
     for title, key in (("source", "per_source"), ("language", "per_language")):
         lines.append(f"{'per ' + title:<40} {'posts':>7} {'bpb':>7} {'+/-':>6}")
         for k, e in res[key].items():
-            lines.append(f"  {str(k)[:38]:<38} {e['docs']:>7,} {e['bpb']:>7.3f} {e['bpb_se']:>6.3f}")
+            se = f"{e['bpb_se']:>6.3f}" if e["docs"] > 1 else f"{'n/a':>6}"  # no spread from one post
+            lines.append(f"  {str(k)[:38]:<38} {e['docs']:>7,} {e['bpb']:>7.3f} {se}")
     lines.append(f"wrote {Path(out) / 'eval.json'} in {res['wall_s']:.0f} s")
     return "\n".join(lines)
