@@ -246,7 +246,8 @@ def test_continued_pretraining_resumes_after_sigkill_exactly(tmp_path):
         sys.executable, "-m", "tweetlm.cli.main", "run", "--corpus", str(corpus), "--recipe", "tiny_base_cpu",
         "--base", str(base), "--no-progress", "--runs-dir", str(tmp_path / "runs"),
         "--set", "train.max_steps=60", "--set", "train.ckpt_every=5", "--set", "train.log_every=1",
-        "--set", "train.tensorboard=false", "--set", "sample.num_samples=1",
+        "--set", "train.tensorboard=false", "--set", "sample.num_samples=1", "--set", "scratch_recipe=tiny_cpu",
+        "--set", "scratch_steps=10",
     ]  # fmt: skip
     env = dict(os.environ, PYTHONPATH=str(REPO / "src"), OMP_NUM_THREADS=str(torch.get_num_threads()))
     p = subprocess.run(args + ["--name", "full"], env=env, capture_output=True, text=True, timeout=300)
@@ -255,6 +256,10 @@ def test_continued_pretraining_resumes_after_sigkill_exactly(tmp_path):
     ev = json.loads((tmp_path / "runs" / "full" / "eval.json").read_text())
     assert ev["overall"]["bpb"] < ev["base"]["overall"]["bpb"]  # continued training helps on held-out posts
     assert ev["overall"]["docs"] == ev["base"]["overall"]["docs"] > 0
+    scratch = json.loads((tmp_path / "runs" / "full" / "stages.json").read_text())["scratch"]
+    assert scratch["train"]["steps"] == 10 and scratch["eval"]["overall"]["bytes"] == ev["overall"]["bytes"]
+    report = (tmp_path / "runs" / "full" / "report.md").read_text()
+    assert "Base vs continued vs from scratch" in report and "from scratch (`tiny_cpu`" in report
     proc = subprocess.Popen(args + ["--name", "killed"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     metrics = tmp_path / "runs" / "killed" / "metrics.jsonl"
     sigkill_at_step(proc, metrics, 12)

@@ -106,10 +106,8 @@ def stage_scratch(cfg: RunConfig, rf: RunFolder, doc_ids: list[int], progress: b
         sub.train.max_steps = cfg.scratch_steps
         sub.train.warmup_steps = min(sub.train.warmup_steps, max(1, cfg.scratch_steps // 10))
     sf = RunFolder.create(rf.root / "scratch")
-    for name in ("data",):  # the corpus is shared, not rebuilt
-        link = sf.root / name
-        if not link.exists():
-            link.symlink_to(Path("..") / name)
+    if not sf.data.exists():  # the corpus is shared, not rebuilt
+        sf.data.symlink_to(Path("..") / "data")
     tok = stage_tokenizer(sub, sf)
     enc = stage_encode(sub, sf)
     sub.model.vocab_size = tok["vocab_size"]
