@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from tweetlm.common.token_shards import TokenShard
+from tweetlm.model.precision import autocast
 
 
 @dataclass
@@ -82,7 +83,7 @@ def score_docs(
     device = next(model.parameters()).device
     window = model.cfg.max_seq_len
     pos = {int(d): i for i, d in enumerate(doc_ids)}
-    rows = [(pos[int(d)], x, y) for d in doc_ids for _, x, y in _rows(shard, [d], window)]
+    rows = [(pos[int(d)], x, y) for d in doc_ids for x, y in _rows(shard, [d], window)]
     rows.sort(key=lambda r: len(r[1]))  # similar lengths batch together: little padding
     nats = np.zeros(len(doc_ids), dtype=np.float64)
     ntok = np.zeros(len(doc_ids), dtype=np.int64)
@@ -90,7 +91,6 @@ def score_docs(
     model.eval()
     from tqdm import tqdm
 
-    bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and device.type == "cuda")
     for b in tqdm(range(0, len(rows), cfg.batch_size), disable=not progress, desc="eval", unit="batch"):
         chunk = rows[b : b + cfg.batch_size]
         L = max(len(r[1]) for r in chunk)
@@ -100,7 +100,7 @@ def score_docs(
             x[i, : len(xi)] = torch.from_numpy(xi)
             y[i, : len(yi)] = torch.from_numpy(yi)
         x, y = x.to(device), y.to(device)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+        with autocast(device, cfg.precision):
             logits = model(x)
         loss = F.cross_entropy(
             logits.float().view(-1, logits.size(-1)), y.view(-1), reduction="none", ignore_index=-100
@@ -114,11 +114,11 @@ def score_docs(
 
 
 def _rows(shard: TokenShard, doc_ids: np.ndarray, window: int):
-    """(source index, input ids, target ids) per window of at most ``window`` predictions."""
+    """(input ids, target ids) per window of at most ``window`` predictions."""
     for d in doc_ids:
         toks = np.asarray(shard.doc(int(d)), dtype=np.int64)
         for s in range(0, len(toks) - 1, window):
-            yield int(shard.doc_source[d]), toks[s : s + window], toks[s + 1 : s + window + 1]
+            yield toks[s : s + window], toks[s + 1 : s + window + 1]
 
 
 def group_mask(shard: TokenShard, doc_ids: np.ndarray, prefix: str) -> np.ndarray:
@@ -135,8 +135,10 @@ def evaluate_bpb(
     pad_id: int,
     progress: bool = False,
     groups: dict[str, str] | None = None,
+    doc_ids: np.ndarray | list[int] | None = None,
 ) -> dict:
-    """Loss and bits-per-byte of ``model`` on ``shard`` (the documents ``select_docs`` picks).
+    """Loss and bits-per-byte of ``model`` on ``shard``: the documents ``select_docs`` picks, or exactly
+    ``doc_ids`` (to score another model on the same posts).
 
     Returns ``{"overall": {...}, "per_source": {source: {...}}, "doc_ids": [...]}`` plus one entry per name of
     ``groups`` (name -> source prefix, e.g. ``{"tweeteval_val": "tweeteval/"}``) that matches any document.
@@ -145,7 +147,7 @@ def evaluate_bpb(
     """
     if shard.num_docs == 0:
         raise ValueError("validation shard has no documents: nothing to evaluate")
-    doc_ids = select_docs(shard, cfg)
+    doc_ids = select_docs(shard, cfg) if doc_ids is None else np.asarray(doc_ids, dtype=np.int64)
     nats, ntok = score_docs(model, shard, doc_ids, cfg, pad_id, progress)
     nbytes = np.asarray(shard.doc_bytes, dtype=np.int64)[doc_ids]
     src = np.asarray(shard.doc_source)[doc_ids]

@@ -37,8 +37,8 @@ def export_hf(ckpt_dir: str | Path, out_dir: str | Path) -> Path:
     tok = PostTokenizer.load(tok_path)
     out.mkdir(parents=True, exist_ok=True)
     # generation stops at the end of a post and, for a chat base, at the end of a turn (<|im_end|>)
-    stop_ids = [tok.eos_id] + ([tok.eot_id] if tok.eot_id is not None else [])
-    cfg = hf_config(model.cfg, tok.bos_id, stop_ids if len(stop_ids) > 1 else tok.eos_id, tok.pad_id)
+    eos = tok.eos_id if tok.eot_id is None else [tok.eos_id, tok.eot_id]
+    cfg = hf_config(model.cfg, tok.bos_id, eos, tok.pad_id)
     (out / "config.json").write_text(json.dumps(cfg, indent=1))
     save_weights(hf_state_dict(model), out / "model.safetensors", metadata={"format": "pt"})
     shutil.copyfile(tok_path, out / "tokenizer.json")
@@ -57,7 +57,7 @@ def export_hf(ckpt_dir: str | Path, out_dir: str | Path) -> Path:
     (out / "tokenizer_config.json").write_text(json.dumps(tok_cfg, indent=1))
     gen = {
         "bos_token_id": tok.bos_id,
-        "eos_token_id": stop_ids if len(stop_ids) > 1 else tok.eos_id,
+        "eos_token_id": eos,
         "pad_token_id": tok.pad_id,
         "do_sample": True,
         "temperature": 0.9,

@@ -68,7 +68,7 @@ def scratch_cpu() -> RunConfig:
 
 
 def demo_cpu() -> RunConfig:
-    """SmolLM2-135M continued on the posts, in bf16 autocast (1.6x fp32 on this CPU), with a from-scratch
+    """SmolLM2-135M continued on the posts, in bf16 autocast (``model/precision.py``), with a from-scratch
     ``scratch_cpu`` model trained beside it for a comparable wall time; both and the base as imported are scored
     on the same seeded sample of validation posts. Sized for ``make demo`` in 15 minutes on 2 cores."""
     return RunConfig(

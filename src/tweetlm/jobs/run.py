@@ -86,6 +86,15 @@ def stage_tokenizer(cfg: RunConfig, rf: RunFolder, base_ckpt: Path | None = None
     return {"vocab_size": tok.vocab_size, "trained_on_posts": len(texts)}
 
 
+def adopt_base(cfg: RunConfig, base_ckpt: Path) -> None:
+    """Give ``cfg`` the shape of the imported base at ``base_ckpt`` and start training from its weights (unless
+    ``train.init_from`` names another checkpoint)."""
+    from tweetlm.model.load import model_config_from_checkpoint
+
+    cfg.model = model_config_from_checkpoint(base_ckpt)
+    cfg.train.init_from = cfg.train.init_from or str(base_ckpt)
+
+
 def stage_import(cfg: RunConfig, rf: RunFolder) -> dict:
     """Import ``cfg.base`` into ``rf.base`` (a checkpoint folder: the model as imported, evaluated beside the
     continued one)."""
@@ -160,27 +169,15 @@ GROUPS = {"tweeteval_val": "tweeteval/"}  # pooled entries of eval.json besides 
 def evaluate_checkpoint(ckpt, rf: RunFolder, ecfg, progress: bool, doc_ids: list[int] | None = None) -> dict:
     """Bits-per-byte of checkpoint ``ckpt`` on ``rf``'s validation shard (the documents ``ecfg`` selects, or
     exactly ``doc_ids``)."""
-    import numpy as np
-
     from tweetlm.common.token_shards import open_shard
-    from tweetlm.eval.bpb import bpb_entry, evaluate_bpb, group_mask, score_docs
+    from tweetlm.eval.bpb import evaluate_bpb
     from tweetlm.model.load import load_model
     from tweetlm.tokenizer.bpe import PostTokenizer
 
     model = load_model(ckpt)
     tok = PostTokenizer.load(rf.tokenizer)
     shard = open_shard(rf.tokens / "val")
-    if doc_ids is None:
-        res = evaluate_bpb(model, shard, ecfg, tok.pad_id, progress=progress, groups=GROUPS)
-    else:
-        ids = np.asarray(doc_ids, dtype=np.int64)
-        nats, ntok = score_docs(model, shard, ids, ecfg, tok.pad_id, progress)
-        nbytes = np.asarray(shard.doc_bytes, dtype=np.int64)[ids]
-        res = {"overall": bpb_entry(nats, ntok, nbytes), "per_source": {}}
-        for name, prefix in GROUPS.items():
-            m = group_mask(shard, ids, prefix)
-            if m.any():
-                res[name] = bpb_entry(nats[m], ntok[m], nbytes[m])
+    res = evaluate_bpb(model, shard, ecfg, tok.pad_id, progress=progress, groups=GROUPS, doc_ids=doc_ids)
     res["checkpoint"] = str(ckpt)
     res["params"] = model.num_params()
     return res
@@ -341,10 +338,7 @@ def run(
     if cfg.base:
         imp = do("import", lambda: stage_import(cfg, rf), rf.root / "base" / "model.safetensors")
         base_ckpt = Path(imp["checkpoint"])
-        from tweetlm.model.load import model_config_from_checkpoint
-
-        cfg.model = model_config_from_checkpoint(base_ckpt)
-        cfg.train.init_from = str(base_ckpt)
+        adopt_base(cfg, base_ckpt)
         if cfg.train.seq_len > cfg.model.max_seq_len:
             raise ValueError(f"train.seq_len={cfg.train.seq_len} exceeds the base's context {cfg.model.max_seq_len}")
     do("tokenizer", lambda: stage_tokenizer(cfg, rf, base_ckpt), rf.tokenizer)

@@ -38,12 +38,10 @@ def train_run(
     dst = RunFolder(Path(out)) if out else src
     made_with = json.loads(src.config.read_text()) if src.config.exists() else {}
     if made_with.get("base") and (src.root / "base" / "model.safetensors").exists():
-        # a run continued from an imported base: same shape, and start from the base unless told otherwise
-        from tweetlm.model.load import model_config_from_checkpoint
+        from tweetlm.jobs.run import adopt_base  # a run continued from an imported base: its shape and weights
 
         cfg.base = made_with["base"]
-        cfg.model = model_config_from_checkpoint(src.root / "base")
-        cfg.train.init_from = cfg.train.init_from or str(src.root / "base")
+        adopt_base(cfg, src.root / "base")
     cfg.model.vocab_size = open_shard(src.tokens / "train").vocab_size
     is_main = int(os.environ.get("RANK", 0)) == 0
     if is_main:

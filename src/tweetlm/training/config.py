@@ -22,9 +22,8 @@ class TrainConfig:
     log_every: metrics line every N steps.
     seed: data order and init seed.
     device: ``"auto"`` (CUDA if present), ``"cpu"`` or ``"cuda"``.
-    precision: ``"auto"`` (bf16 autocast on CUDA, fp32 on CPU), ``"bf16"`` (bf16 autocast on either; on a CPU
-        with AVX512-BF16 or AMX a 135M model trains 1.6x faster than fp32, measured in ``bench_train.py``) or
-        ``"fp32"``. Weights, gradients and optimizer state stay fp32 (mixed precision).
+    precision: ``"auto"`` (bf16 autocast on CUDA, fp32 on CPU), ``"bf16"`` (bf16 autocast on either; see
+        ``model/precision.py``) or ``"fp32"``. Weights, gradients and optimizer state stay fp32 (mixed precision).
     init_from: a checkpoint folder (``tweetlm import``) whose ``model.safetensors`` initialises the weights:
         continued pretraining. Its ``config.json`` model shape must equal the run's. Ignored on resume.
     freeze_embeddings: keep the token embedding (and a tied output head) fixed.

@@ -24,12 +24,13 @@ from tweetlm.common.token_shards import open_shard
 from tweetlm.model.config import ModelConfig
 from tweetlm.model.flops import train_flops_per_token
 from tweetlm.model.gpt import GPT
+from tweetlm.model.precision import autocast, uses_bf16
 from tweetlm.training import distributed as D
 from tweetlm.training.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from tweetlm.training.config import TrainConfig
 from tweetlm.training.dataloader import PackedLoader
 from tweetlm.training.metrics import MetricsWriter, device_peak_flops, peak_memory_mb
-from tweetlm.training.parallelize import autocast_context, no_grad_sync, parallelize, resolve_mode
+from tweetlm.training.parallelize import no_grad_sync, parallelize, resolve_mode
 from tweetlm.training.schedule import lr_at
 
 
@@ -189,8 +190,7 @@ def _train(
         loss_val = state.get("loss", float("nan"))
         last_ckpt = ck
     fpt = train_flops_per_token(model_cfg, cfg.seq_len)
-    bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and device.type == "cuda")
-    peak = cfg.peak_flops or device_peak_flops(device, bf16)[0]
+    peak = cfg.peak_flops or device_peak_flops(device, uses_bf16(device, cfg.precision))[0]
     metrics = MetricsWriter(
         metrics_path,
         Path(metrics_path).parent / "tb" if cfg.tensorboard else None,
@@ -238,7 +238,7 @@ def _train(
             x, y = loader.next_batch()
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
             with no_grad_sync(wrapped, world > 1 and micro < cfg.grad_accum - 1):
-                with autocast_context(device, cfg.precision):
+                with autocast(device, cfg.precision):
                     logits = wrapped(x)
                 loss = loss_fn(logits, y)
                 (loss / cfg.grad_accum).backward()

@@ -9,8 +9,8 @@ DDP or FSDP2, in that order (as torchtitan).
 - ``"auto"``: ``"ddp"`` when the world size is above 1, else ``"none"``.
 
 Activation checkpointing and compile act on each block in place (no wrapper module), so parameter names, the
-``model.safetensors`` export and DCP checkpoints are the same with or without them. bf16 autocast for the forward
-pass on GPU and fp32 on CPU is decided here too (``autocast_context``). The model itself stays a single-device
+``model.safetensors`` export and DCP checkpoints are the same with or without them. bf16 autocast of the forward
+pass is ``model/precision.py``'s (``train.precision``). The model itself stays a single-device
 ``nn.Module`` (``model/gpt.py``); this module knows nothing about data or checkpoints.
 """
 
@@ -106,10 +106,3 @@ def no_grad_sync(model: nn.Module, enabled: bool):
             model.set_requires_gradient_sync(True)
     else:
         yield
-
-
-def autocast_context(device: torch.device, precision: str = "auto"):
-    """bf16 autocast on GPU and fp32 (no autocast) on CPU for ``precision="auto"``; ``"bf16"`` autocasts on
-    either device, ``"fp32"`` on neither."""
-    enabled = precision == "bf16" or (precision == "auto" and device.type == "cuda")
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=enabled)
