@@ -172,6 +172,9 @@ def test_tweetqa_drops_repeated_tweets_within_the_file(tmp_path):
         ("tweetqa:all:0", "Hello world\u2014 A (@a) May 1, 2016"),
         ("tweetqa:all:2", "Other"),
     ]
+    # every question asked about a tweet travels with it, for the fine-tuning set (data.sft)
+    assert [q["question"] for q in json.loads(posts[0].labels["tweetqa"])] == ["q1", "q2"]
+    assert json.loads(posts[1].labels["tweetqa"]) == [{"qid": "3", "question": "q3", "answers": ["c"]}]
     c = ledger.sources["tweetqa"]
     assert (c.records_in, dict(c.dropped), c.quarantined) == (4, {"same_tweet_as_earlier_question": 1}, 1)
     assert [(q.record, q.reason) for q in ledger.quarantine_log] == [(3, "missing_text")]

@@ -376,6 +376,9 @@ def build_parser() -> argparse.ArgumentParser:
     from tweetlm.cli import data as data_cli
 
     data_cli.register(sub)
+    from tweetlm.cli import chat as chat_cli
+
+    chat_cli.register(sub)
     return p
 
 

@@ -31,6 +31,12 @@ TONES = ("positive", "neutral", "negative")
 """Tones a brief may ask for; they are the sentiment labels of the shared corpora (TweetEval, SemEval, XLM-T,
 US airlines)."""
 
+LANGUAGE_NAMES = {
+    "ar": "Arabic", "de": "German", "en": "English", "es": "Spanish", "fr": "French", "hi": "Hindi",
+    "id": "Indonesian", "it": "Italian", "pt": "Portuguese",
+}  # fmt: skip
+"""Names of the shared corpora's languages (ISO 639-1), for instructions; other codes are written as they are."""
+
 _SEP = re.compile(r"[<>|;\n]+")
 _WORD = re.compile(r"(?<![#@\w])[^\W\d_][\w'-]{2,}", re.UNICODE)
 _URL = re.compile(r"https?://\S+|\bwww\.\S+", re.IGNORECASE)
@@ -77,6 +83,19 @@ class Brief:
             " ".join(t for t in (_clean_field(x) for x in self.hashtags) if t),
         ]
         return "<<" + "|".join(parts) + ">>"
+
+    def instruction(self) -> str:
+        """The brief as a chat instruction (the user turn of a fine-tuning example, ``data.sft``):
+        ``Write a negative post in English about United. Use the words: bags, delayed. Include #fail.``"""
+        lang = LANGUAGE_NAMES.get(self.lang, self.lang)
+        text = "Write a" + (f" {self.tone}" if self.tone else "") + " post"
+        text += (f" in {lang}" if lang else "") + (f" about {_clean_field(self.brand)}" if self.brand else "") + "."
+        terms = [t for t in (_clean_field(x) for x in self.terms) if t]
+        if terms:
+            text += " Use the words: " + ", ".join(terms) + "."
+        if self.hashtags:
+            text += " Include " + " ".join(self.hashtags) + "."
+        return text
 
 
 def is_hashtag(text: str) -> bool:

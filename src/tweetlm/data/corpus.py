@@ -58,3 +58,32 @@ def read_corpus_texts(out_dir: str | Path, split: str) -> tuple[list[str], list[
     if table is None:
         return [], []
     return table.column("text").to_pylist(), table.column("source").to_pylist()
+
+
+def read_corpus_posts(out_dir: str | Path, split: str) -> tuple[list[Post], dict[str, list[str]], dict[str, list[str]]]:
+    """``(posts, thread_ids, thread_texts)`` of one split written by the pipeline: Post records (labels decoded,
+    provenance from the ``prov_*`` columns) and, per thread document id, its members' ids and texts.
+    ``FileNotFoundError`` naming the missing split file."""
+    import pyarrow.parquet as pq
+
+    from tweetlm.data.post import Provenance
+
+    path = Path(out_dir) / f"{split}.parquet"
+    if not path.exists():
+        raise FileNotFoundError(f"clean corpus split {path} not found (a folder written by tweetlm data prepare)")
+    names = set(pq.read_schema(path).names)
+    if "text" not in names:
+        return [], {}, {}
+    fields = ("id", "text", "source", "created_at", "author_id", "lang", "kind", "reply_to_id", "conversation_id",
+              "quoted_id", "retweeted_id", "hashtags", "mentions", "urls")  # fmt: skip
+    posts, tids, ttexts = [], {}, {}
+    for i, r in enumerate(pq.read_table(path).to_pylist()):
+        kw = {k: r[k] for k in fields if k in names and r.get(k) is not None}
+        kw["id"] = str(kw["id"])
+        prov = Provenance(r.get("prov_file") or str(path), int(r.get("prov_record") or i), r.get("prov_reader") or "")
+        labels = json.loads(r["labels"]) if r.get("labels") else {}
+        posts.append(Post(**kw, split=split, labels=labels, provenance=prov))
+        if r.get("thread_ids"):
+            tids[kw["id"]] = list(r["thread_ids"])
+            ttexts[kw["id"]] = list(r.get("thread_texts") or [])
+    return posts, tids, ttexts

@@ -968,14 +968,28 @@ def _detect_tweetqa(info: _FileInfo) -> bool:
     return info.name.lower().endswith(".json") and b'"Tweet"' in h and b'"qid"' in h and b'"Question"' in h
 
 
+TWEETQA_LABEL = "tweetqa"
+"""Label of a TweetQA tweet: a JSON list of ``{"qid", "question", "answers"}``, every question asked about it
+(the supervised fine-tuning set turns them into grounded question answering, ``data.sft``)."""
+
+
 def _read_tweetqa(info: _FileInfo, ledger: Ledger) -> Iterator[Post]:
-    """The source tweet of each question, once. The tweet text keeps its trailing attribution as the dataset
-    scraped it from the embed (``#PatriotPride\u2014 Doug Ducey (@dougducey) February 12, 2016``): it is what
-    the questions were asked about, and cutting it reliably would need the original markup."""
+    """The source tweet of each question, once, with all its questions and answers as the ``tweetqa`` label.
+    The tweet text keeps its trailing attribution as the dataset scraped it from the embed
+    (``#PatriotPride\u2014 Doug Ducey (@dougducey) February 12, 2016``): it is what the questions were asked
+    about, and cutting it reliably would need the original markup."""
     source = info.corpus
     data = _load_json(info)
     if not isinstance(data, list):
         raise ValueError(f"{info.display}: expected a JSON list of TweetQA question objects")
+    questions: dict[str, list[dict]] = {}
+    for rec in data:
+        if isinstance(rec, dict) and isinstance(rec.get("Tweet"), str) and isinstance(rec.get("Question"), str):
+            answers = [a for a in rec.get("Answer") or [] if isinstance(a, str) and a.strip()]
+            if answers:
+                questions.setdefault(rec["Tweet"], []).append(
+                    {"qid": str(rec.get("qid", "")), "question": rec["Question"], "answers": answers}
+                )
     seen_texts: set[str] = set()
     for i, rec in enumerate(data):
         ledger.seen(source)
@@ -992,6 +1006,7 @@ def _read_tweetqa(info: _FileInfo, ledger: Ledger) -> Iterator[Post]:
             text=tweet,
             source=source,
             lang="en",
+            labels={TWEETQA_LABEL: json.dumps(questions[tweet], ensure_ascii=False)} if tweet in questions else {},
             provenance=_prov(info, i, "tweetqa_json"),
         )
 

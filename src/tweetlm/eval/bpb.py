@@ -79,7 +79,8 @@ def score_docs(
     model: torch.nn.Module, shard: TokenShard, doc_ids: np.ndarray, cfg: EvalConfig, pad_id: int, progress=False
 ) -> tuple[np.ndarray, np.ndarray]:
     """Summed next-token loss in nats and the number of predicted tokens of each document in ``doc_ids``;
-    two ``(len(doc_ids),)`` arrays (float64, int64) in the order of ``doc_ids``."""
+    two ``(len(doc_ids),)`` arrays (float64, int64) in the order of ``doc_ids``. On a shard with a loss mask
+    (supervised fine-tuning) only the masked-in targets (assistant tokens) are predicted and counted."""
     device = next(model.parameters()).device
     window = model.cfg.max_seq_len
     pos = {int(d): i for i, d in enumerate(doc_ids)}
@@ -108,17 +109,23 @@ def score_docs(
         per_row = loss.view(len(chunk), L).sum(1).cpu().tolist()
         for (i, _, yi), l in zip(chunk, per_row):
             nats[i] += l
-            ntok[i] += len(yi)
+            ntok[i] += int((yi != -100).sum())
     model.train(was_training)
     return nats, ntok
 
 
 def _rows(shard: TokenShard, doc_ids: np.ndarray, window: int):
-    """(input ids, target ids) per window of at most ``window`` predictions."""
+    """(input ids, target ids) per window of at most ``window`` predictions; targets outside a shard's loss mask
+    are -100 (ignored)."""
     for d in doc_ids:
         toks = np.asarray(shard.doc(int(d)), dtype=np.int64)
+        targets = toks
+        if shard.loss_mask is not None:
+            a = shard.offsets[int(d)]
+            keep = np.asarray(shard.loss_mask[a : a + len(toks)], dtype=bool)
+            targets = np.where(keep, toks, -100)
         for s in range(0, len(toks) - 1, window):
-            yield toks[s : s + window], toks[s + 1 : s + window + 1]
+            yield toks[s : s + window], targets[s + 1 : s + window + 1]
 
 
 def group_mask(shard: TokenShard, doc_ids: np.ndarray, prefix: str) -> np.ndarray:

@@ -9,7 +9,11 @@ the end of a post (``<|eos|>``) and never returns a post (prompt + completion) o
 the platform counts them (twitter-text v3, ``data.twitter_text``): a token that would cross the limit ends the
 row instead (``finish_reason="length"``).
 
-A prompt is the beginning of a post: it is encoded after ``<|bos|>``; an empty prompt samples a whole post.
+A prompt is either the beginning of a post (a string, encoded after ``<|bos|>``; an empty prompt samples a whole
+post) or a conversation (a list of ``{"role", "content"}`` messages), rendered with the checkpoint's chat
+template (``tokenizer.chat``) followed by the assistant's turn; a reply ends at the template's end-of-turn token,
+tweet mode counts the reply alone, and a conversation longer than the context loses its oldest turns first
+(``Completion.dropped_turns`` says how many). Both kinds share one batch.
 The engine knows nothing about HTTP (``serve/``) or training.
 """
 
@@ -65,6 +69,7 @@ class Completion:
     token_ids: list[int]
     finish_reason: str
     prompt_tokens: int
+    dropped_turns: int = 0  # a conversation's oldest turns left out to fit the context
 
 
 def _weighted_length(text: str) -> int:
@@ -87,10 +92,15 @@ def over_tweet_limit(text: str) -> bool:
 class _Row:
     """Decoding state of one request inside a batch."""
 
-    def __init__(self, prompt_text: str, prompt_ids: list[int], params: SamplingParams, device) -> None:
-        self.prompt_text = prompt_text
+    def __init__(
+        self, prompt_text: str, prompt_ids: list[int], params: SamplingParams, device, stop_ids: set[int],
+        dropped_turns: int = 0,
+    ) -> None:  # fmt: skip
+        self.prompt_text = prompt_text  # counted with the reply in tweet mode ("" for a conversation)
         self.prompt_ids = prompt_ids
         self.params = params
+        self.stop_ids = stop_ids
+        self.dropped_turns = dropped_turns
         self.ids: list[int] = []
         self.text = ""
         self.emitted = 0  # characters of ``text`` already streamed
@@ -117,6 +127,16 @@ class Engine:
         self.model_name = model_name
         self.device = next(model.parameters()).device
         self.max_seq_len = model.cfg.max_seq_len
+        self._chat = None
+
+    @property
+    def chat_format(self):
+        """The checkpoint's chat template (``tokenizer.chat.ChatFormat``; tweetlm's own when it has none)."""
+        if self._chat is None:
+            from tweetlm.tokenizer.chat import ChatFormat
+
+            self._chat = ChatFormat(self.tok)
+        return self._chat
 
     @classmethod
     def from_checkpoint(cls, ckpt_dir: str | Path, device: str = "cpu", model_name: str | None = None) -> Engine:
@@ -133,19 +153,46 @@ class Engine:
     def encode_prompt(self, prompt: str) -> list[int]:
         return [self.tok.bos_id, *self.tok.encode(prompt)]
 
-    @torch.no_grad()
-    def generate(
+    def chat(
         self,
-        prompts: list[str],
+        conversations: list[list[dict]],
         params: SamplingParams | list[SamplingParams],
         on_text: Callable[[int, str], None] | None = None,
     ) -> list[Completion]:
-        """Generate a continuation for each prompt, all in one batch.
+        """The assistant's next reply in each conversation (``generate`` with conversations as prompts)."""
+        return self.generate(conversations, params, on_text)
+
+    def _make_row(self, i: int, prompt: str | list[dict], p: SamplingParams) -> _Row:
+        eos = {self.tok.eos_id}
+        if isinstance(prompt, str):
+            ids = self.encode_prompt(prompt)
+            if p.tweet_mode and over_tweet_limit(prompt):
+                raise ValueError(f"prompt {i} is already over {MAX_TWEET_WEIGHTED_LENGTH} weighted characters")
+            if len(ids) >= self.max_seq_len:
+                raise ValueError(f"prompt {i} has {len(ids)} tokens; the model's context is {self.max_seq_len} tokens")
+            return _Row(prompt, ids, p, self.device, eos)
+        room = min(p.max_tokens, self.max_seq_len // 2)  # the reply keeps at least this much of the context
+        try:
+            msgs, dropped = self.chat_format.fit_messages(prompt, self.max_seq_len - room)
+        except ValueError as e:
+            raise ValueError(f"conversation {i}: {e}") from None
+        ids = self.chat_format.encode_prompt(msgs)
+        return _Row("", ids, p, self.device, eos | {self.chat_format.eot_id}, dropped)
+
+    @torch.no_grad()
+    def generate(
+        self,
+        prompts: list[str | list[dict]],
+        params: SamplingParams | list[SamplingParams],
+        on_text: Callable[[int, str], None] | None = None,
+    ) -> list[Completion]:
+        """Generate a continuation of each prompt (a post's beginning, or a conversation's next reply), all in
+        one batch.
 
         ``params`` is one setting for all rows or one per row. ``on_text(row, delta)`` is called with new text as
         it becomes final (streaming; text that could still become part of a stop string or an incomplete UTF-8
-        character is held back). Raises ``ValueError`` for invalid params or a prompt that leaves no room in
-        the model's context (``max_seq_len`` tokens).
+        character is held back). Raises ``ValueError`` for invalid params or messages, a prompt that leaves no
+        room in the model's context (``max_seq_len`` tokens), or a conversation whose last message alone does not.
         """
         if not prompts:
             return []
@@ -154,13 +201,8 @@ class Engine:
             raise ValueError(f"{len(prompts)} prompts but {len(plist)} sampling params")
         for p in plist:
             p.validate()
-        encoded = [self.encode_prompt(p) for p in prompts]
-        for i, (t, e) in enumerate(zip(prompts, encoded)):
-            if plist[i].tweet_mode and over_tweet_limit(t):
-                raise ValueError(f"prompt {i} is already over {MAX_TWEET_WEIGHTED_LENGTH} weighted characters")
-            if len(e) >= self.max_seq_len:
-                raise ValueError(f"prompt {i} has {len(e)} tokens; the model's context is {self.max_seq_len} tokens")
-        rows = [_Row(t, e, p, self.device) for t, e, p in zip(prompts, encoded, plist)]
+        rows = [self._make_row(i, t, p) for i, (t, p) in enumerate(zip(prompts, plist))]
+        encoded = [r.prompt_ids for r in rows]
         B = len(rows)
         L = max(len(e) for e in encoded)
         max_new = min(max(p.max_tokens for p in plist), self.max_seq_len - L)
@@ -197,7 +239,7 @@ class Engine:
         for i, r in enumerate(rows):
             if not r.done:
                 self._finish(i, r, "length", on_text)
-            out.append(Completion(r.text, r.ids, r.finish_reason, len(r.prompt_ids)))
+            out.append(Completion(r.text, r.ids, r.finish_reason, len(r.prompt_ids), r.dropped_turns))
         return out
 
     def _pick(self, r: _Row, logits: torch.Tensor) -> int:
@@ -211,7 +253,7 @@ class Engine:
 
     def _advance(self, i: int, r: _Row, token: int, used: int, on_text) -> None:
         p = r.params
-        if token == self.tok.eos_id and not p.ignore_eos:
+        if token in r.stop_ids and not p.ignore_eos:
             self._finish(i, r, "stop", on_text)
             return
         text = self.tok.decode(r.ids + [token])

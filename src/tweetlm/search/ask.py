@@ -1,7 +1,8 @@
 """Ask (layer L4, search): retrieve posts, generate an answer from them, keep only citations of those posts.
 
 ``ask(index, question, generator)`` retrieves the top posts (``SearchIndex.search``), writes a prompt that lists
-each post as ``[<post id>] text`` and asks for inline citations in that form, calls the generator, then
+each post as ``[<post id>] text`` and asks for inline citations in that form (``data.sft.grounded_prompt``, the
+same form grounded chat, ``ground_messages``, puts in the user's turn), calls the generator, then
 ``validate_citations`` rewrites the answer: a bracketed id that is one of the posts given stays; any other
 bracketed token (an invented id, a post not in the prompt, ``[sic]``) is removed. So an answer never cites a
 post it was not given, whatever the model writes.
@@ -18,12 +19,9 @@ import re
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
+from tweetlm.data.sft import grounded_prompt
 from tweetlm.search.index import Hit, SearchIndex, SearchParams
 
-INSTRUCTION = (
-    "Answer the question using only the posts below. After each claim, cite the posts it rests on by their id "
-    "in square brackets, like [{example}]."
-)
 _BRACKET = re.compile(r"\s?\[([^\[\]\n]{1,200})\]")
 
 
@@ -46,15 +44,36 @@ class Answer:
         return d
 
 
+def _post_lines(hits: list[Hit]) -> list[tuple[str, str, str]]:
+    meta = lambda h: ", ".join(x for x in ((h.created_at or "")[:10], f"@{h.author_id}" if h.author_id else "") if x)  # noqa: E731
+    return [(h.id, meta(h), h.text) for h in hits]
+
+
 def build_prompt(question: str, hits: list[Hit]) -> str:
-    """The prompt for ``question`` over ``hits`` (one line per post: ``[id] (date, author) text``)."""
-    lines = [INSTRUCTION.format(example=hits[0].id if hits else "123"), "", "Posts:"]
-    for h in hits:
-        meta = ", ".join(x for x in ((h.created_at or "")[:10], f"@{h.author_id}" if h.author_id else "") if x)
-        text = " ".join(h.text.split())
-        lines.append(f"[{h.id}] ({meta}) {text}" if meta else f"[{h.id}] {text}")
-    lines += ["", f"Question: {question.strip()}", "Answer:"]
-    return "\n".join(lines)
+    """The prompt for ``question`` over ``hits`` for a base model: ``data.sft.grounded_prompt`` (one line per
+    post: ``[id] (date, author) text``) then ``Answer:``."""
+    return grounded_prompt(question, _post_lines(hits)) + "\nAnswer:"
+
+
+def ground_messages(
+    index: SearchIndex, messages: list[dict], params: SearchParams | None = None,
+    fits: Callable[[list[dict]], bool] | None = None,
+) -> tuple[list[dict], list[Hit]]:  # fmt: skip
+    """Grounded chat: retrieve posts for the conversation's last user message and put them in that message
+    (``data.sft.grounded_prompt``, the form the fine-tuned model learnt from TweetQA). While ``fits(messages)``
+    is false the lowest-ranked post is left out. Returns the messages for the model and the posts given.
+    ``ValueError`` when the last message is not a non-empty user message or no post matches."""
+    if not messages or messages[-1].get("role") != "user" or not str(messages[-1].get("content", "")).strip():
+        raise ValueError("a grounded turn needs the conversation to end with a non-empty user message")
+    question = messages[-1]["content"]
+    hits = index.search(question, params or SearchParams(k=5))
+    if not hits:
+        raise ValueError("no posts match the question and filters; nothing to answer from")
+    while True:
+        out = [*messages[:-1], {"role": "user", "content": grounded_prompt(question, _post_lines(hits))}]
+        if fits is None or fits(out) or len(hits) == 1:
+            return out, hits
+        hits = hits[:-1]
 
 
 def validate_citations(text: str, allowed_ids: set[str]) -> tuple[str, list[str], list[str]]:

@@ -7,6 +7,11 @@ loader): from a buffer of ``buffer_docs`` upcoming documents take the longest on
 the shortest is cropped to fill the row exactly and its tail is dropped. The dropped share of tokens is reported as
 ``cropped_frac``. There is no padding, so every target counts in the loss.
 
+A supervised fine-tuning shard (one with a ``loss_mask``) packs whole conversations instead: when no waiting
+conversation fits the rest of a row, the row is closed with padding (inputs 0, targets ignored) rather than
+cropping one (only a conversation longer than a row is cropped); targets whose token is context (mask 0) are set
+to ``IGNORE_INDEX`` so only assistant tokens count in the loss (``F.cross_entropy``'s default ``ignore_index``).
+
 The packing plan of an epoch is a pure function of ``(seed, epoch)`` and the document lengths, computed from the
 shard's offsets alone (no token is read to plan). A global batch is ``batch_size * world_size`` consecutive rows of
 the plan; rank ``r`` reads rows ``[r * batch_size, (r + 1) * batch_size)`` of it, so ranks read disjoint documents
@@ -25,7 +30,12 @@ import torch
 from tweetlm.common.token_shards import TokenShard
 
 
-def plan_epoch(doc_lens: np.ndarray, row_len: int, seed: int, epoch: int, buffer_docs: int = 64) -> dict:
+IGNORE_INDEX = -100
+
+
+def plan_epoch(
+    doc_lens: np.ndarray, row_len: int, seed: int, epoch: int, buffer_docs: int = 64, pad: bool = False
+) -> dict:
     """Pack documents into rows of exactly ``row_len`` tokens for one epoch.
 
     Args:
@@ -33,12 +43,14 @@ def plan_epoch(doc_lens: np.ndarray, row_len: int, seed: int, epoch: int, buffer
         row_len: tokens per row (``seq_len + 1``).
         seed, epoch: the document order is ``default_rng([seed, epoch]).permutation(n_docs)``.
         buffer_docs: how many upcoming documents best fit chooses from.
+        pad: close a row with padding (``seg_doc == -1``) when nothing fits, instead of cropping a document; a
+            document longer than a whole row is still cropped.
 
     Returns:
-        ``{"row_ptr": (n_rows + 1,), "seg_doc": (n_segs,), "seg_len": (n_segs,), "cropped": int, "tokens": int}``:
-        row ``i`` is the first ``seg_len[j]`` tokens of document ``seg_doc[j]`` for ``j`` in
+        ``{"row_ptr": (n_rows + 1,), "seg_doc": (n_segs,), "seg_len": (n_segs,), "cropped": int, "padded": int,
+        "tokens": int}``: row ``i`` is the first ``seg_len[j]`` tokens of document ``seg_doc[j]`` for ``j`` in
         ``row_ptr[i]:row_ptr[i+1]``, in order. A last row that cannot be filled is dropped (its tokens count as
-        cropped).
+        cropped) unless ``pad``, where it is padded.
     """
     order = np.random.default_rng([seed, epoch]).permutation(len(doc_lens))
     lens = np.asarray(doc_lens, dtype=np.int64)[order]
@@ -46,7 +58,7 @@ def plan_epoch(doc_lens: np.ndarray, row_len: int, seed: int, epoch: int, buffer
     buf_doc: list[int] = []
     nxt = 0
     row_ptr, seg_doc, seg_len = [0], [], []
-    cropped = 0
+    cropped = padded = 0
 
     def refill() -> None:
         nonlocal nxt
@@ -70,13 +82,22 @@ def plan_epoch(doc_lens: np.ndarray, row_len: int, seed: int, epoch: int, buffer
                 seg_doc.append(d)
                 seg_len.append(n)
                 room -= n
+            elif pad and room < row_len:  # nothing fits: close the row with padding
+                seg_doc.append(-1)
+                seg_len.append(room)
+                padded += room
+                room = 0
             else:  # nothing fits: crop the shortest to fill the row exactly
                 n, d = buf_len.pop(0), buf_doc.pop(0)
                 seg_doc.append(d)
                 seg_len.append(room)
                 cropped += n - room
                 room = 0
-        if room > 0:  # ran out of documents: drop the partial row
+        if room > 0 and pad and room < row_len:  # ran out of documents: pad the last row
+            seg_doc.append(-1)
+            seg_len.append(room)
+            padded += room
+        elif room > 0:  # ran out of documents: drop the partial row
             cropped += sum(seg_len[start:])
             del seg_doc[start:], seg_len[start:]
             break
@@ -86,13 +107,15 @@ def plan_epoch(doc_lens: np.ndarray, row_len: int, seed: int, epoch: int, buffer
         "seg_doc": np.asarray(seg_doc, dtype=np.int64),
         "seg_len": np.asarray(seg_len, dtype=np.int64),
         "cropped": int(cropped),
+        "padded": int(padded),
         "tokens": int(lens.sum()),
     }
 
 
 class PackedLoader:
     """Yields ``(x, y)`` int64 tensors of shape ``(batch_size, seq_len)`` for this rank; ``y`` is ``x`` shifted
-    by one. ``ValueError`` when the shard cannot fill one global batch."""
+    by one, with ``IGNORE_INDEX`` at padding and at context tokens of a shard with a loss mask. ``ValueError``
+    when the shard cannot fill one global batch."""
 
     def __init__(
         self,
@@ -121,7 +144,8 @@ class PackedLoader:
             )
 
     def _make_plan(self) -> dict:
-        return plan_epoch(self.doc_lens, self.T + 1, self.seed, self.epoch, self.buffer_docs)
+        pad = self.shard.loss_mask is not None
+        return plan_epoch(self.doc_lens, self.T + 1, self.seed, self.epoch, self.buffer_docs, pad)
 
     @property
     def num_rows(self) -> int:
@@ -142,13 +166,27 @@ class PackedLoader:
         self.epoch, self.pos = state["epoch"], state["pos"]
         self._plan = self._make_plan()
 
-    def _row(self, i: int) -> np.ndarray:
+    @property
+    def padded_frac(self) -> float:
+        """Share of the current epoch's row tokens that are padding (0..1; fine-tuning shards only)."""
+        return self._plan["padded"] / max(1, self._plan["tokens"] + self._plan["padded"])
+
+    def _row(self, i: int) -> tuple[np.ndarray, np.ndarray | None]:
+        """Tokens of row ``i`` and, for a shard with a loss mask, which of them are targets (padding: no)."""
         p = self._plan
-        parts = []
+        mask = self.shard.loss_mask
+        parts, masks = [], []
         for j in range(p["row_ptr"][i], p["row_ptr"][i + 1]):
-            a = self.shard.offsets[p["seg_doc"][j]]
-            parts.append(np.asarray(self.shard.tokens[a : a + p["seg_len"][j]], dtype=np.int64))
-        return np.concatenate(parts)
+            d, n = p["seg_doc"][j], p["seg_len"][j]
+            if d < 0:
+                parts.append(np.zeros(n, dtype=np.int64))
+                masks.append(np.zeros(n, dtype=bool))
+                continue
+            a = self.shard.offsets[d]
+            parts.append(np.asarray(self.shard.tokens[a : a + n], dtype=np.int64))
+            if mask is not None:
+                masks.append(np.asarray(mask[a : a + n], dtype=bool))
+        return np.concatenate(parts), (np.concatenate(masks) if mask is not None else None)
 
     def next_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
         step = self.B * self.world
@@ -157,5 +195,10 @@ class PackedLoader:
             self._plan = self._make_plan()
         first = self.pos + self.rank * self.B
         self.pos += step
-        t = torch.from_numpy(np.stack([self._row(i) for i in range(first, first + self.B)]))
-        return t[:, :-1], t[:, 1:]
+        rows = [self._row(i) for i in range(first, first + self.B)]
+        t = torch.from_numpy(np.stack([r for r, _ in rows]))
+        x, y = t[:, :-1], t[:, 1:].clone()
+        if self.shard.loss_mask is not None:
+            target = torch.from_numpy(np.stack([m for _, m in rows]))[:, 1:]
+            y[~target] = IGNORE_INDEX
+        return x, y

@@ -1,0 +1,83 @@
+"""A conversation with a chat model, optionally grounded in searched posts (layer L4, search).
+
+``ChatSession`` holds what ``tweetlm chat`` needs between turns: the messages so far (the user's own words and
+the model's replies, never the retrieved posts, so a later turn is not crowded out by an earlier one's posts),
+tweet mode, and grounding. A grounded turn retrieves posts for the user's message (``ask.ground_messages``),
+lets the model answer over them and keeps only citations of the posts given (``ask.finish``). Commands:
+``/reset``, ``/tweet``, ``/search on|off``, ``/help``, ``/quit``.
+"""
+
+from __future__ import annotations
+
+import sys
+
+HELP_LINES = "/reset: forget the conversation | /tweet: tweet mode on/off | /search on|off | /quit"
+
+
+class ChatSession:
+    """The state of one terminal conversation: messages, tweet mode, grounding. ``turn(text)`` returns what to
+    print after the reply (the reply itself is streamed through ``write``)."""
+
+    def __init__(self, engine, params, index=None, system: str | None = None, write=None) -> None:
+        self.engine, self.params, self.index = engine, params, index
+        self.system = system
+        self.search = False
+        self.messages: list[dict] = []
+        self.write = write or (lambda s: (sys.stdout.write(s), sys.stdout.flush()))
+        self.reset()
+
+    def reset(self) -> None:
+        self.messages = [{"role": "system", "content": self.system}] if self.system else []
+
+    def command(self, line: str) -> str | None:
+        """Handle a ``/command``; returns the line to print, or ``None`` to quit."""
+        cmd = line.strip().lower()
+        if cmd in ("/quit", "/exit"):
+            return None
+        if cmd == "/reset":
+            self.reset()
+            return "(conversation cleared)"
+        if cmd == "/tweet":
+            self.params.tweet_mode = not self.params.tweet_mode
+            on = "on: replies of at most 280 weighted characters"
+            return f"(tweet mode {on if self.params.tweet_mode else 'off'})"
+        if cmd in ("/search on", "/search off", "/search"):
+            if self.index is None:
+                return "(no search index: start tweetlm chat with --search-index DIR)"
+            self.search = cmd != "/search off"
+            on = "on: each message retrieves posts and the answer cites them"
+            return f"(grounded answers {on if self.search else 'off'})"
+        if cmd == "/help":
+            return HELP_LINES
+        return f"(unknown command {line.strip()!r}; {HELP_LINES})"
+
+    def turn(self, text: str) -> list[str]:
+        from tweetlm.search.ask import finish, ground_messages
+
+        notes: list[str] = []
+        self.messages.append({"role": "user", "content": text})
+        if self.search:
+            room = min(self.params.max_tokens, self.engine.max_seq_len // 2)
+            fits = lambda m: len(self.engine.chat_format.encode_prompt(m)) <= self.engine.max_seq_len - room  # noqa: E731
+            model_msgs, hits = ground_messages(self.index, self.messages, fits=fits)
+            c = self.engine.chat([model_msgs], self.params)[0]
+            ans = finish(text, "", hits, c.text)
+            self.write(ans.text or "(no answer)")
+            self.write("\n")
+            reply = ans.text
+            for h in hits:
+                mark = "*" if h.id in ans.cited else " "
+                notes.append(f"{mark} [{h.id}] {' '.join(h.text.split())[:140]}")
+            if ans.removed:
+                notes.append(f"(removed citations of posts not given: {', '.join(ans.removed)})")
+        else:
+            c = self.engine.chat([self.messages], self.params, on_text=lambda _i, d: self.write(d))[0]
+            self.write("\n")
+            reply = c.text
+        if c.dropped_turns:
+            notes.append(f"(the {c.dropped_turns} oldest message(s) were left out to fit the model's context of "
+                         f"{self.engine.max_seq_len} tokens)")  # fmt: skip
+        if c.finish_reason == "length":
+            notes.append("(reply cut at the length limit)")
+        self.messages.append({"role": "assistant", "content": reply})
+        return notes
