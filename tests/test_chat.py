@@ -239,3 +239,101 @@ def test_sft_job_trains_on_assistant_tokens_and_reports(tok, tmp_path):
     assert eng.chat([CONV[:1]], SamplingParams(max_tokens=4, temperature=0.0))[0].prompt_tokens > 0
     with pytest.raises(FileExistsError):
         run_sft(base, out, cfg, corpus=tmp_path / "corpus", progress=False)
+
+
+class _CitingEngine(Engine):
+    """The tiny model with a scripted reply: cites one retrieved post, one post it was not given, and [sic]."""
+
+    cite = ""
+
+    def generate(self, prompts, params, on_text=None):
+        from tweetlm.inference.engine import Completion
+
+        out = super().generate(prompts, params, on_text)
+        text = f"coffee is back [{self.cite}] and [999999] [sic]"
+        return [Completion(text, c.token_ids, "stop", c.prompt_tokens) for c in out]
+
+
+def test_multi_turn_and_grounded_chat_through_the_openai_client(tok, tmp_path):
+    openai = pytest.importorskip("openai")
+    pytest.importorskip("tantivy")
+    from loopback import LoopbackServer
+
+    from tweetlm.search.index import SearchIndex
+    from tweetlm.serve.app import ServeConfig, create_app
+
+    ckpt = _checkpoint(tok, tmp_path / "m")
+    eng = Engine.from_checkpoint(ckpt, model_name="tiny")
+    with LoopbackServer(create_app(eng, ServeConfig(max_tokens_limit=16))) as url:
+        client = openai.OpenAI(base_url=f"{url}/v1", api_key="none", max_retries=0)
+        first = [{"role": "user", "content": "coffee or tea?"}]
+        a1 = client.chat.completions.create(model="tiny", messages=first, max_tokens=6, temperature=0)
+        second = [*first, {"role": "assistant", "content": a1.choices[0].message.content}, CONV[2]]
+        a2 = client.chat.completions.create(model="tiny", messages=second, max_tokens=6, temperature=0)
+        alone = client.chat.completions.create(model="tiny", messages=[CONV[2]], max_tokens=6, temperature=0)
+        greedy = SamplingParams(max_tokens=6, temperature=0.0)
+        # the server's answers are the engine's replies to the whole conversation, first turn included
+        assert a2.choices[0].message.content == eng.chat([second], greedy)[0].text
+        assert alone.choices[0].message.content == eng.chat([[CONV[2]]], greedy)[0].text
+        assert a2.usage.prompt_tokens == len(eng.chat_format.encode_prompt(second)) > alone.usage.prompt_tokens
+        with pytest.raises(openai.BadRequestError, match="empty"):
+            client.chat.completions.create(model="tiny", messages=[{"role": "user", "content": " "}], max_tokens=4)
+        with pytest.raises(openai.BadRequestError, match="--search-index"):
+            client.chat.completions.create(model="tiny", messages=first, max_tokens=4, extra_body={"grounded": True})
+
+    from tweetlm.search.embed import Embedder
+
+    idx = SearchIndex.create(tmp_path / "idx", embedder=Embedder(cache_dir=tmp_path / "emb"))
+    idx.add([Post(id=f"{i}", text=t, source="s", provenance=Provenance("f", i, "r"), created_at="2020-01-01T00:00:00Z")
+             for i, t in enumerate(["coffee is back at the market", "rain all day", "tea time in the city"])])  # fmt: skip
+    citing = _CitingEngine(eng.model, eng.tok, "tiny")
+    citing.cite = "0"
+    with LoopbackServer(create_app(citing, ServeConfig(max_tokens_limit=16), search_index=idx)) as url:
+        client = openai.OpenAI(base_url=f"{url}/v1", api_key="none", max_retries=0)
+        r = client.chat.completions.create(model="tiny", messages=[{"role": "user", "content": "is coffee back?"}],
+                                           max_tokens=4, extra_body={"grounded": True, "search_k": 2})  # fmt: skip
+        body = r.model_dump()
+        assert "0" in body["retrieved_ids"] and len(body["retrieved_ids"]) == 2
+        assert [c["id"] for c in body["citations"]] == ["0"] and body["citations"][0]["text"].startswith("coffee")
+        assert r.choices[0].message.content == "coffee is back [0] and"  # 999999 and [sic] were not given
+        assert sorted(body["removed_citations"]) == ["999999", "sic"]
+
+
+def test_tweetlm_chat_in_a_pseudo_terminal(tok, tmp_path):
+    pexpect = pytest.importorskip("pexpect")
+    import sys
+
+    ckpt = _checkpoint(tok, tmp_path / "m")
+    child = pexpect.spawn(sys.executable, ["-m", "tweetlm.cli.main", "chat", "--checkpoint", str(ckpt),
+                                           "--max-tokens", "5", "--temperature", "0"],
+                          encoding="utf-8", timeout=60)  # fmt: skip
+    try:
+        child.expect("tweetlm chat with m .*tweetlm's chat template.*Ctrl-D to quit")
+        child.expect("you> ")
+        child.sendline("")
+        child.expect(r"\(empty message")
+        child.sendline("coffee or tea?")
+        child.expect("bot> (.*)\r\n")
+        child.expect("you> ")
+        child.sendline("/tweet")
+        child.expect("tweet mode on")
+        child.sendline("/search on")
+        child.expect("no search index")
+        child.sendline("apa kabar? " + "hujan " * 200)  # Indonesian, and longer than the context
+        child.expect(r"error: conversation 0: the last message alone takes \d+ prompt tokens")
+        child.sendline("/reset")
+        child.expect("conversation cleared")
+        child.sendline("/tweet")
+        child.expect("tweet mode off")
+        dropped = False
+        for i in range(12):  # a conversation longer than the context: cut from the oldest turns, and said
+            child.sendline(f"turn {i}: " + "rain in the city " * 12)
+            if child.expect([r"oldest message\(s\) were left out", "you> "]) == 0:
+                dropped = True
+                break
+        assert dropped
+        child.sendline("/quit")
+        child.expect(pexpect.EOF)
+    finally:
+        child.close()
+    assert child.exitstatus == 0

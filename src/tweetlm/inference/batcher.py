@@ -22,7 +22,7 @@ class QueueFull(Exception):
 
 @dataclass
 class _Job:
-    prompt: str
+    prompt: str | list[dict]  # a post's beginning, or a conversation (Engine.generate)
     params: SamplingParams
     out: asyncio.Queue = field(default_factory=asyncio.Queue)
 
@@ -52,7 +52,7 @@ class Batcher:
                 pass
             self._task = None
 
-    def submit(self, prompt: str, params: SamplingParams) -> _Job:
+    def submit(self, prompt: str | list[dict], params: SamplingParams) -> _Job:
         """Queue one request; raises ``QueueFull`` when ``queue_size`` requests already wait."""
         job = _Job(prompt, params)
         try:
@@ -78,7 +78,7 @@ class Batcher:
                 return item
         raise RuntimeError("generation ended without a completion")  # pragma: no cover
 
-    async def complete(self, prompt: str, params: SamplingParams) -> Completion:
+    async def complete(self, prompt: str | list[dict], params: SamplingParams) -> Completion:
         """Submit and wait for the whole completion (raises ``QueueFull`` like ``submit``)."""
         return await self.result(self.submit(prompt, params))
 

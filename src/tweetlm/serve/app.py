@@ -9,8 +9,12 @@ Limits, all answered with an OpenAI-style error body: a missing or wrong API key
 401; an invalid field, a prompt over ``max_prompt_tokens`` or ``max_tokens`` over its limit -> 400 saying which
 and the limit; a full request queue -> 503 with ``Retry-After`` (never a hang).
 
-A chat request is turned into a prompt by taking the last user message: the model is a base model of posts,
-so the reply is the post that continues it.
+A chat request is rendered with the checkpoint's chat template (``tokenizer.chat``; tweetlm's own for a model
+without one) and the reply ends at the template's end-of-turn token; ``tweet_mode`` keeps the reply within 280
+weighted characters. A conversation longer than the context loses its oldest turns first and the response says
+how many (``dropped_turns``). With a search index, ``"grounded": true`` retrieves posts for the last user message,
+answers over them, keeps only citations of the posts given and lists them (``citations``); ``search_k`` sets how
+many posts (default 5). Grounded answers are not streamed (citations are checked on the whole answer).
 """
 
 from __future__ import annotations
@@ -92,6 +96,8 @@ class ChatMessage(BaseModel):
 
 class ChatRequest(_Common):
     messages: list[ChatMessage] = Field(min_length=1)
+    grounded: bool = False
+    search_k: int = Field(default=5, ge=1, le=20)
 
 
 def create_app(engine: Engine, config: ServeConfig | None = None, search_index=None, ads=None) -> FastAPI:
@@ -174,7 +180,7 @@ def create_app(engine: Engine, config: ServeConfig | None = None, search_index=N
                 code="context_length_exceeded",
             )
 
-    def submit(prompt: str, params: SamplingParams):
+    def submit(prompt: str | list[dict], params: SamplingParams):
         try:
             return batcher.submit(prompt, params)
         except QueueFull as e:
@@ -244,13 +250,34 @@ def create_app(engine: Engine, config: ServeConfig | None = None, search_index=N
 
     @app.post("/v1/chat/completions")
     async def chat(req: ChatRequest):
-        users = [m.content for m in req.messages if m.role == "user"]
-        prompt = users[-1] if users else ""
-        check_prompt(prompt)
+        from tweetlm.tokenizer.chat import validate_messages
+
+        try:
+            messages = validate_messages([m.model_dump() for m in req.messages])
+        except ValueError as e:
+            raise APIError(400, str(e), param="messages") from None
+        if not messages[-1]["content"].strip() and messages[-1]["role"] == "user":
+            raise APIError(400, "the last message is empty: send some text", param="messages")
         params = params_of(req)
-        job = submit(prompt, params)
+        hits = None
+        if req.grounded:
+            if search_index is None:
+                raise APIError(400, "grounded answers need a search index: start tweetlm serve with --search-index DIR",
+                               param="grounded")  # fmt: skip
+            if req.stream:
+                raise APIError(400, "grounded answers are not streamed: send stream=false", param="stream")
+            messages, hits = await _ground(messages, req.search_k, params)
+        room = min(params.max_tokens, engine.max_seq_len // 2)
+        try:
+            fitted, _ = engine.chat_format.fit_messages(messages, min(max_prompt, engine.max_seq_len - room))
+        except ValueError as e:
+            raise APIError(400, str(e), param="messages", code="context_length_exceeded") from None
+        job = submit(fitted, params)
+        dropped = len(messages) - len(fitted)
         rid, created = f"chatcmpl-{uuid.uuid4().hex[:24]}", int(time.time())
         base = {"id": rid, "created": created, "model": engine.model_name}
+        if dropped:
+            base["dropped_turns"] = dropped
 
         if req.stream:
 
@@ -275,14 +302,44 @@ def create_app(engine: Engine, config: ServeConfig | None = None, search_index=N
 
             return StreamingResponse(events(), media_type="text/event-stream")
         c = await batcher.result(job)
+        text, extra = c.text, {}
+        if hits is not None:
+            from tweetlm.search.ask import validate_citations
+
+            text, cited, removed = validate_citations(c.text, {h.id for h in hits})
+            by_id = {h.id: h for h in hits}
+            extra["citations"] = [
+                {"id": i, "text": by_id[i].text, "created_at": by_id[i].created_at, "author_id": by_id[i].author_id}
+                for i in cited
+            ]
+            extra["retrieved_ids"] = [h.id for h in hits]
+            extra["removed_citations"] = removed
         return {
             **base,
+            **extra,
             "object": "chat.completion",
             "choices": [
-                {"index": 0, "message": {"role": "assistant", "content": c.text}, "finish_reason": c.finish_reason}
+                {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": c.finish_reason}
             ],
             "usage": usage(c),
         }
+
+    async def _ground(messages: list[dict], k: int, params: SamplingParams):
+        import asyncio
+
+        from tweetlm.search.ask import ground_messages
+        from tweetlm.search.index import SearchParams
+
+        room = min(params.max_tokens, engine.max_seq_len // 2)
+        limit = min(max_prompt, engine.max_seq_len - room)
+
+        def fits(msgs: list[dict]) -> bool:
+            return len(engine.chat_format.encode_prompt(msgs)) <= limit
+
+        try:
+            return await asyncio.to_thread(ground_messages, search_index, messages, SearchParams(k=k), fits)
+        except ValueError as e:
+            raise APIError(400, str(e), param="messages") from None
 
     if search_index is not None:
         from tweetlm.serve.search_routes import register_search_routes
