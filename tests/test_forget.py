@@ -172,6 +172,30 @@ def test_forget_lists_fine_tunes_and_memorization_guards(corpus, tmp_path, capsy
     assert (runs / "tuned" / "memorization_guard.pkl").exists()  # listed, not deleted
 
 
+def test_forget_lists_sft_folders_by_base_and_by_fine_tuning_set(corpus, tmp_path, capsys):
+    out, report = corpus
+    runs = tmp_path / "runs"
+    _fake_run(runs, "base", report["corpus_hash"])
+    _fake_run(runs, "unrelated", "0" * 64)
+
+    def sft(name: str, base, source_ids: list[str]) -> None:
+        (runs / name / "checkpoints" / "step_0000003").mkdir(parents=True)
+        (runs / name / "config.json").write_text(json.dumps({"sft_base": {"checkpoint": str(base)}}))
+        ex = {"id": "x", "task": "post", "messages": [], "source_ids": source_ids, "source": "s", "split": "train"}
+        (runs / name / "sft_train.jsonl").write_text(json.dumps(ex) + "\n")
+
+    sft("chat", runs / "base" / "checkpoints" / "step_0000020", ["9"])  # fine-tuned from an affected run
+    sft("chat_set", runs / "unrelated" / "checkpoints" / "step_0000020", ["3001"])  # its set holds the post
+    sft("chat_other", runs / "unrelated" / "checkpoints" / "step_0000020", ["9"])
+    ids = tmp_path / "ids.txt"
+    ids.write_text("3001\n")
+    assert main(["data", "forget", "--ids", str(ids), "--corpus", str(out), "--runs-dir", str(runs)]) == 0
+    text = capsys.readouterr().out
+    assert "runs/chat (fine-tuned from" in text and "runs/chat_set (its fine-tuning set lists the posts)" in text
+    assert "chat_other" not in text
+    assert "fine-tuning sets built from them" in text and "runs/chat_set/sft_train.jsonl" in text
+
+
 def test_forget_cli_messages(corpus, tmp_path, capsys):
     out, _ = corpus
     bad = tmp_path / "ids.bin"

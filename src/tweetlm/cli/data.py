@@ -119,6 +119,10 @@ def _cmd_forget(args: argparse.Namespace) -> int:
         print("memorization guards holding their training texts (rebuild or delete these files):")
         for g in res["guards"]:
             print(f"  {g}")
+    if res.get("sft_sets"):
+        print("fine-tuning sets built from them (rebuild with tweetlm sft into a new folder):")
+        for f in res["sft_sets"]:
+            print(f"  {f}")
     for folder, idx in indexes:
         todo = sorted(ids | set(idx.retweets_of(ids)))
         missing = idx.delete(todo)

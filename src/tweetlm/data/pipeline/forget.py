@@ -13,8 +13,11 @@ Checkpoints: a run folder under ``runs_dir`` was trained on a corpus that contai
 ``stages.json`` records a corpus hash of this corpus from before the removal (the current one or one in
 ``history`` up to the request that removed the post), or when its own ``data/manifest.json`` lists one of the
 ids. Runs made by ``tweetlm train --out`` record the hash only inside ``trainer_state.pt`` and are found through
-the run folder they were trained from. Fine-tuned folders (``finetune.json``) whose base checkpoint lies in an
-affected run are affected too, and so are the ``memorization_guard.pkl`` files inside affected folders (they
+the run folder they were trained from. Fine-tuned folders (``finetune.json``, or ``tweetlm sft`` folders
+whose ``config.json`` names their base under ``sft_base``) whose base checkpoint lies in an affected run are
+affected too; an ``sft`` folder is also affected when its fine-tuning set (``sft_train.jsonl``/``sft_val.jsonl``,
+``source_ids`` of every example) lists a removed post, and those files are returned as ``sft_sets`` (rebuild
+them with ``tweetlm sft``), and so are the ``memorization_guard.pkl`` files inside affected folders (they
 hold training post texts verbatim; ``guards`` in the result: rebuild or delete them). Nothing outside
 ``corpus_dir`` is changed: retraining is the caller's decision.
 """
@@ -125,6 +128,19 @@ def _affected_runs(runs_dir: Path, hashes: set[str], ids: set[str]) -> list[dict
             base = None
         if base:
             tunes.append((f.parent, Path(base).resolve()))
+    for f in sorted(runs_dir.glob("**/config.json")):  # tweetlm sft folders
+        try:
+            base = (json.loads(f.read_text()).get("sft_base") or {}).get("checkpoint")
+        except (json.JSONDecodeError, OSError, AttributeError):
+            base = None
+        if base:
+            tunes.append((f.parent, Path(base).resolve()))
+    for folder in sorted({Path(p).parent for p in _sft_sets(runs_dir, ids)}):
+        if folder.resolve() not in affected:
+            affected.append(folder.resolve())
+            ckpts = sorted(str(p) for p in (folder / "checkpoints").glob("step_*") if p.is_dir())
+            runs.append({"run": str(folder), "corpus_hash": None, "checkpoints": ckpts,
+                         "matched_by": "its fine-tuning set lists the posts"})  # fmt: skip
     changed = True
     while changed:
         changed = False
@@ -137,6 +153,22 @@ def _affected_runs(runs_dir: Path, hashes: set[str], ids: set[str]) -> list[dict
                 runs.append({"run": str(folder), "corpus_hash": None, "matched_by": why, "checkpoints": ckpts})
                 changed = True
     return runs
+
+
+def _sft_sets(runs_dir: Path, ids: set[str]) -> list[str]:
+    """``sft_<split>.jsonl`` files under ``runs_dir`` with an example built from one of ``ids``."""
+    hits = []
+    for f in sorted(runs_dir.glob("**/sft_*.jsonl")):
+        with open(f, encoding="utf-8") as fh:
+            for line in fh:
+                try:
+                    src = json.loads(line).get("source_ids") or []
+                except (json.JSONDecodeError, AttributeError):
+                    continue
+                if ids.intersection(src):
+                    hits.append(str(f))
+                    break
+    return hits
 
 
 def _affected_guards(runs_dir: Path, runs: list[dict]) -> list[str]:
@@ -155,7 +187,7 @@ def forget(ids: set[str], corpus_dir: str | Path, runs_dir: str | Path = "runs")
     """Remove ``ids`` (and retweets of them) from the corpus in ``corpus_dir``; see module docstring.
 
     Returns ``{"removed": {source: n}, "found_ids", "not_found_ids", "old_hash", "new_hash", "runs": [...],
-    "guards": [...]}``.
+    "guards": [...], "sft_sets": [...]}``.
     Raises ``ValueError`` when ``corpus_dir`` holds no corpus built by the pipeline.
     """
     import pyarrow as pa
@@ -249,4 +281,5 @@ def forget(ids: set[str], corpus_dir: str | Path, runs_dir: str | Path = "runs")
         "new_hash": new_hash,
         "runs": runs,
         "guards": _affected_guards(Path(runs_dir), runs),
+        "sft_sets": _sft_sets(Path(runs_dir), ids) if Path(runs_dir).is_dir() else [],
     }
