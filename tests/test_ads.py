@@ -1,5 +1,5 @@
 """Ads: briefs from real posts, each hard constraint of ad copy, the memorization guard on real training posts,
-placement's exclusions, segments, the finetune job, and the /v1/ads/* endpoints' validation on a real loopback
+placement's exclusions, segments, and the /v1/ads/* endpoints' validation on a real loopback
 server. A tiny random-weight model stands in for the fine-tuned one (the constraints must hold whatever it
 writes); the safety classifier is a TF-IDF one trained on a seeded sample of the real labelled corpora."""
 
@@ -20,7 +20,7 @@ from tweetlm.ads.copy import AdBrief, distinct_n, fix_up, generate_copy, mmr, vi
 from tweetlm.ads.guard import MemorizationGuard, shingles  # noqa: E402
 from tweetlm.ads.placement import place  # noqa: E402
 from tweetlm.ads.safety import SafetyClassifier, load_examples  # noqa: E402
-from tweetlm.data.briefs import Brief, DocFreq, brief_from_post, example, words  # noqa: E402
+from tweetlm.data.briefs import Brief, DocFreq, brief_from_post, words  # noqa: E402
 from tweetlm.data.ledger import Ledger  # noqa: E402
 from tweetlm.data.readers import read_corpus  # noqa: E402
 from tweetlm.data.twitter_text import weighted_length  # noqa: E402
@@ -72,7 +72,7 @@ def engine(airline):
     from tweetlm.tokenizer.bpe import TokenizerConfig, train_tokenizer
 
     tok = train_tokenizer([p.text for p in airline[:2000]], TokenizerConfig(vocab_size=512))
-    cfg = ModelConfig(vocab_size=tok.vocab_size, n_layer=2, n_embd=32, n_head=2, max_seq_len=64)
+    cfg = ModelConfig(vocab_size=tok.vocab_size, n_layer=2, n_embd=32, n_head=2, max_seq_len=160)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # a width-32 model is 10x slower with 2 threads on a busy 2-core machine
     yield Engine(GPT.build(cfg, seed=0), tok, model_name="tiny")
@@ -98,10 +98,13 @@ def test_brief_from_a_real_post(airline):
         assert all(t in words(post.text) for t in b.terms) and len(b.terms) <= 3
         assert all(h in post.text for h in b.hashtags)
         assert b.brand in ("", post.labels["brand"]) and b.tone in ("", "negative") and b.lang in ("", "en")
-    full = max(briefs, key=lambda b: len(b.prompt()))
-    doc = example(full, post.text)
-    assert doc.startswith("<<") and doc.endswith(">> " + post.text)
-    assert Brief("en", "positive", "Delta", ["leg|room"], ["#fly"]).prompt() == "<<en|positive|Delta|leg room|#fly>>"
+    assert Brief("en", "positive", "Delta", ["leg|room", "seat"], ["#fly"]).instruction() == (
+        "Write a positive post in English about Delta. Use the words: leg room, seat. Include #fly."
+    )
+    assert Brief().instruction() == "Write a post."
+    ad = AdBrief.from_dict({"product": "Delta", "cta": "Book  now", "hashtag": "#fly", "required_terms": ["seat"]})
+    assert ad.instruction().endswith('Include #fly. End with "Book now".')
+    assert ad.constraints() == ["Delta", "seat", "#fly", "Book  now"]
     # the terms are the post's rarest words seen in >= 3 posts
     rare = sorted({w for w in words(post.text) if df.df[w] >= 3}, key=lambda w: (-df.idf(w), w))
     assert any(set(b.terms) == set(rare[: len(b.terms)]) for b in briefs if b.terms)
@@ -135,11 +138,9 @@ def test_malformed_text_is_a_hard_constraint(safety, guard):
 
     class Stub:  # an engine that writes one malformed and one clean candidate
         max_seq_len = 64
+        chat_format = type("F", (), {"encode_prompt": staticmethod(lambda conv: [0] * 8)})()
 
-        def encode_prompt(self, prompt):
-            return [0] * 8
-
-        def generate(self, prompts, params):
+        def chat(self, convs, params):
             texts = [">\ufffd\ufffd\x01\x02\ufffd\x12 " + good, good]
             return [type("C", (), {"text": texts[p.seed % 2]})() for p in params]
 
@@ -198,8 +199,8 @@ def test_cli_flags_and_messages(tmp_path, capsys):
     from tweetlm.cli.main import main
 
     for argv, msg in (
-        (["finetune", "--base", "x", "--out", "y", "--steps", "0"], "argument --steps: must be > 0"),
-        (["finetune", "--base", "x", "--out", "y", "--max-posts", "-5"], "argument --max-posts: must be >= 0"),
+        (["sft", "--base", "x", "--out", "y", "--steps", "0"], "argument --steps: must be > 0"),
+        (["sft", "--base", "x", "--out", "y", "--max-val", "-5"], "argument --max-val: must be >= 0"),
         (["ads", "place", "--index", "i", "--safety", "s", "--ad", "a", "--half-life-hours", "-1"],
          "argument --half-life-hours: must be > 0"),
         (["ads", "segments", "--corpus", "c", "--out", "o", "--max-posts", "-1"], "argument --max-posts"),
@@ -260,6 +261,11 @@ def test_copy_returns_only_variants_that_hold_every_constraint(engine, safety, g
     assert len(raw.variants) == raw.raw_pass and raw.raw_pass == res.raw_pass
     if len(raw.variants) < 6:
         assert raw.note.startswith(f"only {len(raw.variants)} of 24")
+    # constrained decoding: the decoder wrote every term, the hashtag and the CTA into each candidate itself
+    con = generate_copy(engine, b, n=6, num_candidates=24, safety=safety, guard=guard, seed=1, fixup=False,
+                        constrained=True)  # fmt: skip
+    assert not {"required_term", "hashtag", "cta"} & set(con.raw_failures), con.raw_failures
+    assert raw.raw_failures["cta"] == 24 and all(not v.fixed_up for v in con.variants)
 
 
 def test_copy_drops_near_copies_and_unsafe_variants(engine, safety, guard):
@@ -356,63 +362,6 @@ def test_segments_on_real_posts_with_their_authors(corpora):
     assert (back_ids == np.array(seg.post_segment[:50])).mean() > 0.9  # nearest centroid = its cluster
     with pytest.raises(ValueError, match="k must be"):
         build_segments(posts, embed, k=1)
-
-
-# --- finetune ------------------------------------------------------------------------------------------------
-
-
-def test_finetune_from_a_tiny_checkpoint(tmp_path, airline):
-    import torch
-
-    from tweetlm.common.config import to_dict
-    from tweetlm.data.clean import CleanConfig, clean_posts
-    from tweetlm.data.corpus import write_corpus
-    from tweetlm.inference.engine import Engine, SamplingParams
-    from tweetlm.jobs.finetune import FinetuneConfig, finetune
-    from tweetlm.jobs.recipes import tiny_cpu
-    from tweetlm.model.gpt import GPT
-    from tweetlm.tokenizer.bpe import train_tokenizer
-    from tweetlm.training.checkpoint import save_checkpoint
-    from tweetlm.training.loop import build_optimizer
-
-    run = tmp_path / "base"
-    ledger = Ledger()
-    posts = [type(p)(**p.__dict__) for p in airline[:600]]
-    write_corpus(clean_posts(posts, ledger, CleanConfig(val_fraction=0.1)), ledger, run / "data")
-    cfg = tiny_cpu()
-    tok = train_tokenizer([p.text for p in posts], cfg.tokenizer)
-    tok.save(run / "tokenizer.json")
-    cfg.model.vocab_size = tok.vocab_size
-    model = GPT.build(cfg.model, seed=0)
-    save_checkpoint(run / "checkpoints", 30, model, build_optimizer(model, cfg.train), {}, to_dict(cfg),
-                    run / "tokenizer.json")  # fmt: skip
-    res = finetune(run, tmp_path / "ft", FinetuneConfig(max_steps=4, batch_size=4, seq_len=64, eval_batches=2),
-                   progress=False)  # fmt: skip
-    assert res["steps"] == 4 and res["tokens"] == 4 * 4 * 64
-    shards = json.loads((run / "data" / "manifest.json").read_text())["shards"]
-    assert res["train_docs"] == shards["train.parquet"]["num_posts"]  # one brief -> post document per post
-    assert res["val_docs"] == shards["val.parquet"]["num_posts"]
-    assert np.isfinite(res["held_out_loss_before"]) and np.isfinite(res["held_out_loss_after"])
-    assert json.loads((tmp_path / "ft" / "finetune.json").read_text()) == res
-    eng = Engine.from_checkpoint(tmp_path / "ft")
-    out = eng.generate(["<<en|positive|Delta||>>"], SamplingParams(max_tokens=5, seed=0))[0]
-    assert out.finish_reason in ("stop", "length")
-    before = dict(GPT.build(cfg.model, seed=0).named_parameters())
-    after = dict(eng.model.named_parameters())
-    assert any(not torch.equal(before[k], after[k]) for k in before)  # the weights moved
-    with pytest.raises(FileExistsError):
-        finetune(run, tmp_path / "ft", FinetuneConfig(max_steps=1, batch_size=4, seq_len=64), progress=False)
-    # a failed fine-tune removes the --out folder it created; a bad --corpus is named as such
-    with pytest.raises(ValueError, match="exceeds the model's context"):
-        finetune(run, tmp_path / "bad", FinetuneConfig(max_steps=1, seq_len=1000), progress=False)
-    with pytest.raises(FileNotFoundError, match="--corpus must be a clean-corpus folder"):
-        finetune(run, tmp_path / "bad", FinetuneConfig(max_steps=1), corpus=tmp_path / "nocorpus", progress=False)
-    assert not (tmp_path / "bad").exists() and (tmp_path / "ft").is_dir()
-    # the default seq_len (0) is the model's context (64 for tiny_cpu), not 128
-    assert cfg.model.max_seq_len == 64 and FinetuneConfig().seq_len == 0
-    res = finetune(run, tmp_path / "ft0", FinetuneConfig(max_steps=1, batch_size=2, eval_batches=1), progress=False)
-    assert res["tokens"] == 1 * 2 * 64
-    assert json.loads((tmp_path / "ft0" / "config.json").read_text())["finetune"]["seq_len"] == 64
 
 
 # --- HTTP ----------------------------------------------------------------------------------------------------

@@ -164,7 +164,9 @@ def _posts() -> dict[str, list[Post]]:
 
     qa = lambda q, a: {"tweetqa": json.dumps([{"qid": "x", "question": q, "answers": [a]}])}  # noqa: E731
     train = [post(i, "train", t) for i, t in enumerate(TEXTS[:40])]
-    train.append(post(100, "train", "coffee is back at the city market", lang="en", labels=qa("what is back?", "coffee")))
+    train.append(
+        post(100, "train", "coffee is back at the city market", lang="en", labels=qa("what is back?", "coffee"))
+    )
     train.append(post(101, "train", "rain all day\nso much rain\nbring an umbrella", kind="thread"))
     val = [post(200 + i, "val", t) for i, t in enumerate(TEXTS[100:110])]
     val.append(post(300, "val", "the market opens at nine", lang="en", labels=qa("when does it open?", "nine")))
@@ -239,6 +241,12 @@ def test_sft_job_trains_on_assistant_tokens_and_reports(tok, tmp_path):
     assert eng.chat([CONV[:1]], SamplingParams(max_tokens=4, temperature=0.0))[0].prompt_tokens > 0
     with pytest.raises(FileExistsError):
         run_sft(base, out, cfg, corpus=tmp_path / "corpus", progress=False)
+    # a failed run removes the --out folder it created; bad inputs are named
+    with pytest.raises(ValueError, match="exceeds the model's context"):
+        run_sft(base, tmp_path / "bad", SFTConfig(seq_len=1000), corpus=tmp_path / "corpus", progress=False)
+    with pytest.raises(FileNotFoundError, match="clean corpus split"):
+        run_sft(base, tmp_path / "bad", cfg, corpus=tmp_path / "nocorpus", progress=False)
+    assert not (tmp_path / "bad").exists() and out.is_dir()
 
 
 class _CitingEngine(Engine):
@@ -284,8 +292,9 @@ def test_multi_turn_and_grounded_chat_through_the_openai_client(tok, tmp_path):
     from tweetlm.search.embed import Embedder
 
     idx = SearchIndex.create(tmp_path / "idx", embedder=Embedder(cache_dir=tmp_path / "emb"))
+    texts = ["coffee is back at the market", "rain all day", "tea time in the city"]
     idx.add([Post(id=f"{i}", text=t, source="s", provenance=Provenance("f", i, "r"), created_at="2020-01-01T00:00:00Z")
-             for i, t in enumerate(["coffee is back at the market", "rain all day", "tea time in the city"])])  # fmt: skip
+             for i, t in enumerate(texts)])  # fmt: skip
     citing = _CitingEngine(eng.model, eng.tok, "tiny")
     citing.cite = "0"
     with LoopbackServer(create_app(citing, ServeConfig(max_tokens_limit=16), search_index=idx)) as url:

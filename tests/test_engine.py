@@ -113,3 +113,27 @@ def test_over_tweet_limit_bound_agrees_with_exact_count():
     ]
     for text in cases:
         assert over_tweet_limit(text) == (weighted_length(text) > 280), text
+
+
+def test_lexically_constrained_decoding_forces_required_phrases_in(engine):
+    from tweetlm.data.twitter_text import weighted_length
+    from tweetlm.inference.engine import contains_phrase
+
+    assert contains_phrase("Rain  in the CITY", "rain in") and not contains_phrase("baggage", "bag")
+    req = ["umbrella", "#wetday", "Book now"]  # words the tiny model never saw
+    need = sum(len(engine.tok.encode(" " + m)) for m in req)
+    for p in (
+        SamplingParams(max_tokens=need + 20, temperature=0.0),
+        SamplingParams(max_tokens=need + 5, temperature=0.0),  # a budget only just big enough: forced at once
+        SamplingParams(max_tokens=120, temperature=0.9, seed=3, tweet_mode=True),
+    ):
+        free = engine.generate(["coffee"], p)[0]
+        assert not any(contains_phrase(free.text, m) for m in req)
+        p.required = req
+        c = engine.generate(["coffee"], p)[0]
+        assert all(contains_phrase(c.text, m) for m in req), c.text
+        assert len(c.token_ids) <= p.max_tokens and weighted_length("coffee" + c.text) <= 280
+    # a conversation too: the reply holds them
+    chat = engine.chat([[{"role": "user", "content": "rain?"}]], SamplingParams(max_tokens=need + 9, temperature=0.0,
+                                                                               required=req))[0]  # fmt: skip
+    assert all(contains_phrase(chat.text, m) for m in req)

@@ -153,7 +153,7 @@ def test_forget_lists_fine_tunes_and_memorization_guards(corpus, tmp_path, capsy
 
     def tune(name: str, base) -> None:
         (runs / name / "checkpoints" / "step_0000003").mkdir(parents=True)
-        (runs / name / "finetune.json").write_text(json.dumps({"base_checkpoint": str(base)}))
+        (runs / name / "config.json").write_text(json.dumps({"sft_base": {"checkpoint": str(base)}}))
         (runs / name / "memorization_guard.pkl").write_bytes(b"x")
 
     tune("tuned", runs / "base" / "checkpoints" / "step_0000020")

@@ -1,7 +1,9 @@
 """Ad copy (layer L4, ads): an advertiser's brief -> ranked, diverse post variants that break no rule.
 
-``generate_copy`` renders the brief's control fields as the fine-tuning prompt (``data.briefs.Brief``), samples
-``num_candidates`` continuations with the inference engine (one seed each), and then:
+``generate_copy`` renders the brief as a chat instruction (``AdBrief.instruction``: the brief instruction the
+fine-tuning set teaches, ``data.briefs.Brief.instruction``, plus the call to action), samples ``num_candidates``
+replies with the inference engine in tweet mode (one seed each; the reply alone is held to 280 weighted
+characters) and then:
 
 1. records which candidates pass every hard constraint as sampled (the **raw pass rate**);
 2. fix-up (``fixup=True``): a candidate missing required terms, the hashtag or the call to action gets them
@@ -18,9 +20,9 @@
    the picks so far``.
 
 Fewer than ``n`` variants come back when fewer pass; the result says so and counts why candidates failed.
-Tweet mode of the engine is not used while sampling because it counts the brief prompt toward 280; the limit
-is enforced on the variant alone in step 3. The engine's context (128 tokens for the demo model) bounds the
-length of a variant anyway.
+``constrained=True`` samples with lexically constrained decoding instead (the engine forces the required terms,
+hashtag and call to action into the text while it writes, ``SamplingParams.required``); the fix-up of step 2
+then only has to act where the decoder could not fit a phrase.
 """
 
 from __future__ import annotations
@@ -34,20 +36,12 @@ import numpy as np
 
 from tweetlm.data.briefs import TONES, Brief, is_hashtag
 from tweetlm.data.twitter_text import weighted_length
+from tweetlm.inference.engine import contains_phrase
 
 MAX_WEIGHTED = 280
 MAX_N = 32
 MAX_CANDIDATES = 256
 _LANG = re.compile(r"[a-z]{2}(?:[-_][A-Za-z0-9]{2,8})?")
-
-
-def _has_term(text: str, term: str) -> bool:
-    """``term`` occurs in ``text`` as whole words, case-insensitive (``bag`` is not in ``baggage``)."""
-    t = " ".join(term.split())
-    if not t:
-        return True
-    pat = r"(?<!\w)" + r"\s+".join(re.escape(w) for w in t.split()) + r"(?!\w)"
-    return re.search(pat, text, re.IGNORECASE) is not None
 
 
 @dataclass
@@ -116,11 +110,11 @@ class AdBrief:
         if self.hashtag and not is_hashtag(self.hashtag):
             raise ValueError(f"hashtag: {self.hashtag!r} is not a hashtag (write it as #word)")
         for name, text in (("product", self.product), ("hashtag", self.hashtag), ("cta", self.cta)):
-            hit = next((b for b in self.banned_terms if _has_term(text, b)), None)
+            hit = next((b for b in self.banned_terms if contains_phrase(text, b)), None)
             if hit is not None:
                 raise ValueError(f"{name}: {text!r} contains the banned term {hit!r} (banned_terms)")
         for t in self.required_terms:
-            hit = next((b for b in self.banned_terms if _has_term(t, b)), None)
+            hit = next((b for b in self.banned_terms if contains_phrase(t, b)), None)
             if hit is not None:
                 raise ValueError(f"banned_terms: {hit!r} is banned but the required term {t!r} contains it")
         fixed = " ".join([*self.required(), self.hashtag, self.cta]).strip()
@@ -145,6 +139,16 @@ class AdBrief:
             terms=self.required(),
             hashtags=[self.hashtag] if self.hashtag else [],
         )
+
+    def instruction(self) -> str:
+        """The brief as the chat instruction the model answers: ``Brief.instruction`` of ``control()``, then
+        ``End with "<cta>".`` when there is a call to action."""
+        text = self.control().instruction()
+        return text + (f' End with "{" ".join(self.cta.split())}".' if self.cta.strip() else "")
+
+    def constraints(self) -> list[str]:
+        """Every phrase a variant must contain: required terms, the hashtag, the call to action."""
+        return [*self.required(), *([self.hashtag] if self.hashtag else []), *([self.cta] if self.cta else [])]
 
     def query(self) -> str:
         """Text that stands for the brief in ranking: ``product. message``."""
@@ -171,20 +175,20 @@ def violations(text: str, brief: AdBrief) -> list[str]:
         out.append("malformed_text")
     if weighted_length(text) > MAX_WEIGHTED:
         out.append("length")
-    out += [f"required_term:{t}" for t in brief.required() if not _has_term(text, t)]
-    if brief.hashtag and not _has_term(text, brief.hashtag):
+    out += [f"required_term:{t}" for t in brief.required() if not contains_phrase(text, t)]
+    if brief.hashtag and not contains_phrase(text, brief.hashtag):
         out.append("hashtag")
     if brief.cta and brief.cta.casefold() not in text.casefold():
         out.append("cta")
-    out += [f"banned_term:{t}" for t in brief.banned_terms if _has_term(text, t)]
+    out += [f"banned_term:{t}" for t in brief.banned_terms if contains_phrase(text, t)]
     return out
 
 
 def fix_up(text: str, brief: AdBrief) -> str:
     """``text`` with the missing required terms, hashtag and CTA appended (in that order), the body cut back
     at a word boundary (then character by character) so the whole is at most 280 weighted characters."""
-    tail = [t for t in brief.required() if not _has_term(text, t)]
-    if brief.hashtag and not _has_term(text, brief.hashtag):
+    tail = [t for t in brief.required() if not contains_phrase(text, t)]
+    if brief.hashtag and not contains_phrase(text, brief.hashtag):
         tail.append(brief.hashtag)
     if brief.cta and brief.cta.casefold() not in text.casefold():
         tail.append(brief.cta)
@@ -266,11 +270,13 @@ def generate_copy(
     batch_size: int = 16,
     fixup: bool = True,
     lam: float = 0.7,
+    constrained: bool = False,
     progress: Callable[[int], None] | None = None,
 ) -> CopyResult:
     """Ad variants for ``brief``; see the module docstring.
 
-    ``engine``: an ``inference.engine.Engine`` (ideally fine-tuned with ``tweetlm finetune``). ``safety``: an
+    ``engine``: an ``inference.engine.Engine`` (ideally a chat model fine-tuned with ``tweetlm sft``, whose set
+    teaches brief instructions). ``safety``: an
     ``ads.safety.SafetyClassifier``; ``guard``: an ``ads.guard.MemorizationGuard``; both are required (the
     constraints they check are hard ones). ``embed``: texts -> unit vectors, for ranking (optional). Candidate
     ``i`` is sampled with seed ``seed + i``. Raises ``ValueError`` for ``n`` outside 1..``MAX_N``,
@@ -286,15 +292,20 @@ def generate_copy(
         raise ValueError(f"num_candidates must be in n..{MAX_CANDIDATES} (n={n}), got {num_candidates}")
     if safety is None or guard is None:
         raise ValueError("ad copy needs a safety classifier and a memorization guard (hard constraints)")
-    prompt = brief.control().prompt()
-    room = engine.max_seq_len - len(engine.encode_prompt(prompt))
+    conv = [{"role": "user", "content": brief.instruction()}]
+    room = engine.max_seq_len - len(engine.chat_format.encode_prompt(conv))
     if room < 8:
         raise ValueError(f"the brief's prompt leaves {room} tokens of the model's {engine.max_seq_len}-token context")
+    required = brief.constraints() if constrained else []
     raw: list[str] = []
     for start in range(0, num_candidates, batch_size):
         idx = range(start, min(start + batch_size, num_candidates))
-        params = [SamplingParams(max_tokens=room, temperature=temperature, top_p=top_p, seed=seed + i) for i in idx]
-        raw += [" ".join(c.text.split()) for c in engine.generate([prompt] * len(params), params)]
+        params = [
+            SamplingParams(max_tokens=min(room, 120), temperature=temperature, top_p=top_p, seed=seed + i,
+                           tweet_mode=True, required=list(required))
+            for i in idx
+        ]  # fmt: skip
+        raw += [" ".join(c.text.split()) for c in engine.chat([conv] * len(params), params)]
         if progress:
             progress(len(params))
 

@@ -126,10 +126,34 @@ class MemorizationGuard:
         path = Path(path)
         if not path.exists():
             raise FileNotFoundError(
-                f"no memorization guard at {path} (made by 'tweetlm finetune', or 'tweetlm ads guard --corpus ...')"
+                f"no memorization guard at {path} (made by 'tweetlm sft', or 'tweetlm ads guard --corpus ...')"
             )
         with open(path, "rb") as f:
             g = pickle.load(f)
         if not isinstance(g, MemorizationGuard):
             raise ValueError(f"{path} does not hold a memorization guard")
         return g
+
+
+def build_guard(corpus: str, out: str | Path, progress: bool = True) -> tuple[Path, int]:
+    """A memorization guard over the training posts of the clean corpus ``corpus`` (a run folder, its
+    ``data/`` or a ``train.parquet``), saved at ``out``."""
+    import pyarrow.parquet as pq
+
+    p = Path(corpus)
+    for cand in (p, p / "train.parquet", p / "data" / "train.parquet"):
+        if cand.is_file():
+            p = cand
+            break
+    else:
+        raise FileNotFoundError(f"no train.parquet in {corpus} (pass a run folder or its data/)")
+    texts = pq.read_table(p, columns=["text"]).column("text").to_pylist()
+    g = MemorizationGuard()
+    from tqdm import tqdm
+
+    n = 0
+    with tqdm(total=len(texts), desc="guard", unit="post", disable=not progress) as bar:
+        for i in range(0, len(texts), 8192):
+            n += g.add(texts[i : i + 8192])
+            bar.update(len(texts[i : i + 8192]))
+    return g.save(out), n

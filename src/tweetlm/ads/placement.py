@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 
-from tweetlm.ads.copy import _has_term
+from tweetlm.inference.engine import contains_phrase
 
 Retriever = Callable[[str, int], list[dict]]
 """``(query, k) -> hits``, best first; each hit a dict with at least ``id`` and ``text`` (and, when known,
@@ -65,7 +65,7 @@ def place(
     for h, v in zip(hits, verdicts):
         if v.unsafe:
             unsafe.append(h["id"])
-        elif any(_has_term(h["text"], b) for b in banned_terms):
+        elif any(contains_phrase(h["text"], b) for b in banned_terms):
             banned.append(h["id"])
         elif len(out) < k:
             out.append({**h, "rank": len(out) + 1, "safety_score": v.score})

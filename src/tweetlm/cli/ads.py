@@ -1,5 +1,6 @@
-"""``tweetlm safety <verb>``, ``tweetlm finetune`` and ``tweetlm ads <verb>`` (layer L6): argument parsing over
-``tweetlm.ads`` and ``tweetlm.jobs.finetune``; the embedding model and the search index are wired in here."""
+"""``tweetlm safety <verb>`` and ``tweetlm ads <verb>`` (layer L6): argument parsing over ``tweetlm.ads``; the
+embedding model and the search index are wired in here. (The model that writes the copy is fine-tuned by
+``tweetlm sft``, whose set teaches brief instructions.)"""
 
 from __future__ import annotations
 
@@ -44,16 +45,11 @@ SAFETY_EXAMPLES = """examples:
   tweetlm safety classify --model runs/safety --file posts.txt --lang id
 """
 
-FINETUNE_EXAMPLES = """examples:
-  tweetlm finetune --base runs/demo --out runs/demo_briefs
-  tweetlm finetune --base runs/demo --out runs/quick_briefs --steps 50 --max-posts 20000
-"""
-
 ADS_EXAMPLES = """examples:
   tweetlm ads segments --corpus ../shared/corpora/us_airline_sentiment --out runs/segments -k 12 --max-posts 3000
-  tweetlm ads copy --brief brief.json -n 8 --checkpoint runs/demo_briefs --safety runs/safety
+  tweetlm ads copy --brief brief.json -n 8 --checkpoint runs/demo_sft --safety runs/safety
   tweetlm ads place --index runs/airline_index --safety runs/safety --ad "Fly Delta to Boston #travel" -k 10
-  tweetlm ads guard --corpus runs/demo/data --out runs/demo_briefs/memorization_guard.pkl
+  tweetlm ads guard --corpus runs/demo/data --out runs/demo_sft/memorization_guard.pkl
 brief.json:
   {"product": "Delta", "message": "more legroom on every flight", "required_terms": ["legroom"],
    "hashtag": "#travel", "cta": "Book at delta.com", "banned_terms": ["cheap"], "lang": "en", "tone": "positive"}
@@ -155,55 +151,9 @@ def _cmd_safety_classify(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_guard(corpus: str, out: str | Path, progress: bool = True) -> tuple[Path, int]:
-    """A memorization guard over the training posts of the clean corpus ``corpus`` (a run folder, its
-    ``data/`` or a ``train.parquet``), saved at ``out``."""
-    import pyarrow.parquet as pq
-
-    from tweetlm.ads.guard import MemorizationGuard
-
-    p = Path(corpus)
-    for cand in (p, p / "train.parquet", p / "data" / "train.parquet"):
-        if cand.is_file():
-            p = cand
-            break
-    else:
-        raise FileNotFoundError(f"no train.parquet in {corpus} (pass a run folder or its data/)")
-    texts = pq.read_table(p, columns=["text"]).column("text").to_pylist()
-    g = MemorizationGuard()
-    from tqdm import tqdm
-
-    n = 0
-    with tqdm(total=len(texts), desc="guard", unit="post", disable=not progress) as bar:
-        for i in range(0, len(texts), 8192):
-            n += g.add(texts[i : i + 8192])
-            bar.update(len(texts[i : i + 8192]))
-    return g.save(out), n
-
-
-def _cmd_finetune(args: argparse.Namespace) -> int:
-    from tweetlm.jobs.finetune import FinetuneConfig, finetune, summary_text
-
-    cfg = FinetuneConfig(
-        max_steps=args.steps,
-        batch_size=args.batch_size,
-        seq_len=args.seq_len,
-        lr=args.lr,
-        max_posts=args.max_posts,
-        seed=args.seed,
-    )
-    res = finetune(args.base, args.out, cfg, corpus=args.corpus, progress=not args.no_progress)
-    print(summary_text(res))
-    if not args.no_guard:
-        from tweetlm.model.load import resolve_checkpoint
-
-        corpus = args.corpus or str(resolve_checkpoint(args.base).parents[1] / "data")
-        path, n = build_guard(corpus, Path(args.out) / "memorization_guard.pkl", not args.no_progress)
-        print(f"memorization guard over {n:,} training posts: {path}")
-    return 0
-
-
 def _cmd_guard(args: argparse.Namespace) -> int:
+    from tweetlm.ads.guard import build_guard
+
     path, n = build_guard(args.corpus, args.out, not args.no_progress)
     print(f"memorization guard over {n:,} training posts: {path}")
     return 0
@@ -284,7 +234,8 @@ def _cmd_copy(args: argparse.Namespace) -> int:
     t0 = time.time()
     with tqdm(total=args.candidates, desc="sample", unit="post", disable=args.no_progress) as bar:
         res = generate_copy(engine, brief, args.n, args.candidates, safety, guard, emb, seed=args.seed,
-                            temperature=args.temperature, fixup=not args.no_fixup, progress=bar.update)  # fmt: skip
+                            temperature=args.temperature, fixup=not args.no_fixup, constrained=args.constrained,
+                            progress=bar.update)  # fmt: skip
     if args.json:
         print(json.dumps(res.to_dict(), ensure_ascii=False, indent=1))
     else:
@@ -348,7 +299,7 @@ def _cmd_place(args: argparse.Namespace) -> int:
 
 
 def register(sub) -> None:
-    """Add ``safety``, ``finetune`` and ``ads`` to the ``tweetlm`` subcommands."""
+    """Add ``safety`` and ``ads`` to the ``tweetlm`` subcommands."""
     s = sub.add_parser("safety", help="brand safety: train and run the classifier", epilog=SAFETY_EXAMPLES,
                        formatter_class=RAW)  # fmt: skip
     ssub = s.add_subparsers(dest="command_verb", metavar="<verb>", required=True)
@@ -381,30 +332,6 @@ def register(sub) -> None:
     c.add_argument("--embed-cache", help="embedding cache folder")
     c.set_defaults(fn=_cmd_safety_classify)
 
-    f = sub.add_parser(
-        "finetune",
-        help="fine-tune a checkpoint to write a post for a brief (then builds its memorization guard)",
-        description="Brief -> post documents from the base run's training posts (terms, hashtags, language, "
-        "sentiment and brand labels), a short fine-tune from the base weights, and a memorization guard over "
-        "those training posts (memorization_guard.pkl in --out).",
-        epilog=FINETUNE_EXAMPLES,
-        formatter_class=RAW,
-    )
-    f.add_argument("--base", required=True, help="base checkpoint folder or run folder")
-    f.add_argument("--out", required=True, help="output run folder")
-    f.add_argument("--corpus", help="clean-corpus folder (default: the base run's data/)")
-    f.add_argument("--steps", type=POS_INT, default=300)
-    f.add_argument("--batch-size", type=POS_INT, default=32)
-    f.add_argument(
-        "--seq-len", type=NONNEG_INT, default=0, help="tokens per sequence (0: the model's context, at most 128)"
-    )
-    f.add_argument("--lr", type=POS_FLOAT, default=1e-3)
-    f.add_argument("--max-posts", type=NONNEG_INT, default=0, help="training posts used, a seeded sample (0: all)")
-    f.add_argument("--seed", type=int, default=0)
-    f.add_argument("--no-guard", action="store_true", help="skip building the memorization guard")
-    f.add_argument("--no-progress", action="store_true")
-    f.set_defaults(fn=_cmd_finetune)
-
     a = sub.add_parser("ads", help="advertising: segments, ad copy, placement", epilog=ADS_EXAMPLES,
                        formatter_class=RAW)  # fmt: skip
     asub = a.add_subparsers(dest="command_verb", metavar="<verb>", required=True)
@@ -428,6 +355,11 @@ def register(sub) -> None:
     cp.add_argument("--temperature", type=NONNEG_FLOAT, default=0.9)
     cp.add_argument("--seed", type=int, default=0)
     cp.add_argument("--no-fixup", action="store_true", help="never append missing terms; only filter")
+    cp.add_argument(
+        "--constrained",
+        action="store_true",
+        help="lexically constrained decoding: the decoder forces terms, hashtag and CTA in while writing",
+    )
     cp.add_argument("--embed-cache", help="embedding cache folder")
     cp.add_argument("--json", action="store_true", help="print the whole result as JSON")
     cp.add_argument("--no-progress", action="store_true")

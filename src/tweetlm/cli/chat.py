@@ -36,6 +36,13 @@ def _cmd_sft(args: argparse.Namespace) -> int:
                     precision=args.precision, qa_eval=args.qa_eval, seed=args.seed)  # fmt: skip
     res = run_sft(args.base, args.out, cfg, corpus=args.corpus, resume=args.resume, progress=not args.no_progress)
     print(summary_text(res))
+    if not args.no_guard:  # ad copy from this model is checked against near-copies of the training posts
+        from pathlib import Path
+
+        from tweetlm.ads.guard import build_guard
+
+        path, n = build_guard(res["corpus"], Path(args.out) / "memorization_guard.pkl", not args.no_progress)
+        print(f"memorization guard over {n:,} training posts: {path}")
     return 0
 
 
@@ -101,7 +108,7 @@ def register(sub) -> None:
     s.add_argument("--seq-len", type=NONNEG_INT, default=0, help="tokens per row (0: the model's context, <= 512)")
     s.add_argument("--lr", type=POS_FLOAT, default=1e-4)
     s.add_argument("--precision", choices=["auto", "bf16", "fp32"], default="auto",
-                   help="auto: bf16 on GPU, fp32 on CPU; bf16 is about 1.9x faster on CPU for the 135M base")  # fmt: skip
+                   help="auto: bf16 on GPU, fp32 on CPU (bf16: 1.9x faster on CPU for the 135M base)")  # fmt: skip
     s.add_argument("--max-threads", type=int, default=-1, help="thread dialogues (-1: all)")
     s.add_argument("--max-qa", type=int, default=-1, help="TweetQA questions (-1: all)")
     s.add_argument("--max-briefs", type=int, default=4000, help="brief -> post examples")
@@ -110,6 +117,7 @@ def register(sub) -> None:
     s.add_argument("--qa-eval", type=NONNEG_INT, default=100, help="held-out TweetQA questions answered (0: skip)")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--resume", action="store_true", help="continue from --out's latest checkpoint")
+    s.add_argument("--no-guard", action="store_true", help="skip the memorization guard (ads copy needs one)")
     s.add_argument("--no-progress", action="store_true")
     s.set_defaults(fn=_cmd_sft)
 

@@ -1,17 +1,11 @@
-"""Briefs: the control fields a post is written for (layer L1, data), shared by ``tweetlm finetune`` and ad copy.
+"""Briefs: the control fields a post is written for (layer L1, data), shared by fine-tuning and ad copy.
 
 A brief says what a post should be: its language, tone, brand, terms that must appear and hashtags that must
-appear. Fine-tuning (``jobs.finetune``) builds one brief per real post from what the post and its corpus say
-(the post's rarest words as terms, its hashtags, ``lang``, a ``sentiment`` label as tone, a ``brand`` label as
-brand) and trains on ``brief.prompt() + post``, so the model learns to write a post for a brief. Ad copy
-(``ads.copy``) renders an advertiser's brief the same way and samples the continuation.
-
-The prompt is one compact line, ``<<lang|tone|brand|term; term|#tag #tag>>``, and a document is the prompt, a
-space and the post: the demo model's context is 128 tokens, so every token of brief is a token less of post.
-Field text is cleaned of the separators ``<>|;``. The prompt ends before the space on purpose: byte-level BPE
-joins a space to the word after it, so a prompt ending in a lone space token puts the model where training never
-did (measured on the fine-tuned demo model: with the space it wrote noise, without it airline posts that
-mention the brief's airline).
+appear. The fine-tuning set (``data.sft``, ``brief`` examples) builds one brief per real post from what the post
+and its corpus say (the post's rarest words as terms, its hashtags, ``lang``, a ``sentiment`` label as tone, a
+``brand`` label as brand) and teaches the chat model to answer ``brief.instruction()`` with the post. Ad copy
+(``ads.copy``) renders an advertiser's brief as the same instruction and samples the reply.
+Field text is cleaned of newlines and the separators ``<>|;``.
 This module knows nothing of models, tokenizers or torch.
 """
 
@@ -72,17 +66,6 @@ class Brief:
         for h in self.hashtags:
             if not is_hashtag(h):
                 raise ValueError(f"hashtags: {h!r} is not a hashtag (write it as #word)")
-
-    def prompt(self) -> str:
-        """The brief as the model reads it: ``<<en|negative|United|bags; delayed|#fail>>``."""
-        parts = [
-            _clean_field(self.lang),
-            _clean_field(self.tone),
-            _clean_field(self.brand),
-            "; ".join(t for t in (_clean_field(x) for x in self.terms) if t),
-            " ".join(t for t in (_clean_field(x) for x in self.hashtags) if t),
-        ]
-        return "<<" + "|".join(parts) + ">>"
 
     def instruction(self) -> str:
         """The brief as a chat instruction (the user turn of a fine-tuning example, ``data.sft``):
@@ -160,8 +143,3 @@ def brief_from_post(post: Post, df: DocFreq, seed: int = 0, min_df: int = 3, max
         terms=terms,
         hashtags=tags if rng.random() > 0.15 else [],
     )
-
-
-def example(brief: Brief, text: str) -> str:
-    """One fine-tuning document: the brief's prompt, a space, the post."""
-    return brief.prompt() + " " + text

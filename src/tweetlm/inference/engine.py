@@ -9,6 +9,14 @@ the end of a post (``<|eos|>``) and never returns a post (prompt + completion) o
 the platform counts them (twitter-text v3, ``data.twitter_text``): a token that would cross the limit ends the
 row instead (``finish_reason="length"``).
 
+Lexically constrained decoding (``SamplingParams.required``, for ad copy's required terms, hashtag and call to
+action): the model samples freely, and a required phrase not yet in the text is forced in, token by token, when
+the model would end (its end-of-post or end-of-turn token) or when what is left of ``max_tokens``, the context or
+the 280 weighted characters only just holds the missing phrases; after a forced phrase the model continues, so the
+text goes on from it instead of having it appended after the end (a simple form of the constrained decoding of
+Hokamp and Liu 2017, without their grid beam search). A phrase counts as present as whole words, case-insensitive
+(``contains_phrase``).
+
 A prompt is either the beginning of a post (a string, encoded after ``<|bos|>``; an empty prompt samples a whole
 post) or a conversation (a list of ``{"role", "content"}`` messages), rendered with the checkpoint's chat
 template (``tokenizer.chat``) followed by the assistant's turn; a reply ends at the template's end-of-turn token,
@@ -33,7 +41,8 @@ MAX_TWEET_WEIGHTED_LENGTH = 280
 @dataclass
 class SamplingParams:
     """Per-request generation settings. ``temperature=0`` is greedy; ``top_k=0`` and ``top_p=1`` are off;
-    ``repetition_penalty=1`` is off; ``seed=None`` draws from the global RNG; ``max_tokens`` counts new tokens."""
+    ``repetition_penalty=1`` is off; ``seed=None`` draws from the global RNG; ``max_tokens`` counts new tokens;
+    ``required``: phrases the text must contain (lexically constrained decoding, see ``Engine``)."""
 
     max_tokens: int = 64
     temperature: float = 1.0
@@ -44,6 +53,7 @@ class SamplingParams:
     seed: int | None = None
     tweet_mode: bool = False
     ignore_eos: bool = False  # keep generating past <|eos|> (benchmarks; as vLLM's ignore_eos)
+    required: list[str] = field(default_factory=list)  # lexical constraints: phrases the decoder forces in
 
     def validate(self) -> None:
         """Raise ``ValueError`` naming the field for an out-of-range value."""
@@ -89,6 +99,18 @@ def over_tweet_limit(text: str) -> bool:
     return _weighted_length(text) > MAX_TWEET_WEIGHTED_LENGTH
 
 
+def contains_phrase(text: str, phrase: str) -> bool:
+    """``phrase`` occurs in ``text`` as whole words, case-insensitive (``bag`` is not in ``baggage``; runs of
+    whitespace match any whitespace). An empty phrase is always present."""
+    import re
+
+    words = phrase.split()
+    if not words:
+        return True
+    pat = r"(?<!\w)" + r"\s+".join(re.escape(w) for w in words) + r"(?!\w)"
+    return re.search(pat, text, re.IGNORECASE) is not None
+
+
 class _Row:
     """Decoding state of one request inside a batch."""
 
@@ -101,6 +123,10 @@ class _Row:
         self.params = params
         self.stop_ids = stop_ids
         self.dropped_turns = dropped_turns
+        self.missing = [m for m in params.required if m.strip() and not contains_phrase(prompt_text, m)]
+        self.forced: list[int] = []  # tokens of a required phrase still to feed
+        self.just_forced = False
+        self.num_forced = 0
         self.ids: list[int] = []
         self.text = ""
         self.emitted = 0  # characters of ``text`` already streamed
@@ -242,14 +268,60 @@ class Engine:
             out.append(Completion(r.text, r.ids, r.finish_reason, len(r.prompt_ids), r.dropped_turns))
         return out
 
+    def _glue_mask(self) -> torch.Tensor:
+        """``(V,)`` bool: tokens whose text starts with a word character, or a byte of an unfinished character
+        (they would glue onto a word)."""
+        if getattr(self, "_glue", None) is None:
+            import re
+
+            word = re.compile(r"\w|\ufffd")  # U+FFFD: a byte that may complete into a letter
+            vocab = self.tok.vocab_size
+            self._glue = torch.tensor([bool(word.match(self.tok.decode([i]))) for i in range(vocab)])
+        return self._glue
+
     def _pick(self, r: _Row, logits: torch.Tensor) -> int:
+        if r.forced:
+            token = r.forced.pop(0)
+            r.just_forced = not r.forced
+            return token
         p = r.params
+        if r.just_forced:  # the forced phrase ends a word: the next token may not glue onto it ("now" + "w")
+            r.just_forced = False
+            glue = self._glue_mask().to(logits.device)
+            logits = logits.masked_fill(glue[: logits.size(-1)], float("-inf"))
         if p.repetition_penalty != 1.0 and r.seen.numel():
             logits = logits.clone()
             seen = r.seen.unique().to(logits.device)
             vals = logits[0, seen]
             logits[0, seen] = torch.where(vals > 0, vals / p.repetition_penalty, vals * p.repetition_penalty)
-        return int(sample_next(logits, p.temperature, p.top_k, p.top_p, r.gen)[0])
+        token = int(sample_next(logits, p.temperature, p.top_k, p.top_p, r.gen)[0])
+        if r.missing and r.text.endswith("\ufffd") and (token in r.stop_ids or self._budget_tight(r)):
+            # a character is half written: finish it before forcing a phrase (never end the row here)
+            stops = torch.tensor(sorted(r.stop_ids), device=logits.device)
+            logits = logits.index_fill(-1, stops, float("-inf"))
+            return int(sample_next(logits, p.temperature, p.top_k, p.top_p, r.gen)[0])
+        if r.missing and (token in r.stop_ids or self._budget_tight(r)):
+            sep = "" if not r.text or r.text[-1].isspace() else " "
+            forced = self.tok.encode(sep + r.missing[0])
+            r.forced = forced[1:]
+            r.just_forced = not r.forced
+            r.num_forced += 1
+            return forced[0]
+        return token
+
+    def _budget_tight(self, r: _Row) -> bool:
+        """Whether what is left (tokens, context, weighted characters in tweet mode) only just holds the missing
+        required phrases, so the next one has to be forced now."""
+        need = sum(len(self.tok.encode(" " + m)) for m in r.missing)
+        left = min(r.params.max_tokens - len(r.ids), self.max_seq_len - len(r.prompt_ids) - len(r.ids))
+        if left - 4 <= need:  # 3 tokens of slack: finishing a half-written character first may take some
+            return True
+        if r.params.tweet_mode:
+            need_w = sum(2 * len(m) + 1 for m in r.missing)  # an upper bound of their weighted length
+            text = r.prompt_text + r.text
+            if 2 * len(text) + 23 * text.count(".") + need_w >= MAX_TWEET_WEIGHTED_LENGTH - 2:
+                return _weighted_length(text) + need_w >= MAX_TWEET_WEIGHTED_LENGTH - 2
+        return False
 
     def _advance(self, i: int, r: _Row, token: int, used: int, on_text) -> None:
         p = r.params
@@ -263,6 +335,8 @@ class Engine:
         r.ids.append(token)
         r.seen = torch.cat([r.seen, torch.tensor([token])])
         r.text = text
+        if r.params.required:  # a phrase written earlier can be broken by what follows ("legroom" + "s")
+            r.missing = [m for m in r.params.required if m.strip() and not contains_phrase(r.prompt_text + text, m)]
         for s in p.stop:
             cut = r.text.find(s)
             if s and cut >= 0:

@@ -118,7 +118,20 @@ def run_sft(
 ) -> dict:  # fmt: skip
     """Fine-tune checkpoint ``base`` (a checkpoint or run folder) into ``out``; returns the summary (also in
     ``out/sft.json``). ``FileNotFoundError`` for a missing base or corpus; ``FileExistsError`` when ``out`` holds
-    checkpoints and ``resume`` is off; ``ValueError`` for a bad config or a corpus that gives no example."""
+    checkpoints and ``resume`` is off; ``ValueError`` for a bad config or a corpus that gives no example. ``out``
+    is removed again when this call created it and then failed."""
+    import shutil
+
+    created = not Path(out).exists()
+    try:
+        return _run_sft(base, Path(out), cfg, corpus, resume, progress)
+    except BaseException:
+        if created and Path(out).is_dir():
+            shutil.rmtree(out, ignore_errors=True)
+        raise
+
+
+def _run_sft(base, out: Path, cfg: SFTConfig | None, corpus, resume: bool, progress: bool) -> dict:
     from tweetlm.common.config import to_dict
     from tweetlm.data.corpus import read_corpus_posts
     from tweetlm.data.sft import build_examples, read_examples, write_examples
@@ -188,6 +201,7 @@ def run_sft(
     summary: dict = {
         "base_checkpoint": str(ckpt),
         "checkpoint": str(final),
+        "corpus": stats["corpus"],
         "train": {k: v for k, v in tr.to_dict().items() if k != "checkpoint"},
         "data": {s: {k: v for k, v in stats[s].items() if k != "ids"} for s in ("train", "val")},
     }

@@ -73,6 +73,7 @@ class CopyRequest(BaseModel):
     num_candidates: int = Field(default=64, ge=1, le=MAX_CANDIDATES)
     seed: int = 0
     temperature: float = Field(default=0.9, ge=0.0, le=2.0)
+    constrained: bool = False  # lexically constrained decoding (ads.copy)
 
     @field_validator("product")
     @classmethod
@@ -136,7 +137,8 @@ def register_ads_routes(app: FastAPI, ads: AdsServices, engine, api_error) -> No
         def run():
             with lock:
                 return generate_copy(engine, brief, req.n, req.num_candidates, ads.safety, ads.guard, ads.embed,
-                                     seed=req.seed, temperature=req.temperature)  # fmt: skip
+                                     seed=req.seed, temperature=req.temperature,
+                                     constrained=req.constrained)  # fmt: skip
 
         try:
             res = await asyncio.to_thread(run)

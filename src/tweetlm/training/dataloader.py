@@ -29,7 +29,6 @@ import torch
 
 from tweetlm.common.token_shards import TokenShard
 
-
 IGNORE_INDEX = -100
 
 

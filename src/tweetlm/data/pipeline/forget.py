@@ -13,13 +13,12 @@ Checkpoints: a run folder under ``runs_dir`` was trained on a corpus that contai
 ``stages.json`` records a corpus hash of this corpus from before the removal (the current one or one in
 ``history`` up to the request that removed the post), or when its own ``data/manifest.json`` lists one of the
 ids. Runs made by ``tweetlm train --out`` record the hash only inside ``trainer_state.pt`` and are found through
-the run folder they were trained from. Fine-tuned folders (``finetune.json``, or ``tweetlm sft`` folders
-whose ``config.json`` names their base under ``sft_base``) whose base checkpoint lies in an affected run are
-affected too; an ``sft`` folder is also affected when its fine-tuning set (``sft_train.jsonl``/``sft_val.jsonl``,
-``source_ids`` of every example) lists a removed post, and those files are returned as ``sft_sets`` (rebuild
-them with ``tweetlm sft``), and so are the ``memorization_guard.pkl`` files inside affected folders (they
-hold training post texts verbatim; ``guards`` in the result: rebuild or delete them). Nothing outside
-``corpus_dir`` is changed: retraining is the caller's decision.
+the run folder they were trained from. Fine-tuned folders (``tweetlm sft``: their ``config.json`` names the base
+under ``sft_base``) whose base checkpoint lies in an affected run are affected too, and so is an ``sft`` folder
+whose fine-tuning set (``sft_train.jsonl``/``sft_val.jsonl``, ``source_ids`` of every example) lists a removed
+post; those files are returned as ``sft_sets`` (rebuild them with ``tweetlm sft``). The
+``memorization_guard.pkl`` files inside affected folders are listed as ``guards`` (they hold training post texts
+verbatim: rebuild or delete them). Nothing outside ``corpus_dir`` is changed: retraining is the caller's decision.
 """
 
 from __future__ import annotations
@@ -118,16 +117,9 @@ def _affected_runs(runs_dir: Path, hashes: set[str], ids: set[str]) -> list[dict
                 if p.is_dir()
             )
             runs.append({"run": str(run), "corpus_hash": h, "matched_by": why, "checkpoints": ckpts})
-    # fine-tuned runs (finetune.json) whose base checkpoint lies in an affected run, also fine-tunes of those
+    # fine-tuned runs (tweetlm sft) whose base checkpoint lies in an affected run, also fine-tunes of those
     affected = [Path(r["run"]).resolve() for r in runs]
     tunes = []
-    for f in sorted(runs_dir.glob("**/finetune.json")):
-        try:
-            base = json.loads(f.read_text()).get("base_checkpoint")
-        except (json.JSONDecodeError, OSError):
-            base = None
-        if base:
-            tunes.append((f.parent, Path(base).resolve()))
     for f in sorted(runs_dir.glob("**/config.json")):  # tweetlm sft folders
         try:
             base = (json.loads(f.read_text()).get("sft_base") or {}).get("checkpoint")
