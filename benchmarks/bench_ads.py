@@ -1,11 +1,16 @@
 """Ad copy and placement end to end: briefs from held-out airline posts -> variants -> placement beside posts.
 
+Three ways to write the copy, same briefs, seeds and filters: the fine-tuned chat model (``tweetlm sft``) with
+the append fix-up (``sft``), the same model with lexically constrained decoding (``sft_constrained``: the
+decoder forces the required terms, hashtag and CTA in), and the model it was fine-tuned from with the append
+fix-up (``base``). Fluency of the returned variants: bits per byte of each variant as a post under the
+``--fluency`` model (default ``--base``), lower is more fluent.
+
 Briefs: ``--briefs`` posts of the US airline corpus from the validation split of the fine-tuning corpus (never
 trained on), a seeded sample spread over the six airlines. Each becomes an ad brief: product = the airline,
 required terms = the post's rarest words (``data.briefs.brief_from_post``, at most 2), hashtag = the post's own
 when it has one, CTA ``Book today`` on every other brief, banned term ``cheap``, tone positive, message = the
-post. Copy: ``ads.copy.generate_copy`` with the fine-tuned model and, as the baseline in the same run, the base
-model it was fine-tuned from (same briefs, seeds, filters).
+post. Copy: ``ads.copy.generate_copy``.
 
 Reported: constraint pass rate of returned variants (re-checked here: text constraints, safety, memorization
 guard; must be 100%), raw pass rate (candidates passing everything as sampled, before fix-up and filtering),
@@ -16,8 +21,8 @@ precision@10 by brand (the share of placements whose post's ``airline`` label is
 contexts among placements (by the classifier; must be 0), against the retriever's own top 10 without the
 safety filter.
 
-    PYTHONPATH=src .venv/bin/python benchmarks/bench_ads.py --checkpoint runs/ads_ft --base runs/ads_base \\
-        --safety runs/ads_safety --guard runs/ads_ft/memorization_guard.pkl --corpus runs/demo/data
+    PYTHONPATH=src .venv/bin/python benchmarks/bench_ads.py --checkpoint runs/demo_sft --base runs/demo \\
+        --safety runs/ads_safety --guard runs/demo_sft/memorization_guard.pkl --corpus runs/chatdata
 
 Prints Markdown tables, then one JSON line last.
 """
@@ -37,7 +42,9 @@ REPO = Path(__file__).resolve().parents[1]
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--checkpoint", required=True, help="fine-tuned checkpoint (tweetlm finetune)")
+    ap.add_argument("--checkpoint", required=True, help="fine-tuned chat model (tweetlm sft)")
+    ap.add_argument("--fluency", help="model whose bits per byte scores fluency (default: --base)")
+    ap.add_argument("--no-placement", action="store_true", help="skip the placement part")
     ap.add_argument("--base", required=True, help="the checkpoint it was fine-tuned from (baseline)")
     ap.add_argument("--safety", required=True, help="safety classifier folder (bench_safety.py --save)")
     ap.add_argument("--guard", required=True, help="memorization guard over the training posts")
@@ -62,13 +69,11 @@ def main() -> int:
     torch.set_num_threads(args.threads)
     from tweetlm.ads.copy import AdBrief, distinct_n, generate_copy, violations
     from tweetlm.ads.guard import MemorizationGuard
-    from tweetlm.ads.placement import place
     from tweetlm.ads.safety import SafetyClassifier
     from tweetlm.data.briefs import DocFreq, brief_from_post, hashtags
     from tweetlm.data.post import Post, Provenance
     from tweetlm.inference.engine import Engine
-    from tweetlm.search.embed import DEFAULT_MODEL, Embedder, text_key
-    from tweetlm.search.index import SearchIndex, SearchParams
+    from tweetlm.search.embed import DEFAULT_MODEL, Embedder
 
     t0 = time.time()
     emb = Embedder(DEFAULT_MODEL, cache_dir=args.embed_cache)
@@ -109,17 +114,33 @@ def main() -> int:
             AdBrief(product=p.labels["brand"], message=p.text, required_terms=terms, hashtag=tags[0] if tags else "",
                     cta="Book today" if i % 2 == 0 else "", banned_terms=["cheap"], lang="en", tone="positive")
         )  # fmt: skip
-    n_briefs = len(briefs)
+    fluency_engine = Engine.from_checkpoint(args.fluency or args.base)
+
+    def bits_per_byte(texts: list[str]) -> float:
+        """Pooled bits per byte of ``texts``, each scored as a whole post (<bos> text <eos>)."""
+        import torch.nn.functional as F
+
+        tok, model = fluency_engine.tok, fluency_engine.model
+        nats = nbytes = 0.0
+        with torch.no_grad():
+            for t in texts:
+                ids = torch.tensor([[tok.bos_id, *tok.encode(t), tok.eos_id]])
+                logits = model(ids[:, :-1])
+                nats += float(F.cross_entropy(logits[0].float(), ids[0, 1:], reduction="sum"))
+                nbytes += len(t.encode())
+        return nats / np.log(2) / max(nbytes, 1)
 
     results = {}
-    for name, ckpt in (("finetuned", args.checkpoint), ("base", args.base)):
+    runs = (("sft", args.checkpoint, False), ("sft_constrained", args.checkpoint, True), ("base", args.base, False))
+    for name, ckpt, constrained in runs:
         engine = Engine.from_checkpoint(ckpt)
         t = time.time()
         out = []
         for i, b in enumerate(tqdm(briefs, desc=name, unit="brief", file=sys.stderr)):
             out.append(
-                generate_copy(engine, b, args.n, args.candidates, safety, guard, embed, seed=args.seed + 1000 * i)
-            )
+                generate_copy(engine, b, args.n, args.candidates, safety, guard, embed, seed=args.seed + 1000 * i,
+                              constrained=constrained)
+            )  # fmt: skip
         variants = [(b, v.text) for b, r in zip(briefs, out) for v in r.variants]
         texts = [t for _, t in variants]
         verdicts = safety.classify(texts, ["en"] * len(texts)) if texts else []
@@ -127,13 +148,14 @@ def main() -> int:
             not violations(t, b) and not s.unsafe and not guard.check(t).copy for (b, t), s in zip(variants, verdicts)
         ]
         results[name] = {
-            "briefs": n_briefs,
+            "briefs": len(briefs),
             "variants": len(texts),
             "briefs_with_n_variants": sum(len(r.variants) == args.n for r in out),
             "constraint_pass_rate_returned": float(np.mean(ok)) if ok else float("nan"),
             "raw_pass_rate": sum(r.raw_pass for r in out) / sum(r.candidates for r in out),
             "fixed_up_share": float(np.mean([v.fixed_up for r in out for v in r.variants])) if texts else 0.0,
             "distinct_2": distinct_n(texts, 2),
+            "fluency_bpb_returned": bits_per_byte(texts) if texts else float("nan"),
             "safety_flagged_share": float(np.mean([s.unsafe for s in verdicts])) if verdicts else 0.0,
             **{
                 f"raw_share_meeting_{c}": 1
@@ -148,6 +170,19 @@ def main() -> int:
             "seconds": round(time.time() - t, 1),
         }
         results[name]["_out"] = out
+    placement: dict = {}
+    if not args.no_placement:
+        placement = _placement(args, rng, emb, train_air, val_air, results["sft"]["_out"], briefs, safety)
+    _print_and_summarise(args, results, placement, briefs, brands, t0)
+    return 0
+
+
+def _placement(args, rng, emb, train_air, val_air, fin, briefs, safety) -> dict:
+    import numpy as np
+
+    from tweetlm.ads.placement import place
+    from tweetlm.search.embed import text_key
+    from tweetlm.search.index import SearchIndex, SearchParams
 
     # placement over the airline corpus (train + val posts), preferring posts already in the embedding cache
     cache = emb._load_cache()
@@ -162,7 +197,6 @@ def main() -> int:
     def retriever(q, k):
         return [h.to_dict() for h in idx.search(q, SearchParams(k=min(k, 100), num_candidates=100))]
 
-    fin = results["finetuned"]["_out"]
     p10, p10_raw, unsafe_placed, unsafe_raw, n_ads = [], [], 0, 0, 0
     for b, r in zip(briefs, fin):
         for v in r.variants:
@@ -182,7 +216,7 @@ def main() -> int:
         p10_brief.append(float(np.mean([brand_of[h["id"]] == b.product for h in res.placements])))
         langs = [h.get("lang") for h in res.placements]
         unsafe_brief += sum(s.unsafe for s in safety.classify([h["text"] for h in res.placements], langs))
-    placement = {
+    return {
         "ads_placed": n_ads,
         "index_posts": len(pool),
         "precision_at_10_by_brand": float(np.mean(p10)) if p10 else float("nan"),
@@ -194,15 +228,19 @@ def main() -> int:
         "brief_query_unsafe_contexts_in_placements": int(unsafe_brief),
     }
 
-    keys = [k for k in results["finetuned"] if not k.startswith("_") and k != "briefs"]
+
+def _print_and_summarise(args, results, placement, briefs, brands, t0) -> None:
+    n_briefs = len(briefs)
+    names = list(results)
+    keys = [k for k in results[names[0]] if not k.startswith("_") and k != "briefs"]
     print(f"\n{n_briefs} briefs from held-out airline posts ({', '.join(brands)}), n={args.n}, "
           f"{args.candidates} candidates each\n")  # fmt: skip
-    print("| metric | fine-tuned | base (baseline) |\n|---|---|---|")
+    print("| metric | " + " | ".join(names) + " |")
+    print("|---" * (len(names) + 1) + "|")
     for k in keys:
-        f, bs = results["finetuned"][k], results["base"][k]
-        fmt = (lambda x: f"{x:.3f}") if isinstance(f, float) else str
-        print(f"| {k} | {fmt(f)} | {fmt(bs)} |")
-    print("\n| placement (fine-tuned variants) | value |\n|---|---|")
+        vals = [results[n][k] for n in names]
+        print(f"| {k} | " + " | ".join(f"{v:.3f}" if isinstance(v, float) else str(v) for v in vals) + " |")
+    print("\n| placement (sft variants) | value |\n|---|---|")
     for k, v in placement.items():
         print(f"| {k} | {v:.3f} |" if isinstance(v, float) else f"| {k} | {v} |")
     summary = {
@@ -215,14 +253,12 @@ def main() -> int:
         **{f"placement.{k}": (round(v, 4) if isinstance(v, float) else v) for k, v in placement.items()},
         "wall_s": round(time.time() - t0, 1),
     }  # fmt: skip
-    examples = [
-        {"brief": r_b.product, "variant": v.text} for r_b, r in list(zip(briefs, fin))[:6] for v in r.variants[:1]
-    ]
-    print("\nexamples (fine-tuned):")
-    for e in examples:
-        print(f"- [{e['brief']}] {e['variant']}")
+    for name in ("sft", "sft_constrained"):
+        print(f"\nexamples ({name}):")
+        for b, r in list(zip(briefs, results[name]["_out"]))[:6]:
+            for v in r.variants[:1]:
+                print(f"- [{b.instruction()}] {v.text}")
     print(json.dumps(summary))
-    return 0
 
 
 if __name__ == "__main__":
