@@ -421,8 +421,14 @@ def test_http_search_and_ask_validate_input(ask_setup):
         # the same server as the OpenAI-compatible generator of `tweetlm ask --llm-url`
         from tweetlm.search.ask import OpenAIGenerator
 
+        from tweetlm.inference.engine import SamplingParams
+
         res = ask(idx, question, OpenAIGenerator(f"{url}/v1", max_tokens=40), params)
-        assert res.raw == answer and res.cited == ["111", "222"] and res.removed == ["999", "333"]
+        # it asks through /v1/chat/completions: the model's reply to the prompt as a user turn (in tweetlm's chat
+        # template: this model has none of its own), with citations checked against the posts given
+        greedy = SamplingParams(max_tokens=40, temperature=0.0)
+        assert res.raw == engine.chat([[{"role": "user", "content": prompt}]], greedy)[0].text
+        assert set(res.cited) <= {"111", "222"} and not set(res.removed) & set(res.cited)
         assert c.post("/v1/ask", json={"question": "", "k": 2}).status_code == 400
         assert c.post("/v1/ask", json={"question": "luggage", "max_tokens": 1000}).status_code == 400
         assert c.post("/v1/ask", json={"question": "luggage", "since": "2016-01-01"}).status_code == 400  # no posts

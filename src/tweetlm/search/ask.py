@@ -133,8 +133,24 @@ def ask(index: SearchIndex, question: str, generator, params: SearchParams | Non
     return finish(question, prompt, hits, generator(prompt))
 
 
+def engine_prompt(engine, prompt: str) -> str | list[dict]:
+    """What to send the engine for an ask ``prompt``: a model with a chat template (an imported chat base, or a
+    ``tweetlm sft`` model) gets the question and posts as a user turn, without the trailing ``Answer:``; a model
+    of posts without one continues the prompt as text."""
+    if getattr(engine.tok, "chat_template", None):
+        return [{"role": "user", "content": prompt.removesuffix("\nAnswer:")}]
+    return prompt
+
+
+def engine_prompt_tokens(engine, prompt: str) -> int:
+    """Prompt tokens of ``engine_prompt(engine, prompt)``."""
+    p = engine_prompt(engine, prompt)
+    return len(engine.encode_prompt(p) if isinstance(p, str) else engine.chat_format.encode_prompt(p))
+
+
 class EngineGenerator:
-    """The tweetlm engine as a generator: greedy by default, ``max_tokens`` new tokens."""
+    """The tweetlm engine as a generator: greedy by default, ``max_tokens`` new tokens; a chat model answers in
+    its chat template (``engine_prompt``)."""
 
     def __init__(self, engine, max_tokens: int = 128, temperature: float = 0.0, seed: int | None = 0) -> None:
         from tweetlm.inference.engine import SamplingParams
@@ -144,10 +160,10 @@ class EngineGenerator:
 
     def fits(self, prompt: str) -> bool:
         room = min(self.params.max_tokens, 32)  # leave the answer at least this many tokens
-        return len(self.engine.encode_prompt(prompt)) + room <= self.engine.max_seq_len
+        return engine_prompt_tokens(self.engine, prompt) + room <= self.engine.max_seq_len
 
     def __call__(self, prompt: str) -> str:
-        return self.engine.generate([prompt], self.params)[0].text
+        return self.engine.generate([engine_prompt(self.engine, prompt)], self.params)[0].text
 
 
 class OpenAIGenerator:

@@ -17,7 +17,7 @@ from pydantic import BaseModel, Field, field_validator
 
 from tweetlm.inference.batcher import QueueFull
 from tweetlm.inference.engine import SamplingParams
-from tweetlm.search.ask import finish, prepare
+from tweetlm.search.ask import engine_prompt, engine_prompt_tokens, finish, prepare
 from tweetlm.search.index import MAX_K, SearchIndex, SearchParams
 
 
@@ -87,14 +87,15 @@ def register_search_routes(app: FastAPI, index: SearchIndex, batcher, api_error,
         room = min(req.max_tokens, 32)
 
         def fits(prompt: str) -> bool:
-            return len(engine.encode_prompt(prompt)) + room <= engine.max_seq_len
+            return engine_prompt_tokens(engine, prompt) + room <= engine.max_seq_len
 
         try:
             prompt, hits = await asyncio.to_thread(prepare, index, req.query, req.params(), fits)
         except ValueError as e:
             raise api_error(400, str(e)) from None
         try:
-            completion = await batcher.complete(prompt, SamplingParams(max_tokens=req.max_tokens, temperature=0.0))
+            params = SamplingParams(max_tokens=req.max_tokens, temperature=0.0)
+            completion = await batcher.complete(engine_prompt(engine, prompt), params)
         except QueueFull as e:
             raise api_error(
                 503, f"server busy: {e}; retry shortly", "server_error", "queue_full", headers={"Retry-After": "1"}
