@@ -419,9 +419,8 @@ def test_http_search_and_ask_validate_input(ask_setup):
         assert body["cited"] == ["111", "222"] and body["removed"] == ["999", "333"]
         assert {p["id"] for p in body["posts"]} == {"111", "222"}
         # the same server as the OpenAI-compatible generator of `tweetlm ask --llm-url`
-        from tweetlm.search.ask import OpenAIGenerator
-
         from tweetlm.inference.engine import SamplingParams
+        from tweetlm.search.ask import OpenAIGenerator
 
         res = ask(idx, question, OpenAIGenerator(f"{url}/v1", max_tokens=40), params)
         # it asks through /v1/chat/completions: the model's reply to the prompt as a user turn (in tweetlm's chat
