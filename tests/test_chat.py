@@ -346,3 +346,15 @@ def test_tweetlm_chat_in_a_pseudo_terminal(tok, tmp_path):
     finally:
         child.close()
     assert child.exitstatus == 0
+
+
+def test_ask_prompts_a_chat_model_as_a_user_turn(engine, tok):
+    from tweetlm.search.ask import engine_prompt, engine_prompt_tokens
+
+    prompt = grounded_prompt("is it raining?", [("1", "", "rain all day")]) + "\nAnswer:"
+    assert engine_prompt(engine, prompt) == prompt  # a model of posts continues the text
+    chat_tok = type(tok)(tok.tok, tok.specials, TWEETLM_CHAT_TEMPLATE)
+    chat_engine = Engine(engine.model, chat_tok)
+    conv = engine_prompt(chat_engine, prompt)
+    assert conv == [{"role": "user", "content": prompt.removesuffix("\nAnswer:")}]
+    assert engine_prompt_tokens(chat_engine, prompt) == len(chat_engine.chat_format.encode_prompt(conv))
