@@ -70,7 +70,6 @@ def _encode(examples, chat, stem: Path, max_len: int) -> dict:
     w = ShardWriter(stem, chat.tok.vocab_size, with_loss_mask=True)
     kept = too_long = 0
     tokens = targets = 0
-    ids_kept = []
     for ex in examples:
         ids, mask = chat.encode_chat(ex.messages)
         if len(ids) > max_len:
@@ -80,9 +79,8 @@ def _encode(examples, chat, stem: Path, max_len: int) -> dict:
         kept += 1
         tokens += len(ids)
         targets += sum(mask)
-        ids_kept.append(ex.id)
     w.close()
-    return {"docs": kept, "too_long": too_long, "tokens": tokens, "target_tokens": targets, "ids": ids_kept}
+    return {"docs": kept, "too_long": too_long, "tokens": tokens, "target_tokens": targets}
 
 
 def _held_out_loss(ckpt: Path, stem: Path, precision: str, progress: bool) -> float:
@@ -180,7 +178,7 @@ def _run_sft(base, out: Path, cfg: SFTConfig | None, corpus, resume: bool, progr
             stats[split] = _encode(examples[split], chat, rf.tokens / split, seq_len + 1)
         stats["built"] = dict(counts)
         stats["corpus"] = str(data_dir)
-        (rf.root / "sft_data.json").write_text(json.dumps({k: v for k, v in stats.items()}, indent=1))
+        (rf.root / "sft_data.json").write_text(json.dumps(stats, indent=1))
     else:
         stats = json.loads((rf.root / "sft_data.json").read_text())
     val_examples = read_examples(rf.root / "sft_val.jsonl")
@@ -203,7 +201,7 @@ def _run_sft(base, out: Path, cfg: SFTConfig | None, corpus, resume: bool, progr
         "checkpoint": str(final),
         "corpus": stats["corpus"],
         "train": {k: v for k, v in tr.to_dict().items() if k != "checkpoint"},
-        "data": {s: {k: v for k, v in stats[s].items() if k != "ids"} for s in ("train", "val")},
+        "data": {s: stats[s] for s in ("train", "val")},
     }
     if stats["val"]["docs"]:
         summary["held_out_loss"] = {
