@@ -168,13 +168,14 @@ def _posts() -> dict[str, list[Post]]:
         post(100, "train", "coffee is back at the city market", lang="en", labels=qa("what is back?", "coffee"))
     )
     train.append(post(101, "train", "rain all day\nso much rain\nbring an umbrella", kind="thread"))
+    train.append(post(102, "train", "@user @user the rain stopped at last"))
     val = [post(200 + i, "val", t) for i, t in enumerate(TEXTS[100:110])]
     val.append(post(300, "val", "the market opens at nine", lang="en", labels=qa("when does it open?", "nine")))
     return {"train": train, "val": val}
 
 
 def test_fine_tuning_set_keeps_sources_and_never_crosses_splits():
-    ex, counts = build_examples(_posts(), SFTDataConfig(max_briefs=10, max_posts=10, distractor_prob=1.0))
+    ex, counts = build_examples(_posts(), SFTDataConfig(max_briefs=30, max_posts=10, distractor_prob=1.0))
     ids = {s: {i for e in ex[s] for i in e.source_ids} for s in ex}
     assert ids["train"] and ids["val"] and not ids["train"] & ids["val"]
     tasks = {e.task for e in ex["train"]}
@@ -186,7 +187,9 @@ def test_fine_tuning_set_keeps_sources_and_never_crosses_splits():
     assert qa.answers == ["nine"] and qa.messages[1]["content"] == "nine [p300]"
     assert qa.messages[0]["content"].startswith(grounded_prompt("x", [])[:40]) and "[p300]" in qa.messages[0]["content"]
     briefs = [e for e in ex["train"] if e.task == "brief"]
-    assert len(briefs) == 10 and all(e.messages[0]["content"].startswith("Write a") for e in briefs)
+    assert len(briefs) == 30 and all(e.messages[0]["content"].startswith("Write a") for e in briefs)
+    answers = {e.messages[1]["content"] for e in ex["train"] if "p102" in e.source_ids}
+    assert answers == {"the rain stopped at last"}  # a reply's leading @-mentions are not what a post is about
     posts_ids = {e.source_ids[0] for e in ex["train"] if e.task == "post"}
     assert not posts_ids & {e.source_ids[0] for e in briefs}  # a post is a brief or a plain post, not both
 

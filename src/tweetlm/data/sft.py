@@ -15,6 +15,11 @@ Four tasks, each an example of ``{"role", "content"}`` messages that ends with t
 - ``post``: a plain post for "Write a post ..." (in its language, or about one of its words), so the model keeps
   its tweet style.
 
+In ``brief`` and ``post`` answers the leading run of @-mentions (the addressees of a reply, ``@user`` in the
+anonymised corpora) is left out: 23% of the shared corpus's training posts start with one, and a model taught to
+open a post with it answered every instruction with ``@user @user @user ...`` (measured on the first SFT run of
+the demo model, greedy and at temperature 0.7). A post with fewer than 3 words left gives no example.
+
 Every example keeps the ids of the posts it was built from (``source_ids``): ``data forget`` finds the sets and
 the models built from a removed post. Examples are split by source post, never by example: the corpus already
 puts each post in ``train`` or ``val``, and an example only combines posts of one split, so no post is on both
@@ -25,8 +30,9 @@ from __future__ import annotations
 
 import json
 import random
+import re
 from collections import Counter
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from tweetlm.data.briefs import LANGUAGE_NAMES, DocFreq, brief_from_post, words
@@ -121,6 +127,14 @@ def _thread_example(post: Post, turns: list[str], ids: list[str], split: str, ma
     return SFTExample(f"thread:{post.id}", "thread", msgs, ids or [post.id], post.source, split)
 
 
+_LEADING_MENTIONS = re.compile(r"^(?:\s*[@\uff20]\w+[:,]?)+\s*")
+
+
+def strip_leading_mentions(text: str) -> str:
+    """``text`` without its leading run of @-mentions (``"@user @user thanks!"`` -> ``"thanks!"``)."""
+    return _LEADING_MENTIONS.sub("", text, count=1)
+
+
 def _post_instruction(post: Post, rng: random.Random, df: DocFreq) -> str:
     lang = LANGUAGE_NAMES.get(post.lang or "", "")
     cand = sorted({w for w in words(post.text) if df.df.get(w, 0) >= 3}, key=lambda w: (-df.idf(w), w))[:3]
@@ -179,15 +193,16 @@ def build_examples(
                     ids = [g.id for g in given]
                     by_task["qa"].append(SFTExample(f"qa:{p.id}:{n}", "qa", msgs, ids, p.source, split, q["answers"]))
                 continue
-            if not p.text.strip():
-                counts["skipped:empty_text"] += 1
+            text = strip_leading_mentions(p.text)
+            if len(text.split()) < 3:
+                counts["skipped:under_3_words"] += 1
                 continue
-            brief = brief_from_post(p, df, cfg.seed)
-            msgs = [{"role": "user", "content": brief.instruction()}, {"role": "assistant", "content": p.text}]
+            brief = brief_from_post(replace(p, text=text), df, cfg.seed)
+            msgs = [{"role": "user", "content": brief.instruction()}, {"role": "assistant", "content": text}]
             by_task["brief"].append(SFTExample(f"brief:{p.id}", "brief", msgs, [p.id], p.source, split))
             msgs = [
                 {"role": "user", "content": _post_instruction(p, rng, df)},
-                {"role": "assistant", "content": p.text},
+                {"role": "assistant", "content": text},
             ]
             by_task["post"].append(SFTExample(f"post:{p.id}", "post", msgs, [p.id], p.source, split))
         caps = {"thread": cfg.max_threads, "qa": cfg.max_qa, "brief": cfg.max_briefs, "post": cfg.max_posts}
