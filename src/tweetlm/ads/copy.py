@@ -301,7 +301,7 @@ def generate_copy(
     for start in range(0, num_candidates, batch_size):
         idx = range(start, min(start + batch_size, num_candidates))
         params = [
-            SamplingParams(max_tokens=min(room, 120), temperature=temperature, top_p=top_p, seed=seed + i,
+            SamplingParams(max_tokens=min(room, 96), temperature=temperature, top_p=top_p, seed=seed + i,
                            tweet_mode=True, required=list(required))
             for i in idx
         ]  # fmt: skip

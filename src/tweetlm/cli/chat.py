@@ -56,8 +56,15 @@ def _cmd_chat(args: argparse.Namespace) -> int:
         from tweetlm.search.index import SearchIndex
 
         index = SearchIndex.open(args.search_index)
-    params = SamplingParams(max_tokens=args.max_tokens, temperature=args.temperature, top_p=args.top_p,
-                            seed=args.seed, tweet_mode=args.tweet)  # fmt: skip
+        index.search("warm up")  # loads the embedding model now, not in the middle of the first answer
+    params = SamplingParams(
+        max_tokens=args.max_tokens,
+        temperature=args.temperature,
+        top_p=args.top_p,
+        repetition_penalty=args.repetition_penalty,
+        seed=args.seed,
+        tweet_mode=args.tweet,
+    )
     session = ChatSession(engine, params, index, args.system)
     template = "its own chat template" if engine.tok.chat_template else "tweetlm's chat template"
     print(f"tweetlm chat with {engine.model_name} ({template}, context {engine.max_seq_len} tokens). "
@@ -133,6 +140,7 @@ def register(sub) -> None:
     c.add_argument("--max-tokens", type=POS_INT, default=128)
     c.add_argument("--temperature", type=float, default=0.7)
     c.add_argument("--top-p", type=POS_FLOAT, default=0.9)
+    c.add_argument("--repetition-penalty", type=POS_FLOAT, default=1.0, help="1: off; 1.1-1.3 curbs loops")
     c.add_argument("--seed", type=int, default=None)
     c.add_argument("--tweet", action="store_true", help="start in tweet mode (replies of at most 280 weighted chars)")
     c.set_defaults(fn=_cmd_chat)
