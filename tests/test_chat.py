@@ -4,6 +4,7 @@ engine (end of turn, tweet mode, oldest turns cut), TweetQA metrics."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -250,6 +251,19 @@ def test_sft_job_trains_on_assistant_tokens_and_reports(tok, tmp_path):
     with pytest.raises(FileNotFoundError, match="clean corpus split"):
         run_sft(base, tmp_path / "bad", cfg, corpus=tmp_path / "nocorpus", progress=False)
     assert not (tmp_path / "bad").exists() and out.is_dir()
+    with pytest.raises(ValueError, match="overlaps the base checkpoint"):
+        run_sft(base, base, cfg, corpus=tmp_path / "corpus", progress=False)
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "notes.txt").write_text("mine")
+    with pytest.raises(FileExistsError, match="already holds other files"):
+        run_sft(base, tmp_path / "other", cfg, corpus=tmp_path / "corpus", progress=False)
+    with pytest.raises(ValueError, match="--resume with --seq-len 256, but the run was started with 320"):
+        run_sft(base, out, replace(cfg, seq_len=256), corpus=tmp_path / "corpus", resume=True, progress=False)
+    with pytest.raises(FileNotFoundError, match="pass --corpus"):
+        run_sft(base, tmp_path / "nocorp", cfg, progress=False)
+    from tweetlm.cli.main import main
+
+    assert main(["chat", "--checkpoint", str(out), "--temperature", "-1"]) == 2
 
 
 class _CitingEngine(Engine):
@@ -332,7 +346,7 @@ def test_tweetlm_chat_in_a_pseudo_terminal(tok, tmp_path):
         child.sendline("/search on")
         child.expect("no search index")
         child.sendline("apa kabar? " + "hujan " * 200)  # Indonesian, and longer than the context
-        child.expect(r"error: conversation 0: the last message alone takes \d+ prompt tokens")
+        child.expect(r"not sent: the last message alone takes \d+ prompt tokens")
         child.sendline("/reset")
         child.expect("conversation cleared")
         child.sendline("/tweet")

@@ -18,7 +18,7 @@ then: tweetlm chat --checkpoint runs/demo_sft"""
 
 CHAT_EXAMPLES = """examples:
   tweetlm chat --checkpoint runs/demo_sft
-  tweetlm chat --checkpoint runs/demo_sft --search-index runs/index --tweet
+  tweetlm chat --checkpoint runs/demo_sft --search-index runs/demo/search --tweet
 commands inside the chat:
   /reset        forget the conversation
   /tweet        tweet mode on/off (a reply of at most 280 weighted characters)
@@ -65,6 +65,7 @@ def _cmd_chat(args: argparse.Namespace) -> int:
         seed=args.seed,
         tweet_mode=args.tweet,
     )
+    params.validate()  # a bad --temperature or --top-p is refused now, not at every turn
     session = ChatSession(engine, params, index, args.system)
     template = "its own chat template" if engine.tok.chat_template else "tweetlm's chat template"
     print(f"tweetlm chat with {engine.model_name} ({template}, context {engine.max_seq_len} tokens). "
@@ -72,7 +73,7 @@ def _cmd_chat(args: argparse.Namespace) -> int:
     while True:
         try:
             line = input("you> ")
-        except EOFError:
+        except (EOFError, KeyboardInterrupt):  # Ctrl-D or Ctrl-C at the prompt ends the chat
             print()
             return 0
         if not line.strip():
@@ -85,11 +86,16 @@ def _cmd_chat(args: argparse.Namespace) -> int:
             print(out)
             continue
         sys.stdout.write("bot> ")
+        sys.stdout.flush()
         try:
             notes = session.turn(line)
         except ValueError as e:
             session.messages.pop()  # the message that failed is not part of the conversation
-            print(f"\n(error: {e})")
+            print(f"(not sent: {str(e).removeprefix('conversation 0: ')})")
+            continue
+        except KeyboardInterrupt:  # Ctrl-C during a reply stops it; the message is dropped
+            session.messages.pop()
+            print("\n(reply interrupted; the message was not kept)")
             continue
         for n in notes:
             print(n)
@@ -110,10 +116,10 @@ def register(sub) -> None:
     s.add_argument("--base", required=True, help="checkpoint folder or run folder to fine-tune")
     s.add_argument("--out", required=True, help="output run folder")
     s.add_argument("--corpus", help="clean-corpus folder (default: the base run's data/)")
-    s.add_argument("--steps", type=POS_INT, default=200)
-    s.add_argument("--batch-size", type=POS_INT, default=8)
+    s.add_argument("--steps", type=POS_INT, default=200, help="optimizer steps (default 200; warmup: 10 or a tenth)")
+    s.add_argument("--batch-size", type=POS_INT, default=8, help="rows of --seq-len tokens per step (default 8)")
     s.add_argument("--seq-len", type=NONNEG_INT, default=0, help="tokens per row (0: the model's context, <= 512)")
-    s.add_argument("--lr", type=POS_FLOAT, default=1e-4)
+    s.add_argument("--lr", type=POS_FLOAT, default=1e-4, help="peak learning rate, cosine to a tenth (default 1e-4)")
     s.add_argument("--precision", choices=["auto", "bf16", "fp32"], default="auto",
                    help="auto: bf16 on GPU, fp32 on CPU (bf16: 1.9x faster on CPU for the 135M base)")  # fmt: skip
     s.add_argument("--max-threads", type=int, default=-1, help="thread dialogues (-1: all)")
@@ -122,15 +128,18 @@ def register(sub) -> None:
     s.add_argument("--max-posts", type=int, default=2000, help="'write a post' examples")
     s.add_argument("--max-val", type=NONNEG_INT, default=500, help="validation examples per task")
     s.add_argument("--qa-eval", type=NONNEG_INT, default=100, help="held-out TweetQA questions answered (0: skip)")
-    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--seed", type=int, default=0, help="example sampling and data order (default 0)")
     s.add_argument("--resume", action="store_true", help="continue from --out's latest checkpoint")
-    s.add_argument("--no-guard", action="store_true", help="skip the memorization guard (ads copy needs one)")
-    s.add_argument("--no-progress", action="store_true")
+    s.add_argument("--no-guard", action="store_true",
+                   help="skip the memorization guard (ads copy then needs 'tweetlm ads guard')")  # fmt: skip
+    s.add_argument("--no-progress", action="store_true", help="no progress bars (logs, CI)")
     s.set_defaults(fn=_cmd_sft)
 
     c = sub.add_parser(
         "chat",
         help="chat with a model in the terminal (streams; /reset, /tweet, /search on)",
+        description="An interactive conversation with a checkpoint in its chat template; with --search-index, "
+        "/search on answers from retrieved posts and cites them.",
         epilog=CHAT_EXAMPLES,
         formatter_class=RAW,
     )

@@ -70,7 +70,7 @@ def read_corpus_posts(out_dir: str | Path, split: str) -> tuple[list[Post], dict
 
     path = Path(out_dir) / f"{split}.parquet"
     if not path.exists():
-        raise FileNotFoundError(f"clean corpus split {path} not found (a folder written by tweetlm data prepare)")
+        raise FileNotFoundError(f"clean corpus split {path} not found (a folder written by tweetlm data build)")
     names = set(pq.read_schema(path).names)
     if "text" not in names:
         return [], {}, {}

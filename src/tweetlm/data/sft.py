@@ -210,7 +210,7 @@ def build_examples(
         taken: set[str] = set()  # a post is a brief or a plain post, not both
         for task in TASKS:
             exs = by_task[task]
-            counts[f"{split}:{task}:made"] += len(exs)
+            counts[f"{split}:{task}:candidates"] += len(exs)
             cap = (
                 caps[task] if split == "train" else (min(caps[task], cfg.max_val) if caps[task] != -1 else cfg.max_val)
             )

@@ -49,6 +49,7 @@ class SFTConfig:
     grad_accum: int = 1
     precision: str = "auto"
     qa_eval: int = 100
+    ckpt_every: int = 50  # a checkpoint every N steps, so an interrupted run resumes (--resume); the last is kept
     qa_max_tokens: int = 24
     log_every: int = 5
     seed: int = 0
@@ -137,21 +138,35 @@ def _run_sft(base, out: Path, cfg: SFTConfig | None, corpus, resume: bool, progr
     from tweetlm.model.load import model_config_from_checkpoint, resolve_checkpoint
     from tweetlm.tokenizer.bpe import PostTokenizer
     from tweetlm.tokenizer.chat import TWEETLM_CHAT_TEMPLATE, ChatFormat
-    from tweetlm.training.checkpoint import latest_checkpoint
     from tweetlm.training.config import TrainConfig
     from tweetlm.training.loop import train
 
     cfg = cfg or SFTConfig()
     cfg.validate()
     t0 = time.time()
-    ckpt = resolve_checkpoint(base)
+    ckpt = resolve_checkpoint(base).resolve()
     model_cfg = model_config_from_checkpoint(ckpt)
     seq_len = cfg.seq_len or min(512, model_cfg.max_seq_len)
     if seq_len > model_cfg.max_seq_len:
         raise ValueError(f"sft seq_len={seq_len} exceeds the model's context ({model_cfg.max_seq_len})")
+    out = out.resolve()
+    if out.exists() and not out.is_dir():
+        raise FileExistsError(f"--out {out} is a file; give a new folder")
+    if out == ckpt or ckpt.is_relative_to(out) or out.is_relative_to(ckpt):
+        raise ValueError(f"--out {out} overlaps the base checkpoint {ckpt}; give a new folder")
+    previous = out / "sft_data.json"
+    if out.is_dir() and any(out.iterdir()) and not previous.exists():
+        raise FileExistsError(f"--out {out} already holds other files; give a new or empty folder")
+    if previous.exists() and not resume:
+        raise FileExistsError(f"--out {out} already holds a fine-tuning run; add --resume or choose another --out")
+    if resume and (out / "config.json").exists():
+        old = json.loads((out / "config.json").read_text()).get("train", {})
+        for name, now in (("seq_len", seq_len), ("batch_size", cfg.batch_size), ("max_steps", cfg.max_steps)):
+            if name in old and old[name] != now:
+                flag = "--" + name.replace("_", "-").replace("max-steps", "steps")
+                raise ValueError(f"--resume with {flag} {now}, but the run was started with {old[name]}: "
+                                 "resume with the same settings")  # fmt: skip
     rf = RunFolder.create(out)
-    if latest_checkpoint(rf.checkpoints) is not None and not resume:
-        raise FileExistsError(f"{rf.checkpoints} already holds checkpoints; add --resume or choose another --out")
     tok = PostTokenizer.load(ckpt / "tokenizer.json")
     if not tok.chat_template:  # a model of tweetlm's own tokenizer: the fine-tuned one carries tweetlm's template
         tok.chat_template = TWEETLM_CHAT_TEMPLATE
@@ -160,10 +175,11 @@ def _run_sft(base, out: Path, cfg: SFTConfig | None, corpus, resume: bool, progr
 
     stats: dict = {}
     if not (rf.root / "sft_train.jsonl").exists() or not (rf.tokens / "train.json").exists():
-        data_dir = Path(corpus) if corpus else ckpt.parents[1] / "data"
-        if not (data_dir / "train.parquet").exists() and (ckpt / "config.json").exists() and not corpus:
+        data_dir = Path(corpus).resolve() if corpus else ckpt.parents[1] / "data"
+        if not corpus and not (data_dir / "train.parquet").exists():
             raise FileNotFoundError(
-                f"{data_dir}/train.parquet not found: pass --corpus (a tweetlm data prepare folder)"
+                f"the base {base} is not inside a run folder with its corpus ({data_dir} has no train.parquet): "
+                "pass --corpus (a folder written by tweetlm data build)"
             )
         posts, tids, ttexts = {}, {}, {}
         for split in ("train", "val"):
@@ -176,6 +192,8 @@ def _run_sft(base, out: Path, cfg: SFTConfig | None, corpus, resume: bool, progr
         write_examples(rf.root, examples)
         for split in ("train", "val"):
             stats[split] = _encode(examples[split], chat, rf.tokens / split, seq_len + 1)
+        if not stats["train"]["docs"]:
+            raise ValueError(f"no training conversation fits a row of --seq-len {seq_len} tokens; raise --seq-len")
         stats["built"] = dict(counts)
         stats["corpus"] = str(data_dir)
         (rf.root / "sft_data.json").write_text(json.dumps(stats, indent=1))
@@ -185,8 +203,9 @@ def _run_sft(base, out: Path, cfg: SFTConfig | None, corpus, resume: bool, progr
 
     tcfg = TrainConfig(
         batch_size=cfg.batch_size, seq_len=seq_len, max_steps=cfg.max_steps, lr=cfg.lr, min_lr_ratio=cfg.min_lr_ratio,
-        warmup_steps=cfg.warmup_steps, grad_accum=cfg.grad_accum, seed=cfg.seed, precision=cfg.precision,
-        init_from=str(ckpt), log_every=cfg.log_every, tensorboard=False, ckpt_every=0, keep_checkpoints=1,
+        warmup_steps=min(cfg.warmup_steps, max(1, cfg.max_steps // 10)), grad_accum=cfg.grad_accum, seed=cfg.seed,
+        precision=cfg.precision, init_from=str(ckpt), log_every=cfg.log_every, tensorboard=False,
+        ckpt_every=cfg.ckpt_every, keep_checkpoints=1,
     )  # fmt: skip
     base_cfg = json.loads((ckpt / "config.json").read_text())
     run_config = {**base_cfg, "model": asdict(model_cfg), "train": to_dict(tcfg), "sft": to_dict(cfg),
@@ -201,6 +220,7 @@ def _run_sft(base, out: Path, cfg: SFTConfig | None, corpus, resume: bool, progr
         "checkpoint": str(final),
         "corpus": stats["corpus"],
         "train": {k: v for k, v in tr.to_dict().items() if k != "checkpoint"},
+        "resumed_from_step": tr.resumed_from,
         "data": {s: stats[s] for s in ("train", "val")},
     }
     if stats["val"]["docs"]:
@@ -263,8 +283,10 @@ def report_text(s: dict) -> str:
 
 def summary_text(s: dict) -> str:
     """A few lines for the terminal."""
-    out = [f"fine-tuned {s['train']['steps']} steps in {s['wall_s']:.0f} s on {s['data']['train']['docs']:,} "
-           f"conversations -> {s['checkpoint']}"]  # fmt: skip
+    tr = s["train"]
+    resumed = f" (resumed at step {s['resumed_from_step']})" if s.get("resumed_from_step") is not None else ""
+    out = [f"fine-tuned {tr['steps']} steps{resumed} on {s['data']['train']['docs']:,} conversations: training "
+           f"{tr['train_wall_s']:.0f} s, all {s['wall_s']:.0f} s -> {s['checkpoint']}"]  # fmt: skip
     if "held_out_loss" in s:
         h = s["held_out_loss"]
         out.append(f"held-out loss ({h['conversations']:,} conversations): base {h['base']:.4f} -> {h['sft']:.4f}")

@@ -3,15 +3,24 @@
 ``ChatSession`` holds what ``tweetlm chat`` needs between turns: the messages so far (the user's own words and
 the model's replies, never the retrieved posts, so a later turn is not crowded out by an earlier one's posts),
 tweet mode, and grounding. A grounded turn retrieves posts for the user's message (``ask.ground_messages``),
-lets the model answer over them and keeps only citations of the posts given (``ask.finish``). Commands:
+lets the model answer over them and keeps only citations of the posts given (``ask.finish``); an ungrounded
+turn may cite only posts retrieved earlier in the conversation (others are removed and said). Commands:
 ``/reset``, ``/tweet``, ``/search on|off``, ``/help``, ``/quit``.
 """
 
 from __future__ import annotations
 
+import re
 import sys
 
-HELP_LINES = "/reset: forget the conversation | /tweet: tweet mode on/off | /search on|off | /quit"
+HELP_LINES = "/reset: forget the conversation | /tweet: tweet mode on/off | /search on|off | /help | /quit"
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def printable(text: str) -> str:
+    """``text`` without C0/C1 control characters other than tab and newline (a model can write them; a terminal
+    would act on them)."""
+    return _CONTROL.sub("", text)
 
 
 class ChatSession:
@@ -23,11 +32,13 @@ class ChatSession:
         self.system = system
         self.search = False
         self.messages: list[dict] = []
-        self.write = write or (lambda s: (sys.stdout.write(s), sys.stdout.flush()))
+        self.write = write or (lambda s: (sys.stdout.write(printable(s)), sys.stdout.flush()))
+        self.retrieved: set[str] = set()  # ids of posts given to the model in this conversation
         self.reset()
 
     def reset(self) -> None:
         self.messages = [{"role": "system", "content": self.system}] if self.system else []
+        self.retrieved = set()
 
     def command(self, line: str) -> str | None:
         """Handle a ``/command``; returns the line to print, or ``None`` to quit."""
@@ -52,7 +63,7 @@ class ChatSession:
         return f"(unknown command {line.strip()!r}; {HELP_LINES})"
 
     def turn(self, text: str) -> list[str]:
-        from tweetlm.search.ask import finish, ground_messages
+        from tweetlm.search.ask import finish, ground_messages, validate_citations
 
         notes: list[str] = []
         self.messages.append({"role": "user", "content": text})
@@ -65,6 +76,7 @@ class ChatSession:
             self.write(ans.text or "(no answer)")
             self.write("\n")
             reply = ans.text
+            self.retrieved.update(h.id for h in hits)
             for h in hits:
                 mark = "*" if h.id in ans.cited else " "
                 notes.append(f"{mark} [{h.id}] {' '.join(h.text.split())[:140]}")
@@ -73,7 +85,9 @@ class ChatSession:
         else:
             c = self.engine.chat([self.messages], self.params, on_text=lambda _i, d: self.write(d))[0]
             self.write("\n")
-            reply = c.text
+            reply, _, removed = validate_citations(c.text, self.retrieved)
+            if removed:
+                notes.append(f"(not sources: {', '.join(removed)} were not retrieved in this conversation; removed)")
         if c.dropped_turns:
             notes.append(f"(the {c.dropped_turns} oldest message(s) were left out to fit the model's context of "
                          f"{self.engine.max_seq_len} tokens)")  # fmt: skip
