@@ -34,6 +34,7 @@ class ChatSession:
         self.messages: list[dict] = []
         self.write = write or (lambda s: (sys.stdout.write(printable(s)), sys.stdout.flush()))
         self.retrieved: set[str] = set()  # ids of posts given to the model in this conversation
+        self.turns = 0  # replies so far: with a seed, reply i samples with seed + i (reproducible, not repeated)
         self.reset()
 
     def reset(self) -> None:
@@ -63,15 +64,19 @@ class ChatSession:
         return f"(unknown command {line.strip()!r}; {HELP_LINES})"
 
     def turn(self, text: str) -> list[str]:
+        from dataclasses import replace
+
         from tweetlm.search.ask import finish, ground_messages, validate_citations
 
         notes: list[str] = []
+        params = self.params if self.params.seed is None else replace(self.params, seed=self.params.seed + self.turns)
+        self.turns += 1
         self.messages.append({"role": "user", "content": text})
         if self.search:
             room = min(self.params.max_tokens, self.engine.max_seq_len // 2)
             fits = lambda m: len(self.engine.chat_format.encode_prompt(m)) <= self.engine.max_seq_len - room  # noqa: E731
             model_msgs, hits = ground_messages(self.index, self.messages, fits=fits)
-            c = self.engine.chat([model_msgs], self.params)[0]
+            c = self.engine.chat([model_msgs], params)[0]
             ans = finish(text, "", hits, c.text)
             self.write(ans.text or "(no answer)")
             self.write("\n")
@@ -83,7 +88,7 @@ class ChatSession:
             if ans.removed:
                 notes.append(f"(removed citations of posts not given: {', '.join(ans.removed)})")
         else:
-            c = self.engine.chat([self.messages], self.params, on_text=lambda _i, d: self.write(d))[0]
+            c = self.engine.chat([self.messages], params, on_text=lambda _i, d: self.write(d))[0]
             self.write("\n")
             reply, _, removed = validate_citations(c.text, self.retrieved)
             if removed:
