@@ -301,6 +301,11 @@ def test_multi_turn_and_grounded_chat_through_the_openai_client(tok, tmp_path):
         assert a2.choices[0].message.content == eng.chat([second], greedy)[0].text
         assert alone.choices[0].message.content == eng.chat([[CONV[2]]], greedy)[0].text
         assert a2.usage.prompt_tokens == len(eng.chat_format.encode_prompt(second)) > alone.usage.prompt_tokens
+        parts = [
+            {"role": "user", "content": [{"type": "text", "text": "coffee or "}, {"type": "text", "text": "tea?"}]}
+        ]
+        as_parts = client.chat.completions.create(model="tiny", messages=parts, max_tokens=6, temperature=0)
+        assert as_parts.choices[0].message.content == a1.choices[0].message.content  # content parts are joined
         with pytest.raises(openai.BadRequestError, match="empty"):
             client.chat.completions.create(model="tiny", messages=[{"role": "user", "content": " "}], max_tokens=4)
         with pytest.raises(openai.BadRequestError, match="--search-index"):

@@ -24,11 +24,12 @@ import time
 import uuid
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from typing import Literal
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, StrictBool
 
 from tweetlm.inference.batcher import Batcher, QueueFull
 from tweetlm.inference.engine import Completion, Engine, SamplingParams
@@ -89,14 +90,25 @@ class CompletionRequest(_Common):
     prompt: str | list[str] = ""
 
 
+class TextPart(BaseModel):
+    type: Literal["text"]
+    text: str
+
+
 class ChatMessage(BaseModel):
+    """A message; ``content`` is a string or a list of text parts (the OpenAI content-part form; other part
+    types, such as images, are refused by validation)."""
+
     role: str
-    content: str
+    content: str | list[TextPart]
+
+    def text(self) -> str:
+        return self.content if isinstance(self.content, str) else "".join(p.text for p in self.content)
 
 
 class ChatRequest(_Common):
     messages: list[ChatMessage] = Field(min_length=1)
-    grounded: bool = False
+    grounded: StrictBool = False
     search_k: int = Field(default=5, ge=1, le=20)
 
 
@@ -253,7 +265,7 @@ def create_app(engine: Engine, config: ServeConfig | None = None, search_index=N
         from tweetlm.tokenizer.chat import validate_messages
 
         try:
-            messages = validate_messages([m.model_dump() for m in req.messages])
+            messages = validate_messages([{"role": m.role, "content": m.text()} for m in req.messages])
         except ValueError as e:
             raise APIError(400, str(e), param="messages") from None
         if not messages[-1]["content"].strip() and messages[-1]["role"] == "user":
