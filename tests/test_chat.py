@@ -146,17 +146,22 @@ def test_chat_prompt_is_the_template_and_the_oldest_turns_are_cut_to_fit(engine)
 
 
 def test_chat_reply_stops_at_end_of_turn_and_tweet_mode_counts_the_reply_alone(engine, tok):
-    model = engine.model
-    with torch.no_grad():  # make the end of turn the only likely token after the assistant header
-        saved = model.lm_head.weight.detach().clone() if not model.cfg.tie_embeddings else None
-    c = engine.chat([CONV[:1]], SamplingParams(max_tokens=200, temperature=0.0, tweet_mode=True))[0]
-    from tweetlm.data.twitter_text import weighted_length
+    eot = engine.chat_format.eot_id
 
-    assert c.finish_reason in ("length", "stop") and weighted_length(c.text) <= 280
+    def favour_eot(_module, _inputs, logits):  # the end of turn becomes the greedy choice after the header
+        logits = logits.clone()
+        logits[..., eot] += 1e4
+        return logits
+
+    hook = engine.model.register_forward_hook(favour_eot)
+    try:
+        c = engine.chat([CONV[:1]], SamplingParams(max_tokens=20, temperature=0.0))[0]
+    finally:
+        hook.remove()
+    assert (c.finish_reason, c.token_ids, c.text) == ("stop", [], "")
     long_history = [{"role": "user", "content": "coffee " * 60}]  # the prompt alone is over 280 characters
     c = engine.chat([long_history], SamplingParams(max_tokens=10, temperature=0.0, tweet_mode=True))[0]
     assert len(c.token_ids) == 10  # tweet mode did not refuse or end it: only the reply counts
-    assert saved is None or torch.equal(saved, model.lm_head.weight)
 
 
 def _posts() -> dict[str, list[Post]]:

@@ -158,8 +158,9 @@ def build_examples(
         thread_texts, thread_ids: per post id, the members of a thread the pipeline joined (corpus columns).
 
     Returns:
-        ``({split: examples}, counts)``; ``counts`` holds ``"<task>"`` (examples made, before the caps) and
-        ``"skipped:<reason>"`` for posts that gave no example (a one-post thread, a post without text).
+        ``({split: examples}, counts)``; ``counts`` holds ``"<split>:<task>:candidates"`` (examples made, before
+        the caps; a post is a candidate brief and a candidate plain post, and ends up in at most one of them) and
+        ``"skipped:<reason>"`` for posts that gave no example (``thread_too_short``, ``under_3_words``).
     """
     cfg.validate()
     thread_texts, thread_ids = thread_texts or {}, thread_ids or {}

@@ -126,7 +126,6 @@ class _Row:
         self.missing = [m for m in params.required if m.strip() and not contains_phrase(prompt_text, m)]
         self.forced: list[int] = []  # tokens of a required phrase still to feed
         self.just_forced = False
-        self.num_forced = 0
         self.ids: list[int] = []
         self.text = ""
         self.emitted = 0  # characters of ``text`` already streamed
@@ -188,6 +187,11 @@ class Engine:
         """The assistant's next reply in each conversation (``generate`` with conversations as prompts)."""
         return self.generate(conversations, params, on_text)
 
+    def chat_prompt_limit(self, max_tokens: int) -> int:
+        """Most prompt tokens a conversation may take so that a reply of ``max_tokens`` (at most half the
+        context) still fits the model's context."""
+        return self.max_seq_len - min(max_tokens, self.max_seq_len // 2)
+
     def _make_row(self, i: int, prompt: str | list[dict], p: SamplingParams) -> _Row:
         eos = {self.tok.eos_id}
         if isinstance(prompt, str):
@@ -197,9 +201,8 @@ class Engine:
             if len(ids) >= self.max_seq_len:
                 raise ValueError(f"prompt {i} has {len(ids)} tokens; the model's context is {self.max_seq_len} tokens")
             return _Row(prompt, ids, p, self.device, eos)
-        room = min(p.max_tokens, self.max_seq_len // 2)  # the reply keeps at least this much of the context
         try:
-            msgs, dropped = self.chat_format.fit_messages(prompt, self.max_seq_len - room)
+            msgs, dropped = self.chat_format.fit_messages(prompt, self.chat_prompt_limit(p.max_tokens))
         except ValueError as e:
             raise ValueError(f"conversation {i}: {e}") from None
         ids = self.chat_format.encode_prompt(msgs)
@@ -295,19 +298,17 @@ class Engine:
             vals = logits[0, seen]
             logits[0, seen] = torch.where(vals > 0, vals / p.repetition_penalty, vals * p.repetition_penalty)
         token = int(sample_next(logits, p.temperature, p.top_k, p.top_p, r.gen)[0])
-        if r.missing and r.text.endswith("\ufffd") and (token in r.stop_ids or self._budget_tight(r)):
-            # a character is half written: finish it before forcing a phrase (never end the row here)
+        if not (r.missing and (token in r.stop_ids or self._budget_tight(r))):
+            return token
+        if r.text.endswith("\ufffd"):  # a character is half written: finish it before forcing (never end here)
             stops = torch.tensor(sorted(r.stop_ids), device=logits.device)
             logits = logits.index_fill(-1, stops, float("-inf"))
             return int(sample_next(logits, p.temperature, p.top_k, p.top_p, r.gen)[0])
-        if r.missing and (token in r.stop_ids or self._budget_tight(r)):
-            sep = "" if not r.text or r.text[-1].isspace() else " "
-            forced = self.tok.encode(sep + r.missing[0])
-            r.forced = forced[1:]
-            r.just_forced = not r.forced
-            r.num_forced += 1
-            return forced[0]
-        return token
+        sep = "" if not r.text or r.text[-1].isspace() else " "
+        forced = self.tok.encode(sep + r.missing[0])
+        r.forced = forced[1:]
+        r.just_forced = not r.forced
+        return forced[0]
 
     def _budget_tight(self, r: _Row) -> bool:
         """Whether what is left (tokens, context, weighted characters in tweet mode) only just holds the missing

@@ -34,7 +34,7 @@ class SFTConfig:
     data: which examples (``data.sft.SFTDataConfig``).
     max_steps, batch_size, seq_len (0: the model's context, at most 512), lr (peak; warmup then cosine to
         ``lr * min_lr_ratio``), warmup_steps, grad_accum, precision (``auto``/``bf16``/``fp32``; bf16 autocast
-        doubled CPU training speed for the 135M base, benchmarks/results/train_smollm2_cpu2_202612.md).
+        trained the 135M base 1.9x faster on CPU, benchmarks/results/train_smollm2_cpu2_202612.md).
     qa_eval: held-out TweetQA questions answered for the report (0: skip); qa_max_tokens: answer length cap.
     seed: data order and sampling.
     """

@@ -73,8 +73,8 @@ class ChatSession:
         self.turns += 1
         self.messages.append({"role": "user", "content": text})
         if self.search:
-            room = min(self.params.max_tokens, self.engine.max_seq_len // 2)
-            fits = lambda m: len(self.engine.chat_format.encode_prompt(m)) <= self.engine.max_seq_len - room  # noqa: E731
+            limit = self.engine.chat_prompt_limit(params.max_tokens)
+            fits = lambda m: len(self.engine.chat_format.encode_prompt(m)) <= limit  # noqa: E731
             model_msgs, hits = ground_messages(self.index, self.messages, fits=fits)
             c = self.engine.chat([model_msgs], params)[0]
             ans = finish(text, "", hits, c.text)

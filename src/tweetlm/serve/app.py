@@ -279,9 +279,10 @@ def create_app(engine: Engine, config: ServeConfig | None = None, search_index=N
             if req.stream:
                 raise APIError(400, "grounded answers are not streamed: send stream=false", param="stream")
             messages, hits = await _ground(messages, req.search_k, params)
-        room = min(params.max_tokens, engine.max_seq_len // 2)
         try:
-            fitted, _ = engine.chat_format.fit_messages(messages, min(max_prompt, engine.max_seq_len - room))
+            fitted, _ = engine.chat_format.fit_messages(
+                messages, min(max_prompt, engine.chat_prompt_limit(params.max_tokens))
+            )
         except ValueError as e:
             raise APIError(400, str(e), param="messages", code="context_length_exceeded") from None
         job = submit(fitted, params)
@@ -342,8 +343,7 @@ def create_app(engine: Engine, config: ServeConfig | None = None, search_index=N
         from tweetlm.search.ask import ground_messages
         from tweetlm.search.index import SearchParams
 
-        room = min(params.max_tokens, engine.max_seq_len // 2)
-        limit = min(max_prompt, engine.max_seq_len - room)
+        limit = min(max_prompt, engine.chat_prompt_limit(params.max_tokens))
 
         def fits(msgs: list[dict]) -> bool:
             return len(engine.chat_format.encode_prompt(msgs)) <= limit
