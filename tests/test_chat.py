@@ -276,12 +276,14 @@ class _CitingEngine(Engine):
 
     cite = ""
 
-    def generate(self, prompts, params, on_text=None):
+    def make_request(self, prompt, params, on_text=None, index=0):
         from tweetlm.inference.engine import Completion
 
-        out = super().generate(prompts, params, on_text)
+        req = super().make_request(prompt, params, on_text, index)
+        generated = req.completion
         text = f"coffee is back [{self.cite}] and [999999] [sic]"
-        return [Completion(text, c.token_ids, "stop", c.prompt_tokens) for c in out]
+        req.completion = lambda: Completion(text, generated().token_ids, "stop", len(req.prompt_ids))
+        return req
 
 
 def test_multi_turn_and_grounded_chat_through_the_openai_client(tok, tmp_path):

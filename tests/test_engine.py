@@ -1,4 +1,6 @@
-"""Inference engine: batched KV-cache decoding equals one-by-one recompute; sampling controls; tweet mode."""
+"""Inference engine: continuous batching over a slot KV cache equals one-by-one recompute and one-at-a-time
+generation; prefix reuse, chunked prefill, cancellation, per-row failures, threads; sampling controls; tweet mode;
+weight precisions."""
 
 from __future__ import annotations
 
@@ -6,7 +8,6 @@ import pytest
 import torch
 
 from tweetlm.inference.engine import Engine, SamplingParams
-from tweetlm.inference.generate import SampleConfig, generate
 from tweetlm.model.config import ModelConfig
 from tweetlm.model.gpt import GPT
 from tweetlm.tokenizer.bpe import TokenizerConfig, train_tokenizer
@@ -22,20 +23,150 @@ def engine():
     # a random model rarely ends a post: make <|eos|> unlikely so rows run long (exercises limits)
     with torch.no_grad():
         model.tok_emb.weight[tok.eos_id] *= 0.0
-    return Engine(model, tok)
+    return Engine(model, tok, max_batch=8)
 
 
-def test_batched_left_padded_kv_cache_equals_recompute(engine):
+def recompute_greedy(model, ids: list[int], n: int, eos: int) -> list[int]:
+    """The reference: greedy decoding that runs the whole sequence through the model at every step (no cache)."""
+    out, x = [], list(ids)
+    with torch.no_grad():
+        for _ in range(n):
+            t = int(model(torch.tensor([x]))[0, -1].argmax())
+            if t == eos:
+                break
+            out.append(t)
+            x.append(t)
+    return out
+
+
+def test_batched_kv_cache_equals_recompute(engine):
     prompts = ["coffee", "post 12: rain in the", "", "#monday @user"]
     greedy = SamplingParams(max_tokens=25, temperature=0.0)
     batched = engine.generate(prompts, greedy)
     for p, out in zip(prompts, batched):
         ids = engine.encode_prompt(p)
-        ref = generate(
-            engine.model, [ids], SampleConfig(max_new_tokens=25, temperature=0.0), engine.tok.eos_id, use_cache=False
-        )[0]
+        ref = recompute_greedy(engine.model, ids, 25, engine.tok.eos_id)
         assert out.token_ids == ref[: len(out.token_ids)]
         assert out.prompt_tokens == len(ids)
+
+
+def _fresh(engine, **kw) -> Engine:
+    return Engine(engine.model, engine.tok, **{"max_batch": 3, **kw})
+
+
+def test_continuous_batching_equals_one_at_a_time_for_requests_arriving_at_different_steps(engine):
+    """Greedy and seeded sampling: requests that join a running batch at different steps, wait for a slot (5
+    requests, 3 slots), and leave at different times give token for token what each gives alone."""
+    prompts = ["coffee", "post 12: rain in the", "", "#monday @user", "rain in the city of coffee " * 3]
+    params = [
+        SamplingParams(max_tokens=25, temperature=0.0),
+        SamplingParams(max_tokens=7, temperature=0.0),
+        SamplingParams(max_tokens=30, temperature=1.0, top_p=0.9, seed=11),
+        SamplingParams(max_tokens=12, temperature=0.8, top_k=20, seed=4, repetition_penalty=1.3),
+        SamplingParams(max_tokens=18, temperature=0.0, stop=["#"]),
+    ]
+    alone = [_fresh(engine).generate([p], [sp])[0] for p, sp in zip(prompts, params)]
+    eng = _fresh(engine, prefill_chunk=4)  # the long prompt is prefilled in chunks between decode steps
+    arrive = {0: [0], 2: [1, 2], 3: [3], 5: [4]}  # step -> requests added before it
+    reqs: dict[int, object] = {}
+    step = 0
+    while len(reqs) < len(prompts) or not all(r.done for r in reqs.values()):
+        for i in arrive.get(step, []):
+            reqs[i] = eng.add(eng.make_request(prompts[i], params[i]))
+        eng.step()
+        step += 1
+        assert eng.num_running <= 3
+    for i, a in enumerate(alone):
+        c = reqs[i].completion()
+        assert (c.token_ids, c.text, c.finish_reason) == (a.token_ids, a.text, a.finish_reason), i
+    assert reqs[1].completion().finish_reason == "length" and len(reqs[1].ids) == 7
+    ref = recompute_greedy(engine.model, engine.encode_prompt(prompts[0]), 25, engine.tok.eos_id)
+    assert reqs[0].ids == ref[: len(reqs[0].ids)]
+
+
+def test_prefix_reuse_of_a_shared_prompt_and_a_chats_earlier_turns(engine):
+    eng = _fresh(engine, max_batch=4)
+    greedy = SamplingParams(max_tokens=10, temperature=0.0)
+    prompt = "post 12: rain in the city and coffee at noon #monday"
+    outs = eng.generate([prompt] * 4, greedy)
+    n = len(eng.encode_prompt(prompt))
+    assert eng.prompt_tokens_reused == 3 * (n - 1)  # candidates 2..4 computed only the last prompt token
+    assert len({tuple(o.token_ids) for o in outs}) == 1
+    assert outs[0].token_ids == recompute_greedy(engine.model, eng.encode_prompt(prompt), 10, eng.tok.eos_id)[:10]
+    # a chat's next turn starts with the previous turn's tokens: they are not computed again
+    conv = [{"role": "user", "content": "coffee?"}]
+    first = eng.chat([conv], greedy)[0]
+    before = eng.prompt_tokens_reused
+    conv2 = conv + [{"role": "assistant", "content": first.text}, {"role": "user", "content": "and rain?"}]
+    second = eng.chat([conv2], greedy)[0]
+    assert eng.prompt_tokens_reused - before >= len(eng.chat_format.encode_prompt(conv))
+    cold = _fresh(engine, prefix_caching=False).chat([conv2], greedy)[0]
+    assert second.token_ids == cold.token_ids
+
+
+def test_cancel_frees_the_slot_and_a_failing_row_fails_alone(engine):
+    eng = _fresh(engine, max_batch=2)
+    long = SamplingParams(max_tokens=200, temperature=0.0, ignore_eos=True)
+    a = eng.add(eng.make_request("coffee", long))
+    b = eng.add(eng.make_request("rain", long))
+    waiting = eng.add(eng.make_request("city", SamplingParams(max_tokens=5, temperature=0.0)))
+    for _ in range(3):
+        eng.step()
+    assert eng.num_running == 2 and waiting.state == "waiting"
+    a.cancel()
+    eng.step()
+    assert a.done and a.finish_reason == "cancelled" and waiting.state != "waiting"  # it took a's slot at once
+
+    def boom(delta):
+        raise OSError("client went away")
+
+    bad = eng.add(eng.make_request("post", SamplingParams(max_tokens=50, temperature=0.0), on_text=boom))
+    b.cancel()
+    while not (bad.done and waiting.done):
+        eng.step()
+    assert isinstance(bad.error, OSError) and bad.finish_reason == "error"
+    assert waiting.finish_reason == "length" and len(waiting.ids) == 5
+    assert eng.num_running == 0 and not eng.has_work()
+
+
+def test_generate_is_thread_safe(engine):
+    import threading
+
+    eng = _fresh(engine, max_batch=4)
+    prompts = [f"post {i}: rain" for i in range(6)]
+    p = SamplingParams(max_tokens=15, temperature=0.0)
+    want = [eng.generate([x], p)[0].token_ids for x in prompts]
+    got: dict[int, list[int]] = {}
+
+    def worker(i):
+        got[i] = eng.generate([prompts[i]], p)[0].token_ids
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert [got[i] for i in range(6)] == want
+
+
+@pytest.mark.parametrize("precision", ["bfloat16", "int8"])
+def test_lower_precisions_run_and_stay_close_to_float32(engine, precision):
+    import copy
+
+    from tweetlm.cli.engine_args import PRECISIONS as CLI_PRECISIONS
+    from tweetlm.inference.engine import PRECISIONS
+
+    assert CLI_PRECISIONS == PRECISIONS
+    low = Engine(copy.deepcopy(engine.model), engine.tok, max_batch=2, precision=precision)
+    out = low.generate(["coffee", "rain"], SamplingParams(max_tokens=8, temperature=0.0))
+    assert all(len(o.token_ids) == 8 for o in out)
+    x = torch.tensor([engine.encode_prompt("post 12: rain in the city")])
+    with torch.no_grad():
+        ref = torch.log_softmax(engine.model(x).float(), -1)
+        got = torch.log_softmax(low.model(x).float(), -1)
+    assert (got.exp() * (got - ref)).sum(-1).mean() < 0.05  # KL(low || float32) per token, nats
+    with pytest.raises(ValueError, match="precision"):
+        Engine(engine.model, engine.tok, precision="fp8")
 
 
 def test_seed_stop_and_max_tokens(engine):

@@ -10,6 +10,8 @@ import sys
 import time
 from pathlib import Path
 
+from tweetlm.cli.engine_args import add_engine_args, engine_from_args
+
 RAW = argparse.RawDescriptionHelpFormatter
 
 
@@ -220,14 +222,13 @@ def failures_text(failures: dict[str, int]) -> str:
 def _cmd_copy(args: argparse.Namespace) -> int:
     from tweetlm.ads.copy import generate_copy
     from tweetlm.ads.guard import MemorizationGuard
-    from tweetlm.inference.engine import Engine
 
     brief = _read_brief(args.brief)
     if not Path(args.checkpoint).exists():
         raise FileNotFoundError(f"checkpoint {args.checkpoint} does not exist (a checkpoint or run folder)")
     guard = MemorizationGuard.load(_guard_path(args.checkpoint, args.guard))
     safety = load_safety(args.safety, args.embed_cache)
-    engine = Engine.from_checkpoint(args.checkpoint)
+    engine = engine_from_args(args)
     emb = _embed_fn(_embedder(args.embed_cache))
     from tqdm import tqdm
 
@@ -363,6 +364,7 @@ def register(sub) -> None:
     cp.add_argument("--embed-cache", help="embedding cache folder")
     cp.add_argument("--json", action="store_true", help="print the whole result as JSON")
     cp.add_argument("--no-progress", action="store_true")
+    add_engine_args(cp, max_batch=16)
     cp.set_defaults(fn=_cmd_copy)
     pl = asub.add_parser("place", help="brand-safe conversations to show an ad beside", epilog=ADS_EXAMPLES,
                          formatter_class=RAW)  # fmt: skip

@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from tweetlm.cli.ads import NONNEG_INT, POS_FLOAT, POS_INT
+from tweetlm.cli.engine_args import add_engine_args
 
 RAW = argparse.RawDescriptionHelpFormatter
 
@@ -47,10 +48,11 @@ def _cmd_sft(args: argparse.Namespace) -> int:
 
 
 def _cmd_chat(args: argparse.Namespace) -> int:
-    from tweetlm.inference.engine import Engine, SamplingParams
+    from tweetlm.cli.engine_args import engine_from_args
+    from tweetlm.inference.engine import SamplingParams
     from tweetlm.search.chat import ChatSession
 
-    engine = Engine.from_checkpoint(args.checkpoint)
+    engine = engine_from_args(args)
     index = None
     if args.search_index:
         from tweetlm.search.index import SearchIndex
@@ -152,4 +154,5 @@ def register(sub) -> None:
     c.add_argument("--repetition-penalty", type=POS_FLOAT, default=1.0, help="1: off; 1.1-1.3 curbs loops")
     c.add_argument("--seed", type=int, default=None)
     c.add_argument("--tweet", action="store_true", help="start in tweet mode (replies of at most 280 weighted chars)")
+    add_engine_args(c, max_batch=None)
     c.set_defaults(fn=_cmd_chat)

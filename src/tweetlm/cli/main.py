@@ -9,6 +9,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from tweetlm.cli.engine_args import add_engine_args
+
 RUN_EXAMPLES = """examples:
   tweetlm run --corpus ../shared/corpora --recipe demo_cpu --name demo      # SmolLM2-135M continued on the posts
   tweetlm run --corpus ../shared/corpora --recipe scratch_cpu --name small   # a 2.56M model from scratch
@@ -91,9 +93,10 @@ def _cmd_recipes(args: argparse.Namespace) -> int:
 
 
 def _cmd_generate(args: argparse.Namespace) -> int:
-    from tweetlm.inference.engine import Engine, SamplingParams
+    from tweetlm.cli.engine_args import engine_from_args
+    from tweetlm.inference.engine import SamplingParams
 
-    engine = Engine.from_checkpoint(args.checkpoint)
+    engine = engine_from_args(args)
     params = [
         SamplingParams(
             max_tokens=args.max_tokens,
@@ -113,16 +116,17 @@ def _cmd_generate(args: argparse.Namespace) -> int:
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
-    from tweetlm.inference.engine import Engine
+    from tweetlm.cli.engine_args import engine_from_args
     from tweetlm.serve.app import ServeConfig, serve
 
-    engine = Engine.from_checkpoint(args.checkpoint, model_name=args.model_name)
+    engine = engine_from_args(args, model_name=args.model_name)
     cfg = ServeConfig(
         api_keys=args.api_key or [],
         max_prompt_tokens=args.max_prompt_tokens,
         max_tokens_limit=args.max_tokens_limit,
         max_batch=args.max_batch,
         queue_size=args.queue_size,
+        continuous=not args.static_batching,
     )
     index = None
     if args.search_index:
@@ -238,7 +242,7 @@ def _add_use_commands(sub) -> None:
     )
     g.add_argument("--checkpoint", required=True, help="checkpoint folder, or a run folder (uses its latest)")
     g.add_argument("--prompt", default="", help="beginning of the post (default: empty, a whole post)")
-    g.add_argument("-n", type=int, default=5, help="number of posts (generated as one batch)")
+    g.add_argument("-n", type=int, default=5, help="number of posts (continuously batched, --max-batch at once)")
     g.add_argument("--max-tokens", type=int, default=64)
     g.add_argument("--temperature", type=float, default=0.9)
     g.add_argument("--top-k", type=int, default=0)
@@ -247,6 +251,7 @@ def _add_use_commands(sub) -> None:
     g.add_argument("--stop", action="append", help="stop string (repeatable)")
     g.add_argument("--seed", type=int, default=None, help="seed of the first post; post i uses seed+i")
     g.add_argument("--tweet-mode", action="store_true", help="end at a complete post of at most 280 weighted chars")
+    add_engine_args(g)
     g.set_defaults(fn=_cmd_generate)
 
     s = sub.add_parser(
@@ -255,6 +260,7 @@ def _add_use_commands(sub) -> None:
         formatter_class=raw,
         epilog="examples:\n  tweetlm serve --checkpoint runs/demo --port 8000\n"
         "  tweetlm serve --checkpoint runs/demo --api-key secret1 --max-batch 16 --queue-size 64\n"
+        "  tweetlm serve --checkpoint runs/demo --precision int8      # about 3x the decode speed on a CPU\n"
         "then: curl http://127.0.0.1:8000/v1/completions -H 'Content-Type: application/json' "
         '-d \'{"prompt": "Monday", "max_tokens": 30}\'',
     )
@@ -265,8 +271,13 @@ def _add_use_commands(sub) -> None:
     s.add_argument("--api-key", action="append", help="accepted Bearer key (repeatable); none: no auth")
     s.add_argument("--max-prompt-tokens", type=int, default=0, help="0: the model's context minus one")
     s.add_argument("--max-tokens-limit", type=int, default=256, help="largest max_tokens a request may ask")
-    s.add_argument("--max-batch", type=int, default=8, help="requests generated together")
-    s.add_argument("--queue-size", type=int, default=32, help="waiting requests before 503")
+    add_engine_args(s)
+    s.add_argument("--queue-size", type=int, default=32, help="requests waiting for a slot before 503")
+    s.add_argument(
+        "--static-batching",
+        action="store_true",
+        help="run requests in static batches instead of continuous batching (only to measure against)",
+    )
     s.add_argument("--search-index", metavar="DIR", help="also serve /v1/search and /v1/ask over this index")
     s.add_argument("--ads-safety", metavar="DIR", help="also serve /v1/ads/* with this safety classifier")
     s.add_argument("--ads-guard", metavar="FILE", help="memorization guard for /v1/ads/copy (default: the run's)")
@@ -285,6 +296,7 @@ def _add_use_commands(sub) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+
     p = argparse.ArgumentParser(
         prog="tweetlm",
         description="Turn a corpus of social-media posts into a generative language model.",

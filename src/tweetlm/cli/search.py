@@ -7,6 +7,8 @@ import json
 import sys
 import time
 
+from tweetlm.cli.engine_args import add_engine_args
+
 SEARCH_EXAMPLES = """examples:
   tweetlm search build --corpus runs/demo/data --index runs/demo/search
   tweetlm search build --corpus ../shared/corpora/us_airline_sentiment --index idx/airline --granularity day
@@ -139,9 +141,9 @@ def _cmd_ask(args: argparse.Namespace) -> int:
     if bool(args.checkpoint) == bool(args.llm_url):
         raise ValueError("pass exactly one of --checkpoint (a tweetlm model) or --llm-url (an OpenAI-compatible API)")
     if args.checkpoint:
-        from tweetlm.inference.engine import Engine
+        from tweetlm.cli.engine_args import engine_from_args
 
-        gen = EngineGenerator(Engine.from_checkpoint(args.checkpoint), max_tokens=args.max_tokens)
+        gen = EngineGenerator(engine_from_args(args), max_tokens=args.max_tokens)
     else:
         gen = OpenAIGenerator(args.llm_url, model=args.llm_model, api_key=args.api_key, max_tokens=args.max_tokens)
     answer = ask(SearchIndex.open(args.index, segments=args.segment), args.question, gen, _params(args))
@@ -226,4 +228,5 @@ def register(sub) -> None:
     a.add_argument("--llm-model", help="model name at --llm-url (default: the first it lists)")
     a.add_argument("--api-key", help="API key for --llm-url")
     a.add_argument("--max-tokens", type=int, default=128, help="longest answer in tokens")
+    add_engine_args(a, max_batch=None)
     a.set_defaults(fn=_cmd_ask)

@@ -1,19 +1,26 @@
-"""Request batching for the engine (layer L3, inference): a bounded asyncio queue and one worker.
+"""The engine behind an asyncio server (layer L3, inference): a bounded queue and one engine thread.
 
-Concurrent requests wait in a queue of at most ``queue_size``; a request arriving at a full queue is refused at
-once with ``QueueFull`` (the server answers 503) instead of waiting without bound. The worker takes up to
-``max_batch`` waiting requests, runs them as one ``Engine.generate`` batch in a worker thread (so the event loop
-keeps serving), and streams each row's text back to its request. Static batching: a batch runs to the end
-before the next starts (continuous batching is vLLM's job at scale; see the HF export).
+Requests are submitted from the event loop; a request arriving when ``queue_size`` requests already wait for a
+slot is refused at once with ``QueueFull`` (the server answers 503) instead of waiting without bound. One
+thread runs the engine's scheduler (``Engine.step``) while there is work, so the event loop keeps serving, and
+hands each request's text back to its coroutine as it is produced.
+
+Continuous batching (the default): a request joins the running batch at the next step and leaves it when it
+ends (``Engine``). ``continuous=False`` is the static batching tweetlm had before, kept only to measure against
+(``benchmarks/bench_serve.py``): up to ``max_batch`` waiting requests start together and the next ones wait
+until every one of them has finished. A request whose client went away (``Job.cancel()``, called by the server
+when a stream is closed or a client disconnects) leaves its slot at the next step.
 """
 
 from __future__ import annotations
 
 import asyncio
+import threading
+from collections import deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
-from tweetlm.inference.engine import Completion, Engine, SamplingParams
+from tweetlm.inference.engine import Completion, Engine, Request, SamplingParams
 
 
 class QueueFull(Exception):
@@ -21,58 +28,93 @@ class QueueFull(Exception):
 
 
 @dataclass
-class _Job:
+class Job:
+    """A submitted request as the event loop sees it: ``out`` receives text deltas, then the ``Completion`` or
+    the exception that failed it."""
+
     prompt: str | list[dict]  # a post's beginning, or a conversation (Engine.generate)
     params: SamplingParams
     out: asyncio.Queue = field(default_factory=asyncio.Queue)
+    request: Request | None = None
+    cancelled: bool = False
+
+    def cancel(self) -> None:
+        self.cancelled = True
+        if self.request is not None:
+            self.request.cancel()
 
 
 class Batcher:
-    """Serve ``Engine`` requests in batches. Start with ``start()`` inside a running event loop."""
+    """Serve ``Engine`` requests with continuous (or, for comparison, static) batching over the engine's
+    ``max_batch`` slots. Start with ``start()`` inside a running event loop."""
 
-    def __init__(self, engine: Engine, max_batch: int = 8, queue_size: int = 32) -> None:
+    def __init__(self, engine: Engine, max_batch: int = 8, queue_size: int = 32, continuous: bool = True) -> None:
         if max_batch < 1 or queue_size < 1:
             raise ValueError("max_batch and queue_size must be >= 1")
         self.engine = engine
+        engine.max_batch = max_batch
         self.max_batch = max_batch
-        self.queue: asyncio.Queue[_Job] = asyncio.Queue(maxsize=queue_size)
-        self._task: asyncio.Task | None = None
-        self.batches_run = 0
+        self.queue_size = queue_size
+        self.continuous = continuous
+        self._pending: deque[Job] = deque()  # submitted, not yet handed to the engine
+        self._in_engine: dict[int, Job] = {}
+        self._cond = threading.Condition()
+        self._thread: threading.Thread | None = None
+        self._stop = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.steps_run = 0
+
+    @property
+    def waiting(self) -> int:
+        """Requests submitted and not yet in an engine slot."""
+        return len(self._pending) + self.engine.num_waiting
 
     def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self._worker())
+        if self._thread is None:
+            self._loop = asyncio.get_running_loop()
+            self._stop = False
+            self._thread = threading.Thread(target=self._run, name="tweetlm-engine", daemon=True)
+            self._thread.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            self._task = None
+        if self._thread is not None:
+            with self._cond:
+                self._stop = True
+                self._cond.notify_all()
+            await asyncio.to_thread(self._thread.join)
+            self._thread = None
 
-    def submit(self, prompt: str | list[dict], params: SamplingParams) -> _Job:
-        """Queue one request; raises ``QueueFull`` when ``queue_size`` requests already wait."""
-        job = _Job(prompt, params)
-        try:
-            self.queue.put_nowait(job)
-        except asyncio.QueueFull:
-            raise QueueFull(f"{self.queue.maxsize} requests are already waiting") from None
+    def submit(self, prompt: str | list[dict], params: SamplingParams) -> Job:
+        """Queue one request; raises ``QueueFull`` when ``queue_size`` requests already wait for a slot."""
+        with self._cond:
+            if self.waiting >= self.queue_size:
+                raise QueueFull(f"{self.queue_size} requests are already waiting")
+            job = Job(prompt, params)
+            self._pending.append(job)
+            self._cond.notify_all()
         return job
 
-    async def stream(self, job: _Job) -> AsyncIterator[str | Completion]:
-        """Text deltas of ``job`` as they are produced, then its ``Completion``; re-raises a generation error."""
-        while True:
-            item = await job.out.get()
-            if isinstance(item, BaseException):
-                raise item
-            yield item
-            if isinstance(item, Completion):
-                return
+    async def stream(self, job: Job) -> AsyncIterator[str | Completion]:
+        """Text deltas of ``job`` as they are produced, then its ``Completion``; re-raises a generation error.
+        Leaving early (a closed stream) cancels the request, freeing its slot."""
+        finished = False
+        try:
+            while True:
+                item = await job.out.get()
+                if isinstance(item, BaseException):
+                    finished = True
+                    raise item
+                if isinstance(item, Completion):
+                    finished = True
+                yield item
+                if finished:
+                    return
+        finally:
+            if not finished:
+                job.cancel()
 
-    async def result(self, job: _Job) -> Completion:
-        """Wait for ``job``'s ``Completion`` (its streamed deltas are skipped)."""
+    async def result(self, job: Job) -> Completion:
+        """Wait for ``job``'s ``Completion`` (its streamed deltas are skipped); cancelled if the wait is."""
         async for item in self.stream(job):
             if isinstance(item, Completion):
                 return item
@@ -82,23 +124,57 @@ class Batcher:
         """Submit and wait for the whole completion (raises ``QueueFull`` like ``submit``)."""
         return await self.result(self.submit(prompt, params))
 
-    async def _worker(self) -> None:
-        loop = asyncio.get_running_loop()
-        while True:
-            jobs = [await self.queue.get()]
-            while len(jobs) < self.max_batch and not self.queue.empty():
-                jobs.append(self.queue.get_nowait())
+    # ---- the engine thread ---------------------------------------------------------------------------------
 
-            def on_text(i: int, delta: str, jobs=jobs) -> None:
-                loop.call_soon_threadsafe(jobs[i].out.put_nowait, delta)
+    def _post(self, job: Job, item) -> None:
+        assert self._loop is not None
+        try:
+            self._loop.call_soon_threadsafe(job.out.put_nowait, item)
+        except RuntimeError:  # the loop is closed: nobody is listening any more
+            pass
 
+    def _hand_over(self) -> None:
+        """Move pending jobs into the engine (static batching: only when it is idle, ``max_batch`` at most)."""
+        if not self.continuous and self.engine.has_work():
+            return
+        n = len(self._pending) if self.continuous else min(self.max_batch, len(self._pending))
+        for _ in range(n):
+            job = self._pending.popleft()
+            if job.cancelled:
+                continue
             try:
-                results = await asyncio.to_thread(
-                    self.engine.generate, [j.prompt for j in jobs], [j.params for j in jobs], on_text
-                )
-                for j, r in zip(jobs, results):
-                    j.out.put_nowait(r)
-            except Exception as e:  # a failed batch fails its requests, never the worker
-                for j in jobs:
-                    j.out.put_nowait(e)
-            self.batches_run += 1
+                req = self.engine.make_request(job.prompt, job.params, lambda d, job=job: self._post(job, d))
+            except Exception as e:  # invalid prompt or params: this request fails alone
+                self._post(job, e)
+                continue
+            job.request = req
+            if job.cancelled:
+                req.cancel()
+            self._in_engine[id(req)] = job
+            self.engine.add(req)
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                self._cond.wait_for(lambda: self._stop or self._pending or self.engine.has_work())
+                if self._stop:
+                    return
+                self._hand_over()
+            if not self.engine.has_work():
+                continue
+            try:
+                finished = self.engine.step()
+            except Exception as e:  # pragma: no cover - the engine fails rows, not steps; never lose the thread
+                finished = []
+                for job in self._in_engine.values():
+                    self._post(job, e)
+                self._in_engine.clear()
+            self.steps_run += 1
+            for req in finished:
+                job = self._in_engine.pop(id(req), None)
+                if job is None:
+                    continue
+                if req.error is not None:
+                    self._post(job, req.error)
+                elif req.finish_reason != "cancelled":
+                    self._post(job, req.completion())

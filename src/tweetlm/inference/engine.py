@@ -1,13 +1,21 @@
-"""The inference engine (layer L3): a checkpoint behind a text-in, text-out API with batching and streaming.
+"""The inference engine (layer L3): a checkpoint behind a text-in, text-out API with continuous batching.
 
-Requests are batched statically: prompts are left-padded to a common length, each row gets its own RoPE
-positions and a key mask so padding is never attended to, and one KV cache serves the whole batch (prefill
-once, then one token per step for every unfinished row). Each row has its own sampling settings and seed:
-temperature, top-k, top-p, repetition penalty (CTRL, Keskar et al. 2019: logits of already-seen tokens
-divided by the penalty when positive, multiplied when negative), stop strings, max tokens. Tweet mode stops at
-the end of a post (``<|eos|>``) and never returns a post (prompt + completion) over 280 weighted characters as
-the platform counts them (twitter-text v3, ``data.twitter_text``): a token that would cross the limit ends the
-row instead (``finish_reason="length"``).
+Continuous batching (as vLLM, Kwon et al. 2023, and Orca, Yu et al. 2022): requests wait in a queue; each
+``step()`` admits waiting requests into free slots, prefills their prompts together in one padded batch (in chunks
+of at most ``prefill_chunk`` tokens per step while other requests are decoding, so a long prompt never stalls them
+for long), then runs one decode step for every running request together. A request that finishes leaves its slot at
+once and the next waiting one takes it at the next step; each row keeps its own sampling settings, stop strings,
+tweet mode and seed, so its output does not depend on what it was batched with. Keys and values live in a
+preallocated cache per slot (``kv_cache.SlotKVCache``) that is written in place; a prompt that starts like the
+tokens of another slot (a chat's earlier turns, ad-copy candidates of one brief) copies that prefix instead of
+computing it again. ``generate()`` is thread-safe: callers in several threads (and the server's ``Batcher``) share
+the slots, and whichever holds the step lock advances everyone's rows.
+
+Sampling per row: temperature, top-k, top-p, repetition penalty (CTRL, Keskar et al. 2019: logits of
+already-seen tokens divided by the penalty when positive, multiplied when negative), stop strings, max tokens.
+Tweet mode stops at the end of a post (``<|eos|>``) and never returns a post (prompt + completion) over 280
+weighted characters as the platform counts them (twitter-text v3, ``data.twitter_text``): a token that would
+cross the limit ends the row instead (``finish_reason="length"``).
 
 Lexically constrained decoding (``SamplingParams.required``, for ad copy's required terms, hashtag and call to
 action): the model samples freely, and a required phrase not yet in the text is forced in, token by token, when
@@ -22,18 +30,29 @@ post) or a conversation (a list of ``{"role", "content"}`` messages), rendered w
 template (``tokenizer.chat``) followed by the assistant's turn; a reply ends at the template's end-of-turn token,
 tweet mode counts the reply alone, and a conversation longer than the context loses its oldest turns first
 (``Completion.dropped_turns`` says how many). Both kinds share one batch.
+
+Weights run in ``float32`` (as trained), ``bfloat16``, or ``int8`` (PyTorch's dynamic quantization of every
+linear layer: int8 weights per output channel, activations quantized per step; fbgemm kernels). Decoding one
+token reads every weight once, so on a CPU the step time follows the weights' bytes (measured in
+``benchmarks/bench_inference.py``, with bits-per-byte of each precision on held-out posts).
 The engine knows nothing about HTTP (``serve/``) or training.
 """
 
 from __future__ import annotations
 
+import threading
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
-from tweetlm.inference.generate import KVCache, sample_next
+from tweetlm.inference.generate import sample_next
+from tweetlm.inference.kv_cache import SlotKVCache, common_prefix
+
+PRECISIONS = ("float32", "bfloat16", "int8")
+DEFAULT_MAX_CONTEXT = 2048  # tokens per slot when the model's own context is longer (SmolLM2: 8,192)
 
 MAX_TWEET_WEIGHTED_LENGTH = 280
 
@@ -111,18 +130,24 @@ def contains_phrase(text: str, phrase: str) -> bool:
     return re.search(pat, text, re.IGNORECASE) is not None
 
 
-class _Row:
-    """Decoding state of one request inside a batch."""
+class Request:
+    """One request inside the engine: its prompt, settings and decoding state.
+
+    ``state``: ``"waiting"`` (queued), ``"prefill"`` (in a slot, prompt being computed), ``"decode"`` (one new
+    token per step), ``"done"``. ``completion()`` is its result once done; ``cancel()`` (from any thread) makes it
+    leave its slot at the next step with ``finish_reason="cancelled"``; ``error`` is the exception that failed
+    this request alone (the others go on)."""
 
     def __init__(
-        self, prompt_text: str, prompt_ids: list[int], params: SamplingParams, device, stop_ids: set[int],
-        dropped_turns: int = 0,
+        self, prompt_text: str, prompt_ids: list[int], params: SamplingParams, stop_ids: set[int],
+        dropped_turns: int = 0, on_text: Callable[[str], None] | None = None,
     ) -> None:  # fmt: skip
         self.prompt_text = prompt_text  # counted with the reply in tweet mode ("" for a conversation)
         self.prompt_ids = prompt_ids
         self.params = params
         self.stop_ids = stop_ids
         self.dropped_turns = dropped_turns
+        self.on_text = on_text
         self.missing = [m for m in params.required if m.strip() and not contains_phrase(prompt_text, m)]
         self.forced: list[int] = []  # tokens of a required phrase still to feed
         self.just_forced = False
@@ -130,29 +155,77 @@ class _Row:
         self.text = ""
         self.emitted = 0  # characters of ``text`` already streamed
         self.finish_reason: str | None = None
+        self.error: BaseException | None = None
         self.gen = torch.Generator().manual_seed(params.seed) if params.seed is not None else None
-        self.seen = torch.zeros(0, dtype=torch.long, device=device)
+        self.seen = torch.tensor(prompt_ids, dtype=torch.long)
+        self.state = "waiting"
+        self.slot = -1
+        self.cached = 0  # tokens of prompt + reply whose keys and values are in the slot
+        self.pending = -1  # the last sampled token, fed at the next decode step
+        self.cancelled = False
+        self.reused = 0  # prompt tokens taken from the cache instead of computed
+        self.order = -1  # admission order (prefill goes first come, first served)
 
     @property
     def done(self) -> bool:
         return self.finish_reason is not None
 
+    def cancel(self) -> None:
+        self.cancelled = True
+
+    def completion(self) -> Completion:
+        return Completion(self.text, self.ids, self.finish_reason or "", len(self.prompt_ids), self.dropped_turns)
+
 
 class Engine:
-    """Generation over one model and tokenizer.
+    """Generation over one model and tokenizer, with continuous batching over ``max_batch`` slots.
+
+    ``max_context``: tokens per slot (prompt + reply), at most the model's ``max_seq_len``; default the model's
+    context up to 2,048. ``prefill_chunk``: most prompt tokens computed per step while others decode.
+    ``prefix_caching``: reuse keys and values of a prompt's prefix held by a slot (off: every prompt computed
+    whole, for measuring). ``precision``: ``float32``, ``bfloat16`` or ``int8`` weights (see the module).
+    The KV cache takes ``2 * n_layer * max_batch * n_kv_head * max_context * head_dim`` numbers of the cache
+    dtype (bfloat16 for bfloat16 weights, else float32), allocated at the first request (SmolLM2-135M, 8 slots
+    of 2,048 tokens: 755 MB in float32).
 
     Example:
-        >>> eng = Engine.from_checkpoint("runs/demo/checkpoints/step_0001000")
+        >>> eng = Engine.from_checkpoint("runs/demo", precision="int8")
         >>> eng.generate(["I love"], SamplingParams(max_tokens=20, seed=1))[0].text
     """
 
-    def __init__(self, model: torch.nn.Module, tokenizer, model_name: str = "tweetlm") -> None:
-        self.model = model.eval()
+    def __init__(
+        self, model: torch.nn.Module, tokenizer, model_name: str = "tweetlm", max_batch: int = 8,
+        max_context: int | None = None, prefill_chunk: int = 256, precision: str = "float32",
+        prefix_caching: bool = True,
+    ) -> None:  # fmt: skip
+        if max_batch < 1:
+            raise ValueError(f"max_batch must be >= 1, got {max_batch}")
+        if prefill_chunk < 1:
+            raise ValueError(f"prefill_chunk must be >= 1, got {prefill_chunk}")
+        cfg = model.cfg
+        self.cfg = cfg
+        self.model = _apply_precision(model.eval(), precision)
+        self.precision = precision
         self.tok = tokenizer
         self.model_name = model_name
-        self.device = next(model.parameters()).device
-        self.max_seq_len = model.cfg.max_seq_len
+        self.device = next(self.model.parameters()).device if precision != "int8" else torch.device("cpu")
+        self.max_seq_len = min(cfg.max_seq_len, max_context or DEFAULT_MAX_CONTEXT)
+        if max_context is not None and not 1 < max_context <= cfg.max_seq_len:
+            raise ValueError(f"max_context must be in 2..{cfg.max_seq_len} (the model's context), got {max_context}")
+        self.max_batch = max_batch
+        self.prefill_chunk = prefill_chunk
+        self.prefix_caching = prefix_caching
+        self.cache_dtype = torch.bfloat16 if precision == "bfloat16" else torch.float32
+        self._cache: SlotKVCache | None = None
+        self._slots: list[Request | None] = []
+        self._waiting: deque[Request] = deque()
+        self._inbox: deque[Request] = deque()  # added from any thread, moved to _waiting by the stepping one
+        self._step_lock = threading.Lock()
+        self._admitted = 0
+        self._cond = threading.Condition()
         self._chat = None
+        self.steps = 0
+        self.prompt_tokens_reused = 0
 
     @property
     def chat_format(self):
@@ -164,16 +237,19 @@ class Engine:
         return self._chat
 
     @classmethod
-    def from_checkpoint(cls, ckpt_dir: str | Path, device: str = "cpu", model_name: str | None = None) -> Engine:
+    def from_checkpoint(
+        cls, ckpt_dir: str | Path, device: str = "cpu", model_name: str | None = None, **kwargs
+    ) -> Engine:
         """Load ``model.safetensors``, ``config.json`` and ``tokenizer.json`` from a checkpoint folder, or from a
-        run folder (its ``checkpoints/latest``). Raises ``FileNotFoundError`` naming what is missing."""
+        run folder (its ``checkpoints/latest``); ``kwargs`` go to ``Engine`` (``max_batch``, ``max_context``,
+        ``precision``...). Raises ``FileNotFoundError`` naming what is missing."""
         from tweetlm.model.load import load_model, resolve_checkpoint
         from tweetlm.tokenizer.bpe import PostTokenizer
 
         path = resolve_checkpoint(ckpt_dir)
         is_run = Path(ckpt_dir).resolve() != path.resolve()
         name = model_name or (Path(ckpt_dir).resolve().name if is_run else path.name)
-        return cls(load_model(path, device), PostTokenizer.load(path / "tokenizer.json"), name)
+        return cls(load_model(path, device), PostTokenizer.load(path / "tokenizer.json"), name, **kwargs)
 
     def encode_prompt(self, prompt: str) -> list[int]:
         return [self.tok.bos_id, *self.tok.encode(prompt)]
@@ -192,21 +268,53 @@ class Engine:
         context) still fits the model's context."""
         return self.max_seq_len - min(max_tokens, self.max_seq_len // 2)
 
-    def _make_row(self, i: int, prompt: str | list[dict], p: SamplingParams) -> _Row:
+    def make_request(
+        self, prompt: str | list[dict], params: SamplingParams, on_text: Callable[[str], None] | None = None,
+        index: int = 0,
+    ) -> Request:  # fmt: skip
+        """Validate and encode one request (not queued yet). Raises ``ValueError`` for invalid params, a prompt
+        that leaves no room in the context, or a conversation whose last message alone does not fit."""
+        params.validate()
         eos = {self.tok.eos_id}
         if isinstance(prompt, str):
             ids = self.encode_prompt(prompt)
-            if p.tweet_mode and over_tweet_limit(prompt):
-                raise ValueError(f"prompt {i} is already over {MAX_TWEET_WEIGHTED_LENGTH} weighted characters")
+            if params.tweet_mode and over_tweet_limit(prompt):
+                raise ValueError(f"prompt {index} is already over {MAX_TWEET_WEIGHTED_LENGTH} weighted characters")
             if len(ids) >= self.max_seq_len:
-                raise ValueError(f"prompt {i} has {len(ids)} tokens; the model's context is {self.max_seq_len} tokens")
-            return _Row(prompt, ids, p, self.device, eos)
+                raise ValueError(
+                    f"prompt {index} has {len(ids)} tokens; the model's context is {self.max_seq_len} tokens"
+                )
+            return Request(prompt, ids, params, eos, on_text=on_text)
         try:
-            msgs, dropped = self.chat_format.fit_messages(prompt, self.chat_prompt_limit(p.max_tokens))
+            msgs, dropped = self.chat_format.fit_messages(prompt, self.chat_prompt_limit(params.max_tokens))
         except ValueError as e:
-            raise ValueError(f"conversation {i}: {e}") from None
+            raise ValueError(f"conversation {index}: {e}") from None
         ids = self.chat_format.encode_prompt(msgs)
-        return _Row("", ids, p, self.device, eos | {self.chat_format.eot_id}, dropped)
+        return Request("", ids, params, eos | {self.chat_format.eot_id}, dropped, on_text)
+
+    def add(self, req: Request) -> Request:
+        """Queue a request made by ``make_request`` (thread-safe); it runs at the next ``step()``."""
+        with self._cond:
+            self._inbox.append(req)
+            self._cond.notify_all()
+        return req
+
+    @property
+    def num_waiting(self) -> int:
+        """Requests queued and not yet in a slot."""
+        return len(self._inbox) + len(self._waiting)
+
+    @property
+    def num_running(self) -> int:
+        return sum(r is not None for r in self._slots)
+
+    def has_work(self) -> bool:
+        return bool(self._inbox or self._waiting or any(r is not None for r in self._slots))
+
+    def wait_for_work(self, timeout: float | None = None) -> bool:
+        """Block until a request is queued or running (or ``timeout`` seconds pass); True when there is work."""
+        with self._cond:
+            return self._cond.wait_for(self.has_work, timeout)
 
     @torch.no_grad()
     def generate(
@@ -215,61 +323,213 @@ class Engine:
         params: SamplingParams | list[SamplingParams],
         on_text: Callable[[int, str], None] | None = None,
     ) -> list[Completion]:
-        """Generate a continuation of each prompt (a post's beginning, or a conversation's next reply), all in
-        one batch.
+        """Generate a continuation of each prompt (a post's beginning, or a conversation's next reply); all of
+        them are queued at once and run continuously batched, ``max_batch`` at a time.
 
         ``params`` is one setting for all rows or one per row. ``on_text(row, delta)`` is called with new text as
         it becomes final (streaming; text that could still become part of a stop string or an incomplete UTF-8
         character is held back). Raises ``ValueError`` for invalid params or messages, a prompt that leaves no
-        room in the model's context (``max_seq_len`` tokens), or a conversation whose last message alone does not.
+        room in the model's context, or a conversation whose last message alone does not fit (before anything
+        runs), and ``RuntimeError`` naming the row when a row failed while generating.
         """
         if not prompts:
             return []
         plist = params if isinstance(params, list) else [params] * len(prompts)
         if len(plist) != len(prompts):
             raise ValueError(f"{len(prompts)} prompts but {len(plist)} sampling params")
-        for p in plist:
-            p.validate()
-        rows = [self._make_row(i, t, p) for i, (t, p) in enumerate(zip(prompts, plist))]
-        encoded = [r.prompt_ids for r in rows]
-        B = len(rows)
-        L = max(len(e) for e in encoded)
-        max_new = min(max(p.max_tokens for p in plist), self.max_seq_len - L)
-        pad = self.tok.pad_id
-        x = torch.full((B, L), pad, dtype=torch.long)
-        key_valid = torch.zeros(B, L + max_new, dtype=torch.bool)
-        positions = torch.zeros(B, L, dtype=torch.long)
-        for i, e in enumerate(encoded):
-            off = L - len(e)
-            x[i, off:] = torch.tensor(e)
-            key_valid[i, off:L] = True
-            positions[i, off:] = torch.arange(len(e))
-            rows[i].seen = torch.tensor(e, dtype=torch.long)
-        x, key_valid, positions = x.to(self.device), key_valid.to(self.device), positions.to(self.device)
-        cfg = self.model.cfg
-        caches = [KVCache(B, cfg.kv_heads, L + max_new, cfg.head_dim, self.device) for _ in range(cfg.n_layer)]
-        logits = self.model(x, 0, caches, positions, key_valid[:, :L])[:, -1]
-        next_pos = positions[:, -1] + 1
-        for step in range(max_new):
-            nxt = torch.full((B,), pad, dtype=torch.long)
-            for i, r in enumerate(rows):
-                if r.done:
-                    continue
-                nxt[i] = self._pick(r, logits[i : i + 1])
-                self._advance(i, r, int(nxt[i]), L + step + 1, on_text)
-            if all(r.done for r in rows) or step == max_new - 1:
+
+        def sink(i: int):
+            return None if on_text is None else (lambda delta: on_text(i, delta))
+
+        reqs = [self.make_request(t, p, sink(i), i) for i, (t, p) in enumerate(zip(prompts, plist))]
+        for r in reqs:
+            self.add(r)
+        try:
+            while not all(r.done for r in reqs):
+                self.step()
+        except BaseException:
+            for r in reqs:
+                r.cancel()
+            raise
+        for i, r in enumerate(reqs):
+            if r.error is not None:
+                raise RuntimeError(f"row {i} failed: {r.error!r}") from r.error
+        return [r.completion() for r in reqs]
+
+    # ---- the scheduler -------------------------------------------------------------------------------------
+
+    def _ensure_cache(self) -> SlotKVCache:
+        if self._cache is None or len(self._slots) != self.max_batch:
+            if any(r is not None for r in self._slots):
+                raise RuntimeError("max_batch changed while requests were running")
+            cfg = self.cfg
+            self._cache = SlotKVCache(
+                cfg.n_layer, self.max_batch, cfg.kv_heads, self.max_seq_len, cfg.head_dim, self.device,
+                self.cache_dtype,
+            )  # fmt: skip
+            self._slots = [None] * self.max_batch
+        return self._cache
+
+    @torch.no_grad()
+    def step(self) -> list[Request]:
+        """One scheduling step (thread-safe): admit waiting requests into free slots, prefill, then decode one
+        token for every running request. Returns the requests that finished in this step."""
+        with self._step_lock:
+            finished: list[Request] = []
+            cache = self._ensure_cache()
+            with self._cond:
+                self._waiting.extend(self._inbox)
+                self._inbox.clear()
+            for r in list(self._waiting):
+                if r.cancelled:
+                    self._waiting.remove(r)
+                    self._finish(r, "cancelled", finished)
+            for r in self._slots:
+                if r is not None and r.cancelled and not r.done:
+                    self._finish(r, "cancelled", finished)
+            self._admit_waiting(cache)
+            decoding = any(r is not None and r.state == "decode" for r in self._slots)
+            budget = self.prefill_chunk if decoding else 1 << 30
+            while budget > 0:
+                todo = sorted((r for r in self._slots if r is not None and r.state == "prefill"), key=lambda r: r.order)
+                if not todo:
+                    break
+                budget -= self._prefill(todo, cache, budget, finished)
+            self._decode(cache, finished)
+            self.steps += 1
+            return finished
+
+    def _admit(self, r: Request, cache: SlotKVCache) -> None:
+        """Give ``r`` a free slot: the free slot already holding the longest prefix of its prompt (reused in
+        place), else the lowest free slot, into which a longer prefix held by any other slot is copied. A
+        request left with one prompt token to compute is fed it in the next decode step, with the others."""
+        free = [s for s, x in enumerate(self._slots) if x is None]
+        if not self.prefix_caching:
+            for s in range(len(self._slots)):
+                if self._slots[s] is None:
+                    cache.ids[s].clear()
+        slot, have = cache.longest_prefix(r.prompt_ids, free)
+        if slot < 0:
+            slot = free[0]
+        others = [s for s in range(len(self._slots)) if s != slot]
+        src, longer = cache.longest_prefix(r.prompt_ids, others)
+        if longer > have:
+            cache.copy_prefix(src, slot, longer)
+            have = longer
+        have = min(have, len(r.prompt_ids) - 1)  # the last prompt token is always computed: it gives the logits
+        del cache.ids[slot][have:]
+        r.slot, r.cached, r.reused, r.state = slot, have, have, "prefill"
+        if have == len(r.prompt_ids) - 1:  # all but the last prompt token reused: it joins the decode step
+            r.state, r.pending = "decode", r.prompt_ids[-1]
+        r.order = self._admitted
+        self._admitted += 1
+        self.prompt_tokens_reused += have
+        self._slots[slot] = r
+
+    def _admit_waiting(self, cache: SlotKVCache) -> None:
+        """Admit waiting requests into free slots, first come first served. A request whose prompt shares a
+        longer prefix with a request admitted in this step than with any slot's cache waits one step, so the
+        candidates of one prompt compute it once and then each feed only its last token."""
+        admitted: list[Request] = []
+        for r in list(self._waiting):
+            if None not in self._slots:
                 break
-            key_valid[:, L + step] = torch.tensor([not r.done for r in rows], device=self.device)
+            if self.prefix_caching and admitted:
+                pend = max(common_prefix(r.prompt_ids, a.prompt_ids) for a in admitted)
+                _, have = cache.longest_prefix(r.prompt_ids, range(len(self._slots)))
+                if pend >= have + 8:
+                    continue
+            self._waiting.remove(r)
+            self._admit(r, cache)
+            admitted.append(r)
+
+    def _prefill(self, rows: list[Request], cache: SlotKVCache, budget: int, finished: list[Request]) -> int:
+        """One batched forward over the next prompt chunk of each of ``rows`` (at most ``prefill_chunk``
+        tokens each, ``budget`` in all, first admitted first); a row whose prompt is then complete samples its
+        first token. Returns the tokens computed."""
+        chunks: list[tuple[Request, int, int]] = []
+        for r in rows:
+            if budget <= 0:
+                break
+            end = min(len(r.prompt_ids), r.cached + self.prefill_chunk, r.cached + budget)
+            chunks.append((r, r.cached, end))
+            budget -= end - r.cached
+        n, T = len(chunks), max(e - b for _, b, e in chunks)
+        dev, last = self.device, cache.max_len - 1
+        x = torch.full((n, T), self.tok.pad_id, dtype=torch.long)
+        for i, (r, b, e) in enumerate(chunks):
+            x[i, : e - b] = torch.tensor(r.prompt_ids[b:e])
+        starts = torch.tensor([b for _, b, _ in chunks]).view(n, 1)
+        pos = (starts + torch.arange(T).view(1, T)).clamp(max=last)  # padding writes past the prompt: harmless
+        span = int(pos.max()) + 1
+        visible = torch.arange(span).view(1, 1, span) <= pos.view(n, T, 1)
+        mask = torch.zeros(n, 1, T, span).masked_fill(~visible.view(n, 1, T, span), float("-inf"))
+        slots = torch.tensor([r.slot for r, _, _ in chunks])
+        at = torch.tensor([e - b - 1 for _, b, e in chunks])
+        try:
             logits = self.model(
-                nxt.view(B, 1).to(self.device), L + step, caches, next_pos.view(B, 1), key_valid[:, : L + step + 1]
-            )[:, -1]
-            next_pos = next_pos + 1
-        out = []
-        for i, r in enumerate(rows):
-            if not r.done:
-                self._finish(i, r, "length", on_text)
-            out.append(Completion(r.text, r.ids, r.finish_reason, len(r.prompt_ids), r.dropped_turns))
-        return out
+                x.to(dev), pos.to(dev), cache.batch_views(slots.to(dev), pos.to(dev), span), mask.to(dev),
+                logits_at=at.to(dev),
+            )[:, 0].float()  # fmt: skip
+        except Exception as e:  # the model failed on these prompts: they fail, the engine goes on
+            for r, _, _ in chunks:
+                r.error = e
+                self._finish(r, "error", finished)
+            return sum(e - b for _, b, e in chunks)
+        for i, (r, b, e) in enumerate(chunks):
+            cache.ids[r.slot].extend(r.prompt_ids[b:e])
+            r.cached = e
+            if e == len(r.prompt_ids):
+                r.state = "decode"
+                self._next_token(r, logits[i : i + 1], finished)
+        return sum(e - b for _, b, e in chunks)
+
+    def _decode(self, cache: SlotKVCache, finished: list[Request]) -> None:
+        """One token for every decoding request: one forward over slots ``0..hi-1`` (slots without a decoding
+        request get a masked dummy token written past what they hold)."""
+        rows = [r for r in self._slots if r is not None and r.state == "decode" and not r.done]
+        if not rows:
+            return
+        hi = max(r.slot for r in rows) + 1
+        tokens = [self.tok.pad_id] * hi
+        pos = [0] * hi
+        for s in range(hi):
+            r = self._slots[s]
+            if r is not None and r.state == "decode" and not r.done:
+                tokens[s], pos[s] = r.pending, r.cached
+            else:  # a free slot or one still in prefill: write where nothing valid is held yet
+                held = r.cached if r is not None else len(cache.ids[s])
+                if held >= cache.max_len:
+                    del cache.ids[s][cache.max_len - 1 :]
+                    held = cache.max_len - 1
+                pos[s] = held
+        span = max(pos) + 1
+        pos_t = torch.tensor(pos, device=self.device)
+        visible = torch.arange(span, device=self.device).view(1, span) <= pos_t.view(hi, 1)
+        mask = torch.zeros(hi, 1, 1, span, device=self.device).masked_fill(~visible.view(hi, 1, 1, span), float("-inf"))
+        x = torch.tensor(tokens, device=self.device).view(hi, 1)
+        try:
+            logits = self.model(x, pos_t.view(hi, 1), cache.decode_views(pos_t, span), mask)[:, -1].float()
+        except Exception as e:  # a failed forward fails the rows in it, never the engine
+            for r in rows:
+                r.error = e
+                self._finish(r, "error", finished)
+            return
+        for r in rows:
+            cache.ids[r.slot].append(r.pending)
+            r.cached += 1
+            self._next_token(r, logits[r.slot : r.slot + 1], finished)
+
+    def _next_token(self, r: Request, logits: torch.Tensor, finished: list[Request]) -> None:
+        try:
+            token = self._pick(r, logits)
+            self._advance(r, token, len(r.prompt_ids) + len(r.ids) + 1, finished)
+        except Exception as e:  # a bad row (its settings, its text) fails alone
+            r.error = e
+            self._finish(r, "error", finished)
+            return
+        if not r.done:
+            r.pending = token
 
     def _glue_mask(self) -> torch.Tensor:
         """``(V,)`` bool: tokens whose text starts with a word character, or a byte of an unfinished character
@@ -282,7 +542,7 @@ class Engine:
             self._glue = torch.tensor([bool(word.match(self.tok.decode([i]))) for i in range(vocab)])
         return self._glue
 
-    def _pick(self, r: _Row, logits: torch.Tensor) -> int:
+    def _pick(self, r: Request, logits: torch.Tensor) -> int:
         if r.forced:
             token = r.forced.pop(0)
             r.just_forced = not r.forced
@@ -310,7 +570,7 @@ class Engine:
         r.just_forced = not r.forced
         return forced[0]
 
-    def _budget_tight(self, r: _Row) -> bool:
+    def _budget_tight(self, r: Request) -> bool:
         """Whether what is left (tokens, context, weighted characters in tweet mode) only just holds the missing
         required phrases, so the next one has to be forced now."""
         need = sum(len(self.tok.encode(" " + m)) for m in r.missing)
@@ -324,17 +584,18 @@ class Engine:
                 return _weighted_length(text) + need_w >= MAX_TWEET_WEIGHTED_LENGTH - 2
         return False
 
-    def _advance(self, i: int, r: _Row, token: int, used: int, on_text) -> None:
+    def _advance(self, r: Request, token: int, used: int, finished: list[Request]) -> None:
         p = r.params
         if token in r.stop_ids and not p.ignore_eos:
-            self._finish(i, r, "stop", on_text)
+            self._finish(r, "stop", finished)
             return
         text = self.tok.decode(r.ids + [token])
         if p.tweet_mode and over_tweet_limit(r.prompt_text + text):
-            self._finish(i, r, "length", on_text)  # the token would cross 280: the post ends before it
+            self._finish(r, "length", finished)  # the token would cross 280: the post ends before it
             return
         r.ids.append(token)
-        r.seen = torch.cat([r.seen, torch.tensor([token])])
+        if p.repetition_penalty != 1.0:
+            r.seen = torch.cat([r.seen, torch.tensor([token])])
         r.text = text
         if r.params.required:  # a phrase written earlier can be broken by what follows ("legroom" + "s")
             r.missing = [m for m in r.params.required if m.strip() and not contains_phrase(r.prompt_text + text, m)]
@@ -342,22 +603,49 @@ class Engine:
             cut = r.text.find(s)
             if s and cut >= 0:
                 r.text = r.text[:cut]
-                self._finish(i, r, "stop", on_text)
+                self._finish(r, "stop", finished)
                 return
         if len(r.ids) >= p.max_tokens or used >= self.max_seq_len:
-            self._finish(i, r, "length", on_text)
+            self._finish(r, "length", finished)
             return
-        if on_text:
+        if r.on_text:
             hold = max((len(s) for s in p.stop), default=1) - 1
             safe = len(r.text) - hold
             while safe > r.emitted and r.text[safe - 1] == "\ufffd":  # an incomplete UTF-8 character
                 safe -= 1
             if safe > r.emitted:
-                on_text(i, r.text[r.emitted : safe])
+                r.on_text(r.text[r.emitted : safe])
                 r.emitted = safe
 
-    def _finish(self, i: int, r: _Row, reason: str, on_text) -> None:
+    def _finish(self, r: Request, reason: str, finished: list[Request]) -> None:
+        """End ``r``: flush its held-back text, free its slot (its keys and values stay for prefix reuse)."""
         r.finish_reason = reason
-        if on_text and len(r.text) > r.emitted:
-            on_text(i, r.text[r.emitted :])
+        r.state = "done"
+        if r.on_text and len(r.text) > r.emitted and reason not in ("error", "cancelled"):
+            try:
+                r.on_text(r.text[r.emitted :])
+            except Exception:  # a failing sink (a gone client) must not fail the engine
+                pass
         r.emitted = len(r.text)
+        if 0 <= r.slot < len(self._slots) and self._slots[r.slot] is r:
+            self._slots[r.slot] = None
+        finished.append(r)
+
+
+def _apply_precision(model: torch.nn.Module, precision: str) -> torch.nn.Module:
+    """``model`` with weights in ``precision`` (``PRECISIONS``); int8 is CPU-only dynamic quantization."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    if precision == "bfloat16":
+        return model.to(torch.bfloat16)
+    if precision == "int8":
+        import warnings
+
+        from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
+
+        if next(model.parameters()).device.type != "cpu":
+            raise ValueError("precision int8 runs on the CPU only; use bfloat16 on a GPU")
+        with warnings.catch_warnings():  # torch.ao's eager quantization warns that torchao is its successor
+            warnings.simplefilter("ignore")
+            return quantize_dynamic(model, {torch.nn.Linear: per_channel_dynamic_qconfig}, dtype=torch.qint8)
+    return model

@@ -87,13 +87,11 @@ class Attention(nn.Module):
         q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
         if kv_cache is not None:
             k, v = kv_cache.update(k, v)
-        if self.n_kv != self.n_head:
-            rep = self.n_head // self.n_kv
-            k, v = k.repeat_interleave(rep, dim=1), v.repeat_interleave(rep, dim=1)
+        gqa = self.n_kv != self.n_head  # SDPA repeats the key/value heads itself (no copy of the cache)
         if attn_mask is None:
-            y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=gqa)
         else:
-            y = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, enable_gqa=gqa)
         return self.wo(y.transpose(1, 2).reshape(B, T, self.n_head * self.hd))
 
 
@@ -174,43 +172,34 @@ class GPT(nn.Module):
     def forward(
         self,
         idx: torch.Tensor,
-        start_pos: int = 0,
-        kv_caches=None,
         positions: torch.Tensor | None = None,
-        key_valid: torch.Tensor | None = None,
+        kv_caches=None,
+        attn_mask: torch.Tensor | None = None,
+        logits_at: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Logits ``(B, T, vocab_size)`` for token ids ``idx`` ``(B, T)``.
 
-        Training calls ``model(idx)``: plain causal attention from position 0. Inference adds:
-        ``start_pos``: index of ``idx[:, 0]`` in the KV cache (``kv_caches``: one cache per block, with an
-        ``update(k, v)`` that appends and returns all cached keys and values); ``positions`` ``(B, T)`` int64
-        RoPE positions per row (default ``start_pos + arange(T)``), for left-padded batches; ``key_valid``
-        ``(B, start_pos + T)`` bool, False at padding, which no query may attend to.
+        Training calls ``model(idx)``: plain causal attention from position 0. Inference (``inference.engine``)
+        adds ``positions`` ``(B, T)`` int64 RoPE positions per row, ``kv_caches`` (one per block, each with an
+        ``update(k, v)`` that stores the new ``(B, n_kv_head, T, head_dim)`` keys and values and returns every key
+        and value the queries may see, ``(B, n_kv_head, S, head_dim)``) and ``attn_mask`` ``(B, 1, T, S)``
+        additive float (0 where a query sees a key, ``-inf`` elsewhere; every query must see at least one key);
+        ``logits_at`` ``(B,)`` int64 computes the logits of one position per row alone (``(B, 1, vocab_size)``;
+        a prefill needs only its last prompt token's).
         Raises ``ValueError`` when a sequence would exceed ``max_seq_len``.
         """
         B, T = idx.shape
-        if start_pos + T > self.cfg.max_seq_len:
-            raise ValueError(f"sequence of {start_pos + T} tokens exceeds max_seq_len={self.cfg.max_seq_len}")
         if positions is None:
-            cos = self.rope_cos[start_pos : start_pos + T]
-            sin = self.rope_sin[start_pos : start_pos + T]
+            if T > self.cfg.max_seq_len:
+                raise ValueError(f"sequence of {T} tokens exceeds max_seq_len={self.cfg.max_seq_len}")
+            cos, sin = self.rope_cos[:T], self.rope_sin[:T]
         else:
             cos, sin = self.rope_cos[positions].unsqueeze(1), self.rope_sin[positions].unsqueeze(1)
-        attn_mask = None
-        if start_pos > 0 or key_valid is not None:
-            S = start_pos + T
-            q_idx = torch.arange(start_pos, S, device=idx.device).view(T, 1)
-            attn_mask = (torch.arange(S, device=idx.device).view(1, S) <= q_idx).view(1, 1, T, S)
-            if key_valid is not None:
-                # every query also sees itself: a padding query with no visible key would produce NaN, and NaN
-                # values poison other rows' attention even under a zero weight
-                itself = (torch.arange(S, device=idx.device).view(1, S) == q_idx).view(1, 1, T, S)
-                attn_mask = (attn_mask & key_valid.view(B, 1, 1, S)) | itself
-            # an additive float mask: SDPA on CPU is ~70x slower with a bool mask over cache views (measured)
-            attn_mask = torch.zeros(attn_mask.shape, device=idx.device).masked_fill(~attn_mask, float("-inf"))
         x = self.tok_emb(idx)
         for i, block in enumerate(self.blocks):
             x = block(x, cos, sin, None if kv_caches is None else kv_caches[i], attn_mask)
+        if logits_at is not None:
+            x = x[torch.arange(B, device=x.device), logits_at].unsqueeze(1)
         return self.lm_head(self.norm(x))
 
     def num_params(self, exclude_embedding: bool = False) -> int:

@@ -19,6 +19,7 @@ many posts (default 5). Grounded answers are not streamed (citations are checked
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 import uuid
@@ -41,8 +42,9 @@ class ServeConfig:
     api_keys: accepted ``Authorization: Bearer`` keys; empty means no auth.
     max_prompt_tokens: longest prompt accepted, in tokens (0: the model's context minus one).
     max_tokens_limit: largest ``max_tokens`` a request may ask for.
-    max_batch: requests generated together.
-    queue_size: requests that may wait; one more gets 503.
+    max_batch: requests generated together (the engine's slots; continuous batching).
+    queue_size: requests that may wait for a slot; one more gets 503.
+    continuous: continuous batching (False: static batches, kept only to measure against).
     """
 
     api_keys: list[str] = field(default_factory=list)
@@ -50,6 +52,7 @@ class ServeConfig:
     max_tokens_limit: int = 256
     max_batch: int = 8
     queue_size: int = 32
+    continuous: bool = True
 
 
 class APIError(Exception):
@@ -117,7 +120,7 @@ def create_app(engine: Engine, config: ServeConfig | None = None, search_index=N
     serves ``/v1/search`` and ``/v1/ask`` (``serve.search_routes``), with ``ads`` (``serve.ads_routes.AdsServices``)
     ``/v1/ads/safety``, ``/v1/ads/copy`` and ``/v1/ads/place``."""
     cfg = config or ServeConfig()
-    batcher = Batcher(engine, cfg.max_batch, cfg.queue_size)
+    batcher = Batcher(engine, cfg.max_batch, cfg.queue_size, cfg.continuous)
     max_prompt = cfg.max_prompt_tokens or engine.max_seq_len - 1
 
     @asynccontextmanager
@@ -212,7 +215,13 @@ def create_app(engine: Engine, config: ServeConfig | None = None, search_index=N
 
     @app.get("/health")
     async def health():
-        return {"status": "ok", "model": engine.model_name, "queued": batcher.queue.qsize()}
+        return {
+            "status": "ok",
+            "model": engine.model_name,
+            "queued": batcher.waiting,
+            "running": engine.num_running,
+            "max_batch": cfg.max_batch,
+        }
 
     @app.get("/v1/models")
     async def models():
@@ -221,8 +230,20 @@ def create_app(engine: Engine, config: ServeConfig | None = None, search_index=N
             "data": [{"id": engine.model_name, "object": "model", "created": 0, "owned_by": "tweetlm"}],
         }
 
+    async def result_or_cancel(job, request: Request) -> Completion:
+        """The job's completion; a client that disconnects while waiting cancels it (its slot is freed)."""
+        task = asyncio.ensure_future(batcher.result(job))
+        while True:
+            done, _ = await asyncio.wait({task}, timeout=0.25)
+            if done:
+                return task.result()
+            if await request.is_disconnected():
+                task.cancel()
+                job.cancel()
+                raise APIError(499, "client closed the request", "invalid_request_error", "client_closed")
+
     @app.post("/v1/completions")
-    async def completions(req: CompletionRequest):
+    async def completions(req: CompletionRequest, request: Request):
         prompts = [req.prompt] if isinstance(req.prompt, str) else req.prompt
         if len(prompts) != 1:
             raise APIError(400, "send one prompt per request (batching happens on the server)", param="prompt")
@@ -253,7 +274,7 @@ def create_app(engine: Engine, config: ServeConfig | None = None, search_index=N
                 yield "data: [DONE]\n\n"
 
             return StreamingResponse(events(), media_type="text/event-stream")
-        c = await batcher.result(job)
+        c = await result_or_cancel(job, request)
         return {
             **base,
             "choices": [{"index": 0, "text": c.text, "finish_reason": c.finish_reason, "logprobs": None}],
@@ -261,7 +282,7 @@ def create_app(engine: Engine, config: ServeConfig | None = None, search_index=N
         }
 
     @app.post("/v1/chat/completions")
-    async def chat(req: ChatRequest):
+    async def chat(req: ChatRequest, request: Request):
         from tweetlm.tokenizer.chat import validate_messages
 
         try:
@@ -314,7 +335,7 @@ def create_app(engine: Engine, config: ServeConfig | None = None, search_index=N
                 yield "data: [DONE]\n\n"
 
             return StreamingResponse(events(), media_type="text/event-stream")
-        c = await batcher.result(job)
+        c = await result_or_cancel(job, request)
         text, extra = c.text, {}
         if hits is not None:
             from tweetlm.search.ask import validate_citations
@@ -338,7 +359,6 @@ def create_app(engine: Engine, config: ServeConfig | None = None, search_index=N
         }
 
     async def _ground(messages: list[dict], k: int, params: SamplingParams):
-        import asyncio
 
         from tweetlm.search.ask import ground_messages
         from tweetlm.search.index import SearchParams

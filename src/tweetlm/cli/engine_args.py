@@ -1,0 +1,32 @@
+"""Command-line options of the inference engine, shared by every verb that generates (generate, serve, chat,
+ask, ads copy): one set of flags, one way to load an engine."""
+
+from __future__ import annotations
+
+import argparse
+
+PRECISIONS = ("float32", "bfloat16", "int8")  # inference.engine.PRECISIONS (checked equal in the tests)
+
+
+def add_engine_args(p: argparse.ArgumentParser, max_batch: int | None = 8) -> None:
+    """Add ``--precision``, ``--max-context`` and (unless ``max_batch`` is None: one request at a time)
+    ``--max-batch`` to ``p``."""
+    p.add_argument(
+        "--precision", choices=PRECISIONS, default="float32",
+        help="weights as trained (float32), bfloat16, or int8 (dynamic quantization; CPU only): see README "
+        "'Serving speed' for the measured speed and bits-per-byte of each",
+    )  # fmt: skip
+    if max_batch is not None:
+        p.add_argument("--max-batch", type=int, default=max_batch, help="requests decoded together (KV-cache slots)")
+    p.add_argument("--max-context", type=int, default=None,
+                   help="tokens per slot, prompt + reply (default: the model's context, at most 2048)")  # fmt: skip
+
+
+def engine_from_args(args: argparse.Namespace, checkpoint: str | None = None, **kwargs):
+    """The ``Engine`` of ``args.checkpoint`` (or ``checkpoint``) with the flags of ``add_engine_args``."""
+    from tweetlm.inference.engine import Engine
+
+    return Engine.from_checkpoint(
+        checkpoint or args.checkpoint, precision=args.precision, max_batch=getattr(args, "max_batch", 1),
+        max_context=args.max_context, **kwargs,
+    )  # fmt: skip
