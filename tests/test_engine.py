@@ -57,17 +57,20 @@ def _fresh(engine, **kw) -> Engine:
 def test_continuous_batching_equals_one_at_a_time_for_requests_arriving_at_different_steps(engine):
     """Greedy and seeded sampling: requests that join a running batch at different steps, wait for a slot (5
     requests, 3 slots), and leave at different times give token for token what each gives alone."""
-    prompts = ["coffee", "post 12: rain in the", "", "#monday @user", "rain in the city of coffee " * 3]
+    prompts = ["coffee", "post 12: rain in the", "", "#monday @user", "rain in the city of coffee " * 3, "\u3042" * 120]
     params = [
         SamplingParams(max_tokens=25, temperature=0.0),
         SamplingParams(max_tokens=7, temperature=0.0),
         SamplingParams(max_tokens=30, temperature=1.0, top_p=0.9, seed=11),
         SamplingParams(max_tokens=12, temperature=0.8, top_k=20, seed=4, repetition_penalty=1.3),
-        SamplingParams(max_tokens=18, temperature=0.0, stop=["#"]),
+        SamplingParams(max_tokens=18, temperature=0.0),  # its stop string is set below
+        SamplingParams(max_tokens=60, temperature=1.0, seed=2, tweet_mode=True),  # 240 of 280 weighted chars used
     ]
+    free = _fresh(engine).generate([prompts[4]], params[4])[0].text
+    params[4].stop = [free[6:8]]  # a stop string the greedy text meets
     alone = [_fresh(engine).generate([p], [sp])[0] for p, sp in zip(prompts, params)]
     eng = _fresh(engine, prefill_chunk=4)  # the long prompt is prefilled in chunks between decode steps
-    arrive = {0: [0], 2: [1, 2], 3: [3], 5: [4]}  # step -> requests added before it
+    arrive = {0: [0], 2: [1, 2], 3: [3], 5: [4, 5]}  # step -> requests added before it
     reqs: dict[int, object] = {}
     step = 0
     while len(reqs) < len(prompts) or not all(r.done for r in reqs.values()):
@@ -80,6 +83,12 @@ def test_continuous_batching_equals_one_at_a_time_for_requests_arriving_at_diffe
         c = reqs[i].completion()
         assert (c.token_ids, c.text, c.finish_reason) == (a.token_ids, a.text, a.finish_reason), i
     assert reqs[1].completion().finish_reason == "length" and len(reqs[1].ids) == 7
+    assert reqs[4].completion().finish_reason == "stop" and reqs[4].text == free[: free.find(free[6:8])]
+    from tweetlm.data.twitter_text import weighted_length
+
+    tweet = reqs[5].completion()  # tweet mode ended it at the 280 weighted-character limit
+    assert tweet.finish_reason == "length" and len(tweet.token_ids) < 60
+    assert weighted_length(prompts[5] + tweet.text) <= 280
     ref = recompute_greedy(engine.model, engine.encode_prompt(prompts[0]), 25, engine.tok.eos_id)
     assert reqs[0].ids == ref[: len(reqs[0].ids)]
 
@@ -268,3 +277,28 @@ def test_lexically_constrained_decoding_forces_required_phrases_in(engine):
     chat = engine.chat([[{"role": "user", "content": "rain?"}]], SamplingParams(max_tokens=need + 9, temperature=0.0,
                                                                                required=req))[0]  # fmt: skip
     assert all(contains_phrase(chat.text, m) for m in req)
+
+
+def test_sampling_candidates_equal_a_full_sort():
+    """Top-k/top-p candidates found by partial selection equal those of sorting the whole vocabulary, for peaked
+    and flat distributions (a nucleus of a handful of tokens and one of thousands)."""
+    from tweetlm.inference.generate import candidates
+
+    def reference(logits, t, k, p):
+        x = logits[0].float() / t
+        if k > 0:
+            x = x.masked_fill(x < torch.topk(x, k).values[-1], float("-inf"))
+        probs = x.softmax(-1)
+        sp, order = torch.sort(probs, descending=True)
+        keep = (sp.cumsum(-1) - sp) <= p if p < 1 else sp > 0
+        return order[keep], sp[keep] / sp[keep].sum()
+
+    gen = torch.Generator().manual_seed(0)
+    for scale in (0.3, 3.0, 12.0):
+        logits = torch.randn(1, 5000, generator=gen) * scale
+        for t, k, p in ((1.0, 0, 0.9), (0.7, 0, 0.99), (1.3, 50, 0.8), (1.0, 200, 1.0), (1.0, 0, 0.5)):
+            ids, probs = candidates(logits, t, k, p)
+            want_ids, want_p = reference(logits, t, k, p)
+            assert ids.tolist() == want_ids.tolist(), (scale, t, k, p)
+            assert torch.allclose(probs, want_p, atol=1e-6)
+    assert len(reference(torch.randn(1, 5000, generator=gen) * 0.3, 1.0, 0, 0.9)[0]) > 1000  # a wide nucleus

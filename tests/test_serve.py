@@ -105,3 +105,63 @@ def test_bad_json_and_routes_not_enabled(base_url):
         r = httpx.post(f"{base_url}{path}", json={}, headers=auth)
         err = r.json()["error"]
         assert r.status_code == 404 and err["code"] == "not_enabled" and flag in err["message"]
+
+
+class _SlowEngine(Engine):
+    """The tiny engine with every step slowed to 20 ms, so that timing tells a running request from a freed one."""
+
+    def step(self):
+        import time
+
+        time.sleep(0.02)
+        return super().step()
+
+
+@pytest.fixture(scope="module")
+def slow_url(engine):
+    import copy
+
+    model = copy.deepcopy(engine.model)
+    with __import__("torch").no_grad():
+        model.tok_emb.weight[engine.tok.eos_id] *= 0.0  # rows rarely end early: they run to max_tokens
+    slow = _SlowEngine(model, engine.tok, model_name="tiny")
+    with LoopbackServer(create_app(slow, ServeConfig(max_batch=2, queue_size=4, max_tokens_limit=60))) as url:
+        yield url
+
+
+def test_continuous_batching_a_short_request_finishes_while_a_long_one_runs(slow_url):
+    import time
+
+    async def run():
+        async with httpx.AsyncClient(base_url=slow_url, timeout=60) as c:
+            t0 = time.perf_counter()
+            long = asyncio.ensure_future(
+                c.post("/v1/completions", json={"prompt": "rain", "max_tokens": 60, "temperature": 0})
+            )
+            await asyncio.sleep(0.2)  # the long request is decoding
+            short = await c.post("/v1/completions", json={"prompt": "coffee", "max_tokens": 3, "temperature": 0})
+            t_short = time.perf_counter() - t0
+            r = await long
+            return short, t_short, r, time.perf_counter() - t0
+
+    short, t_short, long, t_long = asyncio.run(run())
+    assert short.status_code == 200 and long.status_code == 200
+    assert long.json()["usage"]["completion_tokens"] == 60
+    # the short one joined the running batch and left it: it did not wait for the long one's 60 steps
+    assert t_short < 0.7 < t_long, (t_short, t_long)
+
+
+def test_a_closed_stream_frees_its_slot(slow_url):
+    import time
+
+    body = {"prompt": "rain", "max_tokens": 60, "temperature": 0, "stream": True}
+    with httpx.stream("POST", f"{slow_url}/v1/completions", json=body, timeout=30) as r:
+        for line in r.iter_lines():
+            if line.startswith("data:"):
+                break  # one token arrived: the request runs; the client goes away
+    assert httpx.get(f"{slow_url}/health").json()["running"] in (0, 1)
+    t0 = time.perf_counter()
+    while httpx.get(f"{slow_url}/health").json()["running"] and time.perf_counter() - t0 < 5:
+        time.sleep(0.02)
+    assert httpx.get(f"{slow_url}/health").json()["running"] == 0
+    assert time.perf_counter() - t0 < 0.6  # freed at once, not after the 59 steps (1.2 s) left

@@ -13,7 +13,7 @@ def add_engine_args(p: argparse.ArgumentParser, max_batch: int | None = 8) -> No
     ``--max-batch`` to ``p``."""
     p.add_argument(
         "--precision", choices=PRECISIONS, default="float32",
-        help="weights as trained (float32), bfloat16, or int8 (dynamic quantization; CPU only): see README "
+        help="weights as trained (float32), bfloat16, or int8 (weight-only; CPU only): see README "
         "'Serving speed' for the measured speed and bits-per-byte of each",
     )  # fmt: skip
     if max_batch is not None:

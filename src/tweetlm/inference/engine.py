@@ -31,10 +31,10 @@ template (``tokenizer.chat``) followed by the assistant's turn; a reply ends at 
 tweet mode counts the reply alone, and a conversation longer than the context loses its oldest turns first
 (``Completion.dropped_turns`` says how many). Both kinds share one batch.
 
-Weights run in ``float32`` (as trained), ``bfloat16``, or ``int8`` (PyTorch's dynamic quantization of every
-linear layer: int8 weights per output channel, activations quantized per step; fbgemm kernels). Decoding one
-token reads every weight once, so on a CPU the step time follows the weights' bytes (measured in
-``benchmarks/bench_inference.py``, with bits-per-byte of each precision on held-out posts).
+Weights run in ``float32`` (as trained), ``bfloat16``, or ``int8`` (weight-only, per output channel, bfloat16
+activations; CPU only: ``inference.quantize``). Decoding one token reads every weight once, so on a CPU the step
+time follows the weights' bytes (measured in ``benchmarks/bench_inference.py``, with the bits-per-byte of each
+precision on held-out posts).
 The engine knows nothing about HTTP (``serve/``) or training.
 """
 
@@ -52,6 +52,7 @@ from tweetlm.inference.generate import sample_next
 from tweetlm.inference.kv_cache import SlotKVCache, common_prefix
 
 PRECISIONS = ("float32", "bfloat16", "int8")
+MIX_PREFILL_TOKENS = 32  # prompt tokens a step may compute inside its decode pass (more: a pass of their own)
 DEFAULT_MAX_CONTEXT = 2048  # tokens per slot when the model's own context is longer (SmolLM2: 8,192)
 
 MAX_TWEET_WEIGHTED_LENGTH = 280
@@ -183,9 +184,10 @@ class Engine:
     ``max_context``: tokens per slot (prompt + reply), at most the model's ``max_seq_len``; default the model's
     context up to 2,048. ``prefill_chunk``: most prompt tokens computed per step while others decode.
     ``prefix_caching``: reuse keys and values of a prompt's prefix held by a slot (off: every prompt computed
-    whole, for measuring). ``precision``: ``float32``, ``bfloat16`` or ``int8`` weights (see the module).
+    whole, for measuring). ``precision``: ``float32``, ``bfloat16`` or ``int8`` weights (see the module; the
+    model is converted in place).
     The KV cache takes ``2 * n_layer * max_batch * n_kv_head * max_context * head_dim`` numbers of the cache
-    dtype (bfloat16 for bfloat16 weights, else float32), allocated at the first request (SmolLM2-135M, 8 slots
+    dtype (float32 for float32 weights, else bfloat16), allocated at the first request (SmolLM2-135M, 8 slots
     of 2,048 tokens: 755 MB in float32).
 
     Example:
@@ -208,14 +210,14 @@ class Engine:
         self.precision = precision
         self.tok = tokenizer
         self.model_name = model_name
-        self.device = next(self.model.parameters()).device if precision != "int8" else torch.device("cpu")
+        self.device = next(self.model.parameters()).device
         self.max_seq_len = min(cfg.max_seq_len, max_context or DEFAULT_MAX_CONTEXT)
         if max_context is not None and not 1 < max_context <= cfg.max_seq_len:
             raise ValueError(f"max_context must be in 2..{cfg.max_seq_len} (the model's context), got {max_context}")
         self.max_batch = max_batch
         self.prefill_chunk = prefill_chunk
         self.prefix_caching = prefix_caching
-        self.cache_dtype = torch.bfloat16 if precision == "bfloat16" else torch.float32
+        self.cache_dtype = torch.float32 if precision == "float32" else torch.bfloat16
         self._cache: SlotKVCache | None = None
         self._slots: list[Request | None] = []
         self._waiting: deque[Request] = deque()
@@ -388,14 +390,20 @@ class Engine:
                 if r is not None and r.cancelled and not r.done:
                     self._finish(r, "cancelled", finished)
             self._admit_waiting(cache)
-            decoding = any(r is not None and r.state == "decode" for r in self._slots)
+            decoding = [r for r in self._slots if r is not None and r.state == "decode" and not r.done]
             budget = self.prefill_chunk if decoding else 1 << 30
             while budget > 0:
                 todo = sorted((r for r in self._slots if r is not None and r.state == "prefill"), key=lambda r: r.order)
                 if not todo:
                     break
+                short = sum(len(r.prompt_ids) - r.cached for r in todo) <= MIX_PREFILL_TOKENS
+                if decoding and short:  # short prompts ride along in the decode step: one pass over the weights
+                    self._prefill(todo, cache, budget, finished, decoding)
+                    decoding = []
+                    break
                 budget -= self._prefill(todo, cache, budget, finished)
-            self._decode(cache, finished)
+            if decoding:
+                self._decode(cache, finished)
             self.steps += 1
             return finished
 
@@ -443,10 +451,14 @@ class Engine:
             self._admit(r, cache)
             admitted.append(r)
 
-    def _prefill(self, rows: list[Request], cache: SlotKVCache, budget: int, finished: list[Request]) -> int:
+    def _prefill(
+        self, rows: list[Request], cache: SlotKVCache, budget: int, finished: list[Request],
+        decoding: list[Request] = (),
+    ) -> int:  # fmt: skip
         """One batched forward over the next prompt chunk of each of ``rows`` (at most ``prefill_chunk``
         tokens each, ``budget`` in all, first admitted first); a row whose prompt is then complete samples its
-        first token. Returns the tokens computed."""
+        first token. ``decoding`` rows ride along with their pending token (a mixed prefill + decode pass, as
+        vLLM's chunked prefill). Returns the prompt tokens computed."""
         chunks: list[tuple[Request, int, int]] = []
         for r in rows:
             if budget <= 0:
@@ -454,11 +466,13 @@ class Engine:
             end = min(len(r.prompt_ids), r.cached + self.prefill_chunk, r.cached + budget)
             chunks.append((r, r.cached, end))
             budget -= end - r.cached
+        computed = sum(e - b for _, b, e in chunks)
+        chunks += [(r, r.cached, r.cached + 1) for r in decoding]
         n, T = len(chunks), max(e - b for _, b, e in chunks)
         dev, last = self.device, cache.max_len - 1
         x = torch.full((n, T), self.tok.pad_id, dtype=torch.long)
         for i, (r, b, e) in enumerate(chunks):
-            x[i, : e - b] = torch.tensor(r.prompt_ids[b:e])
+            x[i, : e - b] = torch.tensor(r.prompt_ids[b:e] if r.state == "prefill" else [r.pending])
         starts = torch.tensor([b for _, b, _ in chunks]).view(n, 1)
         pos = (starts + torch.arange(T).view(1, T)).clamp(max=last)  # padding writes past the prompt: harmless
         span = int(pos.max()) + 1
@@ -471,18 +485,23 @@ class Engine:
                 x.to(dev), pos.to(dev), cache.batch_views(slots.to(dev), pos.to(dev), span), mask.to(dev),
                 logits_at=at.to(dev),
             )[:, 0].float()  # fmt: skip
-        except Exception as e:  # the model failed on these prompts: they fail, the engine goes on
+        except Exception as e:  # the model failed on these rows: they fail, the engine goes on
             for r, _, _ in chunks:
                 r.error = e
                 self._finish(r, "error", finished)
-            return sum(e - b for _, b, e in chunks)
+            return computed
         for i, (r, b, e) in enumerate(chunks):
+            if r.state == "decode":
+                cache.ids[r.slot].append(r.pending)
+                r.cached += 1
+                self._next_token(r, logits[i : i + 1], finished)
+                continue
             cache.ids[r.slot].extend(r.prompt_ids[b:e])
             r.cached = e
             if e == len(r.prompt_ids):
                 r.state = "decode"
                 self._next_token(r, logits[i : i + 1], finished)
-        return sum(e - b for _, b, e in chunks)
+        return computed
 
     def _decode(self, cache: SlotKVCache, finished: list[Request]) -> None:
         """One token for every decoding request: one forward over slots ``0..hi-1`` (slots without a decoding
@@ -633,19 +652,14 @@ class Engine:
 
 
 def _apply_precision(model: torch.nn.Module, precision: str) -> torch.nn.Module:
-    """``model`` with weights in ``precision`` (``PRECISIONS``); int8 is CPU-only dynamic quantization."""
+    """``model`` with weights in ``precision`` (``PRECISIONS``); int8 is weight-only and CPU-only
+    (``inference.quantize``)."""
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
     if precision == "bfloat16":
         return model.to(torch.bfloat16)
     if precision == "int8":
-        import warnings
+        from tweetlm.inference.quantize import quantize_int8_weights
 
-        from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
-
-        if next(model.parameters()).device.type != "cpu":
-            raise ValueError("precision int8 runs on the CPU only; use bfloat16 on a GPU")
-        with warnings.catch_warnings():  # torch.ao's eager quantization warns that torchao is its successor
-            warnings.simplefilter("ignore")
-            return quantize_dynamic(model, {torch.nn.Linear: per_channel_dynamic_qconfig}, dtype=torch.qint8)
+        return quantize_int8_weights(model)
     return model

@@ -25,21 +25,43 @@ class SampleConfig:
     tweet_mode: bool = False
 
 
+def candidates(logits: torch.Tensor, temperature: float, top_k: int, top_p: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """The tokens a sample may take and their probabilities, for ``logits`` ``(1, V)``: ``(ids (n,), probs
+    (n,))`` (probabilities renormalised over the candidates), or ``(None, probs (V,))`` when every token may come.
+
+    Top-k keeps the ``top_k`` best logits; top-p then keeps the smallest set of the best tokens whose probability
+    (renormalised over what top-k kept) reaches ``top_p``, the token that crosses it included. Top-p sorts only
+    the tokens of probability at least ``eps``, for the largest ``eps`` of 1e-3, 1e-4, 1e-5, 0 whose excluded
+    mass is at most ``1 - top_p`` (the nucleus then lies inside them): the same set as sorting the whole
+    vocabulary, for a fraction of the cost.
+    """
+    x = logits[0].float() / temperature
+    V = x.numel()
+    ids = None
+    if 0 < top_k < V:
+        x, ids = torch.topk(x, top_k)
+    probs = torch.softmax(x, -1)
+    if top_p >= 1.0:
+        return ids, probs
+    for eps in (1e-3, 1e-4, 1e-5, 0.0):
+        sel = (probs >= eps).nonzero().squeeze(-1)
+        if eps == 0.0 or 1.0 - float(probs[sel].sum()) <= 1.0 - top_p:
+            break
+    p, order = torch.sort(probs[sel], descending=True)
+    keep = (p.cumsum(-1) - p) <= top_p
+    kept = sel[order[keep]]
+    return (kept if ids is None else ids[kept]), p[keep] / p[keep].sum()
+
+
 def sample_next(
     logits: torch.Tensor, temperature: float, top_k: int, top_p: float, gen: torch.Generator | None
 ) -> torch.Tensor:
-    """Next ids ``(B,)`` from ``(B, V)`` logits."""
+    """Next id ``(1,)`` from ``(1, V)`` logits (``temperature=0``: the argmax; any batch size then). The draw is
+    one uniform number from ``gen`` mapped through the candidates' cumulative probabilities."""
     if temperature <= 0:
         return logits.argmax(-1)
-    logits = logits.float() / temperature
-    if top_k > 0:
-        kth = torch.topk(logits, min(top_k, logits.size(-1))).values[:, -1:]
-        logits = logits.masked_fill(logits < kth, float("-inf"))
-    if top_p < 1.0:
-        sorted_logits, order = torch.sort(logits, descending=True)
-        cum = sorted_logits.softmax(-1).cumsum(-1)
-        remove = cum - sorted_logits.softmax(-1) > top_p  # keep the token that crosses top_p
-        sorted_logits = sorted_logits.masked_fill(remove, float("-inf"))
-        logits = torch.full_like(logits, float("-inf")).scatter(-1, order, sorted_logits)
-    probs = logits.softmax(-1)
-    return torch.multinomial(probs.cpu(), 1, generator=gen).squeeze(-1).to(logits.device)
+    ids, probs = candidates(logits, temperature, top_k, top_p)
+    cdf = probs.cumsum(-1)
+    u = torch.rand(1, generator=gen).to(cdf.device) * cdf[-1]
+    i = torch.searchsorted(cdf, u).clamp(max=cdf.numel() - 1)
+    return i if ids is None else ids[i]
