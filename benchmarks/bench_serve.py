@@ -52,7 +52,7 @@ def _server(ckpt: str, args, extra: list[str]):
     url = f"http://127.0.0.1:{port}"
     cmd = [sys.executable, "-m", "tweetlm.cli.main", "serve", "--checkpoint", ckpt, "--port", str(port),
            "--max-batch", str(args.max_batch), "--queue-size", str(args.queue_size), "--precision", args.precision,
-           "--max-tokens-limit", str(max(args.lengths)), *extra]  # fmt: skip
+           "--max-tokens-limit", str(max(args.lengths)), "--threads", str(args.threads), *extra]  # fmt: skip
     server = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=os.environ.copy())
     try:
         deadline = time.time() + 120
@@ -131,6 +131,7 @@ def main() -> None:
     ap.add_argument("--lengths", type=lambda s: [int(x) for x in s.split(",")], default=[8, 16, 32, 64],
                     help="max_tokens of a request, drawn uniformly from these")  # fmt: skip
     ap.add_argument("--max-batch", type=int, default=8)
+    ap.add_argument("--threads", type=int, default=-1, help="the server's --threads (-1: one less than the cores)")
     ap.add_argument("--queue-size", type=int, default=64)
     ap.add_argument("--burst", type=int, default=96)
     ap.add_argument("--seed", type=int, default=0)
@@ -174,6 +175,7 @@ def main() -> None:
         "bench": "serve",
         "model": "random scratch_cpu shape" if args.random else ckpt,
         "precision": args.precision,
+        "threads": args.threads,
         "requests": args.requests,
         "rate_per_s": args.rate,
         "lengths": args.lengths,

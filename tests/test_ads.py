@@ -75,7 +75,21 @@ def engine(airline):
     cfg = ModelConfig(vocab_size=tok.vocab_size, n_layer=2, n_embd=32, n_head=2, max_seq_len=160)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # a width-32 model is 10x slower with 2 threads on a busy 2-core machine
-    yield Engine(GPT.build(cfg, seed=0), tok, model_name="tiny")
+    model = GPT.build(cfg, seed=0)
+    # 150 steps on the airline posts (a few seconds): a random model writes broken bytes in nearly every
+    # candidate, so whether any passed the well-formedness check was luck of the sampler's draws
+    ids = [i for p in airline[:2000] for i in [tok.bos_id, *tok.encode(p.text), tok.eos_id]]
+    data = torch.tensor(ids)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    gen = torch.Generator().manual_seed(0)
+    for _ in range(150):
+        start = torch.randint(0, len(data) - 65, (16,), generator=gen)
+        x = torch.stack([data[s : s + 65] for s in start.tolist()])
+        loss = torch.nn.functional.cross_entropy(model(x[:, :-1]).reshape(-1, cfg.vocab_size), x[:, 1:].reshape(-1))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    yield Engine(model.eval(), tok, model_name="tiny")
     torch.set_num_threads(threads)
 
 
@@ -256,7 +270,7 @@ def test_copy_returns_only_variants_that_hold_every_constraint(engine, safety, g
         assert not safety.classify([v.text], ["en"])[0].unsafe
         assert not guard.check(v.text).copy
     assert len({v.text for v in res.variants}) == len(res.variants)
-    # without fix-up a random-weight model almost never writes every term: the raw pass rate is what passes
+    # without fix-up a barely trained model almost never writes every term: the raw pass rate is what passes
     raw = generate_copy(engine, b, n=6, num_candidates=24, safety=safety, guard=guard, seed=1, fixup=False)
     assert len(raw.variants) == raw.raw_pass and raw.raw_pass == res.raw_pass
     if len(raw.variants) < 6:

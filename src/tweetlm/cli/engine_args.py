@@ -8,14 +8,16 @@ import argparse
 PRECISIONS = ("float32", "bfloat16", "int8")  # inference.engine.PRECISIONS (checked equal in the tests)
 
 
-def add_engine_args(p: argparse.ArgumentParser, max_batch: int | None = 8) -> None:
-    """Add ``--precision``, ``--max-context`` and (unless ``max_batch`` is None: one request at a time)
-    ``--max-batch`` to ``p``."""
+def add_engine_args(p: argparse.ArgumentParser, max_batch: int | None = 8, threads: int = 0) -> None:
+    """Add ``--precision``, ``--max-context``, ``--threads`` (default ``threads``; 0: PyTorch's, one per core;
+    -1: one less than the cores) and (unless ``max_batch`` is None: one request at a time) ``--max-batch``."""
     p.add_argument(
         "--precision", choices=PRECISIONS, default="float32",
         help="weights as trained (float32), bfloat16, or int8 (weight-only; CPU only): see README "
         "'Serving speed' for the measured speed and bits-per-byte of each",
     )  # fmt: skip
+    p.add_argument("--threads", type=int, default=threads,
+                   help="PyTorch threads for the model (0: one per core; -1: one less than the cores)")  # fmt: skip
     if max_batch is not None:
         p.add_argument("--max-batch", type=int, default=max_batch, help="requests decoded together (KV-cache slots)")
     p.add_argument("--max-context", type=int, default=None,
@@ -24,7 +26,15 @@ def add_engine_args(p: argparse.ArgumentParser, max_batch: int | None = 8) -> No
 
 def engine_from_args(args: argparse.Namespace, checkpoint: str | None = None, **kwargs):
     """The ``Engine`` of ``args.checkpoint`` (or ``checkpoint``) with the flags of ``add_engine_args``."""
+    import os
+
+    import torch
+
     from tweetlm.inference.engine import Engine
+
+    threads = getattr(args, "threads", 0)
+    if threads:
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) - 1) if threads < 0 else threads)
 
     return Engine.from_checkpoint(
         checkpoint or args.checkpoint, precision=args.precision, max_batch=getattr(args, "max_batch", 1),

@@ -271,7 +271,7 @@ def _add_use_commands(sub) -> None:
     s.add_argument("--api-key", action="append", help="accepted Bearer key (repeatable); none: no auth")
     s.add_argument("--max-prompt-tokens", type=int, default=0, help="0: the model's context minus one")
     s.add_argument("--max-tokens-limit", type=int, default=256, help="largest max_tokens a request may ask")
-    add_engine_args(s)
+    add_engine_args(s, threads=-1)
     s.add_argument("--queue-size", type=int, default=32, help="requests waiting for a slot before 503")
     s.add_argument(
         "--static-batching",
