@@ -302,3 +302,41 @@ def test_sampling_candidates_equal_a_full_sort():
             assert ids.tolist() == want_ids.tolist(), (scale, t, k, p)
             assert torch.allclose(probs, want_p, atol=1e-6)
     assert len(reference(torch.randn(1, 5000, generator=gen) * 0.3, 1.0, 0, 0.9)[0]) > 1000  # a wide nucleus
+
+
+def test_a_step_that_fails_as_a_whole_fails_its_requests_not_the_engine(engine):
+    eng = _fresh(engine, max_batch=2, max_context=64)
+    eng.max_seq_len = 10**9  # a cache that cannot be allocated: the step fails as a whole
+    reqs = [eng.add(eng.make_request("coffee", SamplingParams(max_tokens=3))) for _ in range(3)]
+    with pytest.raises(RuntimeError):
+        eng.step()
+    failed = eng.fail_all(MemoryError("no room for the KV cache"))
+    assert failed == reqs and all(r.finish_reason == "error" and isinstance(r.error, MemoryError) for r in reqs)
+    eng.max_seq_len = 64
+    assert not eng.has_work() and len(eng.generate(["rain"], SamplingParams(max_tokens=3))[0].token_ids) == 3
+
+
+def test_the_server_batcher_and_a_direct_generate_share_one_engine(engine):
+    """The server's batcher thread and a route calling ``generate`` itself (ad copy) step one engine: whichever
+    thread finishes a request, its owner gets it."""
+    import asyncio
+
+    from tweetlm.inference.batcher import Batcher
+
+    eng = _fresh(engine, max_batch=2)
+    greedy = SamplingParams(max_tokens=20, temperature=0.0)
+    want_rain = eng.generate(["rain"], greedy)[0].token_ids
+    want_coffee = eng.generate(["coffee"], greedy)[0].token_ids
+
+    async def run():
+        b = Batcher(eng, 2, 8)
+        b.start()
+        direct = asyncio.to_thread(eng.generate, ["rain"] * 3, greedy)
+        served = [b.complete("coffee", greedy) for _ in range(3)]
+        out = await asyncio.wait_for(asyncio.gather(direct, *served), 60)
+        await b.stop()
+        return out
+
+    direct, *served = asyncio.run(run())
+    assert [c.token_ids for c in direct] == [want_rain] * 3
+    assert [c.token_ids for c in served] == [want_coffee] * 3

@@ -57,7 +57,6 @@ class Batcher:
         self.queue_size = queue_size
         self.continuous = continuous
         self._pending: deque[Job] = deque()  # submitted, not yet handed to the engine
-        self._in_engine: dict[int, Job] = {}
         self._cond = threading.Condition()
         self._thread: threading.Thread | None = None
         self._stop = False
@@ -133,13 +132,17 @@ class Batcher:
         except RuntimeError:  # the loop is closed: nobody is listening any more
             pass
 
-    def _hand_over(self) -> None:
-        """Move pending jobs into the engine (static batching: only when it is idle, ``max_batch`` at most)."""
+    def _take(self) -> list[Job]:
+        """Pending jobs to hand to the engine now (static batching: only when it is idle, ``max_batch`` at
+        most). Called holding ``_cond``."""
         if not self.continuous and self.engine.has_work():
-            return
+            return []
         n = len(self._pending) if self.continuous else min(self.max_batch, len(self._pending))
-        for _ in range(n):
-            job = self._pending.popleft()
+        return [self._pending.popleft() for _ in range(n)]
+
+    def _hand_over(self, jobs: list[Job]) -> None:
+        """Encode and queue ``jobs`` in the engine (outside the lock: a long prompt never blocks ``submit``)."""
+        for job in jobs:
             if job.cancelled:
                 continue
             try:
@@ -148,10 +151,17 @@ class Batcher:
                 self._post(job, e)
                 continue
             job.request = req
+            req.on_done = lambda r, job=job: self._done(job, r)
             if job.cancelled:
                 req.cancel()
-            self._in_engine[id(req)] = job
             self.engine.add(req)
+
+    def _done(self, job: Job, req: Request) -> None:
+        """A request ended (in whichever thread stepped the engine: this one, or one calling ``generate``)."""
+        if req.error is not None:
+            self._post(job, req.error)
+        elif req.finish_reason != "cancelled":
+            self._post(job, req.completion())
 
     def _run(self) -> None:
         while True:
@@ -159,22 +169,11 @@ class Batcher:
                 self._cond.wait_for(lambda: self._stop or self._pending or self.engine.has_work())
                 if self._stop:
                     return
-                self._hand_over()
-            if not self.engine.has_work():
-                continue
-            try:
-                finished = self.engine.step()
-            except Exception as e:  # pragma: no cover - the engine fails rows, not steps; never lose the thread
-                finished = []
-                for job in self._in_engine.values():
-                    self._post(job, e)
-                self._in_engine.clear()
-            self.steps_run += 1
-            for req in finished:
-                job = self._in_engine.pop(id(req), None)
-                if job is None:
-                    continue
-                if req.error is not None:
-                    self._post(job, req.error)
-                elif req.finish_reason != "cancelled":
-                    self._post(job, req.completion())
+                jobs = self._take()
+            self._hand_over(jobs)
+            if self.engine.has_work():
+                try:
+                    self.engine.step()  # a row's failure fails that row alone (Request.error)
+                except Exception as e:  # the step failed as a whole: its requests fail, this thread goes on
+                    self.engine.fail_all(e)
+                self.steps_run += 1

@@ -136,7 +136,8 @@ class Request:
     ``state``: ``"waiting"`` (queued), ``"prefill"`` (in a slot, prompt being computed), ``"decode"`` (one new
     token per step), ``"done"``. ``completion()`` is its result once done; ``cancel()`` (from any thread) makes it
     leave its slot at the next step with ``finish_reason="cancelled"``; ``error`` is the exception that failed
-    this request alone (the others go on)."""
+    this request alone (the others go on). ``on_done(request)`` is called once when it ends, by whichever
+    thread ran that step."""
 
     def __init__(
         self, prompt_text: str, prompt_ids: list[int], params: SamplingParams, stop_ids: set[int],
@@ -164,6 +165,7 @@ class Request:
         self.pending = -1  # the last sampled token, fed at the next decode step
         self.cancelled = False
         self.reused = 0  # prompt tokens taken from the cache instead of computed
+        self.on_done: Callable[[Request], None] | None = None
         self.order = -1  # admission order (prefill goes first come, first served)
 
     @property
@@ -312,11 +314,6 @@ class Engine:
     def has_work(self) -> bool:
         return bool(self._inbox or self._waiting or any(r is not None for r in self._slots))
 
-    def wait_for_work(self, timeout: float | None = None) -> bool:
-        """Block until a request is queued or running (or ``timeout`` seconds pass); True when there is work."""
-        with self._cond:
-            return self._cond.wait_for(self.has_work, timeout)
-
     @torch.no_grad()
     def generate(
         self,
@@ -356,6 +353,20 @@ class Engine:
             if r.error is not None:
                 raise RuntimeError(f"row {i} failed: {r.error!r}") from r.error
         return [r.completion() for r in reqs]
+
+    def fail_all(self, error: BaseException) -> list[Request]:
+        """End every queued and running request with ``error`` (after a step failed as a whole, e.g. the KV
+        cache could not be allocated). Returns them."""
+        with self._step_lock:
+            with self._cond:
+                reqs = [*self._inbox, *self._waiting, *(r for r in self._slots if r is not None)]
+                self._inbox.clear()
+                self._waiting.clear()
+            finished: list[Request] = []
+            for r in reqs:
+                r.error = error
+                self._finish(r, "error", finished)
+            return finished
 
     # ---- the scheduler -------------------------------------------------------------------------------------
 
@@ -633,6 +644,11 @@ class Engine:
         if 0 <= r.slot < len(self._slots) and self._slots[r.slot] is r:
             self._slots[r.slot] = None
         finished.append(r)
+        if r.on_done is not None:
+            try:
+                r.on_done(r)
+            except Exception:  # a failing listener must not fail the engine
+                pass
 
 
 def _apply_precision(model: torch.nn.Module, precision: str) -> torch.nn.Module:
