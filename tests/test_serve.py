@@ -165,3 +165,24 @@ def test_a_closed_stream_frees_its_slot(slow_url):
         time.sleep(0.02)
     assert httpx.get(f"{slow_url}/health").json()["running"] == 0
     assert time.perf_counter() - t0 < 0.6  # freed at once, not after the 59 steps (1.2 s) left
+
+
+def test_bad_requests_among_good_ones_fail_alone_with_400(base_url):
+    """Issue 17: a seed past 2**63, an empty stop string or a tiny repetition penalty answered 500 and took the
+    good requests batched with them down too."""
+    auth = {"Authorization": f"Bearer {KEY}"}
+    good = {"prompt": "rain", "max_tokens": 8, "temperature": 0.9, "seed": 1}
+    bad = [{**good, "seed": 2**70}, {**good, "stop": ""}, {**good, "stop": ["x", ""]},
+           {**good, "repetition_penalty": 1e-300}, {**good, "temperature": 1e-300}]  # fmt: skip
+
+    async def mixed():
+        async with httpx.AsyncClient(base_url=base_url, timeout=60, headers=auth) as c:
+            return await asyncio.gather(*[c.post("/v1/completions", json=b) for b in [good, *bad, good, good]])
+
+    rs = asyncio.run(mixed())
+    codes = [r.status_code for r in rs]
+    assert codes == [200, 400, 400, 400, 400, 200, 200, 200], [r.text for r in rs]
+    assert rs[1].json()["error"]["param"] == "seed" and rs[2].json()["error"]["param"] == "stop"
+    texts = {r.json()["choices"][0]["text"] for i, r in enumerate(rs) if i in (0, 6, 7)}
+    assert len(texts) == 1  # one seed, one text, whatever the bad neighbours did
+    assert rs[5].json()["choices"][0]["text"] != ""  # a temperature under 1e-5 samples the argmax

@@ -25,6 +25,9 @@ class SampleConfig:
     tweet_mode: bool = False
 
 
+GREEDY_BELOW = 1e-5  # a temperature this small samples the argmax (dividing by it would overflow), as vLLM
+
+
 def candidates(logits: torch.Tensor, temperature: float, top_k: int, top_p: float) -> tuple[torch.Tensor, torch.Tensor]:
     """The tokens a sample may take and their probabilities, for ``logits`` ``(1, V)``: ``(ids (n,), probs
     (n,))`` (probabilities renormalised over the candidates), or ``(None, probs (V,))`` when every token may come.
@@ -41,6 +44,8 @@ def candidates(logits: torch.Tensor, temperature: float, top_k: int, top_p: floa
     if 0 < top_k < V:
         x, ids = torch.topk(x, top_k)
     probs = torch.softmax(x, -1)
+    if not bool(torch.isfinite(probs).all()):
+        raise ValueError("the model's next-token probabilities are not finite (NaN or inf logits)")
     if top_p >= 1.0:
         return ids, probs
     for eps in (1e-3, 1e-4, 1e-5, 0.0):
@@ -56,9 +61,10 @@ def candidates(logits: torch.Tensor, temperature: float, top_k: int, top_p: floa
 def sample_next(
     logits: torch.Tensor, temperature: float, top_k: int, top_p: float, gen: torch.Generator | None
 ) -> torch.Tensor:
-    """Next id ``(1,)`` from ``(1, V)`` logits (``temperature=0``: the argmax; any batch size then). The draw is
+    """Next id ``(1,)`` from ``(1, V)`` logits (``temperature`` below ``GREEDY_BELOW``: the argmax; any batch size
+    then). The draw is
     one uniform number from ``gen`` mapped through the candidates' cumulative probabilities."""
-    if temperature <= 0:
+    if temperature < GREEDY_BELOW:
         return logits.argmax(-1)
     ids, probs = candidates(logits, temperature, top_k, top_p)
     cdf = probs.cumsum(-1)

@@ -81,9 +81,9 @@ class _Common(BaseModel):
     temperature: float = Field(default=1.0, ge=0.0, le=2.0)
     top_p: float = Field(default=1.0, gt=0.0, le=1.0)
     top_k: int = Field(default=0, ge=0)
-    repetition_penalty: float = Field(default=1.0, gt=0.0)
+    repetition_penalty: float = Field(default=1.0, ge=0.01, le=100.0)
     stop: str | list[str] | None = None
-    seed: int | None = None
+    seed: int | None = Field(default=None, ge=0, le=2**63 - 1)
     stream: bool = False
     n: int = Field(default=1, ge=1, le=1)
     tweet_mode: bool = False
@@ -174,6 +174,8 @@ def create_app(engine: Engine, config: ServeConfig | None = None, search_index=N
         stop = [req.stop] if isinstance(req.stop, str) else list(req.stop or [])
         if len(stop) > 4:
             raise APIError(400, "at most 4 stop sequences are allowed", param="stop")
+        if any(not s for s in stop):
+            raise APIError(400, "a stop sequence must not be empty", param="stop")
         return SamplingParams(
             max_tokens=max_tokens,
             temperature=req.temperature,
@@ -230,13 +232,35 @@ def create_app(engine: Engine, config: ServeConfig | None = None, search_index=N
             "data": [{"id": engine.model_name, "object": "model", "created": 0, "owned_by": "tweetlm"}],
         }
 
+    def as_api_error(e: Exception) -> APIError:
+        """A generation error as the client sees it: a request the engine refused is a 400, anything else fails
+        this request alone with a 500 in the OpenAI error shape."""
+        if isinstance(e, APIError):
+            return e
+        if isinstance(e, ValueError):
+            return APIError(400, f"invalid request: {e}")
+        return APIError(500, f"generation failed: {type(e).__name__}: {e}", "server_error", "generation_failed")
+
+    async def stream_items(job):
+        """``batcher.stream(job)``; a failure ends the stream with an OpenAI error event instead of a cut
+        connection."""
+        try:
+            async for item in batcher.stream(job):
+                yield item
+        except Exception as e:
+            err = as_api_error(e)
+            yield {"error": {"message": err.message, "type": err.type, "param": err.param, "code": err.code}}
+
     async def result_or_cancel(job, request: Request) -> Completion:
         """The job's completion; a client that disconnects while waiting cancels it (its slot is freed)."""
         task = asyncio.ensure_future(batcher.result(job))
         while True:
             done, _ = await asyncio.wait({task}, timeout=0.25)
             if done:
-                return task.result()
+                try:
+                    return task.result()
+                except Exception as e:
+                    raise as_api_error(e) from None
             if await request.is_disconnected():
                 task.cancel()
                 job.cancel()
@@ -257,7 +281,10 @@ def create_app(engine: Engine, config: ServeConfig | None = None, search_index=N
         if req.stream:
 
             async def events():
-                async for item in batcher.stream(job):
+                async for item in stream_items(job):
+                    if isinstance(item, dict):
+                        yield sse(item)
+                        break
                     if isinstance(item, Completion):
                         yield sse(
                             {
@@ -323,7 +350,10 @@ def create_app(engine: Engine, config: ServeConfig | None = None, search_index=N
                         "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}],
                     }
                 )
-                async for item in batcher.stream(job):
+                async for item in stream_items(job):
+                    if isinstance(item, dict):
+                        yield sse(item)
+                        break
                     if isinstance(item, Completion):
                         yield sse(
                             {**chunk, "choices": [{"index": 0, "delta": {}, "finish_reason": item.finish_reason}]}
