@@ -186,3 +186,41 @@ def test_bad_requests_among_good_ones_fail_alone_with_400(base_url):
     texts = {r.json()["choices"][0]["text"] for i, r in enumerate(rs) if i in (0, 6, 7)}
     assert len(texts) == 1  # one seed, one text, whatever the bad neighbours did
     assert rs[5].json()["choices"][0]["text"] != ""  # a temperature under 1e-5 samples the argmax
+
+
+def test_a_client_that_gives_up_on_a_plain_request_frees_its_slot(slow_url):
+    import time
+
+    body = {"prompt": "rain", "max_tokens": 60, "temperature": 0}
+    with pytest.raises(httpx.ReadTimeout):
+        httpx.post(f"{slow_url}/v1/completions", json=body, timeout=0.3)  # the client closes the connection
+    t0 = time.perf_counter()
+    while httpx.get(f"{slow_url}/health").json()["running"] and time.perf_counter() - t0 < 5:
+        time.sleep(0.02)
+    assert httpx.get(f"{slow_url}/health").json()["running"] == 0
+    assert time.perf_counter() - t0 < 0.6  # freed within a poll, not after the ~55 steps (1.1 s) left
+
+
+def test_invalid_unicode_and_bodies_answer_400_in_the_openai_shape(base_url):
+    auth = {"Authorization": f"Bearer {KEY}", "Content-Type": "application/json"}
+    lone = '{"prompt": "caf\\ud800", "max_tokens": 3}'  # JSON can carry a lone surrogate; Python text then holds it
+    r = httpx.post(f"{base_url}/v1/completions", content=lone.encode(), headers=auth)
+    assert r.status_code == 400 and "not valid Unicode" in r.json()["error"]["message"], r.text
+    chat = '{"messages": [{"role": "user", "content": "\\udfff"}], "max_tokens": 3}'
+    r = httpx.post(f"{base_url}/v1/chat/completions", content=chat.encode(), headers=auth)
+    assert r.status_code == 400 and r.json()["error"]["param"] == "messages", r.text
+    r = httpx.post(f"{base_url}/v1/completions", content=b'{"prompt": "\xff\xfe"}', headers=auth)
+    assert r.status_code == 400 and "error" in r.json() and "detail" not in r.json(), r.text
+
+
+def test_a_burst_into_an_idle_server_is_admitted_up_to_slots_plus_queue(slow_url):
+    """2 slots + 4 waiting: 6 of a burst of 12 are admitted (each runs 30 steps of 20 ms, longer than the burst
+    takes to arrive), the other 6 answered 503 at once."""
+
+    async def burst():
+        async with httpx.AsyncClient(base_url=slow_url, timeout=60) as c:
+            body = {"prompt": "rain", "max_tokens": 30, "temperature": 1.0}
+            return await asyncio.gather(*[c.post("/v1/completions", json=body) for _ in range(12)])
+
+    codes = [r.status_code for r in asyncio.run(burst())]
+    assert codes.count(200) == 6 and codes.count(503) == 6, codes

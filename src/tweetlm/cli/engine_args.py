@@ -16,11 +16,15 @@ def add_engine_args(p: argparse.ArgumentParser, max_batch: int | None = 8, threa
         help="weights as trained (float32), bfloat16, or int8 (weight-only; CPU only): see README "
         "'Serving speed' for the measured speed and bits-per-byte of each",
     )  # fmt: skip
-    p.add_argument("--threads", type=int, default=threads,
-                   help="PyTorch threads for the model (0: one per core; -1: one less than the cores)")  # fmt: skip
+    from tweetlm.cli.ads import POS_INT, _number
+
+    p.add_argument("--threads", type=_number(int, -1, False), default=threads,
+                   help=f"PyTorch threads for the model (0: one per core; -1: one less than the cores; default "
+                   f"{threads})")  # fmt: skip
     if max_batch is not None:
-        p.add_argument("--max-batch", type=int, default=max_batch, help="requests decoded together (KV-cache slots)")
-    p.add_argument("--max-context", type=int, default=None,
+        p.add_argument("--max-batch", type=POS_INT, default=max_batch,
+                       help=f"requests decoded together, KV-cache slots (default {max_batch})")  # fmt: skip
+    p.add_argument("--max-context", type=POS_INT, default=None,
                    help="tokens per slot, prompt + reply (default: the model's context, at most 2048)")  # fmt: skip
 
 

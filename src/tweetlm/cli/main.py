@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from tweetlm.cli.ads import NONNEG_INT, POS_INT, _number
 from tweetlm.cli.engine_args import add_engine_args
 
 RUN_EXAMPLES = """examples:
@@ -90,6 +91,14 @@ def _cmd_recipes(args: argparse.Namespace) -> int:
             extra = f", compared with {cfg.scratch_recipe} from scratch" if cfg.scratch_recipe else ""
             print(f"{name}: {shape}, seq {t.seq_len}, {t.max_steps} steps, device {t.device}{extra}")
     return 0
+
+
+def _port(text: str) -> int:
+    """An argparse ``type``: a TCP port number, 0..65535."""
+    port = _number(int, 0, False)(text)
+    if port > 65535:
+        raise argparse.ArgumentTypeError(f"must be a port number in 0..65535, got {text}")
+    return port
 
 
 def _cmd_generate(args: argparse.Namespace) -> int:
@@ -242,8 +251,8 @@ def _add_use_commands(sub) -> None:
     )
     g.add_argument("--checkpoint", required=True, help="checkpoint folder, or a run folder (uses its latest)")
     g.add_argument("--prompt", default="", help="beginning of the post (default: empty, a whole post)")
-    g.add_argument("-n", type=int, default=5, help="number of posts (continuously batched, --max-batch at once)")
-    g.add_argument("--max-tokens", type=int, default=64)
+    g.add_argument("-n", type=POS_INT, default=5, help="number of posts (continuously batched, --max-batch at once)")
+    g.add_argument("--max-tokens", type=POS_INT, default=64, help="new tokens per post at most")
     g.add_argument("--temperature", type=float, default=0.9)
     g.add_argument("--top-k", type=int, default=0)
     g.add_argument("--top-p", type=float, default=0.95)
@@ -266,13 +275,13 @@ def _add_use_commands(sub) -> None:
     )
     s.add_argument("--checkpoint", required=True, help="checkpoint folder, or a run folder (uses its latest)")
     s.add_argument("--host", default="127.0.0.1")
-    s.add_argument("--port", type=int, default=8000)
+    s.add_argument("--port", type=_port, default=8000, help="TCP port, 1-65535 (0: any free port)")
     s.add_argument("--model-name", default=None, help="model id reported by /v1/models (default: folder name)")
     s.add_argument("--api-key", action="append", help="accepted Bearer key (repeatable); none: no auth")
-    s.add_argument("--max-prompt-tokens", type=int, default=0, help="0: the model's context minus one")
-    s.add_argument("--max-tokens-limit", type=int, default=256, help="largest max_tokens a request may ask")
+    s.add_argument("--max-prompt-tokens", type=NONNEG_INT, default=0, help="0: the model's context minus one")
+    s.add_argument("--max-tokens-limit", type=POS_INT, default=256, help="largest max_tokens a request may ask")
     add_engine_args(s, threads=-1)
-    s.add_argument("--queue-size", type=int, default=32, help="requests waiting for a slot before 503")
+    s.add_argument("--queue-size", type=POS_INT, default=32, help="requests waiting for a slot before 503")
     s.add_argument(
         "--static-batching",
         action="store_true",

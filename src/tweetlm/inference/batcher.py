@@ -84,9 +84,11 @@ class Batcher:
             self._thread = None
 
     def submit(self, prompt: str | list[dict], params: SamplingParams) -> Job:
-        """Queue one request; raises ``QueueFull`` when ``queue_size`` requests already wait for a slot."""
+        """Queue one request; raises ``QueueFull`` when ``queue_size`` requests already wait beyond the free
+        slots (so a burst into an idle server is admitted up to ``max_batch + queue_size``)."""
         with self._cond:
-            if self.waiting >= self.queue_size:
+            free = self.max_batch - self.engine.num_running
+            if self.waiting - free >= self.queue_size:
                 raise QueueFull(f"{self.queue_size} requests are already waiting")
             job = Job(prompt, params)
             self._pending.append(job)

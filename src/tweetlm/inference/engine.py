@@ -259,6 +259,9 @@ class Engine:
         return cls(load_model(path, device), PostTokenizer.load(path / "tokenizer.json"), name, **kwargs)
 
     def encode_prompt(self, prompt: str) -> list[int]:
+        """``<|bos|>`` and the ids of ``prompt``; ``ValueError`` for text that is not valid Unicode (a lone
+        surrogate such as ``"\\ud800"``, which JSON can carry)."""
+        _check_unicode(prompt, "prompt")
         return [self.tok.bos_id, *self.tok.encode(prompt)]
 
     def chat(
@@ -653,6 +656,13 @@ class Engine:
                 r.on_done(r)
             except Exception:  # a failing listener must not fail the engine
                 pass
+
+
+def _check_unicode(text: str, what: str) -> None:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise ValueError(f"{what} is not valid Unicode (a lone surrogate at character {e.start})") from None
 
 
 def _apply_precision(model: torch.nn.Module, precision: str) -> torch.nn.Module:

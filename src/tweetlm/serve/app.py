@@ -31,6 +31,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, Field, StrictBool
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from tweetlm.inference.batcher import Batcher, QueueFull
 from tweetlm.inference.engine import Completion, Engine, SamplingParams
@@ -68,6 +69,24 @@ class APIError(Exception):
         super().__init__(message)
         self.status, self.message, self.type, self.code, self.param = status, message, type_, code, param
         self.headers = headers or {}
+
+
+class _KeyAuth:
+    """Pure ASGI middleware: ``/v1/`` paths need ``Authorization: Bearer <key>`` with one of ``keys``. (Not
+    Starlette's ``BaseHTTPMiddleware``, under which a handler never sees its client disconnect.)"""
+
+    def __init__(self, app, keys: set[str]) -> None:
+        self.app, self.keys = app, keys
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] == "http" and scope["path"].startswith("/v1/"):
+            header = dict(scope["headers"]).get(b"authorization", b"").decode("latin-1")
+            key = header[7:] if header.lower().startswith("bearer ") else ""
+            if key not in self.keys:
+                msg = "invalid or missing API key (send 'Authorization: Bearer <key>')"
+                await _error(401, msg, "invalid_request_error", "invalid_api_key")(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
 
 
 def _error(status: int, message: str, type_: str, code=None, param=None, headers=None) -> JSONResponse:
@@ -136,6 +155,11 @@ def create_app(engine: Engine, config: ServeConfig | None = None, search_index=N
     async def _api_error(request: Request, e: APIError):
         return _error(e.status, e.message, e.type, e.code, e.param, e.headers)
 
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, e: StarletteHTTPException):
+        kind = "invalid_request_error" if e.status_code < 500 else "server_error"
+        return _error(e.status_code, f"{e.detail}", kind, headers=getattr(e, "headers", None))
+
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, e: RequestValidationError):
         first = e.errors()[0]
@@ -149,19 +173,8 @@ def create_app(engine: Engine, config: ServeConfig | None = None, search_index=N
         loc = ".".join(str(x) for x in first["loc"] if x != "body")
         return _error(400, f"invalid request: {loc}: {first['msg']}", "invalid_request_error", param=loc or None)
 
-    @app.middleware("http")
-    async def _auth(request: Request, call_next):
-        if cfg.api_keys and request.url.path.startswith("/v1/"):
-            header = request.headers.get("authorization", "")
-            key = header[7:] if header.lower().startswith("bearer ") else ""
-            if key not in cfg.api_keys:
-                return _error(
-                    401,
-                    "invalid or missing API key (send 'Authorization: Bearer <key>')",
-                    "invalid_request_error",
-                    "invalid_api_key",
-                )
-        return await call_next(request)
+    if cfg.api_keys:
+        app.add_middleware(_KeyAuth, keys=set(cfg.api_keys))
 
     def params_of(req: _Common) -> SamplingParams:
         max_tokens = req.max_tokens or min(64, cfg.max_tokens_limit)
@@ -188,7 +201,10 @@ def create_app(engine: Engine, config: ServeConfig | None = None, search_index=N
         )
 
     def check_prompt(prompt: str) -> None:
-        n = len(engine.encode_prompt(prompt))
+        try:
+            n = len(engine.encode_prompt(prompt))
+        except ValueError as e:
+            raise APIError(400, str(e), param="prompt") from None
         if n > max_prompt:
             raise APIError(
                 400,

@@ -32,7 +32,7 @@ TWEETLM_CHAT_TEMPLATE = (
 
 def validate_messages(messages: list[dict]) -> list[dict]:
     """``[{"role", "content"}]`` as plain dicts. ``ValueError`` naming the message for a role outside ``ROLES``
-    or content that is not a string; an empty list is refused too."""
+    or content that is not a string or not valid Unicode; an empty list is refused too."""
     if not messages:
         raise ValueError("messages is empty: send at least one message")
     out = []
@@ -42,6 +42,10 @@ def validate_messages(messages: list[dict]) -> list[dict]:
             raise ValueError(f"messages[{i}].role must be one of {', '.join(ROLES)}, got {role!r}")
         if not isinstance(content, str):
             raise ValueError(f"messages[{i}].content must be a string")
+        try:
+            content.encode("utf-8")
+        except UnicodeEncodeError as e:
+            raise ValueError(f"messages[{i}].content is not valid Unicode (a lone surrogate at {e.start})") from None
         out.append({"role": role, "content": content})
     return out
 
