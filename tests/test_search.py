@@ -428,6 +428,11 @@ def test_http_search_and_ask_validate_input(ask_setup):
         greedy = SamplingParams(max_tokens=40, temperature=0.0)
         assert res.raw == engine.chat([[{"role": "user", "content": prompt}]], greedy)[0].text
         assert set(res.cited) <= {"111", "222"} and not set(res.removed) & set(res.cited)
+        # an endpoint that answers an error, or none at all, is a message, not a traceback (issue 17)
+        with pytest.raises(RuntimeError, match="answered HTTP 404.*does not exist"):
+            OpenAIGenerator(f"{url}/v1", model="nope", max_tokens=5)("hi")
+        with pytest.raises(RuntimeError, match="cannot reach http://127.0.0.1:9/v1"):
+            OpenAIGenerator("http://127.0.0.1:9/v1", max_tokens=5, timeout_s=2)("hi")
         assert c.post("/v1/ask", json={"question": "", "k": 2}).status_code == 400
         assert c.post("/v1/ask", json={"question": "luggage", "max_tokens": 1000}).status_code == 400
         assert c.post("/v1/ask", json={"question": "luggage", "since": "2016-01-01"}).status_code == 400  # no posts

@@ -224,3 +224,27 @@ def test_a_burst_into_an_idle_server_is_admitted_up_to_slots_plus_queue(slow_url
 
     codes = [r.status_code for r in asyncio.run(burst())]
     assert codes.count(200) == 6 and codes.count(503) == 6, codes
+
+
+def test_body_limit_unknown_model_unsupported_fields_and_no_cdn_docs(base_url):
+    """Issue 17: no request body limit (a 10 MB prompt stalled the server), unknown model names and ``tools``
+    silently accepted, and /docs loading its page from a CDN without a key."""
+    import time
+
+    auth = {"Authorization": f"Bearer {KEY}"}
+    t0 = time.perf_counter()
+    r = httpx.post(f"{base_url}/v1/completions", json={"prompt": "x" * 10_000_000}, headers=auth, timeout=30)
+    assert r.status_code == 413 and r.json()["error"]["code"] == "body_too_large"
+    assert time.perf_counter() - t0 < 5
+    r = httpx.post(f"{base_url}/v1/completions", json={"prompt": "rain", "model": "gpt-4o"}, headers=auth)
+    assert r.status_code == 404 and r.json()["error"]["code"] == "model_not_found" and "tiny" in r.text
+    tools = [{"type": "function", "function": {"name": "f", "parameters": {}}}]
+    r = httpx.post(f"{base_url}/v1/chat/completions", headers=auth,
+                   json={"messages": [{"role": "user", "content": "hi"}], "tools": tools})  # fmt: skip
+    assert r.status_code == 400 and r.json()["error"]["param"] == "tools"
+    r = httpx.post(f"{base_url}/v1/completions", json={"prompt": "rain", "logprobs": 2}, headers=auth)
+    assert r.status_code == 400 and r.json()["error"]["param"] == "logprobs"
+    assert httpx.get(f"{base_url}/docs").status_code == 404 and httpx.get(f"{base_url}/openapi.json").status_code == 200
+    ok = httpx.post(f"{base_url}/v1/completions", json={"prompt": "rain", "model": "tiny", "max_tokens": 3},
+                    headers=auth)  # fmt: skip
+    assert ok.status_code == 200

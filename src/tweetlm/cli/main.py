@@ -136,6 +136,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         max_batch=args.max_batch,
         queue_size=args.queue_size,
         continuous=not args.static_batching,
+        max_body_bytes=args.max_body_bytes,
     )
     index = None
     if args.search_index:
@@ -281,6 +282,7 @@ def _add_use_commands(sub) -> None:
     s.add_argument("--max-prompt-tokens", type=NONNEG_INT, default=0, help="0: the model's context minus one")
     s.add_argument("--max-tokens-limit", type=POS_INT, default=256, help="largest max_tokens a request may ask")
     add_engine_args(s, threads=-1)
+    s.add_argument("--max-body-bytes", type=POS_INT, default=1 << 20, help="larger request bodies get 413")
     s.add_argument("--queue-size", type=POS_INT, default=32, help="requests waiting for a slot before 503")
     s.add_argument(
         "--static-batching",

@@ -187,12 +187,27 @@ class OpenAIGenerator:
         self.temperature = temperature
 
     def __call__(self, prompt: str) -> str:
-        if self.model is None:
-            self.model = self.client.models.list().data[0].id
-        r = self.client.chat.completions.create(
-            model=self.model,
-            messages=[{"role": "user", "content": prompt}],
-            max_tokens=self.max_tokens,
-            temperature=self.temperature,
-        )
+        """The model's answer to ``prompt``. Raises ``RuntimeError`` naming the endpoint and what it answered when
+        it cannot be reached or answers an error (no traceback for the user)."""
+        import openai
+
+        base = str(self.client.base_url)
+        try:
+            if self.model is None:
+                models = self.client.models.list().data
+                if not models:
+                    raise RuntimeError(f"{base} lists no models: pass --llm-model")
+                self.model = models[0].id
+            r = self.client.chat.completions.create(
+                model=self.model,
+                messages=[{"role": "user", "content": prompt}],
+                max_tokens=self.max_tokens,
+                temperature=self.temperature,
+            )
+        except openai.APIStatusError as e:
+            raise RuntimeError(f"{base} answered HTTP {e.status_code}: {e.message}") from None
+        except openai.APIConnectionError as e:
+            raise RuntimeError(f"cannot reach {base}: {e.__cause__ or e}") from None
+        except openai.APIError as e:
+            raise RuntimeError(f"{base} failed: {e}") from None
         return r.choices[0].message.content or ""

@@ -25,7 +25,7 @@ import time
 import uuid
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -46,6 +46,7 @@ class ServeConfig:
     max_batch: requests generated together (the engine's slots; continuous batching).
     queue_size: requests that may wait for a slot; one more gets 503.
     continuous: continuous batching (False: static batches, kept only to measure against).
+    max_body_bytes: largest request body; a larger one answers 413.
     """
 
     api_keys: list[str] = field(default_factory=list)
@@ -54,6 +55,7 @@ class ServeConfig:
     max_batch: int = 8
     queue_size: int = 32
     continuous: bool = True
+    max_body_bytes: int = 1 << 20
 
 
 class APIError(Exception):
@@ -69,6 +71,43 @@ class APIError(Exception):
         super().__init__(message)
         self.status, self.message, self.type, self.code, self.param = status, message, type_, code, param
         self.headers = headers or {}
+
+
+class _BodyLimit:
+    """Pure ASGI middleware: a request body over ``limit`` bytes answers 413 before it is read whole (by its
+    ``Content-Length``, or as it streams in)."""
+
+    def __init__(self, app, limit: int) -> None:
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        msg = f"request body over {self.limit:,} bytes (this server's --max-body-bytes)"
+        length = dict(scope["headers"]).get(b"content-length")
+        if length is not None and length.isdigit() and int(length) > self.limit:
+            await _error(413, msg, "invalid_request_error", "body_too_large")(scope, receive, send)
+            return
+        seen = 0
+
+        async def limited():
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.limit:
+                    raise _TooLarge(msg)
+            return message
+
+        try:
+            await self.app(scope, limited, send)
+        except _TooLarge as e:
+            await _error(413, str(e), "invalid_request_error", "body_too_large")(scope, receive, send)
+
+
+class _TooLarge(Exception):
+    pass
 
 
 class _KeyAuth:
@@ -106,6 +145,21 @@ class _Common(BaseModel):
     stream: bool = False
     n: int = Field(default=1, ge=1, le=1)
     tweet_mode: bool = False
+    # OpenAI fields this server does not implement: refused by name rather than silently ignored
+    tools: Any = None
+    tool_choice: Any = None
+    functions: Any = None
+    function_call: Any = None
+    response_format: Any = None
+    logprobs: Any = None
+    top_logprobs: Any = None
+
+    def unsupported(self) -> str | None:
+        """The first field set that this server does not implement, or None."""
+        for name in ("tools", "tool_choice", "functions", "function_call", "response_format", "top_logprobs"):
+            if getattr(self, name) is not None:
+                return name
+        return "logprobs" if self.logprobs not in (None, False, 0) else None
 
 
 class CompletionRequest(_Common):
@@ -148,7 +202,8 @@ def create_app(engine: Engine, config: ServeConfig | None = None, search_index=N
         yield
         await batcher.stop()
 
-    app = FastAPI(title="tweetlm", version="0.1.0", lifespan=lifespan)
+    # no /docs or /redoc: their pages load scripts from a CDN (nothing offline); /openapi.json stays, open
+    app = FastAPI(title="tweetlm", version="0.1.0", lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.batcher = batcher
 
     @app.exception_handler(APIError)
@@ -175,8 +230,15 @@ def create_app(engine: Engine, config: ServeConfig | None = None, search_index=N
 
     if cfg.api_keys:
         app.add_middleware(_KeyAuth, keys=set(cfg.api_keys))
+    app.add_middleware(_BodyLimit, limit=cfg.max_body_bytes)
 
     def params_of(req: _Common) -> SamplingParams:
+        if req.model is not None and req.model != engine.model_name:
+            msg = f"the model {req.model!r} does not exist here; this server serves {engine.model_name!r}"
+            raise APIError(404, msg + " (GET /v1/models)", param="model", code="model_not_found")
+        field = req.unsupported()
+        if field is not None:
+            raise APIError(400, f"{field} is not supported by this server", param=field, code="unsupported_parameter")
         max_tokens = req.max_tokens or min(64, cfg.max_tokens_limit)
         if max_tokens > cfg.max_tokens_limit:
             raise APIError(
@@ -288,7 +350,7 @@ def create_app(engine: Engine, config: ServeConfig | None = None, search_index=N
         if len(prompts) != 1:
             raise APIError(400, "send one prompt per request (batching happens on the server)", param="prompt")
         prompt = prompts[0]
-        check_prompt(prompt)
+        await asyncio.to_thread(check_prompt, prompt)  # tokenizing a long prompt must not stall the event loop
         params = params_of(req)
         job = submit(prompt, params)
         rid, created = f"cmpl-{uuid.uuid4().hex[:24]}", int(time.time())
@@ -344,8 +406,8 @@ def create_app(engine: Engine, config: ServeConfig | None = None, search_index=N
                 raise APIError(400, "grounded answers are not streamed: send stream=false", param="stream")
             messages, hits = await _ground(messages, req.search_k, params)
         try:
-            fitted, _ = engine.chat_format.fit_messages(
-                messages, min(max_prompt, engine.chat_prompt_limit(params.max_tokens))
+            fitted, _ = await asyncio.to_thread(
+                engine.chat_format.fit_messages, messages, min(max_prompt, engine.chat_prompt_limit(params.max_tokens))
             )
         except ValueError as e:
             raise APIError(400, str(e), param="messages", code="context_length_exceeded") from None
