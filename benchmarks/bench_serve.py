@@ -11,9 +11,12 @@ then the default continuous batching) and sends each the same open-loop load wit
 ``max_tokens`` drawn from ``--lengths`` and its own seed, so both servers generate exactly the same tokens. Latency
 = arrival to the last byte of the answer; requests/s = completed requests over the time from the first arrival to
 the last answer. ``--repeats`` runs with different arrival seeds; medians are reported (static batching's numbers
-swing with which requests happen to share a batch). Then a burst of ``--burst`` simultaneous requests against the
-continuous server, more than it admits (``max_batch + queue_size``): the rest must be answered 503 at once (never
-hang). Only 127.0.0.1 is ever contacted. Prints one JSON line last.
+swing with which requests happen to share a batch). A hostile mix replays the first schedule on the continuous
+server with ``--hostile-share`` of its requests replaced by invalid ones (bad fields, bad JSON, bad UTF-8, an
+oversized body): every valid one must still answer 200 (their p99 is reported), every invalid one 4xx. Then a burst
+of ``--burst`` simultaneous requests against the continuous server, more than it admits (``max_batch +
+queue_size``): the rest must be answered 503 at once (never hang). Only 127.0.0.1 is ever contacted. Prints one
+JSON line last.
 """
 
 from __future__ import annotations
@@ -79,9 +82,16 @@ async def _poisson_load(url: str, schedule: list[tuple[float, dict]]) -> dict:
     t0 = time.perf_counter()
     done_at: list[float] = []
 
+    bad_codes: dict[int, int] = {}
+
     async def one(c: httpx.AsyncClient, at: float, body: dict):
         await asyncio.sleep(max(0.0, at - (time.perf_counter() - t0)))
         start = time.perf_counter()
+        if "__bad__" in body:  # a hostile request: its answer is counted apart
+            kw = {"content": body["__bad__"]} if isinstance(body["__bad__"], bytes) else {"json": body["__bad__"]}
+            r = await c.post("/v1/completions", headers={"Content-Type": "application/json"}, **kw)
+            bad_codes[r.status_code] = bad_codes.get(r.status_code, 0) + 1
+            return
         r = await c.post("/v1/completions", json=body)
         codes[r.status_code] = codes.get(r.status_code, 0) + 1
         if r.status_code == 200:
@@ -95,7 +105,9 @@ async def _poisson_load(url: str, schedule: list[tuple[float, dict]]) -> dict:
         t0 = time.perf_counter()
         await asyncio.gather(*[one(c, at, body) for at, body in schedule])
     span = max(done_at) - schedule[0][0] if done_at else float("nan")
+    extra = {"invalid_requests": sum(bad_codes.values()), "invalid_codes": bad_codes} if bad_codes else {}
     return {
+        **extra,
         "completed": len(lat),
         "errors": sum(n for c, n in codes.items() if c != 200),
         "requests_per_s": round(len(lat) / span, 3),
@@ -121,6 +133,38 @@ async def _burst(url: str, n: int, body: dict) -> dict:
     }
 
 
+HOSTILE = [
+    {"prompt": "x", "seed": 2**70},
+    {"prompt": "x", "stop": ""},
+    {"prompt": "x", "repetition_penalty": 1e-300},
+    {"prompt": "x", "temperature": -1},
+    {"prompt": "x", "max_tokens": 10**9},
+    {"prompt": "x", "model": "gpt-4o"},
+    {"prompt": "x", "tools": [{"type": "function"}]},
+    b'{"prompt": "caf\\ud800"}',  # a lone surrogate
+    b'{"prompt": "x",',  # invalid JSON
+    b'{"prompt": "\xff\xfe"}',  # not UTF-8
+    {"prompt": "x" * 2_000_000},  # over the body limit
+]
+
+
+def _hostile(args, prompts: list[str]) -> list[tuple[float, dict]]:
+    """A Poisson schedule like the main one, long enough that every kind of ``HOSTILE`` request comes once, with
+    every ``1 / --hostile-share``-th request replaced by the next invalid one."""
+    rng = random.Random(args.seed)
+    every = max(1, round(1 / args.hostile_share))
+    n = max(args.requests, every * len(HOSTILE))
+    at, out = 0.0, []
+    for i in range(n):
+        at += rng.expovariate(args.rate)
+        if i % every == every - 1:
+            out.append((at, {"__bad__": HOSTILE[(i // every) % len(HOSTILE)]}))
+        else:
+            out.append((at, {"prompt": rng.choice(prompts), "max_tokens": rng.choice(args.lengths),
+                             "temperature": 0.9, "seed": i}))  # fmt: skip
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--checkpoint", default="runs/demo")
@@ -135,6 +179,7 @@ def main() -> None:
     ap.add_argument("--queue-size", type=int, default=64)
     ap.add_argument("--burst", type=int, default=96)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--hostile-share", type=float, default=0.1, help="share of invalid requests in the hostile mix")
     ap.add_argument("--repeats", type=int, default=3, help="runs with different arrival seeds (medians reported)")
     args = ap.parse_args()
 
@@ -161,6 +206,8 @@ def main() -> None:
                 run[name] = asyncio.run(_poisson_load(url, schedule))
                 print(f"run {rep} {name}: {run[name]}", flush=True)
                 if name == "continuous" and rep == 0:
+                    rows["hostile"] = asyncio.run(_poisson_load(url, _hostile(args, prompts)))
+                    print(f"hostile mix: {rows['hostile']}", flush=True)
                     body = {"prompt": "Monday morning", "max_tokens": 16, "temperature": 0.9, "seed": 1}
                     rows["burst"] = asyncio.run(_burst(url, args.burst, body))
                     print(f"burst: {rows['burst']}", flush=True)
@@ -185,6 +232,7 @@ def main() -> None:
         "repeats": args.repeats,
         "requests_per_s_ratio_median": med([r["requests_per_s_ratio"] for r in runs]),
         "p95_ratio_median": med([r["p95_ratio"] for r in runs]),
+        "hostile_mix": rows["hostile"],
         "per_run": runs,
         **rows["burst"],
         "burst_admitted_capacity": args.max_batch + args.queue_size,
