@@ -78,12 +78,15 @@ def test_csv_bad_row_is_quarantined_and_ids_stay_exact(tmp_path):
         encoding="utf-8",
     )
     posts, ledger = _read([f])
-    assert [p.id for p in posts] == ["1095366917216145409", "3", "posts:all:3"]
+    assert [p.id for p in posts] == ["1095366917216145409", "3"]  # a mangled id is refused, never made up
     assert posts[0].created_at == "2008-08-27T13:08:45Z"
     assert posts[1].text == 'a "quoted", multi\nline post'
-    assert [(q.file, q.record, q.reason) for q in ledger.quarantine_log] == [(str(f), 1, "wrong_field_count")]
+    assert [(q.file, q.record, q.reason) for q in ledger.quarantine_log] == [
+        (str(f), 1, "wrong_field_count"),
+        (str(f), 3, "bad_id"),
+    ]
     c = ledger.sources["posts"]
-    assert (c.records_in, c.quarantined, c.kept) == (4, 1, 3)
+    assert (c.records_in, c.quarantined, c.kept) == (4, 2, 2)
     _assert_equation(ledger, posts)
 
 

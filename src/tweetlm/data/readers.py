@@ -4,9 +4,9 @@
 (file name, header row, first bytes), and yields Posts. For every raw record a reader calls ``ledger.seen``
 once, then either yields a Post or calls ``ledger.quarantine`` with a short snake_case reason
 (``invalid_utf8``, ``invalid_json``, ``not_an_object``, ``missing_text``, ``wrong_field_count``,
-``missing_label``, ``invalid_thread``). Readers never drop for cleaning reasons (empty text, duplicates across
-sources, language): that is ``data.clean``'s job. The one drop made here is within a file: TweetQA repeats a
-tweet once per question, and repeats are dropped as ``same_tweet_as_earlier_question``.
+``unterminated_quote``, ``missing_label``, ``invalid_thread``). Readers never drop for cleaning reasons (empty
+text, duplicates across sources, language): that is ``data.clean``'s job. The one drop made here is within a
+file: TweetQA repeats a tweet once per question, and repeats are dropped as ``same_tweet_as_earlier_question``.
 
 Text repair happens here only where the damage is part of a file format (see ARCHITECTURE.md "Formats"):
 
@@ -33,7 +33,8 @@ Platform formats (X API v1.1 and v2, the X archive, Bluesky, Mastodon, Parquet, 
 are parsed by ``data.formats``; the ``jsonl``/``json``/``parquet``/``csv``/``x_archive`` readers here find the
 files and hand each record to it. Those readers also drop ``duplicate_id``, ``superseded_by_edit``,
 ``deleted``, ``delete_event``, ``not_a_post`` and the archive's note records, and quarantine ``missing_id``,
-``truncated``, ``api_error`` and ``no_posts_in_zip`` (see ``data.formats.base``).
+``bad_id``, ``bad_created_at``, ``truncated``, ``api_error``, ``no_posts_in_zip`` and ``unsafe_path`` (a zip
+member named to leave the archive, never read; see ``data.formats.base``).
 
 For the shared research corpora, HTML entities (``&amp;``), ``RT @user:`` prefixes, trailing spaces and every
 other oddity are left for ``data.clean``. Readers do not split, de-duplicate or filter by language.
@@ -540,17 +541,58 @@ def _prov(info: _FileInfo, record: int, reader: str) -> Provenance:
     return Provenance(file=info.display, record=record, reader=reader)
 
 
+class _LineFeed:
+    """The physical lines of a text from ``start`` on, counting how many a ``csv.reader`` has taken
+    (``next``: the index of the next line), so a record can be mapped back to the lines it spans."""
+
+    def __init__(self, lines: list[str], start: int) -> None:
+        self.lines, self.next = lines, start
+
+    def __iter__(self) -> _LineFeed:
+        return self
+
+    def __next__(self) -> str:
+        if self.next >= len(self.lines):
+            raise StopIteration
+        self.next += 1
+        return self.lines[self.next - 1]
+
+
+def _quote_runs_on(lines: list[str]) -> bool:
+    """True when the lines of one multi-line CSV record are not one well-formed record: a quote opened and
+    never closed (strict parsing reaches the end inside it), or closed by a quote of a later row so that text
+    follows a closing quote. A well-formed quoted field with line breaks parses strictly as one record."""
+    try:
+        return len(list(csv.reader(lines, strict=True))) != 1
+    except csv.Error:
+        return True
+
+
 def _csv_records(info: _FileInfo, text: str, ledger: Ledger, source: str) -> Iterator[tuple[int, list[str], list[str]]]:
     """(record number, header, row) for each data row; blank lines are not records. Rows whose field count
-    differs from the header's are quarantined as ``wrong_field_count``."""
-    reader = csv.reader(io.StringIO(text, newline=""))
+    differs from the header's are quarantined as ``wrong_field_count``. A record that spans several lines but
+    does not parse strictly (an unterminated quote swallowing the rows after it) is quarantined as
+    ``unterminated_quote`` with its first line only, and reading resumes at the next line, so the rows it
+    swallowed are read as rows."""
+    lines = io.StringIO(text, newline="").readlines()
+    feed = _LineFeed(lines, 0)
+    reader = csv.reader(feed)
     try:
         header = [h.strip() for h in next(reader, [])]
         record = 0
-        for row in reader:
+        while True:
+            first = feed.next
+            row = next(reader, None)
+            if row is None:
+                break
             if not row:
                 continue
-            if len(row) != len(header):
+            if feed.next - first > 1 and _quote_runs_on(lines[first : feed.next]):
+                ledger.seen(source)
+                ledger.quarantine(source, info.display, record, "unterminated_quote", lines[first].rstrip("\r\n")[:150])
+                feed = _LineFeed(lines, first + 1)
+                reader = csv.reader(feed)
+            elif len(row) != len(header):
                 ledger.seen(source)
                 ledger.quarantine(
                     source,
@@ -563,7 +605,7 @@ def _csv_records(info: _FileInfo, text: str, ledger: Ledger, source: str) -> Ite
                 yield record, header, row
             record += 1
     except csv.Error as e:
-        raise ValueError(f"{info.display}: malformed CSV near line {reader.line_num}: {e}") from e
+        raise ValueError(f"{info.display}: malformed CSV near line {feed.next}: {e}") from e
 
 
 def _utf8_csv_rows(info: _FileInfo, ledger: Ledger, source: str) -> Iterator[tuple[int, list[str], list[str]]]:
@@ -1159,6 +1201,14 @@ def _read_zip_without_posts(info: _FileInfo, ledger: Ledger) -> Iterator[Post]:
     return finish(em, ledger)
 
 
+def _read_unsafe_zip_member(info: _FileInfo, ledger: Ledger) -> Iterator[Post]:
+    """A zip member whose name leaves the archive (``../../x.jsonl``, ``/etc/x``): one quarantined record
+    (``unsafe_path``), counted under the zip's source; the member is never opened."""
+    em = Emitter(source="/".join(info.rel), file=info.display, reader="zip")
+    em.quarantine(0, "unsafe_path", f"zip member name {info.member!r} points outside the archive")
+    return finish(em, ledger)
+
+
 def _text_column(header: list[str], columns: ColumnMap | None = None) -> str | None:
     low = {h.lower(): h for h in header}
     candidates = columns.columns_for("text", csv=True) if columns else ("text", "tweet")
@@ -1237,6 +1287,7 @@ _METADATA_NAMES = frozenset(
 _METADATA_SUFFIXES = (".md", ".bib", ".pdf", ".py", ".ipynb", ".sh")
 _WORD_LISTS = frozenset({"abusive.csv", "new_kamusalay.csv"})  # lexicons shipped beside re_dataset.csv
 _ZIP_READER = _Reader("zip_without_posts", lambda info: False, _read_zip_without_posts)
+_UNSAFE_MEMBER_READER = _Reader("zip_unsafe_member", lambda info: False, _read_unsafe_zip_member)
 
 
 def _is_metadata(path: Path) -> bool:
@@ -1296,10 +1347,15 @@ def _match(info: _FileInfo, plan: list, unmatched: list[str], skipped: list[str]
 
 def _plan_zip(f: Path, rel: tuple[str, ...], columns: ColumnMap, plan: list, unmatched: list, skipped: list) -> None:
     """Plan every member of a zip as a file of its own; a zip where none holds posts is planned as one
-    quarantined record (``no_posts_in_zip``), so a run over several inputs goes on and says so."""
+    quarantined record (``no_posts_in_zip``), so a run over several inputs goes on and says so. A member whose
+    name leaves the archive is planned as one quarantined record (``unsafe_path``) and never read."""
     before = len(plan)
     base = rel[:-1] + (PurePosixPath(f.name).stem,)
     for member in compressed.zip_members(f):
+        if compressed.unsafe_member(member):
+            unsafe = _FileInfo(path=f, display=f"{f}/{member}", rel=base, head=b"", member=member, columns=columns)
+            plan.append((unsafe, _UNSAFE_MEMBER_READER))
+            continue
         name = PurePosixPath(member).name.lower()
         if name.startswith(".") or name in _METADATA_NAMES or name.startswith("readme") or name.endswith(".md"):
             skipped.append(f"{f}/{member}")

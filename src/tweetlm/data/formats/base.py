@@ -22,11 +22,13 @@ retweet and its original) share its number. A file is held in memory while it is
 
 from __future__ import annotations
 
+import functools
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from typing import TypeVar
 
 from tweetlm.data.formats.entities import entity_lists
 from tweetlm.data.ledger import Ledger
@@ -37,27 +39,73 @@ SNOWFLAKE_EPOCH_MS = 1288834974657
 """X (Twitter) snowflake ids hold ``(ms since this epoch) << 22`` (X developer docs, "Twitter IDs")."""
 
 
+_NOT_IDS = frozenset({"nan", "inf", "infinity", "true", "false"})  # as text: a spreadsheet or pandas wrote them
+
+
+class FieldError(ValueError):
+    """A field that is present but cannot be used (an id that is a float, a date outside the range Python's
+    ``datetime`` holds). The record is quarantined as ``bad_<field>`` (see ``quarantines_bad_fields``)."""
+
+    def __init__(self, field: str, value: object) -> None:
+        super().__init__(f"bad {field}: {value!r}")
+        self.field = field
+        self.value = value
+
+
+_Parse = TypeVar("_Parse", bound=Callable[..., object])
+
+
+def quarantines_bad_fields(parse: _Parse) -> _Parse:
+    """Wrap a ``parse(obj, em, record, ...)`` function that emits one post: a ``FieldError`` raised while it
+    reads ``obj`` quarantines ``obj`` as ``bad_<field>`` and the function returns ``None``. Posts it emitted
+    before (a retweet's original) stay; the rest of the file is read."""
+
+    @functools.wraps(parse)
+    def wrapper(obj: object, em: Emitter, record: int, *args: object, **kwargs: object) -> object:
+        try:
+            return parse(obj, em, record, *args, **kwargs)
+        except FieldError as e:
+            em.quarantine(record, f"bad_{e.field}", obj)
+            return None
+
+    return wrapper  # type: ignore[return-value]
+
+
 def id_or_none(value: object) -> str | None:
-    """A usable post id as a string, or ``None``. Ints become strings; floats and spreadsheet-mangled ids
-    (``7.02608E+17``) are refused: their digits are already lost."""
+    """A usable post id as a string, or ``None``. Ints become strings; floats, booleans, ``NaN``/``inf`` and
+    spreadsheet-mangled ids (``7.02608E+17``, ``1.5``) are refused: they are not ids, or their digits are
+    already lost."""
     if isinstance(value, bool) or value is None:
         return None
     if isinstance(value, int):
         return str(value)
     if isinstance(value, str):
         s = value.strip()
-        if not s or _SCI_FLOAT.match(s):
+        if not s or _SCI_FLOAT.match(s) or s.lower().lstrip("+-") in _NOT_IDS:
             return None
         return s
     return None
 
 
+def is_missing(value: object) -> bool:
+    """No value at all: ``None`` or a blank string (an id that is present but refused is not missing)."""
+    return value is None or (isinstance(value, str) and not value.strip())
+
+
 def iso_utc(value: object) -> str | None:
     """``YYYY-MM-DDTHH:MM:SSZ`` from ISO 8601 (naive means UTC; fractions dropped), the X API v1.1 form
     ``Wed Aug 27 13:08:45 +0000 2008``, a ``datetime`` (Parquet timestamps), or epoch seconds/milliseconds as a
-    number; ``None`` if unparseable."""
+    number; ``None`` if unparseable.
+
+    Raises:
+        FieldError: (``field="created_at"``) a date that parses but is outside what ``datetime`` holds once
+            moved to UTC (``0001-01-01T00:00:00+14:00`` is in year 0).
+    """
     if isinstance(value, datetime):
-        dt = value.astimezone(timezone.utc).replace(tzinfo=None) if value.tzinfo else value
+        try:
+            dt = value.astimezone(timezone.utc).replace(tzinfo=None) if value.tzinfo else value
+        except OverflowError as e:
+            raise FieldError("created_at", value) from e
         return dt.strftime("%Y-%m-%dT%H:%M:%SZ")
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         seconds = value / 1000 if value > 1e11 else value
@@ -76,7 +124,10 @@ def iso_utc(value: object) -> str | None:
         except ValueError:
             continue
         if dt.tzinfo is not None:
-            dt = dt.astimezone(timezone.utc).replace(tzinfo=None)
+            try:
+                dt = dt.astimezone(timezone.utc).replace(tzinfo=None)
+            except OverflowError as e:
+                raise FieldError("created_at", value) from e
         return dt.strftime("%Y-%m-%dT%H:%M:%SZ")
     return None
 

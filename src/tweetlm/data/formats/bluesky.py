@@ -21,7 +21,7 @@ reposts as records) and identity/account events are dropped as ``not_a_post``.
 
 from __future__ import annotations
 
-from tweetlm.data.formats.base import Emitter, iso_utc
+from tweetlm.data.formats.base import Emitter, iso_utc, quarantines_bad_fields
 from tweetlm.data.formats.entities import Span, assemble, byte_to_code_point
 
 READER = "bluesky"
@@ -77,6 +77,7 @@ def _ref_uri(ref: object) -> str | None:
     return ref.get("uri") if isinstance(ref, dict) and isinstance(ref.get("uri"), str) else None
 
 
+@quarantines_bad_fields
 def parse_record(
     rec: dict, em: Emitter, record: int, uri: str | None, author: str | None = None, kind: str | None = None
 ) -> str | None:
@@ -115,6 +116,7 @@ def _parse_view(view: dict, em: Emitter, record: int) -> str | None:
     return parse_record(rec, em, record, _ref_uri(view), author.get("did"))
 
 
+@quarantines_bad_fields
 def parse(obj: dict, em: Emitter, record: int) -> None:
     """Emit every record of one Bluesky JSON value (see the module docstring for the shapes)."""
     if isinstance(obj.get("feed"), list) or isinstance(obj.get("records"), list):

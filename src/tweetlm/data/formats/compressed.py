@@ -126,8 +126,16 @@ def read_head(path: Path, member: str | None, n: int) -> bytes:
         return b""
 
 
+def unsafe_member(name: str) -> bool:
+    """A zip member name that points outside the archive's folder if extracted (``../x``, ``/etc/x``,
+    ``C:/x``, ``..\\x``): a zip-slip name (CWE-22). Such members are never read; readers count them."""
+    parts = name.replace("\\", "/").split("/")
+    return name.startswith(("/", "\\")) or ".." in parts or (len(name) > 1 and name[1] == ":")
+
+
 def zip_members(path: Path) -> list[str]:
-    """File members of a zip, in archive order (folders and macOS ``__MACOSX`` metadata left out).
+    """File members of a zip, in archive order (folders, hidden files and macOS ``__MACOSX`` metadata left
+    out; members with an ``unsafe_member`` name are listed, for the caller to refuse and count).
 
     Raises:
         ValueError: the file is not a readable zip.
@@ -137,7 +145,9 @@ def zip_members(path: Path) -> list[str]:
             return [
                 i.filename
                 for i in zf.infolist()
-                if not i.is_dir() and not i.filename.startswith("__MACOSX/") and "/." not in "/" + i.filename
+                if not i.is_dir()
+                and not i.filename.startswith("__MACOSX/")
+                and ("/." not in "/" + i.filename or unsafe_member(i.filename))
             ]
     except (OSError, zipfile.BadZipFile) as e:
         raise ValueError(f"{path} is not a readable zip file ({e})") from e

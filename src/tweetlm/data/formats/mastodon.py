@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from html.parser import HTMLParser
 
-from tweetlm.data.formats.base import Emitter, id_or_none, iso_utc
+from tweetlm.data.formats.base import Emitter, FieldError, id_or_none, iso_utc, quarantines_bad_fields
 from tweetlm.data.formats.entities import Span, assemble
 
 READER = "mastodon"
@@ -93,6 +93,7 @@ def html_to_text(content: str, mention_urls: dict[str, str] | None = None) -> tu
     return assemble(text, p.spans, escaped=False)
 
 
+@quarantines_bad_fields
 def parse_status(st: dict, em: Emitter, record: int) -> str | None:
     """Emit one status (and the status it boosts); returns its id, or ``None`` when quarantined."""
     post_id = id_or_none(st.get("id")) or id_or_none(st.get("uri"))
@@ -149,6 +150,11 @@ def parse_outbox(obj: dict, em: Emitter, record: int) -> None:
         elif id_or_none(note.get("id")) is None:
             em.quarantine(record, "missing_id", item)
         else:
+            try:
+                created_at = iso_utc(note.get("published"))
+            except FieldError as e:
+                em.quarantine(record, f"bad_{e.field}", item)
+                continue
             mentions = {
                 t["href"]: t.get("name", "").lstrip("@")
                 for t in note.get("tag") or []
@@ -164,7 +170,7 @@ def parse_outbox(obj: dict, em: Emitter, record: int) -> None:
                 entities=entities,
                 kind="reply" if reply else "post",
                 reply_to_id=reply,
-                created_at=iso_utc(note.get("published")),
+                created_at=created_at,
                 author_id=id_or_none(note.get("attributedTo")),
                 lang=lang,
                 reader=READER,

@@ -22,6 +22,8 @@ def parse_value(value: object, em: Emitter, record: int, columns: tabular.Column
         x_v1.parse_tweet(value["tweet"], em, record, "x_archive")
     elif x_v2.is_page(value):
         x_v2.parse_page(value, em, record)
+    elif x_v1.is_search_response(value):
+        x_v1.parse_search_response(value, em, record)
     elif x_v1.is_notice(value):
         x_v1.parse_notice(value, em, record)
     elif x_v1.is_activity(value):

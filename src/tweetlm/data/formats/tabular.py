@@ -9,8 +9,10 @@ dataset labels; a field may be mapped once. A mapped text column that a record l
 ``missing_mapped_text_column:<column>``; a mapped ``id`` or ``created_at`` column that a record lacks, or a mapped
 ``created_at`` that holds no dates, gives a ``UserWarning`` naming the column (the field is left empty).
 
-Parquet is read with ``pyarrow`` in record batches; ids stored as integers become strings, floats are refused
-(their digits are lost) and the record gets a ``<source>:<split or all>:<record>`` id instead. Entities of
+Parquet is read with ``pyarrow`` in record batches; ids stored as integers become strings. A record without an
+id gets a ``<source>:<split or all>:<record>`` id; a record whose id is present but not an id (a float such as
+``1.5`` or ``7.02608E+17``, whose digits are lost, a boolean, ``NaN``) is quarantined as ``bad_id``, and one
+whose ``created_at`` is a date outside the range ``datetime`` holds as ``bad_created_at``. Entities of
 generic records are found with the twitter-text rules on the text as given (nothing is unescaped).
 """
 
@@ -20,7 +22,7 @@ import io
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 
-from tweetlm.data.formats.base import Emitter, id_or_none, iso_utc
+from tweetlm.data.formats.base import Emitter, FieldError, id_or_none, is_missing, iso_utc, quarantines_bad_fields
 from tweetlm.data.formats.entities import plain_text
 
 READER = "generic"
@@ -90,7 +92,7 @@ def _warn_once(msg: str) -> None:
     """A ``UserWarning`` (Python shows each distinct message once)."""
     import warnings
 
-    warnings.warn(msg, UserWarning, stacklevel=3)
+    warnings.warn(msg, UserWarning, stacklevel=4)  # past parse_generic and its wrapper
 
 
 def _has(rec: Mapping[str, object], column: str, fold: bool) -> bool:
@@ -105,6 +107,7 @@ def _get(rec: Mapping[str, object], columns: tuple[str, ...], fold: bool) -> obj
     return None
 
 
+@quarantines_bad_fields
 def parse_generic(
     rec: Mapping[str, object], em: Emitter, record: int, columns: ColumnMap, *, reader: str, fold_case: bool = False
 ) -> None:
@@ -129,10 +132,15 @@ def parse_generic(
     split = split if split in ("train", "val") else em.split
     lang = _get(rec, columns.columns_for("lang"), fold_case)
     post_id = None
+    refused = None
     for c in columns.columns_for("id"):
-        post_id = id_or_none(rec.get(c.lower() if fold_case else c))
+        raw = rec.get(c.lower() if fold_case else c)
+        post_id = id_or_none(raw)
         if post_id:
             break
+        refused = refused if refused is not None or is_missing(raw) else raw
+    if post_id is None and refused is not None:
+        raise FieldError("id", refused)
     labels = {}
     for name, c in columns.labels.items():
         v = rec.get(c.lower() if fold_case else c)

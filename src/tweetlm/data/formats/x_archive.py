@@ -26,7 +26,15 @@ import html
 import re
 from dataclasses import dataclass
 
-from tweetlm.data.formats.base import BadValue, Emitter, id_or_none, iso_utc, iter_json_values, snowflake_ms
+from tweetlm.data.formats.base import (
+    BadValue,
+    Emitter,
+    FieldError,
+    id_or_none,
+    iso_utc,
+    iter_json_values,
+    snowflake_ms,
+)
 from tweetlm.data.formats.x_v1 import parse_tweet
 
 READER = "x_archive"
@@ -93,10 +101,18 @@ class _Note:
     ms: int | None
 
 
+def _iso_or_none(value: object) -> str | None:
+    """``iso_utc``, with a date out of range as no date (joining notes only; the tweet itself is quarantined)."""
+    try:
+        return iso_utc(value)
+    except FieldError:
+        return None
+
+
 def _note_ms(note: dict) -> int | None:
     ms = snowflake_ms(str(note.get("noteTweetId", "")))
     if ms is None:
-        created = iso_utc(note.get("createdAt"))
+        created = _iso_or_none(note.get("createdAt"))
         if created:
             from datetime import datetime, timezone
 
@@ -107,7 +123,7 @@ def _note_ms(note: dict) -> int | None:
 def _tweet_ms(tw: dict) -> int | None:
     ms = snowflake_ms(str(tw.get("id_str") or tw.get("id") or ""))
     if ms is None:
-        created = iso_utc(tw.get("created_at"))
+        created = _iso_or_none(tw.get("created_at"))
         if created:
             from datetime import datetime, timezone
 

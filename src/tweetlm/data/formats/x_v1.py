@@ -13,6 +13,8 @@ twitterdev/tweet_parser):
 - quotes: ``kind="quote"`` with ``quoted_id``; ``quoted_status`` is emitted as its own post.
 - Gnip activity streams (``verb``/``actor``/``object``, ``long_object`` for long posts, ``twitter_entities``,
   ``twitter_quoted_status``); ``verb: share`` is a retweet of its ``object``; ``verb: delete`` is a deletion.
+- search responses (``GET search/tweets``: ``{"statuses": [...], "search_metadata": {...}}``): each status
+  is read as a tweet; an empty response is dropped as ``empty_search_response``.
 - streaming notices: ``{"delete": {"status": ...}}`` is a deletion request; ``limit``, ``scrub_geo`` and
   other notices are dropped as ``stream_notice``.
 
@@ -24,7 +26,7 @@ from __future__ import annotations
 
 import re
 
-from tweetlm.data.formats.base import Emitter, id_or_none, iso_utc
+from tweetlm.data.formats.base import Emitter, id_or_none, iso_utc, quarantines_bad_fields
 from tweetlm.data.formats.entities import x_text
 
 READER = "x_v1"
@@ -38,6 +40,22 @@ def is_tweet(obj: dict) -> bool:
     return ("id_str" in obj or "full_text" in obj or "user" in obj) and (
         "text" in obj or "full_text" in obj or "extended_tweet" in obj
     )
+
+
+def is_search_response(obj: dict) -> bool:
+    """A v1.1 search response: a ``statuses`` list, beside ``search_metadata`` or alone."""
+    return isinstance(obj.get("statuses"), list) and set(obj) <= {"statuses", "search_metadata"}
+
+
+def parse_search_response(obj: dict, em: Emitter, record: int) -> None:
+    """Emit every status of a v1.1 search response (all share the response's record number)."""
+    if not obj["statuses"]:
+        em.drop(record, "empty_search_response")
+    for status in obj["statuses"]:
+        if isinstance(status, dict):
+            parse_tweet(status, em, record)
+        else:
+            em.quarantine(record, "not_an_object", status)
 
 
 def is_activity(obj: dict) -> bool:
@@ -92,6 +110,7 @@ def _display(text: str, rng: tuple[int, int] | None) -> str:
     return text[rng[0] : rng[1]]
 
 
+@quarantines_bad_fields
 def parse_tweet(obj: dict, em: Emitter, record: int, reader: str = READER) -> str | None:
     """Emit one v1.1 tweet (and the originals it embeds); returns its id, or ``None`` if quarantined."""
     post_id = id_or_none(obj.get("id_str")) or id_or_none(obj.get("id"))
@@ -163,6 +182,7 @@ def _activity_text(act: dict) -> tuple[str, tuple[int, int] | None, dict[str, st
     return None
 
 
+@quarantines_bad_fields
 def parse_activity(act: dict, em: Emitter, record: int, reader: str = "gnip_activity") -> str | None:
     """Emit one Gnip activity (and the originals it embeds); returns its id, or ``None`` if not a post."""
     verb = act.get("verb")

@@ -25,7 +25,7 @@ are expanded from ``entities.urls``. This module does not call the API.
 
 from __future__ import annotations
 
-from tweetlm.data.formats.base import Emitter, id_or_none, iso_utc
+from tweetlm.data.formats.base import Emitter, id_or_none, iso_utc, quarantines_bad_fields
 from tweetlm.data.formats.entities import x_text
 from tweetlm.data.formats.x_v1 import _RT_PREFIX
 
@@ -95,6 +95,7 @@ class _Page:
         }
 
 
+@quarantines_bad_fields
 def parse_tweet(tw: dict, em: Emitter, record: int, page: _Page | None = None) -> str | None:
     """Emit one v2 tweet (plus full originals inlined in ``referenced_tweets``); returns its id or ``None``."""
     page = page or _Page()
