@@ -221,3 +221,23 @@ def test_forget_lists_the_checkpoints_of_a_from_scratch_comparison(tmp_path):
     names = [c.split("runs/demo/")[1] for c in found["checkpoints"]]
     assert names == ["checkpoints/step_0000064", "scratch/checkpoints/step_0000450"]  # base/ holds no posts
     assert _affected_runs(tmp_path / "runs", {"other"}, set()) == []
+
+
+def test_forget_from_another_folder_finds_fine_tunes_with_a_relative_base(corpus, tmp_path, capsys, monkeypatch):
+    """Issue 17: a fine-tune made in the project folder stored its base as ``runs/base/...``; ``data forget``
+    run from elsewhere resolved that against its own folder and missed the fine-tune and its guard."""
+    out, report = corpus
+    runs = tmp_path / "runs"
+    _fake_run(runs, "base", report["corpus_hash"])
+    (runs / "tuned" / "checkpoints" / "step_0000003").mkdir(parents=True)
+    rel = {"sft_base": {"checkpoint": "runs/base/checkpoints/step_0000020"}}  # relative to tmp_path
+    (runs / "tuned" / "config.json").write_text(json.dumps(rel))
+    (runs / "tuned" / "memorization_guard.pkl").write_bytes(b"x")
+    ids = tmp_path / "ids.txt"
+    ids.write_text("3001\n")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    assert main(["data", "forget", "--ids", str(ids), "--corpus", str(out), "--runs-dir", str(runs)]) == 0
+    text = capsys.readouterr().out
+    assert "runs/tuned (fine-tuned from" in text and "runs/tuned/memorization_guard.pkl" in text

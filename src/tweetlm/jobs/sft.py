@@ -209,7 +209,7 @@ def _run_sft(base, out: Path, cfg: SFTConfig | None, corpus, resume: bool, progr
     )  # fmt: skip
     base_cfg = json.loads((ckpt / "config.json").read_text())
     run_config = {**base_cfg, "model": asdict(model_cfg), "train": to_dict(tcfg), "sft": to_dict(cfg),
-                  "sft_base": {"checkpoint": str(ckpt), "base": base_cfg.get("base")}}  # fmt: skip
+                  "sft_base": {"checkpoint": str(ckpt.resolve()), "base": base_cfg.get("base")}}  # fmt: skip
     rf.config.write_text(json.dumps(run_config, indent=1))
     tr = train(model_cfg, tcfg, rf.tokens, rf.checkpoints, rf.tokenizer, run_config, rf.metrics, resume=resume,
                progress=progress)  # fmt: skip

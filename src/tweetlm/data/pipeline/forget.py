@@ -126,7 +126,7 @@ def _affected_runs(runs_dir: Path, hashes: set[str], ids: set[str]) -> list[dict
         except (json.JSONDecodeError, OSError, AttributeError):
             base = None
         if base:
-            tunes.append((f.parent, Path(base).resolve()))
+            tunes.append((f.parent, _resolve_base(Path(base), f.parent)))
     for folder in sorted({Path(p).parent for p in _sft_sets(runs_dir, ids)}):
         if folder.resolve() not in affected:
             affected.append(folder.resolve())
@@ -145,6 +145,18 @@ def _affected_runs(runs_dir: Path, hashes: set[str], ids: set[str]) -> list[dict
                 runs.append({"run": str(folder), "corpus_hash": None, "matched_by": why, "checkpoints": ckpts})
                 changed = True
     return runs
+
+
+def _resolve_base(base: Path, folder: Path) -> Path:
+    """A fine-tune's base checkpoint as an absolute path. Runs made before bases were stored absolute hold it
+    relative to the folder ``tweetlm sft`` ran in, unknown here: the first of the current folder and the
+    fine-tune's own ancestors under which it exists wins (so ``data forget`` finds it from any folder)."""
+    if base.is_absolute():
+        return base.resolve()
+    for root in (Path.cwd(), *folder.resolve().parents):
+        if (root / base).exists():
+            return (root / base).resolve()
+    return base.resolve()
 
 
 def _sft_sets(runs_dir: Path, ids: set[str]) -> list[str]:
