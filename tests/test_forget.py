@@ -125,8 +125,12 @@ def test_forget_cli_deletes_from_a_search_index(tmp_path, capsys):
     ids = tmp_path / "ids.txt"
     ids.write_text("10\n")
     args = ["data", "forget", "--ids", str(ids), "--corpus", str(corpus), "--runs-dir", str(tmp_path / "r")]
+    # without --search-index, an index beside the corpus that still holds them is named (issue 17: it was silent)
+    assert main(args) == 0
+    assert f"warning: search index {tmp_path / 'idx'} still holds 2 of them" in capsys.readouterr().out
     assert main(args + ["--search-index", str(tmp_path / "idx")]) == 0
-    assert "2 post(s) deleted" in capsys.readouterr().out
+    text = capsys.readouterr().out
+    assert "2 post(s) deleted" in text and "warning: search index" not in text
     again = SearchIndex.open(tmp_path / "idx")
     assert len(again) == 1 and "12" in again and "10" not in again and "11" not in again
 

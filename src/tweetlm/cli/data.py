@@ -127,7 +127,36 @@ def _cmd_forget(args: argparse.Namespace) -> int:
         todo = sorted(ids | set(idx.retweets_of(ids)))
         missing = idx.delete(todo)
         print(f"search index {folder}: {len(todo) - len(missing)} post(s) deleted (the ids and retweets of them)")
+    for folder, held in _indexes_holding(ids, [Path(args.runs_dir), Path(args.corpus).parent], args.search_index):
+        print(f"warning: search index {folder} still holds {held} of them: run again with --search-index {folder}")
     return 0
+
+
+def _indexes_holding(ids: set[str], roots: list, named: list[str] | None) -> list[tuple[str, int]]:
+    """Search indexes under ``roots`` (not among ``named``) that hold any of ``ids`` or a retweet of them:
+    ``(folder, count)``; the deletion is not complete while they answer with those posts."""
+    from pathlib import Path
+
+    from tweetlm.search.index import SearchIndex
+
+    done = {Path(d).resolve() for d in named or []}
+    out, seen = [], set()
+    for root in roots:
+        if not root.is_dir():
+            continue
+        for mf in sorted(root.glob("**/index.json")):
+            folder = mf.parent.resolve()
+            if folder in done or folder in seen or not (mf.parent / "segments").is_dir():
+                continue
+            seen.add(folder)
+            try:
+                idx = SearchIndex.open(mf.parent)
+            except (OSError, ValueError, KeyError):
+                continue
+            held = sum(idx.get(i) is not None for i in ids) + len(idx.retweets_of(ids))
+            if held:
+                out.append((str(mf.parent), held))
+    return out
 
 
 def register(sub) -> None:
