@@ -7,6 +7,8 @@ import json
 import zipfile
 from collections import Counter
 
+import pytest
+
 from tweetlm.data.ledger import Ledger
 from tweetlm.data.readers import read_corpus
 
@@ -122,3 +124,81 @@ def test_csv_unterminated_quote_is_quarantined_not_merged(tmp_path):
     ]
     assert _reasons(ledger) == [(1, "unterminated_quote")]
     assert ledger.quarantine_log[0].excerpt.startswith('2,"never closed')
+
+
+def test_one_very_long_record_is_quarantined_as_too_long_not_built(tmp_path):
+    # a 50 MB line made MinHash allocate 12.5 GiB and a 200 MB one stalled lingua: quarantine it while reading
+    big = "word " * 600_000  # 3 MB of text
+    f = tmp_path / "mine.jsonl"
+    f.write_text(
+        json.dumps({"id": "1", "text": "short"}) + "\n" + json.dumps({"id": "2", "text": big}) + "\n"
+        '{"id": "3", "text": "' + "x" * 5000 + '"}\n',
+        encoding="utf-8",
+    )
+    csv_file = tmp_path / "sheet.csv"
+    csv_file.write_text(f"id,text\n4,{big}\n5,fine\n", encoding="utf-8")
+    posts, ledger = _read([f, csv_file])  # the default cap (100,000 characters)
+    assert [p.id for p in posts] == ["1", "3", "5"]
+    assert [(q.file, q.record, q.reason) for q in ledger.quarantine_log] == [
+        (str(f), 1, "too_long"),
+        (str(csv_file), 0, "too_long"),
+    ]
+    assert ledger.quarantine_log[0].excerpt.startswith("3000000 characters: word word")
+    # a low cap: a line over 200 bytes per allowed character is quarantined before it is parsed
+    ledger = Ledger()
+    posts = list(read_corpus([str(f)], ledger, max_chars=1000))
+    assert [p.id for p in posts] == ["1"]
+    assert [(q.record, q.reason) for q in ledger.quarantine_log] == [(1, "too_long"), (2, "too_long")]
+    assert ledger.quarantine_log[0].excerpt.startswith(f"a line of {len(json.dumps({'id': '2', 'text': big}))} bytes")
+    c = ledger.sources["mine"]
+    assert (c.records_in, c.kept, c.quarantined) == (3, 1, 2)
+    assert [p.id for p in read_corpus([str(f)], Ledger(), max_chars=0)] == ["1", "2", "3"]  # 0: no limit
+
+
+def test_utf16_nul_byte_and_corrupt_zst_files_in_a_folder_are_quarantined_not_fatal(tmp_path):
+    # each stopped the whole build with "not a text file"; inside a folder only that file is lost, and says why
+    d = tmp_path / "in"
+    d.mkdir()
+    (d / "good.jsonl").write_text('{"id": "1", "text": "kept"}\n', encoding="utf-8")
+    (d / "wide.jsonl").write_bytes('{"id": "2", "text": "utf-16"}\n'.encode("utf-16"))
+    (d / "nul.csv").write_bytes(b"id,text\n3,a\x00b\n")
+    (d / "posts.jsonl.zst").write_bytes(bytes(range(256)) * 8)
+    (d / "also.jsonl.gz").write_bytes(b'{"id": "4", "text": "not gzip at all"}\n')
+    posts, ledger = _read([d])
+    assert [p.text for p in posts] == ["kept"]
+    assert sorted((q.file, q.record, q.reason) for q in ledger.quarantine_log) == [
+        (str(d / "also.jsonl.gz"), 0, "unreadable_file"),
+        (str(d / "nul.csv"), 0, "nul_byte"),
+        (str(d / "posts.jsonl.zst"), 0, "corrupt_compressed"),
+        (str(d / "wide.jsonl"), 0, "utf16_text"),
+    ]
+    totals = ledger.totals()
+    assert (totals.records_in, totals.kept, totals.quarantined) == (5, 1, 4)
+    # everything given unreadable, or the one file named: still a clear error
+    with pytest.raises(ValueError, match=r"wide\.jsonl is not a text file \(UTF-16 text; save it as UTF-8"):
+        read_corpus([str(d / "wide.jsonl")], Ledger())
+    with pytest.raises(ValueError, match=r"is not a text file"):
+        read_corpus([str(d / "nul.csv"), str(d / "posts.jsonl.zst")], Ledger())
+
+
+def test_tweets_repeated_in_one_v2_page_includes_are_each_counted(tmp_path):
+    # includes.tweets was read into a dict by id before counting: a repeat vanished and "in" came up short
+    def tweet(i, text):
+        return {"id": str(i), "text": text, "author_id": "7", "edit_history_tweet_ids": [str(i)]}
+
+    page = {
+        "data": [tweet(1, "in data")],
+        "includes": {"tweets": [tweet(2, "quoted"), tweet(2, "quoted"), tweet(1, "in data"), {"text": "no id"}]},
+    }
+    f = tmp_path / "pages.jsonl"
+    f.write_text(json.dumps(page) + "\n", encoding="utf-8")
+    posts, ledger = _read([f])
+    assert [p.id for p in posts] == ["1", "2"]
+    c = ledger.sources["pages"]
+    assert (c.records_in, c.kept, dict(c.dropped), c.quarantined) == (
+        5,
+        2,
+        {"duplicate_in_page": 1, "duplicate_id": 1},
+        1,
+    )
+    assert _reasons(ledger) == [(0, "missing_id")]

@@ -4,8 +4,10 @@
 (file name, header row, first bytes), and yields Posts. For every raw record a reader calls ``ledger.seen``
 once, then either yields a Post or calls ``ledger.quarantine`` with a short snake_case reason
 (``invalid_utf8``, ``invalid_json``, ``not_an_object``, ``missing_text``, ``wrong_field_count``,
-``unterminated_quote``, ``missing_label``, ``invalid_thread``). Readers never drop for cleaning reasons (empty
-text, duplicates across sources, language): that is ``data.clean``'s job. The one drop made here is within a
+``unterminated_quote``, ``missing_label``, ``invalid_thread``, ``too_long``; a whole file that holds no text or
+cannot be read: ``utf16_text``, ``nul_byte``, ``corrupt_compressed``, ``binary_data``, ``unreadable_file``).
+Readers never drop for cleaning reasons (empty text, duplicates across sources, language): that is
+``data.clean``'s job. The one drop made here is within a
 file: TweetQA repeats a tweet once per question, and repeats are dropped as ``same_tweet_as_earlier_question``.
 
 Text repair happens here only where the damage is part of a file format (see ARCHITECTURE.md "Formats"):
@@ -73,6 +75,13 @@ from tweetlm.data.post import Post, Provenance
 
 log = logging.getLogger(__name__)
 
+MAX_TEXT_CHARS = 100_000
+"""Default cap on a post's text: a post longer than this is quarantined as ``too_long`` while it is read, before
+any later step sees it. Posts on X hold at most 25,000 characters (Premium long posts); a 50 MB text made the
+MinHash step allocate 12.5 GiB and a 200 MB one stalled language identification."""
+_LINE_BYTES_PER_CHAR = 200
+"""A JSONL or text line over ``200 * max_chars`` bytes (20 MB by default; a v2 page of 500 posts with its
+``includes`` is a few MB) is quarantined as ``too_long`` unparsed."""
 CORPUS_HINT = "--corpus ../shared/corpora or a folder of post files (.jsonl/.json/.csv/.parquet/.txt, an X archive)"
 _HEAD_BYTES = 1 << 16
 
@@ -92,7 +101,12 @@ class _FileInfo:
     member: str | None = None
     columns: ColumnMap = field(default_factory=ColumnMap)
     truncated: bool = False
+    max_chars: int = MAX_TEXT_CHARS
     _csv_header: list[str] | None = field(default=None, repr=False)
+
+    def line_too_long(self, raw: bytes) -> bool:
+        """A line of a line-per-record file too long to hold one record worth parsing (``_LINE_BYTES_PER_CHAR``)."""
+        return bool(self.max_chars) and len(raw) > _LINE_BYTES_PER_CHAR * self.max_chars
 
     @property
     def name(self) -> str:
@@ -202,9 +216,28 @@ def _looks_binary(head: bytes) -> bool:
 
 def _binary_error(info: _FileInfo) -> ValueError:
     return ValueError(
-        f"{info.display} is not a text file (binary data: NUL or undecodable bytes in its first "
-        f"{min(len(info.head), _HEAD_BYTES)} bytes); point the corpus at tweet files instead: {CORPUS_HINT}"
+        f"{info.display} is not a text file ({_not_text_problem(info)[1]}); point the corpus at tweet files "
+        f"instead: {CORPUS_HINT}"
     )
+
+
+def _not_text_problem(info: _FileInfo) -> tuple[str, str]:
+    """Why a file the readers would take by its name holds no text: ``(reason, words)``. The reason names the
+    problem for the quarantine log: ``utf16_text`` (a UTF-16 byte order mark or every other byte NUL: save
+    it as UTF-8), ``corrupt_compressed`` (a ``.gz``/``.zst``... that does not decompress), ``nul_byte`` or
+    ``binary_data``."""
+    head = info.head[:_HEAD_BYTES]
+    half = len(head) // 2
+    if head.startswith((b"\xff\xfe", b"\xfe\xff")) or (
+        half >= 2 and max(head[::2].count(0), head[1::2].count(0)) > 0.4 * half
+    ):
+        return "utf16_text", "UTF-16 text; save it as UTF-8 and read it again"
+    suffix = compressed.compression_of(info.member or info.path.name)
+    if suffix is not None:
+        return "corrupt_compressed", f"not a valid {suffix} file: it does not decompress; re-download it"
+    if b"\x00" in head:
+        return "nul_byte", f"a NUL byte at byte {head.index(0)}: binary data, or text in another encoding"
+    return "binary_data", f"binary data: undecodable bytes in its first {len(head)} bytes"
 
 
 def _fallback_id(source: str, split: str | None, record: int) -> str:
@@ -582,7 +615,19 @@ def _csv_records(info: _FileInfo, text: str, ledger: Ledger, source: str) -> Ite
         record = 0
         while True:
             first = feed.next
-            row = next(reader, None)
+            try:
+                row = next(reader, None)
+            except csv.Error as e:
+                if "field larger than field limit" not in str(e):
+                    raise
+                # a field over csv.field_size_limit() (131,072 characters): too long to be a post; the record
+                # is quarantined and reading resumes after the lines it took
+                ledger.seen(source)
+                ledger.quarantine(source, info.display, record, "too_long", lines[first].rstrip("\r\n")[:150])
+                feed = _LineFeed(lines, max(feed.next, first + 1))
+                reader = csv.reader(feed)
+                record += 1
+                continue
             if row is None:
                 break
             if not row:
@@ -1089,6 +1134,9 @@ def _read_json_lines(info: _FileInfo, ledger: Ledger) -> Iterator[Post]:
         if not raw.strip():
             continue
         i, record = record, record + 1
+        if info.line_too_long(raw):
+            em.quarantine(i, "too_long", f"a line of {len(raw)} bytes: " + raw[:150].decode("utf-8", "replace"))
+            continue
         line = _decode_or_none(raw)
         if line is None:
             em.quarantine(i, "invalid_utf8", raw.decode("utf-8", errors="replace"))
@@ -1209,6 +1257,15 @@ def _read_unsafe_zip_member(info: _FileInfo, ledger: Ledger) -> Iterator[Post]:
     return finish(em, ledger)
 
 
+def _read_not_text(info: _FileInfo, ledger: Ledger) -> Iterator[Post]:
+    """A file named like posts that holds no text (UTF-16, a NUL byte, a corrupt ``.zst``): one quarantined
+    record whose reason names the problem (``_not_text_problem``), so a run over a folder goes on and says so."""
+    em = _emitter(info, info.stem_source, "not_text")
+    reason, words = _not_text_problem(info)
+    em.quarantine(0, reason, f"{info.display}: {words}")
+    return finish(em, ledger)
+
+
 def _text_column(header: list[str], columns: ColumnMap | None = None) -> str | None:
     low = {h.lower(): h for h in header}
     candidates = columns.columns_for("text", csv=True) if columns else ("text", "tweet")
@@ -1252,6 +1309,9 @@ def _read_txt(info: _FileInfo, ledger: Ledger) -> Iterator[Post]:
     source = info.stem_source
     for i, raw in enumerate(_split_lines(info.read_bytes())):
         ledger.seen(source)
+        if info.line_too_long(raw):
+            ledger.quarantine(source, info.display, i, "too_long", f"a line of {len(raw)} bytes")
+            continue
         text = _decode_or_none(raw)
         if text is None:
             ledger.quarantine(source, info.display, i, "invalid_utf8", raw.decode("utf-8", errors="replace"))
@@ -1288,6 +1348,8 @@ _METADATA_SUFFIXES = (".md", ".bib", ".pdf", ".py", ".ipynb", ".sh")
 _WORD_LISTS = frozenset({"abusive.csv", "new_kamusalay.csv"})  # lexicons shipped beside re_dataset.csv
 _ZIP_READER = _Reader("zip_without_posts", lambda info: False, _read_zip_without_posts)
 _UNSAFE_MEMBER_READER = _Reader("zip_unsafe_member", lambda info: False, _read_unsafe_zip_member)
+_NOT_TEXT_READER = _Reader("not_text", lambda info: False, _read_not_text)
+_UNREADABLE = "unreadable_file"
 
 
 def _is_metadata(path: Path) -> bool:
@@ -1338,7 +1400,11 @@ def _match(info: _FileInfo, plan: list, unmatched: list[str], skipped: list[str]
     if info.name.lower().endswith(".json") and is_schema_document(info.head):
         skipped.append(info.display)
         return
-    reader = next((r for r in READERS if r.detect(info)), None)
+    try:
+        reader = next((r for r in READERS if r.detect(info)), None)
+    except ValueError:  # a detect that knows the file by name found binary data: the file is one bad record
+        plan.append((info, _NOT_TEXT_READER))
+        return
     if reader is None:
         unmatched.append(f"{info.display} ({_why_unmatched(info)})")
     else:
@@ -1410,6 +1476,9 @@ def _plan(paths: Iterable[str | Path], columns: ColumnMap | None = None) -> list
             head = compressed.read_head(f_abs, None, _HEAD_BYTES)
             info = _FileInfo(path=f_abs, display=str(f), rel=rel, head=head, columns=columns)
             _match(info, plan, unmatched, skipped)
+    bad = [info for info, reader in plan if reader is _NOT_TEXT_READER]
+    if bad and len(bad) == len(plan):  # nothing given is readable: a clear error, not a run of quarantines
+        raise _binary_error(bad[0])
     if not plan:
         found = unmatched + [f"{s} (documentation, skipped)" for s in skipped]
         listing = ", ".join(found[:20]) + (f" and {len(found) - 20} more" if len(found) > 20 else "")
@@ -1421,7 +1490,9 @@ def _plan(paths: Iterable[str | Path], columns: ColumnMap | None = None) -> list
     return plan
 
 
-def read_corpus(paths: list[str | Path], ledger: Ledger, columns: ColumnMap | None = None) -> Iterator[Post]:
+def read_corpus(
+    paths: list[str | Path], ledger: Ledger, columns: ColumnMap | None = None, max_chars: int = MAX_TEXT_CHARS
+) -> Iterator[Post]:
     """Posts from every file under ``paths`` (folders walked recursively in sorted order, or single files;
     ``.zip`` members and ``.gz``/``.zst``/``.bz2``/``.xz`` files read transparently).
 
@@ -1430,17 +1501,40 @@ def read_corpus(paths: list[str | Path], ledger: Ledger, columns: ColumnMap | No
     (``ColumnMap.parse("text=body,id=post_id")``). The walk and matching happen now, so a bad path fails before
     the first post; the files are read lazily as the iterator is consumed. For every raw record
     ``ledger.seen(source)`` is called once and the record is either yielded, dropped with a reason or
-    quarantined, so per source ``records_in == yielded + dropped + quarantined``.
+    quarantined, so per source ``records_in == yielded + dropped + quarantined``. A post whose text is longer
+    than ``max_chars`` characters (0: no limit) is quarantined as ``too_long``, and a JSONL or ``.txt`` line over
+    ``200 * max_chars`` bytes is quarantined so without being parsed. In a run over several files, a file that
+    holds no text (``utf16_text``, ``nul_byte``, ``corrupt_compressed``, ``binary_data``) or cannot be read
+    (``unreadable_file``) is one quarantined record and the others are read.
 
     Raises:
-        ValueError: a path does not exist, a file is binary, not valid JSON where JSON is its format, or not
-            readable at all (a corrupt zip or compressed file), a CSV is malformed beyond one record, or no file
-            under ``paths`` matches a reader.
+        ValueError: a path does not exist; every file given is binary; the one file given is not valid JSON
+            where JSON is its format, or not readable at all (a corrupt zip or compressed file), or a CSV
+            malformed beyond one record; or no file under ``paths`` matches a reader.
     """
     plan = _plan(paths, columns)
+    for info, _ in plan:
+        info.max_chars = max_chars
 
     def gen() -> Iterator[Post]:
         for info, reader in plan:
-            yield from reader.read(info, ledger)
+            try:
+                for post in reader.read(info, ledger):
+                    if max_chars and len(post.text) > max_chars:
+                        excerpt = f"{len(post.text)} characters: {post.text[:150]}"
+                        ledger.quarantine(
+                            post.source, post.provenance.file, post.provenance.record, "too_long", excerpt
+                        )
+                        continue
+                    yield post
+            except ValueError as e:
+                if len(plan) == 1:  # the one file given cannot be read: say so rather than build nothing
+                    raise
+                # one unreadable file among others (a corrupt compressed stream, JSON that is not JSON): one
+                # quarantined record under its source, and the rest is read. Readers that use an Emitter make
+                # no ledger entry before the whole file has been parsed, so nothing is counted twice.
+                log.warning("%s cannot be read, quarantined: %s", info.display, e)
+                ledger.seen(info.stem_source)
+                ledger.quarantine(info.stem_source, info.display, 0, _UNREADABLE, str(e))
 
     return gen()

@@ -5,7 +5,8 @@ Shapes handled (real samples: ``../shared/formats/twitter_v2_twarc_csv_testdata`
 - response pages ``{"data": [...], "includes": {"users", "tweets", ...}, "errors": [...], "meta": ...}``, one
   per JSONL line. Every tweet in ``data`` and ``includes.tweets`` is a record; a retweeted, quoted or replied-to
   tweet found in ``includes.tweets`` becomes a post of its own (so a retweet counts toward its original), and a
-  tweet repeated across them is kept once (``duplicate_id``, see ``base``).
+  tweet repeated across them is kept once (``duplicate_id``, see ``base``). A tweet repeated within
+  ``includes.tweets`` is counted and dropped as ``duplicate_in_page``.
 - ``note_tweet.text`` is the full text of a long post (``text`` holds its first 280 characters).
 - retweets: ``text`` is cut (``RT @user: ...``); with the original in ``includes.tweets`` the post's text is
   ``RT @user: `` + the original's full text, ``kind="retweet"``, ``retweeted_id`` set.
@@ -159,8 +160,21 @@ def parse_page(obj: dict, em: Emitter, record: int) -> None:
             em.drop(record, "not_a_post")
         else:
             parse_tweet(item, em, record, page)
-    for tw in page.tweets.values():
-        parse_tweet(tw, em, record, page)
+    # every entry of includes.tweets is a record, repeats and entries without a usable id included (page.tweets,
+    # a lookup by id, holds each id once): a repeat is dropped as duplicate_in_page, the rest parsed
+    inc = obj.get("includes") if isinstance(obj.get("includes"), dict) else {}
+    included = inc.get("tweets") if isinstance(inc.get("tweets"), list) else []
+    seen: set[str] = set()
+    for tw in included:
+        if not isinstance(tw, dict):
+            em.quarantine(record, "not_an_object", tw)
+        elif not isinstance(tw.get("id"), str):
+            parse_tweet(tw, em, record, page)  # quarantined (missing_id, bad_id) or an int id kept
+        elif tw["id"] in seen:
+            em.drop(record, "duplicate_in_page")
+        else:
+            seen.add(tw["id"])
+            parse_tweet(page.tweets[tw["id"]], em, record, page)  # the lookup's copy, as references see it
     for err in obj.get("errors") or []:
         detail = err.get("detail") or err.get("title") or err if isinstance(err, dict) else err
         em.quarantine(record, "api_error", detail)

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from tweetlm.data.clean import CleanConfig
+from tweetlm.data.readers import MAX_TEXT_CHARS
 
 DEFAULT_LANGUAGES = "en,id,ar,fr,de,hi,it,pt,es,ja,tr,nl"
 """Comma-separated ISO 639-1 codes lingua chooses among: the languages of the shared corpora plus a few frequent
@@ -21,6 +22,9 @@ on X. A short list keeps detection fast; anything else comes out as the closest 
 class PipelineConfig(CleanConfig):
     """Attributes (besides those of ``CleanConfig``):
     max_chars: posts longer than this after normalizing are dropped as ``too_long`` (0: no limit).
+    max_record_chars: a post whose text is longer than this as read is quarantined as ``too_long`` by the reader,
+        before normalizing, language id and MinHash, so one huge record cannot exhaust memory or stall a task
+        (``data.readers.MAX_TEXT_CHARS``; 0: no limit).
     lang_detect: ``"all"`` (lingua on every post), ``"missing"`` (only where the reader gave no ``lang``) or
         ``"off"``. The detected code goes to the ``lang_detected`` column; ``lang`` keeps the reader's value and is
         filled from the detection where the reader had none.
@@ -56,6 +60,7 @@ class PipelineConfig(CleanConfig):
     """
 
     max_chars: int = 0
+    max_record_chars: int = MAX_TEXT_CHARS
     lang_detect: str = "all"
     languages: str = DEFAULT_LANGUAGES
     keep_languages: str = ""
@@ -114,6 +119,8 @@ class PipelineConfig(CleanConfig):
             raise ValueError(f"data.tasks must be >= 1 and data.workers >= 0, got {self.tasks} and {self.workers}")
         if not 0.0 < self.minhash_threshold <= 1.0 or self.minhash_num_perm < 2 or self.minhash_shingle < 1:
             raise ValueError("data.minhash_threshold must be in (0, 1], minhash_num_perm >= 2, minhash_shingle >= 1")
+        if self.max_record_chars < 0:
+            raise ValueError(f"data.max_record_chars must be >= 0 (0: no limit), got {self.max_record_chars}")
         if not 0.0 <= self.val_fraction < 1.0:
             raise ValueError(f"data.val_fraction must be in [0, 1), got {self.val_fraction}")
         self.column_map()

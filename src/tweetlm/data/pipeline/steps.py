@@ -171,7 +171,7 @@ class PostReader(PipelineStep):
         bar = tqdm(
             desc=f"task {rank} posts read", unit="post", disable=not (self.progress and rank == 0), mininterval=1
         )
-        for i, post in enumerate(read_corpus(self.paths, ledger, columns=self.cfg.column_map())):
+        for i, post in enumerate(read_corpus(self.paths, ledger, self.cfg.column_map(), self.cfg.max_record_chars)):
             bar.update()
             if i % world_size != rank:
                 continue
