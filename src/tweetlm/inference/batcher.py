@@ -61,7 +61,6 @@ class Batcher:
         self._thread: threading.Thread | None = None
         self._stop = False
         self._loop: asyncio.AbstractEventLoop | None = None
-        self.steps_run = 0
 
     @property
     def waiting(self) -> int:
@@ -178,4 +177,3 @@ class Batcher:
                     self.engine.step()  # a row's failure fails that row alone (Request.error)
                 except Exception as e:  # the step failed as a whole: its requests fail, this thread goes on
                     self.engine.fail_all(e)
-                self.steps_run += 1

@@ -168,7 +168,6 @@ class Request:
         self.cached = 0  # tokens of prompt + reply whose keys and values are in the slot
         self.pending = -1  # the last sampled token, fed at the next decode step
         self.cancelled = False
-        self.reused = 0  # prompt tokens taken from the cache instead of computed
         self.on_done: Callable[[Request], None] | None = None
         self.order = -1  # admission order (prefill goes first come, first served)
 
@@ -231,7 +230,6 @@ class Engine:
         self._admitted = 0
         self._cond = threading.Condition()
         self._chat = None
-        self.steps = 0
         self.prompt_tokens_reused = 0
 
     @property
@@ -415,7 +413,6 @@ class Engine:
                     break
                 budget -= self._prefill(todo, cache, budget, finished)
             self._decode(cache, finished)
-            self.steps += 1
             return finished
 
     def _admit(self, r: Request, cache: SlotKVCache) -> None:
@@ -437,7 +434,7 @@ class Engine:
             have = longer
         have = min(have, len(r.prompt_ids) - 1)  # the last prompt token is always computed: it gives the logits
         del cache.ids[slot][have:]
-        r.slot, r.cached, r.reused, r.state = slot, have, have, "prefill"
+        r.slot, r.cached, r.state = slot, have, "prefill"
         if have == len(r.prompt_ids) - 1:  # all but the last prompt token reused: it joins the decode step
             r.state, r.pending = "decode", r.prompt_ids[-1]
         r.order = self._admitted
