@@ -169,6 +169,8 @@ def test_delete_removes_a_post_from_both_indexes(tmp_path, embedder):
     assert idx.delete(["0", "not-there"]) == ["not-there"]
     for mode in ("bm25", "dense", "hybrid"):
         assert "0" not in {h.id for h in idx.search("lost my luggage at heathrow", SearchParams(mode=mode))}
+    old, seg = seg, idx.segments["2015-02"]  # the delete wrote the segment's next generation
+    assert seg.path != old.path and not old.path.exists()  # and removed the one it replaced
     assert not seg.ann.contains(row)  # gone from the HNSW graph
     import tantivy
 
@@ -193,17 +195,18 @@ def test_delete_erases_the_post_from_disk(tmp_path, embedder):
     ]
     idx = _new_index(tmp_path, embedder)
     idx.add(posts)
-    seg_dir = tmp_path / "idx" / "segments" / "2015-02"
 
     def files_with_word():
         return [f for f in (tmp_path / "idx").rglob("*") if f.is_file() and word in f.read_bytes()]
 
     def lexical_doc_freq():
-        return Segment.open(seg_dir, idx.dim).lexical.searcher().doc_freq("text", word.decode())
+        return Segment.open(idx.segments["2015-02"].path, idx.dim).lexical.searcher().doc_freq("text", word.decode())
 
     assert any(f.name.endswith(".parquet") for f in files_with_word()) and lexical_doc_freq() == 1
     idx.delete(["0"])
     assert files_with_word() == [] and lexical_doc_freq() == 0
+    seg_dir = idx.segments["2015-02"].path
+    assert [d.name for d in (tmp_path / "idx" / "segments").iterdir()] == [seg_dir.name]  # the old one removed
     assert not np.load(seg_dir / "vecs-00000.npy")[0].any()
     rows = pq.read_table(seg_dir / "rows-00000.parquet").to_pydict()
     assert rows["id"] == ["", "1", "2"] and rows["text"][0] == "" and rows["author_id"][0] is None
@@ -261,7 +264,6 @@ def test_recency_decay_prefers_fresh_posts(tmp_path, embedder):
 def test_incremental_add_segments_drop_and_serving_apart(tmp_path, embedder):
     idx = _new_index(tmp_path, embedder)
     idx.add([_post(i, f"winter post number {i} about snow", f"2015-01-{i + 1:02d}T00:00:00Z") for i in range(5)])
-    part = tmp_path / "idx/segments/2015-01/rows-00000.parquet"
     res = idx.add(
         [
             _post("s1", "summer beach day", "2015-07-04T00:00:00Z"),
@@ -273,10 +275,11 @@ def test_incremental_add_segments_drop_and_serving_apart(tmp_path, embedder):
     import pyarrow.parquet as pq
 
     # a new part was appended; the first keeps its rows, the replaced one blanked (its old text erased)
-    assert pq.read_table(part).column("text").to_pylist() == [""] + [
+    seg_dir = idx.segments["2015-01"].path
+    assert pq.read_table(seg_dir / "rows-00000.parquet").column("text").to_pylist() == [""] + [
         f"winter post number {i} about snow" for i in range(1, 5)
     ]
-    assert (tmp_path / "idx/segments/2015-01/rows-00001.parquet").exists()
+    assert (seg_dir / "rows-00001.parquet").exists()
     assert idx.search("trains", SearchParams(k=1, mode="bm25"))[0].id == "0"
     assert len(idx) == 7
     summer = SearchIndex.open(tmp_path / "idx", segments=["2015-07"], embedder=embedder)

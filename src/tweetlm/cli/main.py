@@ -416,6 +416,9 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, FileNotFoundError, FileExistsError, RuntimeError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except TimeoutError as e:  # search.index.IndexBusy: another writer held the index
+        print(f"error: {e}", file=sys.stderr)
+        return 75  # EX_TEMPFAIL: try again later
     except KeyboardInterrupt:
         print("interrupted; continue with the same command plus --resume", file=sys.stderr)
         return 130

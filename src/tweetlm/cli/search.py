@@ -69,9 +69,11 @@ def _cmd_build(args: argparse.Namespace) -> int:
     if args.limit:
         posts = posts[: args.limit]
     idx = (
-        SearchIndex.open(args.index)
+        SearchIndex.open(args.index, wait_s=args.wait)
         if args.command_verb == "add"
-        else SearchIndex.create(args.index, model=args.model, granularity=args.granularity, overwrite=args.overwrite)
+        else SearchIndex.create(
+            args.index, model=args.model, granularity=args.granularity, overwrite=args.overwrite, wait_s=args.wait
+        )
     )
     bar, update = _progress(len(posts), "embedding", not args.no_progress)
     res = idx.add(posts, progress=update)
@@ -112,7 +114,7 @@ def _cmd_query(args: argparse.Namespace) -> int:
 def _cmd_delete(args: argparse.Namespace) -> int:
     from tweetlm.search.index import SearchIndex
 
-    idx = SearchIndex.open(args.index)
+    idx = SearchIndex.open(args.index, wait_s=args.wait)
     missing = idx.delete(args.ids)
     print(f"deleted {len(args.ids) - len(missing)} posts; not in the index: {missing or 'none'}")
     return 0
@@ -121,7 +123,7 @@ def _cmd_delete(args: argparse.Namespace) -> int:
 def _cmd_drop(args: argparse.Namespace) -> int:
     from tweetlm.search.index import SearchIndex
 
-    idx = SearchIndex.open(args.index)
+    idx = SearchIndex.open(args.index, wait_s=args.wait)
     dropped = idx.drop_before(args.before)
     print(f"dropped {len(dropped)} segments: {', '.join(dropped) or 'none'}; {len(idx)} posts left")
     return 0
@@ -175,6 +177,17 @@ def _query_options(p: argparse.ArgumentParser, k: int) -> None:
     p.add_argument("--json", action="store_true", help="print JSON")
 
 
+def _wait_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--wait",
+        type=float,
+        default=600.0,
+        metavar="SECONDS",
+        help="how long to wait while another process writes the index (default 600); after that exit 75 having "
+        "written nothing",
+    )
+
+
 def register(sub) -> None:
     """Add ``search`` (build, add, query, delete, drop, info) and ``ask`` to the ``tweetlm`` subparsers."""
     from tweetlm.search.embed import DEFAULT_MODEL
@@ -193,6 +206,7 @@ def register(sub) -> None:
         b.add_argument("--index", required=True, metavar="DIR", help="index folder")
         b.add_argument("--limit", type=int, default=0, help="index only the first N posts (0: all)")
         b.add_argument("--no-progress", action="store_true", help="no progress bar")
+        _wait_option(b)
         if verb == "build":
             b.add_argument("--model", default=DEFAULT_MODEL, help="sentence-transformers folder (default: bundled)")
             b.add_argument("--granularity", default="month", choices=["year", "month", "day"], help="segment window")
@@ -207,10 +221,12 @@ def register(sub) -> None:
     )
     d.add_argument("--index", required=True, metavar="DIR")
     d.add_argument("ids", nargs="+", help="post ids")
+    _wait_option(d)
     d.set_defaults(fn=_cmd_delete)
     dr = verbs.add_parser("drop", help="drop whole time segments", epilog=SEARCH_EXAMPLES, formatter_class=raw)
     dr.add_argument("--index", required=True, metavar="DIR")
     dr.add_argument("--before", required=True, help="drop segments whose window ends at or before this time")
+    _wait_option(dr)
     dr.set_defaults(fn=_cmd_drop)
     i = verbs.add_parser(
         "info", help="posts, segments and size of an index", epilog=SEARCH_EXAMPLES, formatter_class=raw

@@ -27,12 +27,17 @@ exact when filters leave few rows) for ``num_candidates`` each, merges each list
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
+import os
 import re
 import shutil
+import sys
+import threading
 import time
 from collections.abc import Callable, Iterable
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -198,8 +203,37 @@ class Hit:
         return asdict(self)
 
 
+class IndexBusy(TimeoutError):
+    """Another process held the index's write lock for longer than the caller would wait."""
+
+
+LOCK_FILE = "write.lock"
+"""The file writers lock (``fcntl`` through ``filelock``; the kernel releases it when its process dies)."""
+
+
+@dataclass
+class _Change:
+    """One write in progress: copies of the index's state that become the index's state at commit."""
+
+    meta: dict
+    segments: dict[str, Segment]
+    where: dict[str, tuple[str, int]]
+    forked: dict[str, Segment] = field(default_factory=dict)
+    old_dirs: list[Path] = field(default_factory=list)
+
+
 class SearchIndex:
     """A folder of time-window segments; see the module docstring.
+
+    Concurrency and crashes: any number of processes may read an index while one writes it. A write (``add``,
+    ``delete``, ``drop_before``, ``create(overwrite=True)``) takes ``write.lock`` in the index folder, waiting at
+    most ``wait_s`` seconds (``IndexBusy`` after that, before anything was written), loads what other writers
+    committed, writes the segments it changes as new copy-on-write generations (``segment.Segment.fork``) and
+    commits by renaming a new ``index.json`` over the old one (fsynced first); only then are the replaced
+    folders removed. A process killed before the rename leaves the index as it was (the next writer removes the
+    unnamed folders); killed after it, the change is complete. Readers (``search``, ``get``, ``info``) load
+    every commit before answering (one read of ``index.json`` when nothing changed), so a deleted post is gone
+    from the next query.
 
     Example:
         >>> idx = SearchIndex.create("runs/demo/search")
@@ -207,7 +241,14 @@ class SearchIndex:
         >>> idx.search("rain in london", SearchParams(k=5, since="2015-02-01", langs=["en"]))
     """
 
-    def __init__(self, root: Path, meta: dict, embedder: Embedder | None = None) -> None:
+    def __init__(
+        self,
+        root: Path,
+        meta: dict,
+        embedder: Embedder | None = None,
+        only: Iterable[str] | None = None,
+        wait_s: float = 600.0,
+    ) -> None:
         self.root = root
         self.meta = meta
         self.granularity = meta["granularity"]
@@ -215,6 +256,10 @@ class SearchIndex:
         self._embedder = embedder
         self.segments: dict[str, Segment] = {}
         self._where: dict[str, tuple[str, int]] = {}
+        self._only = None if only is None else set(only)
+        self.wait_s = wait_s
+        self._seen: bytes | None = None
+        self._state_lock = threading.RLock()
 
     # --- life cycle --------------------------------------------------------------------------------------------
 
@@ -226,19 +271,20 @@ class SearchIndex:
         granularity: str = "month",
         overwrite: bool = False,
         embedder: Embedder | None = None,
+        wait_s: float = 600.0,
     ) -> SearchIndex:
         """A new empty index at ``root``. ``overwrite`` replaces an existing index (its embedding cache is
-        kept); without it an existing index is a ``FileExistsError``."""
+        kept); without it an existing index is a ``FileExistsError``. Takes the write lock (``IndexBusy`` after
+        ``wait_s`` seconds)."""
         root = Path(root)
         if granularity not in GRANULARITIES:
             raise ValueError(f"granularity must be one of {GRANULARITIES}, got {granularity!r}")
-        if (root / "index.json").exists():
-            if not overwrite:
-                raise FileExistsError(f"{root} already holds a search index (use overwrite / --overwrite)")
-            shutil.rmtree(root / "segments", ignore_errors=True)
+        if (root / "index.json").exists() and not overwrite:
+            raise FileExistsError(f"{root} already holds a search index (use overwrite / --overwrite)")
         emb = embedder or Embedder(model, cache_dir=root / "embed_cache")
         meta = {
             "version": 1,
+            "generation": 0,
             "model": str(model),
             "model_id": emb.model_id,
             "dim": emb.dim,
@@ -247,36 +293,39 @@ class SearchIndex:
             "segments": {},
         }
         root.mkdir(parents=True, exist_ok=True)
-        idx = cls(root, meta, emb)
-        idx._save_meta()
+        idx = cls(root, meta, emb, wait_s=wait_s)
+        with idx._locked():
+            if (root / "index.json").exists():
+                if not overwrite:
+                    raise FileExistsError(f"{root} already holds a search index (use overwrite / --overwrite)")
+                meta["generation"] = json.loads((root / "index.json").read_text()).get("generation", 0) + 1
+            idx._seen = _write_atomic(root / "index.json", json.dumps(meta, indent=1))
+            idx._remove_uncommitted()
         return idx
 
     @classmethod
     def open(
-        cls, root: str | Path, segments: Iterable[str] | None = None, embedder: Embedder | None = None
+        cls,
+        root: str | Path,
+        segments: Iterable[str] | None = None,
+        embedder: Embedder | None = None,
+        wait_s: float = 600.0,
     ) -> SearchIndex:
-        """Load the index at ``root`` (only the named ``segments`` when given, to serve windows apart).
-        Raises ``FileNotFoundError`` when ``root`` holds no index, ``ValueError`` for an unknown segment."""
+        """Load the index at ``root`` (only the named ``segments`` when given, to serve windows apart; such an
+        index is read-only). ``wait_s``: how long a write waits for another writer's lock. Raises
+        ``FileNotFoundError`` when ``root`` holds no index, ``ValueError`` for an unknown segment."""
         root = Path(root)
         mf = root / "index.json"
         if not mf.exists():
             raise FileNotFoundError(f"no search index at {root} (build one with 'tweetlm search build')")
         meta = json.loads(mf.read_text())
-        idx = cls(root, meta, embedder)
-        names = list(meta["segments"]) if segments is None else list(segments)
-        for name in names:
-            if name not in meta["segments"]:
-                raise ValueError(f"{root}: no segment {name!r}; segments: {sorted(meta['segments'])}")
-            idx._load_segment(name)
+        if segments is not None:
+            for name in segments:
+                if name not in meta["segments"]:
+                    raise ValueError(f"{root}: no segment {name!r}; segments: {sorted(meta['segments'])}")
+        idx = cls(root, meta, embedder, only=segments, wait_s=wait_s)
+        idx.refresh()
         return idx
-
-    def _load_segment(self, name: str) -> Segment:
-        seg = Segment.open(self.root / "segments" / name, self.dim)
-        self.segments[name] = seg
-        for r, pid in enumerate(seg.ids):
-            if not seg.deleted[r]:
-                self._where[pid] = (name, r)
-        return seg
 
     @property
     def embedder(self) -> Embedder:
@@ -286,14 +335,131 @@ class SearchIndex:
                 raise ValueError(f"{self.root} was built with {self.meta['model_id']}, found {self._embedder.model_id}")
         return self._embedder
 
-    def _save_meta(self) -> None:
-        self.meta["segments"] = {
-            **{n: s for n, s in self.meta["segments"].items() if n not in self.segments},
-            **{n: seg.info() for n, seg in sorted(self.segments.items())},
-        }
-        tmp = self.root / "index.json.tmp"
-        tmp.write_text(json.dumps(self.meta, indent=1))
-        tmp.replace(self.root / "index.json")
+    def refresh(self) -> bool:
+        """Load what writers committed since this object last looked; returns whether anything changed.
+        Segments whose folder did not change are kept as loaded. Raises ``FileNotFoundError`` when the index
+        is gone."""
+        with self._state_lock:
+            for _ in range(50):
+                try:
+                    raw = (self.root / "index.json").read_bytes()
+                except FileNotFoundError:
+                    raise FileNotFoundError(f"no search index at {self.root} any more") from None
+                if raw == self._seen:
+                    return False
+                meta = json.loads(raw)
+                try:
+                    self._load(meta)
+                except OSError:
+                    if (self.root / "index.json").read_bytes() != raw:
+                        continue  # a writer committed again and removed a folder being loaded: load the newer
+                    raise
+                self._seen = raw
+                return True
+            raise RuntimeError(f"{self.root} changed 50 times while being loaded")
+
+    def _load(self, meta: dict) -> None:
+        names = [n for n in meta["segments"] if self._only is None or n in self._only]
+        segments = {}
+        for name in names:
+            path = self.root / "segments" / meta["segments"][name].get("dir", name)
+            old = self.segments.get(name)
+            segments[name] = old if old is not None and old.path == path else Segment.open(path, self.dim, name)
+        where = {}
+        for name, seg in segments.items():
+            for r in np.flatnonzero(~seg.deleted):
+                where[seg.ids[r]] = (name, int(r))
+        self.meta, self.segments, self._where = meta, segments, where
+
+    @contextmanager
+    def _locked(self):
+        from filelock import FileLock, Timeout
+
+        lock = FileLock(str(self.root / LOCK_FILE))
+        try:
+            lock.acquire(timeout=0)
+        except Timeout:
+            print(
+                f"{self.root}: another process is writing the index; waiting up to {self.wait_s:g} s", file=sys.stderr
+            )
+            try:
+                lock.acquire(timeout=self.wait_s)
+            except Timeout:
+                raise IndexBusy(
+                    f"{self.root}: another process held {self.root / LOCK_FILE} for over {self.wait_s:g} s; nothing "
+                    "was written. Try again when it has finished, or wait longer (--wait SECONDS)"
+                ) from None
+        try:
+            with self._state_lock:
+                yield
+        finally:
+            lock.release()
+
+    @contextmanager
+    def _change(self):
+        """The write lock, the committed state loaded, and a ``_Change`` committed when the block ends (its new
+        folders removed instead when the block raises)."""
+        if self._only is not None:
+            raise ValueError(
+                f"{self.root} was opened with some segments only ({sorted(self._only)}); open the "
+                "whole index to change it"
+            )
+        with self._locked():
+            self.refresh()
+            self._remove_uncommitted()
+            ch = _Change(meta=copy.deepcopy(self.meta), segments=dict(self.segments), where=dict(self._where))
+            try:
+                yield ch
+                self._commit(ch)
+            except BaseException:
+                for seg in ch.forked.values():
+                    shutil.rmtree(seg.path, ignore_errors=True)
+                raise
+
+    def _remove_uncommitted(self) -> None:
+        """Remove segment folders no commit names: left by a writer killed before its commit, or replaced
+        folders a killed writer had not removed yet. Only under the write lock."""
+        named = {info.get("dir", name) for name, info in self.meta["segments"].items()}
+        d = self.root / "segments"
+        for entry in d.iterdir() if d.is_dir() else []:
+            if entry.name not in named:
+                shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
+        for tmp in self.root.glob(".index.json.*.tmp"):
+            tmp.unlink()
+
+    def _writable(self, ch: _Change, name: str) -> Segment:
+        """The segment ``name`` as this change writes it: a fork of the committed one (or a new one)."""
+        seg = ch.forked.get(name)
+        if seg is None:
+            path = self.root / "segments" / f"{name}@{ch.meta.get('generation', 0) + 1}"
+            old = ch.segments.get(name)
+            if old is None:
+                seg = Segment(path, self.dim, name)
+            else:
+                seg = old.fork(path)
+                ch.old_dirs.append(old.path)
+            ch.forked[name] = ch.segments[name] = seg
+        return seg
+
+    def _commit(self, ch: _Change) -> None:
+        if not ch.forked and ch.meta["segments"] == self.meta["segments"]:
+            return
+        for seg in ch.forked.values():
+            seg.sync()
+        meta = ch.meta
+        meta["generation"] = meta.get("generation", 0) + 1
+        meta["segments"] = dict(
+            sorted(
+                {
+                    **meta["segments"],
+                    **{n: {**seg.info(), "dir": seg.path.name} for n, seg in ch.forked.items()},
+                }.items()
+            )
+        )
+        self._seen = _write_atomic(self.root / "index.json", json.dumps(meta, indent=1))
+        self.meta, self.segments, self._where = meta, ch.segments, ch.where
+        for d in ch.old_dirs:
+            shutil.rmtree(d, ignore_errors=True)
 
     def __len__(self) -> int:
         return len(self._where)
@@ -305,43 +471,40 @@ class SearchIndex:
 
     def add(self, posts: Iterable[Post], progress: Callable[[int], None] | None = None) -> dict:
         """Add posts; a post whose id is already indexed replaces it (and a later copy of an id in ``posts``
-        wins). Returns ``{"added", "replaced", "embedded", "segments"}``. Posts are embedded in one pass (cached
-        vectors are reused), then appended to their segments."""
+        wins). Returns ``{"added", "replaced", "embedded", "segments"}``. Posts are embedded first (cached
+        vectors are reused; other writers may run meanwhile), then appended to their segments under the write
+        lock in one commit."""
         by_id: dict[str, Post] = {}
         for p in posts:
             by_id[p.id] = p
         todo = list(by_id.values())
-        replaced = [pid for pid in by_id if pid in self._where]
-        if replaced:
-            self.delete(replaced)
-        before = self.embedder.num_computed
-        vecs = self.embedder.encode([p.text for p in todo], progress=progress)
         groups: dict[str, list[int]] = {}
         tss = []
         for i, p in enumerate(todo):
             ts = parse_time(p.created_at, f"post {p.id} created_at") if p.created_at else UNDATED
             tss.append(ts)
             groups.setdefault(window_of(ts, self.granularity), []).append(i)
-        for name, idxs in sorted(groups.items()):
-            seg = self.segments.get(name)
-            if seg is None:
-                seg = Segment(self.root / "segments" / name, self.dim)
-                self.segments[name] = seg
-            rows = {
-                "id": [todo[i].id for i in idxs],
-                "text": [todo[i].text for i in idxs],
-                "created_at": [todo[i].created_at for i in idxs],
-                "ts": [tss[i] for i in idxs],
-                "author_id": [todo[i].author_id for i in idxs],
-                "lang": [todo[i].lang for i in idxs],
-                "kind": [todo[i].kind for i in idxs],
-                "retweeted_id": [todo[i].retweeted_id for i in idxs],
-                "dup_key": [dup_key(todo[i].text) for i in idxs],
-                "source": [todo[i].source for i in idxs],
-            }
-            for pid, r in zip(rows["id"], seg.add(rows, vecs[idxs])):
-                self._where[pid] = (name, r)
-        self._save_meta()
+        before = self.embedder.num_computed
+        vecs = self.embedder.encode([p.text for p in todo], progress=progress)
+        with self._change() as ch:
+            replaced = [pid for pid in by_id if pid in ch.where]
+            self._delete(ch, replaced)
+            for name, idxs in sorted(groups.items()):
+                seg = self._writable(ch, name)
+                rows = {
+                    "id": [todo[i].id for i in idxs],
+                    "text": [todo[i].text for i in idxs],
+                    "created_at": [todo[i].created_at for i in idxs],
+                    "ts": [tss[i] for i in idxs],
+                    "author_id": [todo[i].author_id for i in idxs],
+                    "lang": [todo[i].lang for i in idxs],
+                    "kind": [todo[i].kind for i in idxs],
+                    "retweeted_id": [todo[i].retweeted_id for i in idxs],
+                    "dup_key": [dup_key(todo[i].text) for i in idxs],
+                    "source": [todo[i].source for i in idxs],
+                }
+                for pid, r in zip(rows["id"], seg.add(rows, vecs[idxs])):
+                    ch.where[pid] = (name, r)
         return {
             "added": len(todo) - len(replaced),
             "replaced": len(replaced),
@@ -355,43 +518,46 @@ class SearchIndex:
         return [pid for pid, (name, r) in self._where.items() if self.segments[name].retweeted_id[r] in wanted]
 
     def delete(self, post_ids: Iterable[str]) -> list[str]:
-        """Remove posts from both engines; returns the ids that were not in the index."""
+        """Remove posts from both engines and erase them from the index's files (one commit); returns the ids
+        that were not in the index."""
+        with self._change() as ch:
+            return self._delete(ch, post_ids)
+
+    def _delete(self, ch: _Change, post_ids: Iterable[str]) -> list[str]:
         missing, by_seg = [], {}
         for pid in post_ids:
-            where = self._where.pop(pid, None)
+            where = ch.where.pop(pid, None)
             if where is None:
                 missing.append(pid)
             else:
                 by_seg.setdefault(where[0], []).append(where[1])
         for name, rows in by_seg.items():
-            self.segments[name].delete(rows)
-        if by_seg:
-            self._save_meta()
+            self._writable(ch, name).delete(rows)
         return missing
 
     def drop_before(self, before: str | int) -> list[str]:
         """Delete every segment whose whole window ends at or before ``before``; returns their names."""
         cut = parse_time(before, "before")
         dropped = []
-        for name in list(self.meta["segments"]):
-            b = window_bounds(name)
-            if b is not None and b[1] <= cut:
-                seg = self.segments.pop(name, None)
-                if seg is not None:
+        with self._change() as ch:
+            for name in list(ch.meta["segments"]):
+                b = window_bounds(name)
+                if b is not None and b[1] <= cut:
+                    seg = ch.segments.pop(name)
                     for pid in seg.ids:
-                        if self._where.get(pid, (None,))[0] == name:
-                            del self._where[pid]
-                self.meta["segments"].pop(name)
-                shutil.rmtree(self.root / "segments" / name, ignore_errors=True)
-                dropped.append(name)
-        self._save_meta()
+                        if ch.where.get(pid, (None,))[0] == name:
+                            del ch.where[pid]
+                    ch.meta["segments"].pop(name)
+                    ch.old_dirs.append(seg.path)
+                    dropped.append(name)
         return dropped
 
     # --- queries -----------------------------------------------------------------------------------------------
 
-    def _segments_for(self, f: Filters) -> list[Segment]:
+    @staticmethod
+    def _segments_for(segments: dict[str, Segment], f: Filters) -> list[Segment]:
         out = []
-        for name, seg in sorted(self.segments.items()):
+        for name, seg in sorted(segments.items()):
             b = window_bounds(name)
             if b is None:
                 if not f.dated_only:
@@ -408,7 +574,9 @@ class SearchIndex:
         if not query or not query.strip():
             raise ValueError("query is empty")
         f, as_of = p.resolve()
-        segs = self._segments_for(f)
+        self.refresh()
+        segments = self.segments  # this query's snapshot: a commit replaces the dict, never changes it
+        segs = self._segments_for(segments, f)
         n = max(p.num_candidates, p.k)
         lex: list[tuple[float, str, int]] = []
         dense: list[tuple[float, str, int]] = []
@@ -433,14 +601,14 @@ class SearchIndex:
                 e[name] = s
         if p.half_life_s is not None:
             for (seg_name, r), e in fused.items():
-                ts = int(self.segments[seg_name].ts[r])
+                ts = int(segments[seg_name].ts[r])
                 if ts != UNDATED:
                     e["score"] *= 0.5 ** (max(0, as_of - ts) / p.half_life_s)
         order = sorted(fused.items(), key=lambda kv: (-kv[1]["score"], kv[1].get("bm25_rank") or n + 1))
         out: list[Hit] = []
         seen: set[str] = set()
         for (seg_name, r), e in order:
-            seg = self.segments[seg_name]
+            seg = segments[seg_name]
             pid = seg.ids[r]
             assert seg.ts[r] == UNDATED or seg.ts[r] <= as_of, "a post from after the query time was retrieved"
             keys = {"id:" + (seg.retweeted_id[r] or pid)}
@@ -472,14 +640,16 @@ class SearchIndex:
 
     def get(self, post_id: str) -> dict | None:
         """The stored fields of one post, or ``None``."""
-        where = self._where.get(post_id)
+        self.refresh()
+        segments, where = self.segments, self._where.get(post_id)
         if where is None:
             return None
-        seg, r = self.segments[where[0]], where[1]
+        seg, r = segments[where[0]], where[1]
         return {"id": post_id, "text": seg.texts[r], "created_at": seg.created_at[r], "segment": seg.name}
 
     def info(self) -> dict:
         """Posts, segments and bytes on disk."""
+        self.refresh()
         size = sum(f.stat().st_size for f in (self.root / "segments").rglob("*") if f.is_file())
         return {
             "root": str(self.root),
@@ -489,3 +659,21 @@ class SearchIndex:
             "model": self.meta["model"],
             "bytes": size,
         }
+
+
+def _write_atomic(path: Path, text: str) -> bytes:
+    """Write ``text`` to ``path`` by fsyncing a new file, renaming it over ``path`` and fsyncing the folder; a
+    crash leaves either the old or the new file. Returns the bytes written."""
+    data = text.encode()
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    tmp.replace(path)
+    fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    return data

@@ -12,6 +12,12 @@ timestamp) holding:
   and ``kind`` for filtering inside the engine;
 - ``dense.usearch``: an HNSW graph (cosine, float16 vectors, keys = rows).
 
+Segments are copy-on-write: a change never touches a committed folder. ``fork`` makes the next generation
+(``2015-02@7``) with hard links to the current files, the change writes new files there (a changed file is
+written aside and renamed over its link, never rewritten in place), and the index commits by renaming
+``index.json`` to name the new folder (``search.index``). A process killed mid-change leaves the committed
+generation intact; the next writer removes the unnamed folder.
+
 An add appends a part and adds to both engines. A delete marks the row, blanks its text and other personal
 fields (and zeroes its vector) in the part files, removes its key from usearch and rebuilds the segment's tantivy
 index from the live rows (a tantivy delete alone keeps the terms on disk until a merge). BM25 statistics (IDF,
@@ -26,7 +32,7 @@ save and memory-mapped view, and a wheel without system BLAS.
 
 from __future__ import annotations
 
-import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -60,9 +66,9 @@ class Filters:
 class Segment:
     """The posts of one time window; see the module docstring for the files."""
 
-    def __init__(self, path: str | Path, dim: int) -> None:
+    def __init__(self, path: str | Path, dim: int, name: str | None = None) -> None:
         self.path = Path(path)
-        self.name = self.path.name
+        self.name = name or self.path.name.split("@")[0]
         self.dim = dim
         self.ids: list[str] = []
         self.texts: list[str] = []
@@ -83,11 +89,15 @@ class Segment:
     # --- files -------------------------------------------------------------------------------------------------
 
     @classmethod
-    def open(cls, path: str | Path, dim: int) -> Segment:
-        """Load a segment folder written by ``add``."""
+    def open(cls, path: str | Path, dim: int, name: str | None = None) -> Segment:
+        """Load a segment folder written by ``add``: rows, vectors and flags into memory, the HNSW graph into
+        memory and the tantivy index opened (its files memory-mapped), so a loaded segment keeps answering after
+        a writer has replaced and removed its folder. Raises ``FileNotFoundError`` when the folder is gone."""
         import pyarrow.parquet as pq
 
-        seg = cls(path, dim)
+        seg = cls(path, dim, name)
+        if not seg.path.is_dir():
+            raise FileNotFoundError(f"segment folder {seg.path} does not exist")
         parts = sorted(seg.path.glob("rows-*.parquet"))
         cols: dict[str, list] = {c: [] for c in _ROW_COLUMNS}
         vecs = []
@@ -102,7 +112,39 @@ class Segment:
         seg.deleted = np.load(dpath) if dpath.exists() else np.zeros(len(seg.ids), bool)
         if len(seg.deleted) != len(seg.ids):
             raise ValueError(f"{dpath}: {len(seg.deleted)} flags for {len(seg.ids)} rows; the segment is damaged")
+        if (seg.path / "lexical" / "meta.json").exists():
+            seg.lexical.searcher()
+        seg.ann  # noqa: B018 (loads the graph)
         return seg
+
+    def fork(self, path: str | Path) -> Segment:
+        """The next generation of this segment at ``path`` (a new folder): every file hard-linked (tantivy's lock
+        files excepted), the columns copied, so changes to the fork leave this segment and its folder as they
+        were. Raises ``FileExistsError`` when ``path`` exists."""
+        new = Segment(path, self.dim, self.name)
+        new.path.mkdir(parents=True)
+        if self.path.is_dir():
+            for src in self.path.rglob("*"):
+                dst = new.path / src.relative_to(self.path)
+                if src.is_dir():
+                    dst.mkdir(exist_ok=True)
+                elif not (src.name.startswith(".tantivy-") and src.name.endswith(".lock")):
+                    dst.parent.mkdir(parents=True, exist_ok=True)
+                    os.link(src, dst)
+        new._set_columns({c: list(getattr(self, a)) for c, a in _ATTR.items()}, self.vecs.copy())
+        new.deleted = self.deleted.copy()
+        new._num_parts = self._num_parts
+        return new
+
+    def sync(self) -> None:
+        """fsync every file of the folder and the folder itself (before the index names it in a commit)."""
+        for f in [*self.path.rglob("*"), self.path]:
+            if f.is_dir() or f.is_file():
+                fd = os.open(f, os.O_RDONLY)
+                try:
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
 
     def _set_columns(self, cols: dict[str, list], vecs: np.ndarray) -> None:
         self.ids = list(cols["id"])
@@ -170,14 +212,16 @@ class Segment:
         self.path.mkdir(parents=True, exist_ok=True)
         start = len(self.ids)
         part = self._num_parts
+        if (self.path / f"rows-{part:05d}.parquet").exists():
+            raise FileExistsError(f"{self.path}: part {part} exists; a segment folder is written by one writer")
         pq.write_table(pa.table({c: rows[c] for c in _ROW_COLUMNS}), self.path / f"rows-{part:05d}.parquet")
-        np.save(self.path / f"vecs-{part:05d}.npy", vecs.astype(np.float16))
+        _save_npy(self.path / f"vecs-{part:05d}.npy", vecs.astype(np.float16))
         self._num_parts += 1
         cols = {c: getattr(self, a) for c, a in _ATTR.items()}
         merged = {c: list(cols[c]) + list(rows[c]) for c in _ROW_COLUMNS}
         self._set_columns(merged, np.concatenate([self.vecs, vecs.astype(np.float16)]))
         self.deleted = np.concatenate([self.deleted, np.zeros(n, bool)])
-        np.save(self.path / "deleted.npy", self.deleted)
+        _save_npy(self.path / "deleted.npy", self.deleted)
 
         lex = self.lexical
         w = lex.writer(heap_size=64_000_000, num_threads=1)
@@ -197,7 +241,7 @@ class Segment:
         lex.reload()
         keys = np.arange(start, start + n, dtype=np.uint64)
         self.ann.add(keys, vecs.astype(np.float16), threads=1)
-        self.ann.save(str(self.path / "dense.usearch"))
+        self._save_ann()
         return list(range(start, start + n))
 
     def delete(self, rows: list[int]) -> None:
@@ -213,9 +257,14 @@ class Segment:
             self.ann.remove(r)
         self.deleted[rows] = True
         self._erase_rows(rows)
-        np.save(self.path / "deleted.npy", self.deleted)
+        _save_npy(self.path / "deleted.npy", self.deleted)
         self._rebuild_lexical()
-        self.ann.save(str(self.path / "dense.usearch"))
+        self._save_ann()
+
+    def _save_ann(self) -> None:
+        tmp = self.path / "dense.usearch.tmp"
+        self.ann.save(str(tmp))
+        tmp.replace(self.path / "dense.usearch")
 
     def _erase_rows(self, rows: list[int]) -> None:
         """Blank the personal fields of ``rows`` in memory and rewrite the part files that hold them."""
@@ -245,9 +294,7 @@ class Segment:
                 vpath = part.with_name(part.name.replace("rows-", "vecs-").replace(".parquet", ".npy"))
                 vecs = np.load(vpath)
                 vecs[local] = 0
-                vtmp = vpath.with_name(vpath.stem + ".tmp.npy")
-                np.save(vtmp, vecs)
-                vtmp.replace(vpath)
+                _save_npy(vpath, vecs)
             start = end
 
     def _rebuild_lexical(self) -> None:
@@ -326,7 +373,7 @@ class Segment:
         while True:
             hits = searcher.search(query, limit).hits
             rids = searcher.fast_field_values("rid", [a for _, a in hits]) if hits else []
-            out = [(float(s), int(r)) for (s, _), r in zip(hits, rids) if mask[int(r)]]
+            out = [(float(s), int(r)) for (s, _), r in zip(hits, rids) if int(r) < len(mask) and mask[int(r)]]
             if len(out) >= n or len(hits) < limit:
                 return out[:n]
             limit *= 4  # rows the mask drops but tantivy kept (e.g. undated posts when no bound was given)
@@ -344,7 +391,7 @@ class Segment:
         if not exact and num_allowed > exact_below:
             want = min(live, int(n * live / num_allowed * 1.5) + 16)
             m = self.ann.search(q.astype(np.float16), want)
-            out = [(1.0 - float(d), int(k)) for k, d in zip(m.keys, m.distances) if mask[int(k)]]
+            out = [(1.0 - float(d), int(k)) for k, d in zip(m.keys, m.distances) if int(k) < len(mask) and mask[int(k)]]
             if len(out) >= n or want >= live:
                 return out[:n]
         from usearch.index import MetricKind
@@ -366,8 +413,13 @@ class Segment:
             "last_ts": int(dated.max()) if len(dated) else None,
         }
 
-    def save_meta(self) -> None:
-        (self.path / "segment.json").write_text(json.dumps(self.info()))
+
+def _save_npy(path: Path, a: np.ndarray) -> None:
+    """``np.save`` to a new file renamed over ``path``: a hard link shared with an older generation is never
+    written through."""
+    tmp = path.with_name(path.stem + ".tmp.npy")
+    np.save(tmp, a)
+    tmp.replace(path)
 
 
 _BLANK = {"id": "", "text": "", "author_id": None, "retweeted_id": None, "dup_key": ""}
