@@ -87,10 +87,45 @@ def test_forget_rows_retweet_stand_in_and_counts():
         "thread_ids": [[], [], ["9200", "9201"]],
         "thread_texts": [[], [], ["root", "reply"]],
     }
-    kept, removed, found = _forget_rows(cols, {"9000", "9101", "9201"})
+    kept, removed, found, changed = _forget_rows(cols, {"9000", "9101", "9201"})
     assert kept["id"] == ["9100", "9200"] and removed == {"s": 1} and found == {"9000", "9101", "9201"}
     assert kept["retweets"] == [1, 0] and kept["retweet_ids"][0] == ["9102"]
     assert kept["text"][1] == "root" and kept["kind"][1] == "post" and kept["thread_ids"][1] == []
+    assert changed == {"RT @carol: original not in the corpus": None, "root\nreply": "root"}
+
+
+def test_forget_erases_the_texts_from_memorization_guards(corpus, tmp_path, capsys):
+    """Issue 17: a guard kept a deleted post's text verbatim. Every guard under --runs-dir (in an affected run or
+    not) loses the removed documents' texts; a rebuilt thread's new text replaces its old one; an unreadable
+    guard is reported, not skipped."""
+    from tweetlm.ads.guard import MemorizationGuard, build_guard
+
+    out, report = corpus
+    runs = tmp_path / "runs"
+    _fake_run(runs, "base", report["corpus_hash"])
+    before = _ids(out)
+    post, thread = before["2000"]["text"], before["1000"]["text"]
+    in_train = set(pq.read_table(out / "train.parquet", columns=["text"]).column("text").to_pylist())
+    guards = [runs / "base" / "memorization_guard.pkl", runs / "ads" / "memorization_guard.pkl"]
+    for g in guards:
+        build_guard(str(out), g, progress=False)
+    (runs / "broken").mkdir()
+    (runs / "broken" / "memorization_guard.pkl").write_bytes(b"not a pickle")
+    held = [t for t in (post, thread) if t in in_train]
+    assert held and all(t.encode() in guards[0].read_bytes() for t in held)
+    ids = tmp_path / "ids.txt"
+    ids.write_text("2000\n1002\n")
+    assert main(["data", "forget", "--ids", str(ids), "--corpus", str(out), "--runs-dir", str(runs)]) == 0
+    text = capsys.readouterr().out
+    assert f"memorization guard {guards[0]}: {len(held)} text(s) erased" in text
+    assert f"memorization guard {guards[1]}: {len(held)} text(s) erased" in text
+    assert "broken/memorization_guard.pkl could not be read (" in text and "rebuild or delete it" in text
+    for g in guards:
+        assert not any(t.encode() in g.read_bytes() for t in held)
+        guard = MemorizationGuard.load(g)
+        assert not any(guard.check(t).jaccard == 1.0 for t in held)
+        if thread in held:
+            assert guard.check(_ids(out)["1000"]["text"]).jaccard == 1.0  # the rebuilt thread took its place
 
 
 def test_forget_cli(corpus, tmp_path, capsys):
@@ -169,7 +204,7 @@ def test_forget_lists_fine_tunes_and_memorization_guards(corpus, tmp_path, capsy
     assert main(["data", "forget", "--ids", str(ids), "--corpus", str(out), "--runs-dir", str(runs)]) == 0
     text = capsys.readouterr().out
     assert "runs/tuned (fine-tuned from" in text and "runs/tuned_again (fine-tuned from" in text
-    assert "tuned_other" not in text
+    assert "tuned_other (fine-tuned" not in text  # not affected; its unreadable guard is still reported
     assert "rebuild or delete" in text
     for name in ("base", "tuned", "tuned_again"):
         assert f"runs/{name}/memorization_guard.pkl" in text

@@ -99,6 +99,18 @@ class MemorizationGuard:
     def __len__(self) -> int:
         return len(self.texts)
 
+    def forget(self, texts: Iterable[str]) -> int:
+        """Erase every indexed text equal to one of ``texts`` (a deletion request): its MinHash leaves the LSH
+        and its text is blanked, so a saved guard no longer holds it. Returns how many were erased."""
+        gone = set(texts)
+        n = 0
+        for i, t in enumerate(self.texts):
+            if t and t in gone:
+                self.lsh.remove(i)
+                self.texts[i] = ""
+                n += 1
+        return n
+
     def check(self, text: str) -> GuardHit:
         """Whether ``text`` is a near-copy of an indexed post, and the closest such post."""
         s = shingles(text)

@@ -115,10 +115,11 @@ def _cmd_forget(args: argparse.Namespace) -> int:
         print(f"--runs-dir {args.runs_dir} does not exist: no runs were checked (pass the folder holding your runs)")
     else:
         print(f"no run under {args.runs_dir} was trained on a corpus that contained them")
-    if res.get("guards"):
-        print("memorization guards holding their training texts (rebuild or delete these files):")
-        for g in res["guards"]:
-            print(f"  {g}")
+    for g in res.get("guards", []):
+        if g["error"]:
+            print(f"memorization guard {g['path']} could not be read ({g['error']}): rebuild or delete it")
+        else:
+            print(f"memorization guard {g['path']}: {g['erased']} text(s) erased")
     if res.get("sft_sets"):
         print("fine-tuning sets built from them (rebuild with tweetlm sft into a new folder):")
         for f in res["sft_sets"]:

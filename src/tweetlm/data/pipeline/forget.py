@@ -16,9 +16,12 @@ ids. Runs made by ``tweetlm train --out`` record the hash only inside ``trainer_
 the run folder they were trained from. Fine-tuned folders (``tweetlm sft``: their ``config.json`` names the base
 under ``sft_base``) whose base checkpoint lies in an affected run are affected too, and so is an ``sft`` folder
 whose fine-tuning set (``sft_train.jsonl``/``sft_val.jsonl``, ``source_ids`` of every example) lists a removed
-post; those files are returned as ``sft_sets`` (rebuild them with ``tweetlm sft``). The
-``memorization_guard.pkl`` files inside affected folders are listed as ``guards`` (they hold training post texts
-verbatim: rebuild or delete them). Nothing outside ``corpus_dir`` is changed: retraining is the caller's decision.
+post; those files are returned as ``sft_sets`` (rebuild them with ``tweetlm sft``). Every
+``memorization_guard.pkl`` under ``runs_dir`` (they hold training texts verbatim) is scrubbed: a text of a removed
+document is erased from it, and a rebuilt thread's new text takes the old one's place (``ads.guard``); guards in
+affected folders are listed as ``guards`` with what was erased, and a guard that cannot be read is listed with
+its error (rebuild or delete it). Beyond the corpus and the guards nothing is changed: retraining is the
+caller's decision.
 """
 
 from __future__ import annotations
@@ -52,12 +55,17 @@ def read_ids(path: str | Path) -> set[str]:
     return ids
 
 
-def _forget_rows(cols: dict[str, list], ids: set[str]) -> tuple[dict[str, list], Counter, set[str]]:
-    """The rows of one shard without the listed posts; returns ``(columns, removed per source, ids found)``."""
+def _forget_rows(
+    cols: dict[str, list], ids: set[str]
+) -> tuple[dict[str, list], Counter, set[str], dict[str, str | None]]:
+    """The rows of one shard without the listed posts; returns ``(columns, removed per source, ids found,
+    changed texts)``, the last mapping each removed document's text to ``None`` and each rebuilt thread's old
+    text to its new one."""
     n = len(cols["id"])
     keep = []
     removed: Counter = Counter()
     found: set[str] = set()
+    changed: dict[str, str | None] = {}
     for i in range(n):
         members = cols["thread_ids"][i] or []
         if members and ids.intersection(members):
@@ -65,16 +73,20 @@ def _forget_rows(cols: dict[str, list], ids: set[str]) -> tuple[dict[str, list],
             pairs = [(m, t) for m, t in zip(members, cols["thread_texts"][i]) if m not in ids]
             if not pairs:
                 removed[cols["source"][i]] += 1
+                changed[cols["text"][i]] = None
                 continue
             cols["thread_ids"][i] = [m for m, _ in pairs]
             cols["thread_texts"][i] = [t for _, t in pairs]
+            old = cols["text"][i]
             cols["text"][i] = "\n".join(t for _, t in pairs)
+            changed[old] = cols["text"][i]
             cols["id"][i] = pairs[0][0]
             if len(pairs) == 1:
                 cols["kind"][i], cols["thread_ids"][i], cols["thread_texts"][i] = "post", [], []
         elif cols["id"][i] in ids or (cols["retweeted_id"][i] or None) in ids:
             found.add(cols["id"][i] if cols["id"][i] in ids else cols["retweeted_id"][i])
             removed[cols["source"][i]] += 1
+            changed[cols["text"][i]] = None
             continue
         rts = cols["retweet_ids"][i] or []
         if rts and ids.intersection(rts):
@@ -82,7 +94,7 @@ def _forget_rows(cols: dict[str, list], ids: set[str]) -> tuple[dict[str, list],
             cols["retweet_ids"][i] = [r for r in rts if r not in ids]
             cols["retweets"][i] = len(cols["retweet_ids"][i])
         keep.append(i)
-    return {c: [v[i] for i in keep] for c, v in cols.items()}, removed, found
+    return {c: [v[i] for i in keep] for c, v in cols.items()}, removed, found, changed
 
 
 def _ledger_from(accounting: dict) -> Ledger:
@@ -175,23 +187,40 @@ def _sft_sets(runs_dir: Path, ids: set[str]) -> list[str]:
     return hits
 
 
-def _affected_guards(runs_dir: Path, runs: list[dict]) -> list[str]:
-    """``memorization_guard.pkl`` files (they hold training post texts verbatim) inside the affected runs."""
+def _scrub_guards(runs_dir: Path, runs: list[dict], changed: dict[str, str | None]) -> list[dict]:
+    """Erase the ``changed`` texts from every ``memorization_guard.pkl`` under ``runs_dir`` (a rebuilt thread's
+    new text is added where its old one was erased). Returns ``{"path", "erased", "error"}`` for each guard that
+    held one of the texts, sits in an affected run, or could not be read."""
+    from tweetlm.ads.guard import MemorizationGuard
+
     if not runs_dir.is_dir():
         return []
     affected = [Path(r["run"]).resolve() for r in runs]
-    return sorted(
-        str(g)
-        for g in runs_dir.glob("**/memorization_guard.pkl")
-        if any(g.resolve().is_relative_to(a) for a in affected)
-    )
+    out = []
+    for path in sorted(runs_dir.glob("**/memorization_guard.pkl")):
+        in_affected = any(path.resolve().is_relative_to(a) for a in affected)
+        entry = {"path": str(path), "erased": 0, "error": None}
+        if changed:
+            try:
+                guard = MemorizationGuard.load(path)
+            except Exception as e:  # noqa: BLE001 (any unreadable file is reported, never skipped silently)
+                entry["error"] = f"{type(e).__name__}: {e}"
+            else:
+                held = {t for t in guard.texts if t in changed}
+                entry["erased"] = guard.forget(held)
+                if entry["erased"]:
+                    guard.add(changed[t] for t in held if changed[t])
+                    guard.save(path)
+        if in_affected or entry["erased"] or entry["error"]:
+            out.append(entry)
+    return out
 
 
 def forget(ids: set[str], corpus_dir: str | Path, runs_dir: str | Path = "runs") -> dict:
     """Remove ``ids`` (and retweets of them) from the corpus in ``corpus_dir``; see module docstring.
 
     Returns ``{"removed": {source: n}, "found_ids", "not_found_ids", "old_hash", "new_hash", "runs": [...],
-    "guards": [...], "sft_sets": [...]}``.
+    "guards": [{"path", "erased", "error"}], "sft_sets": [...]}``.
     Raises ``ValueError`` when ``corpus_dir`` holds no corpus built by the pipeline.
     """
     import pyarrow as pa
@@ -208,11 +237,13 @@ def forget(ids: set[str], corpus_dir: str | Path, runs_dir: str | Path = "runs")
     old_hash = manifest["corpus_hash"]
     removed: Counter = Counter()
     found: set[str] = set()
+    changed: dict[str, str | None] = {}
     for name in SPLIT_FILES:
         table = pq.read_table(out / name)
         if "thread_ids" not in table.column_names:
             raise ValueError(f"{out / name} was not written by the ingestion pipeline (no thread_ids column)")
-        cols, rem, fnd = _forget_rows({c: table.column(c).to_pylist() for c in table.column_names}, ids)
+        cols, rem, fnd, chg = _forget_rows({c: table.column(c).to_pylist() for c in table.column_names}, ids)
+        changed.update(chg)
         if rem or fnd:
             new = pa.Table.from_arrays(
                 [pa.array(cols[c], type=table.schema.field(c).type) for c in cols], schema=table.schema
@@ -284,6 +315,6 @@ def forget(ids: set[str], corpus_dir: str | Path, runs_dir: str | Path = "runs")
         "old_hash": old_hash,
         "new_hash": new_hash,
         "runs": runs,
-        "guards": _affected_guards(Path(runs_dir), runs),
+        "guards": _scrub_guards(Path(runs_dir), runs, changed),
         "sft_sets": _sft_sets(Path(runs_dir), ids) if Path(runs_dir).is_dir() else [],
     }
