@@ -58,6 +58,7 @@ import json
 import logging
 import os
 import re
+import sys
 import unicodedata
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -232,6 +233,8 @@ def _not_text_problem(info: _FileInfo) -> tuple[str, str]:
         half >= 2 and max(head[::2].count(0), head[1::2].count(0)) > 0.4 * half
     ):
         return "utf16_text", "UTF-16 text; save it as UTF-8 and read it again"
+    if not info.member and info.path.name.lower().endswith(".zip"):
+        return "corrupt_compressed", "not a valid zip file: its members cannot be listed; re-download it"
     suffix = compressed.compression_of(info.member or info.path.name)
     if suffix is not None:
         return "corrupt_compressed", f"not a valid {suffix} file: it does not decompress; re-download it"
@@ -1146,6 +1149,9 @@ def _read_json_lines(info: _FileInfo, ledger: Ledger) -> Iterator[Post]:
         except json.JSONDecodeError:
             em.quarantine(i, "invalid_json", line)
             continue
+        except RecursionError:
+            em.quarantine(i, "too_deep", f"JSON nested deeper than {sys.getrecursionlimit()} levels: {line[:150]}")
+            continue
         parse_value(value, em, i, info.columns, "jsonl")
     return _finish(info, em, ledger, record)
 
@@ -1471,7 +1477,15 @@ def _plan(paths: Iterable[str | Path], columns: ColumnMap | None = None) -> list
             except ValueError:
                 rel = (f_abs.name,)
             if f.name.lower().endswith(".zip"):
-                _plan_zip(f, rel, columns, plan, unmatched, skipped)
+                before = len(plan)
+                try:
+                    _plan_zip(f, rel, columns, plan, unmatched, skipped)
+                except ValueError:  # not a readable zip (or a member that does not open): one bad record
+                    del plan[before:]
+                    with open(f_abs, "rb") as fh:
+                        head = fh.read(_HEAD_BYTES)
+                    plan.append((_FileInfo(path=f_abs, display=str(f), rel=rel, head=head, columns=columns),
+                                 _NOT_TEXT_READER))  # fmt: skip
                 continue
             head = compressed.read_head(f_abs, None, _HEAD_BYTES)
             info = _FileInfo(path=f_abs, display=str(f), rel=rel, head=head, columns=columns)
@@ -1527,9 +1541,11 @@ def read_corpus(
                         )
                         continue
                     yield post
-            except ValueError as e:
+            except (ValueError, OSError, RecursionError) as e:  # OSError: pyarrow's IOError on a damaged Parquet
                 if len(plan) == 1:  # the one file given cannot be read: say so rather than build nothing
-                    raise
+                    if isinstance(e, ValueError):
+                        raise
+                    raise ValueError(f"{info.display} cannot be read: {type(e).__name__}: {e}") from e
                 # one unreadable file among others (a corrupt compressed stream, JSON that is not JSON): one
                 # quarantined record under its source, and the rest is read. Readers that use an Emitter make
                 # no ledger entry before the whole file has been parsed, so nothing is counted twice.

@@ -290,7 +290,8 @@ def iter_json_values(text: str, start: int = 0) -> Iterator[object | BadValue]:
     as ``BadValue("invalid_utf8")``. Text that does not parse becomes ``BadValue("invalid_json")`` up to the
     next line that opens an object or array, and reading resumes there. Inside a top-level array the first
     element that does not parse ends the array: the rest is one ``BadValue``, ``"truncated"`` when the file
-    lacks its closing ``]`` (a cut-off download), else ``"invalid_json"``. Never raises on content.
+    lacks its closing ``]`` (a cut-off download), else ``"invalid_json"``. A value nested deeper than the
+    parser's recursion limit is ``BadValue("too_deep")`` (in an array: with the rest). Never raises on content.
     """
     dec = json.JSONDecoder()
     pos = _WS.match(text, start).end()
@@ -309,6 +310,9 @@ def iter_json_values(text: str, start: int = 0) -> Iterator[object | BadValue]:
                 # the rest is one record: cut off (no closing bracket) or broken inside
                 yield BadValue("invalid_json" if text.rstrip().endswith("]") else "truncated", text[pos:])
                 return
+            except RecursionError:  # nested deeper than the parser goes: its end is unknown, the rest is one
+                yield BadValue("too_deep", text[pos : pos + 200])
+                return
             yield BadValue("invalid_utf8", text[pos:end]) if _has_surrogates(text[pos:end]) else value
             pos = _WS.match(text, end).end()
             if text.startswith(",", pos):
@@ -326,10 +330,11 @@ def iter_json_values(text: str, start: int = 0) -> Iterator[object | BadValue]:
     while pos < len(text):
         try:
             value, end = dec.raw_decode(text, pos)
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, RecursionError) as e:
             m = _RESYNC.search(text, pos)
             end = m.end() if m else len(text)
-            yield BadValue("invalid_json", text[pos:end].strip())
+            bad = text[pos:end].strip()
+            yield BadValue("too_deep", bad[:200]) if isinstance(e, RecursionError) else BadValue("invalid_json", bad)
             pos = _WS.match(text, end).end()
             continue
         yield BadValue("invalid_utf8", text[pos:end]) if _has_surrogates(text[pos:end]) else value

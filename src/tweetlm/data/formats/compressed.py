@@ -85,6 +85,12 @@ def decompress(raw: bytes, suffix: str | None, where: str) -> Decoded:
     return Decoded(b"".join(out))
 
 
+_ZIP_ERRORS = (OSError, zipfile.BadZipFile, KeyError, EOFError, NotImplementedError, RuntimeError, zlib.error)
+"""What reading a damaged zip member raises: a bad CRC or header (``BadZipFile``), an unsupported version or
+method (``NotImplementedError``), an encrypted member (``RuntimeError``), a cut-off or corrupt deflate stream
+(``EOFError``, ``zlib.error``)."""
+
+
 def read_bytes(path: Path, member: str | None = None, where: str | None = None) -> Decoded:
     """The decompressed bytes of ``path`` (or of zip ``member`` inside it), decompressing by name suffix.
 
@@ -100,8 +106,8 @@ def read_bytes(path: Path, member: str | None = None, where: str | None = None) 
             with zipfile.ZipFile(path) as zf:
                 raw = zf.read(member)
             name = member
-    except (OSError, zipfile.BadZipFile, KeyError) as e:
-        raise ValueError(f"cannot read {where}: {e}") from e
+    except _ZIP_ERRORS as e:
+        raise ValueError(f"cannot read {where}: {type(e).__name__}: {e}") from e
     return decompress(raw, compression_of(name), where)
 
 
@@ -122,7 +128,7 @@ def read_head(path: Path, member: str | None, n: int) -> bytes:
             return decompress(raw_stream.getvalue(), suffix, str(path)).data[:n]
         except ValueError:
             return raw_stream.getvalue()[:n]
-    except (OSError, zipfile.BadZipFile, KeyError):
+    except _ZIP_ERRORS:
         return b""
 
 
@@ -149,5 +155,5 @@ def zip_members(path: Path) -> list[str]:
                 and not i.filename.startswith("__MACOSX/")
                 and ("/." not in "/" + i.filename or unsafe_member(i.filename))
             ]
-    except (OSError, zipfile.BadZipFile) as e:
-        raise ValueError(f"{path} is not a readable zip file ({e})") from e
+    except _ZIP_ERRORS as e:
+        raise ValueError(f"{path} is not a readable zip file ({type(e).__name__}: {e})") from e

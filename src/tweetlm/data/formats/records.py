@@ -3,17 +3,33 @@
 ``parse_value`` recognises a value by its shape (the checks of each format module, most specific first) and
 hands it to that module, so one file may mix shapes (a stream dump with notices between tweets, a folder of
 API pages). A value no format claims is a generic record (``tabular.parse_generic``: a ``text`` field, or the
-mapped column). Values that are not objects are quarantined as ``not_an_object``.
+mapped column). Values that are not objects are quarantined as ``not_an_object``. A value its format module
+cannot read (a field of the wrong type or shape where the module expected another: a number for ``entities``,
+a list for ``user``) is quarantined as ``malformed_record`` with the error, and whatever the module had emitted
+for it is withdrawn: one bad record never stops its file, and is never half read.
 """
 
 from __future__ import annotations
 
 from tweetlm.data.formats import bluesky, mastodon, tabular, x_v1, x_v2
-from tweetlm.data.formats.base import BadValue, Emitter
+from tweetlm.data.formats.base import BadValue, Emitter, excerpt_of
+
+
+_MALFORMED = (TypeError, AttributeError, KeyError, IndexError, ValueError, RecursionError)
+"""What a format module raises on a value whose fields have unexpected types or shapes."""
 
 
 def parse_value(value: object, em: Emitter, record: int, columns: tabular.ColumnMap, generic_reader: str) -> None:
-    """Emit the outcomes of one JSON value (record number ``record``) into ``em``."""
+    """Emit the outcomes of one JSON value (record number ``record``) into ``em``; see the module docstring."""
+    mark = len(em.outcomes)
+    try:
+        _dispatch(value, em, record, columns, generic_reader)
+    except _MALFORMED as e:
+        del em.outcomes[mark:]
+        em.quarantine(record, "malformed_record", f"{type(e).__name__}: {e}; record: {excerpt_of(value, 150)}")
+
+
+def _dispatch(value: object, em: Emitter, record: int, columns: tabular.ColumnMap, generic_reader: str) -> None:
     if isinstance(value, BadValue):
         em.quarantine(record, value.reason, value.text)
     elif not isinstance(value, dict):
