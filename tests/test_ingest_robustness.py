@@ -7,8 +7,10 @@ import json
 import zipfile
 from collections import Counter
 
+import pyarrow.parquet as pq
 import pytest
 
+from tweetlm.data.formats.tabular import ColumnMap
 from tweetlm.data.ledger import Ledger
 from tweetlm.data.readers import read_corpus
 
@@ -202,3 +204,139 @@ def test_tweets_repeated_in_one_v2_page_includes_are_each_counted(tmp_path):
         1,
     )
     assert _reasons(ledger) == [(0, "missing_id")]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# texts the source cut off: marked truncated, counted, droppable
+
+
+def test_v2_retweet_without_its_original_is_a_retweet_marked_truncated(tmp_path):
+    # a page fetched without referenced_tweets: "RT @user: ..." came out as kind=post, its cut text unmarked
+    cut = "RT @nasa: Today we launched the most powerful telescope ever built, and its first images will reach us\u2026"
+    page = {
+        "data": [
+            {"id": "1", "text": cut, "author_id": "7", "edit_history_tweet_ids": ["1"]},
+            {"id": "2", "text": "RT @nasa: Liftoff!", "author_id": "7", "edit_history_tweet_ids": ["2"]},
+            {  # the original is referenced but not in includes (deleted): the text stays cut
+                "id": "3",
+                "text": cut,
+                "author_id": "7",
+                "referenced_tweets": [{"type": "retweeted", "id": "99"}],
+                "edit_history_tweet_ids": ["3"],
+            },
+            {"id": "4", "text": "my own words\u2026", "author_id": "7", "edit_history_tweet_ids": ["4"]},
+        ]
+    }
+    f = tmp_path / "page.jsonl"
+    f.write_text(json.dumps(page) + "\n", encoding="utf-8")
+    posts, _ = _read([f])
+    assert [(p.id, p.kind, p.retweeted_id, p.truncated) for p in posts] == [
+        ("1", "retweet", None, True),
+        ("2", "retweet", None, False),  # X cuts with an ellipsis: this one is whole
+        ("3", "retweet", "99", True),
+        ("4", "post", None, False),
+    ]
+    assert posts[0].text == cut
+
+
+def test_v11_compat_truncated_text_drops_its_link_to_the_full_post_and_is_marked(tmp_path):
+    # the compat text kept "... https://twitter.com/i/web/status/<id>" (the t.co link expanded) as if it were words
+    def compat(i, text, **extra):
+        tco = f"https://t.co/AbCdEf{i:04d}"
+        return {
+            "id_str": str(i),
+            "text": f"{text}\u2026 {tco}",
+            "truncated": True,
+            "user": {"id_str": "7", "screen_name": "me"},
+            "entities": {
+                "urls": [{"url": tco, "expanded_url": f"https://twitter.com/i/web/status/{i}", "indices": [0, 0]}]
+            },
+            **extra,
+        }
+
+    cut = compat(10, "A long thought about trains that X cut at one hundred and forty characters, so the rest")
+    full = compat(11, "The same, but this payload also carries the extended tweet with the full text of the")
+    full["extended_tweet"] = {"full_text": "The whole text, as its author wrote it.", "entities": {}}
+    rt = {
+        "id_str": "12",
+        "text": "RT @me: A long thought\u2026",
+        "user": {"id_str": "8", "screen_name": "you"},
+        "retweeted_status": compat(13, "A long thought about buses that X cut too"),
+    }
+    no_entity = {**compat(14, "Cut, and the t.co link has no entity"), "entities": {}}
+    f = tmp_path / "stream.jsonl"
+    f.write_text("".join(json.dumps(x) + "\n" for x in (cut, full, rt, no_entity)), encoding="utf-8")
+    posts, _ = _read([f])
+    by_id = {p.id: p for p in posts}
+    assert by_id["10"].text == (
+        "A long thought about trains that X cut at one hundred and forty characters, so the rest\u2026"
+    )
+    assert by_id["10"].truncated and by_id["10"].urls == [] and by_id["10"].entities == []
+    assert (by_id["11"].text, by_id["11"].truncated) == ("The whole text, as its author wrote it.", False)
+    assert by_id["13"].truncated and by_id["13"].text.endswith("buses that X cut too\u2026")
+    assert by_id["12"].text == "RT @me: " + by_id["13"].text and by_id["12"].truncated  # built from a cut original
+    assert by_id["14"].text == "Cut, and the t.co link has no entity\u2026" and by_id["14"].truncated
+
+
+def _lengths_text(n: int, i: int) -> str:
+    """A distinct text of exactly ``n`` characters."""
+    return (f"post {i} " + "word " * 100)[:n]
+
+
+def test_tabular_column_cut_at_a_fixed_length_is_marked_with_a_warning(tmp_path):
+    # an export that capped snscrape's rawContent at 278 characters was read as if every text were whole
+    import csv
+
+    lengths = [40 + (i * 37) % 360 for i in range(300)]  # 40..399 characters, spread evenly
+    f = tmp_path / "scraped.csv"
+    with open(f, "w", newline="", encoding="utf-8") as fh:
+        w = csv.writer(fh)
+        w.writerow(["id", "date", "rawContent"])
+        for i, n in enumerate(lengths):
+            w.writerow([1000 + i, "2023-01-01", _lengths_text(min(n, 278), i)])
+    ledger = Ledger()
+    with pytest.warns(UserWarning, match=r"--map text=rawContent looks cut at 278 characters \(100 posts"):
+        posts = list(read_corpus([str(f)], ledger, ColumnMap.parse("text=rawContent")))
+    assert len(posts) == 300 and ledger.totals().kept == 300  # marked, not dropped: the accounting is unchanged
+    assert {p.id for p in posts if p.truncated} == {str(1000 + i) for i, n in enumerate(lengths) if n >= 278}
+    # the same texts uncut, and texts piled up at X's limit of 280 (posts that fill it): nothing is marked
+    for name, cap in (("whole.csv", 10_000), ("at_limit.csv", 280)):
+        g = tmp_path / name
+        rows = [f"{1000 + i},{_lengths_text(min(n, cap), i)}" for i, n in enumerate(lengths)]
+        g.write_text("id,text\n" + "\n".join(rows) + "\n", encoding="utf-8")
+        posts, _ = _read([g])
+        assert not any(p.truncated for p in posts), name
+
+
+def test_drop_truncated_keeps_cut_texts_out_of_the_corpus_and_counts_them(tmp_path):
+    from tweetlm.data.pipeline.build import build_corpus
+    from tweetlm.data.pipeline.config import PipelineConfig
+
+    cut = "RT @nasa: Today we launched the most powerful telescope ever built, and its first images will reach us\u2026"
+    page = {
+        "data": [
+            {"id": "1", "text": cut, "author_id": "7", "edit_history_tweet_ids": ["1"]},
+            {"id": "2", "text": "The tram lines on the east side reopen on Monday morning", "author_id": "7"},
+            {
+                "id": "3",
+                "text": "Any good bakery near the old harbour? Asking for a friend",
+                "author_id": "8",
+            },
+        ]
+    }
+    src = tmp_path / "in"
+    src.mkdir()
+    (src / "page.jsonl").write_text(json.dumps(page) + "\n", encoding="utf-8")
+    kept = build_corpus([str(src)], tmp_path / "kept", PipelineConfig(workers=1, val_fraction=0.0))
+    dropped = build_corpus(
+        [str(src)], tmp_path / "dropped", PipelineConfig(workers=1, val_fraction=0.0, drop_truncated=True)
+    )
+    rows = pq.read_table(tmp_path / "kept" / "train.parquet").to_pylist()
+    assert {r["id"]: r["truncated"] for r in rows} == {"1": True, "2": False, "3": False}
+    assert kept["truncated"] == {"kept": 1, "dropped": 0} and kept["kept"] == 3
+    assert "`truncated`): 1 kept and marked, 0 dropped" in (tmp_path / "kept" / "report.md").read_text()
+    # dropped: out of train.parquet (what the tokenizer and training read), booked as truncated_text
+    assert pq.read_table(tmp_path / "dropped" / "train.parquet").column("id").to_pylist() == ["2", "3"]
+    assert dropped["truncated"] == {"kept": 0, "dropped": 1}
+    assert dropped["dropped"] == {"truncated_text": 1} and dropped["steps"][-1]["dropped"] == {"truncated_text": 1}
+    assert dropped["records_in"] == 3 == dropped["kept"] + 1

@@ -75,7 +75,7 @@ def read_corpus_posts(out_dir: str | Path, split: str) -> tuple[list[Post], dict
     if "text" not in names:
         return [], {}, {}
     fields = ("id", "text", "source", "created_at", "author_id", "lang", "kind", "reply_to_id", "conversation_id",
-              "quoted_id", "retweeted_id", "hashtags", "mentions", "urls")  # fmt: skip
+              "quoted_id", "retweeted_id", "hashtags", "mentions", "urls", "truncated")  # fmt: skip
     posts, tids, ttexts = [], {}, {}
     for i, r in enumerate(pq.read_table(path).to_pylist()):
         kw = {k: r[k] for k in fields if k in names and r.get(k) is not None}

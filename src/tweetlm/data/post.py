@@ -41,6 +41,11 @@ class Post:
         entities: the same entities with offsets, ``{"kind", "value", "start", "end"}``: ``[start, end)`` in
             code points of ``text`` as the reader produced it (see ``data.formats.entities``).
         edit_history_ids: ids of every version of an edited X post, oldest first, when the source gives them.
+        truncated: the source cut the text off and the full text was not in the payload: an X retweet whose
+            original is missing and whose text ends in ``...`` (U+2026), a v1.1 compat ``text`` with
+            ``truncated: true`` and no ``extended_tweet`` (its trailing link to the full post removed), a generic
+            text column cut at a fixed length (``data.formats.tabular.mark_cut_column``). The text is kept up to
+            the cut; the pipeline keeps such posts marked unless ``drop_truncated`` is set.
     """
 
     id: str
@@ -63,6 +68,7 @@ class Post:
     cashtags: list[str] = field(default_factory=list)
     entities: list[dict] = field(default_factory=list)
     edit_history_ids: list[str] = field(default_factory=list)
+    truncated: bool = False
 
     def __post_init__(self) -> None:
         if not isinstance(self.id, str):

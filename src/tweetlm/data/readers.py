@@ -70,7 +70,7 @@ from tweetlm.data.formats import compressed, x_archive
 from tweetlm.data.formats.base import Emitter, finish, iter_json_values
 from tweetlm.data.formats.base import id_or_none as _id_or_none
 from tweetlm.data.formats.records import is_schema_document, parse_value
-from tweetlm.data.formats.tabular import ColumnMap, parquet_rows, parse_generic
+from tweetlm.data.formats.tabular import ColumnMap, mark_cut_column, parquet_rows, parse_generic
 from tweetlm.data.ledger import Ledger
 from tweetlm.data.post import Post, Provenance
 
@@ -1120,10 +1120,12 @@ def _emitter(info: _FileInfo, source: str, reader: str) -> Emitter:
 
 
 def _finish(info: _FileInfo, em: Emitter, ledger: Ledger, next_record: int) -> Iterator[Post]:
-    """Account for a compressed stream that ended early (one ``truncated_file`` record), then for every
-    outcome (``formats.base.finish``)."""
+    """Account for a compressed stream that ended early (one ``truncated_file`` record), mark the posts of a
+    text column cut at a fixed length (``formats.tabular.mark_cut_column``), then account for every outcome
+    (``formats.base.finish``)."""
     if info.truncated:
         em.quarantine(next_record, "truncated_file", "the compressed stream ended before its end marker")
+    mark_cut_column(em, info.columns)
     return finish(em, ledger)
 
 

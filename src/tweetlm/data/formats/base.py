@@ -12,7 +12,7 @@ applies the rules that need the whole file and makes exactly one ledger entry pe
 - edits: a post whose ``edit_history_ids`` shows a later version that is also in the file is dropped as
   ``superseded_by_edit`` (X keeps every version; the latest is the post).
 - the same post id twice (a retweeted original also posted, v2 ``data`` repeated in ``includes``): one copy is
-  kept, at the first position, preferring the longest text (a full text over a truncated one); the others are
+  kept, at the first position, preferring a text not marked ``truncated``, then the longest; the others are
   dropped as ``duplicate_id``.
 
 A record number is 0-based, counted as the readers in ``data.readers`` count (lines of a JSONL file without
@@ -231,7 +231,7 @@ def finish(em: Emitter, ledger: Ledger) -> Iterator[Post]:
     present = {p.id for p in posts}
     best: dict[str, Post] = {}
     for p in posts:
-        if p.id not in best or len(p.text) > len(best[p.id].text):
+        if p.id not in best or (not p.truncated, len(p.text)) > (not best[p.id].truncated, len(best[p.id].text)):
             best[p.id] = p
     emitted: set[str] = set()
     for o in em.outcomes:

@@ -9,6 +9,10 @@ dataset labels; a field may be mapped once. A mapped text column that a record l
 ``missing_mapped_text_column:<column>``; a mapped ``id`` or ``created_at`` column that a record lacks, or a mapped
 ``created_at`` that holds no dates, gives a ``UserWarning`` naming the column (the field is left empty).
 
+A text column cut at a fixed length (an export that capped snscrape's ``rawContent`` at 278 characters) is
+found per file by ``mark_cut_column``: its posts of that length are marked ``truncated`` and a ``UserWarning``
+names the file, the column and the length.
+
 Parquet is read with ``pyarrow`` in record batches; ids stored as integers become strings. A record without an
 id gets a ``<source>:<split or all>:<record>`` id; a record whose id is present but not an id (a float such as
 ``1.5`` or ``7.02608E+17``, whose digits are lost, a boolean, ``NaN``) is quarantined as ``bad_id``, and one
@@ -168,6 +172,46 @@ def parse_generic(
         labels=labels,
         reader=reader,
     )
+
+
+PLATFORM_LIMITS = (140, 280, 300, 500)
+"""Post length limits (X before and after 2017, Bluesky, Mastodon's default) where real posts pile up at the
+longest length without being cut: a cap at one of them cannot be told from posts that fill it, and is not
+reported."""
+# A cut column: at least _CUT_MIN_TEXTS distinct texts at the longest length, _CUT_SPIKE times the average of the
+# 10 lengths just below. Measured on ../shared/corpora and ../shared/formats with every reader's texts, the largest
+# such ratio at a file's longest length is 6 (6 texts, a 40-post tweeteval file) outside PLATFORM_LIMITS.
+_CUT_MIN_TEXTS = 10
+_CUT_SPIKE = 8.0
+
+
+def mark_cut_column(em: Emitter, columns: ColumnMap) -> int:
+    """Mark the generic posts of one file whose text column was cut at a fixed length; returns how many.
+
+    The generic posts are those ``parse_generic`` emitted into ``em`` (their provenance reader is
+    ``em.reader``). Let ``L`` be their longest text in code points. The column counts as cut at ``L`` when at
+    least ``_CUT_MIN_TEXTS`` (10) distinct texts are exactly ``L`` long, ``_CUT_SPIKE`` (8) times as many as the
+    average length among the 10 just below holds, and ``L`` is not in ``PLATFORM_LIMITS``: lengths of real posts
+    thin out towards the longest, a cap piles them up there. Those posts get ``truncated=True`` and a
+    ``UserWarning`` names the file, the column and ``L``.
+    """
+    posts = [o.post for o in em.outcomes if o.post is not None and o.post.provenance.reader == em.reader]
+    if not posts:
+        return 0
+    longest = max(len(p.text) for p in posts)
+    at = {p.text for p in posts if len(p.text) == longest}
+    below = {p.text for p in posts if longest - 10 <= len(p.text) < longest}
+    if longest in PLATFORM_LIMITS or len(at) < _CUT_MIN_TEXTS or len(at) < _CUT_SPIKE * max(1.0, len(below) / 10):
+        return 0
+    cut = [p for p in posts if len(p.text) == longest]
+    for p in cut:
+        p.truncated = True
+    column = f"--map text={columns.fields['text']}" if "text" in columns.fields else "the text column"
+    _warn_once(
+        f"{em.file}: {column} looks cut at {longest} characters ({len(cut)} posts are exactly that long, none "
+        "longer); they are marked truncated (drop them with --set drop_truncated=true)"
+    )
+    return len(cut)
 
 
 def parquet_rows(data: bytes, where: str, batch_rows: int = 8192) -> Iterator[dict]:

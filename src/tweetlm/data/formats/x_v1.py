@@ -6,10 +6,13 @@ twitterdev/tweet_parser):
 - v1.1 "original format" tweets in every text mode X shipped: classic/compat ``text`` (cut at 140 with a
   trailing link when ``truncated``) plus ``extended_tweet.full_text`` and its ``entities``; extended mode
   ``full_text``. The text kept is ``display_text_range`` of the full text: reply mentions X hides and trailing
-  media links are left out, as X displays the post.
+  media links are left out, as X displays the post. A compat ``text`` with ``truncated: true`` and no
+  ``extended_tweet`` is all there is: it is kept up to its ``...`` (U+2026) without the link X appends to the
+  full post (``https://twitter.com/i/web/status/<id>``, not words of the post) and marked ``truncated``.
 - retweets: the payload's own text is cut (``RT @user: ...``); the post becomes ``kind="retweet"`` with
   ``retweeted_id`` and the text ``RT @user: `` + the original's full text, and the original (from
-  ``retweeted_status``) is emitted as a post of its own, so the retweet counts toward it.
+  ``retweeted_status``) is emitted as a post of its own, so the retweet counts toward it. A retweet left with
+  its own text (no usable original) is marked ``truncated`` when that text ends in ``...`` (``cut_retweet``).
 - quotes: ``kind="quote"`` with ``quoted_id``; ``quoted_status`` is emitted as its own post.
 - Gnip activity streams (``verb``/``actor``/``object``, ``long_object`` for long posts, ``twitter_entities``,
   ``twitter_quoted_status``); ``verb: share`` is a retweet of its ``object``; ``verb: delete`` is a deletion.
@@ -31,6 +34,10 @@ from tweetlm.data.formats.entities import x_text
 
 READER = "x_v1"
 _RT_PREFIX = re.compile(r"^RT @(\w{1,20}): ")
+_ELLIPSIS = "\u2026"
+# the link X appends to a compat text cut at 140 characters: a t.co wrapper of /i/web/status/<id>, or that URL
+_FULL_POST_LINK = re.compile(r"\s*(https?://t\.co/\w+|https?://(?:mobile\.)?twitter\.com/i/web/status/\d+)\s*$")
+_WEB_STATUS = re.compile(r"^https?://(?:mobile\.)?(?:twitter|x)\.com/i/web/status/\d+")
 _STATUS_LINK = re.compile(r"/status(?:es)?/(\d+)")
 _NOTICES = ("limit", "scrub_geo", "status_withheld", "user_withheld", "disconnect", "warning", "friends")
 
@@ -91,16 +98,39 @@ def url_map(*entity_blocks: object) -> dict[str, str]:
     return out
 
 
-def full_text(obj: dict) -> tuple[str, tuple[int, int] | None, dict[str, str]] | None:
-    """(escaped full text, display range, t.co map) of a v1.1 tweet, or ``None`` when it has no text."""
+def cut_retweet(text: str) -> bool:
+    """An X retweet's own text that X cut off: ``RT @user: `` and a text ending in ``...`` (U+2026).
+
+    X builds a retweet's ``text`` as ``RT @user: `` + the original, cut at 140 characters with an ellipsis; the
+    full text is only in the original. In the v2 samples (``../shared/formats/twitter_v2_twarc_csv_testdata``)
+    every retweet whose text is shorter than ``RT @user: `` + its original's text (beyond a trailing media link X
+    leaves out) ends in U+2026, and every one that ends otherwise is whole.
+    """
+    return bool(_RT_PREFIX.match(text)) and text.rstrip().endswith(_ELLIPSIS)
+
+
+def full_text(obj: dict) -> tuple[str, tuple[int, int] | None, dict[str, str], bool] | None:
+    """(escaped full text, display range, t.co map, truncated) of a v1.1 tweet, or ``None`` when it has no text.
+
+    ``truncated`` is true for a compat ``text`` that X cut (``truncated: true`` and no ``extended_tweet``); the
+    link X appends to such a text (to ``/i/web/status/<id>``) is removed from it.
+    """
     ext = obj.get("extended_tweet")
     if isinstance(ext, dict) and isinstance(ext.get("full_text"), str):
         urls = url_map(ext.get("entities"), ext.get("extended_entities"), obj.get("entities"))
-        return ext["full_text"], _range(ext.get("display_text_range")), urls
+        return ext["full_text"], _range(ext.get("display_text_range")), urls, False
     urls = url_map(obj.get("entities"), obj.get("extended_entities"))
-    for key in ("full_text", "text"):
-        if isinstance(obj.get(key), str):
-            return obj[key], _range(obj.get("display_text_range")), urls
+    if isinstance(obj.get("full_text"), str):
+        return obj["full_text"], _range(obj.get("display_text_range")), urls, False
+    if isinstance(obj.get("text"), str):
+        text = obj["text"]
+        if obj.get("truncated") is not True:
+            return text, _range(obj.get("display_text_range")), urls, False
+        m = _FULL_POST_LINK.search(text)
+        target = urls.get(m.group(1), m.group(1)) if m else ""
+        if m and (_WEB_STATUS.match(target) or target.startswith(("https://t.co/", "http://t.co/"))):  # no entity
+            text = text[: m.start()]
+        return text, None, urls, True
     return None
 
 
@@ -121,7 +151,7 @@ def parse_tweet(obj: dict, em: Emitter, record: int, reader: str = READER) -> st
     if got is None:
         em.quarantine(record, "missing_text", obj)
         return None
-    text, rng, urls = got
+    text, rng, urls, truncated = got
     user = obj.get("user") if isinstance(obj.get("user"), dict) else {}
     fields: dict = {
         "created_at": iso_utc(obj.get("created_at")),
@@ -144,12 +174,14 @@ def parse_tweet(obj: dict, em: Emitter, record: int, reader: str = READER) -> st
         m = _RT_PREFIX.match(text)
         screen_name = orig_user.get("screen_name") or (m.group(1) if m else None)
         if orig_id and orig_got is not None and screen_name:
-            o_text, o_rng, o_urls = orig_got
+            o_text, o_rng, o_urls, truncated = orig_got
             text, rng, urls = f"RT @{screen_name}: " + _display(o_text, o_rng), None, o_urls
+        else:
+            truncated = truncated or cut_retweet(text)
         fields["retweeted_id"] = orig_id or id_or_none(original.get("id_str"))
         kind = "retweet"
     final, entities = x_text(text, rng, urls)
-    em.post(record, id=post_id, text=final, entities=entities, kind=kind, reader=reader, **fields)
+    em.post(record, id=post_id, text=final, entities=entities, kind=kind, reader=reader, truncated=truncated, **fields)
     return post_id
 
 
@@ -228,13 +260,18 @@ def parse_activity(act: dict, em: Emitter, record: int, reader: str = "gnip_acti
         orig_actor = obj.get("actor") if isinstance(obj.get("actor"), dict) else {}
         rt = _RT_PREFIX.match(text)
         screen_name = orig_actor.get("preferredUsername") or (rt.group(1) if rt else None)
-        if orig_id and orig_got is not None and screen_name:
+        rebuilt = bool(orig_id and orig_got is not None and screen_name)
+        if rebuilt:
             o_text, o_rng, o_urls = orig_got
             text, rng, urls = f"RT @{screen_name}: " + _display(o_text, o_rng), None, o_urls
+        truncated = not rebuilt and cut_retweet(text)
         fields["retweeted_id"] = orig_id
         kind = "retweet"
     elif verb == "share":
         rng = None
+        truncated = cut_retweet(text)
+    else:
+        truncated = False
     final, entities = x_text(text, rng, urls)
-    em.post(record, id=post_id, text=final, entities=entities, kind=kind, reader=reader, **fields)
+    em.post(record, id=post_id, text=final, entities=entities, kind=kind, reader=reader, truncated=truncated, **fields)
     return post_id

@@ -9,7 +9,10 @@ Shapes handled (real samples: ``../shared/formats/twitter_v2_twarc_csv_testdata`
   ``includes.tweets`` is counted and dropped as ``duplicate_in_page``.
 - ``note_tweet.text`` is the full text of a long post (``text`` holds its first 280 characters).
 - retweets: ``text`` is cut (``RT @user: ...``); with the original in ``includes.tweets`` the post's text is
-  ``RT @user: `` + the original's full text, ``kind="retweet"``, ``retweeted_id`` set.
+  ``RT @user: `` + the original's full text, ``kind="retweet"``, ``retweeted_id`` set. Without it (the
+  original missing from the page, or a page fetched without ``referenced_tweets``: a text starting
+  ``RT @user: `` is then still a retweet) the text stays as given, marked ``truncated`` when X cut it
+  (``x_v1.cut_retweet``: it ends in U+2026).
 - edits: ``edit_history_tweet_ids`` lists every version oldest first; an older version is dropped as
   ``superseded_by_edit`` when a later one is in the same file.
 - ``errors`` entries (a referenced tweet that was deleted, a suspended user) are records too, quarantined as
@@ -28,7 +31,7 @@ from __future__ import annotations
 
 from tweetlm.data.formats.base import Emitter, id_or_none, iso_utc, quarantines_bad_fields
 from tweetlm.data.formats.entities import x_text
-from tweetlm.data.formats.x_v1 import _RT_PREFIX
+from tweetlm.data.formats.x_v1 import _RT_PREFIX, cut_retweet
 
 READER = "x_v2"
 _PAGE_KEYS = ("data", "includes", "errors")
@@ -120,6 +123,7 @@ def parse_tweet(tw: dict, em: Emitter, record: int, page: _Page | None = None) -
         "edit_history_ids": [str(i) for i in history] if isinstance(history, list) else [],
     }
     kind = "post"
+    rebuilt = False
     for ref in tw.get("referenced_tweets") or []:
         if not isinstance(ref, dict) or id_or_none(ref.get("id")) is None:
             continue
@@ -143,8 +147,12 @@ def parse_tweet(tw: dict, em: Emitter, record: int, page: _Page | None = None) -
             screen_name = (user or {}).get("username") or (m.group(1) if m else None)
             if orig is not None and screen_name:
                 text, urls = f"RT @{screen_name}: " + orig[0], orig[1]
+                rebuilt = True
+    if kind == "post" and not tw.get("referenced_tweets") and _RT_PREFIX.match(text):
+        kind = "retweet"  # X writes every retweet's text so; the page was fetched without referenced_tweets
+    truncated = kind == "retweet" and not rebuilt and cut_retweet(text)
     final, entities = x_text(text, None, urls)
-    em.post(record, id=post_id, text=final, entities=entities, kind=kind, reader=READER, **fields)
+    em.post(record, id=post_id, text=final, entities=entities, kind=kind, reader=READER, truncated=truncated, **fields)
     return post_id
 
 

@@ -41,6 +41,13 @@ class PipelineConfig(CleanConfig):
     scrub_handles: replace ``@handle`` with ``@user`` in the PII step (same as ``mention_placeholder``).
     retweet_collapse: a retweet whose original is in the corpus is dropped (``retweet_collapsed``) and counted on
         the original (``retweets`` column); retweets of a missing original keep one copy.
+    drop_truncated: drop posts whose text the source cut off (``Post.truncated``: a retweet without its original,
+        a v1.1 compat text, a generic column cut at a fixed length) as ``truncated_text``, after retweet collapse
+        (so a cut retweet still counts on its original) and before threads. Off by default: such a post is kept
+        and marked (the ``truncated`` column, counted in the report), because its text up to the cut is still its
+        author's words, most cut posts are retweets that collapse onto their original anyway, and a default that
+        drops would silently change what an existing corpus holds. Turn it on when the model should not learn to
+        end posts in mid-word with an ellipsis.
     threads: replies whose parent is kept are joined with it into one ``kind="thread"`` document.
     exact_dedup: drop exact duplicates (``duplicate_of_val`` / ``duplicate``), validation copies first.
     near_dedup: MinHash LSH near-duplicate removal (``near_duplicate_of_val`` / ``near_duplicate``).
@@ -73,6 +80,7 @@ class PipelineConfig(CleanConfig):
     scrub_phones: bool = True
     scrub_handles: bool = False
     retweet_collapse: bool = True
+    drop_truncated: bool = False
     threads: bool = True
     exact_dedup: bool = True
     near_dedup: bool = True

@@ -3,17 +3,20 @@
 ``Decide`` reads ``<work>/prepared/*.parquet`` (see ``steps.PrepareWriter``), puts the posts back in input order
 and applies, in this order, the steps that need the whole corpus:
 
-0. one row per post id over all sources (the same post read from two files): the validation copy stays, the
-   others are dropped as ``duplicate_id_of_val`` / ``duplicate_id``, so a thread's ids are unique too;
+0. one row per post id over all sources (the same post read from two files): the validation copy stays (a
+   whole text before a ``truncated`` one), the others are dropped as ``duplicate_id_of_val`` / ``duplicate_id``,
+   so a thread's ids are unique too;
 1. retweet collapse: a retweet (``kind="retweet"`` with ``retweeted_id``, or a text ``RT @h: body``) whose
    original is in the corpus is dropped as ``retweet_collapsed`` and counted on the original (``retweets``,
    ``retweet_ids``); of several retweets of an absent original the first stays, standing in for it. A validation
-   retweet moves its original to validation, so the text never trains.
+   retweet moves its original to validation, so the text never trains. Then, with ``drop_truncated``, every
+   post left whose text the source cut off (``truncated``) is dropped as ``truncated_text`` (after the
+   collapse, so a cut retweet of an original in the corpus still counts on it).
 2. threads: a reply whose parent is kept joins it; each tree becomes one ``kind="thread"`` document (the root's
    id, posts in depth-first order with siblings by time, joined by newlines; ``thread_ids``/``thread_texts``
-   keep the members for deletions). Other members are dropped as ``joined_into_thread``. A thread with any
-   validation post is validation. Threads come before de-duplication so that a short reply ("lol") is not torn
-   out of its conversation as a duplicate of another "lol".
+   keep the members for deletions; ``truncated`` if any member is). Other members are dropped as
+   ``joined_into_thread``. A thread with any validation post is validation. Threads come before de-duplication
+   so that a short reply ("lol") is not torn out of its conversation as a duplicate of another "lol".
 3. exact dedup on ``data.clean.dedup_key`` (``duplicate_of_val`` / ``duplicate``) and
 4. repeated templates (``repeated_template``) and
 5. MinHash LSH near-duplicates (``near_duplicate_of_val`` / ``near_duplicate``), with datasketch's
@@ -49,7 +52,7 @@ from tweetlm.data.pipeline.steps import PREPARED_DIR, key_hash, write_drops
 CORPUS_COLUMNS = (
     "id", "text", "source", "split", "created_at", "author_id", "lang", "kind", "reply_to_id", "conversation_id",
     "quoted_id", "retweeted_id", "hashtags", "mentions", "urls", "labels", "prov_file", "prov_record", "prov_reader",
-    "lang_detected", "retweets", "retweet_ids", "thread_ids", "thread_texts",
+    "truncated", "lang_detected", "retweets", "retweet_ids", "thread_ids", "thread_texts",
 )  # fmt: skip
 """Columns of the corpus shards: ``Post.to_dict()`` (``labels`` as a JSON string) and the pipeline's own."""
 
@@ -60,7 +63,7 @@ def corpus_schema():
     ls = pa.list_(pa.string())
     types = {
         "prov_record": pa.int64(), "retweets": pa.int64(), "hashtags": ls, "mentions": ls, "urls": ls,
-        "retweet_ids": ls, "thread_ids": ls, "thread_texts": ls,
+        "retweet_ids": ls, "thread_ids": ls, "thread_texts": ls, "truncated": pa.bool_(),
     }  # fmt: skip
     return pa.schema([pa.field(c, types.get(c, pa.string())) for c in CORPUS_COLUMNS])
 
@@ -117,7 +120,7 @@ class Decide(PipelineStep):
             if cfg.write_rejects:
                 rejects.append((i, reason))
 
-        # ---- 0. one row per post id across all sources (a validation copy first, then input order)
+        # ---- 0. one row per post id across all sources (a validation copy first, a whole text, input order)
         self._dedup_ids(r, alive, drop)
         is_rt = [r["kind"][i] == "retweet" and bool(r["retweeted_id"][i]) for i in range(n)]
         # ---- 1. retweet collapse
@@ -148,6 +151,11 @@ class Decide(PipelineStep):
                 r["retweet_ids"][target].append(r["id"][i])
                 if r["split"][i] == "val":
                     r["split"][target] = "val"
+        # ---- 1b. texts the source cut off, after the collapse so that a cut retweet still counts on its original
+        if cfg.drop_truncated:
+            for i in range(n):
+                if alive[i] and r["truncated"][i]:
+                    drop(i, "truncated_text")
         # ---- 2. threads
         rebuilt: list[int] = []
         if cfg.threads:
@@ -192,12 +200,13 @@ class Decide(PipelineStep):
 
     @staticmethod
     def _dedup_ids(r: dict[str, list], alive: list[bool], drop) -> None:
-        """Keep one row per post id: the first validation copy if any, else the first in input order; the other
-        copies are dropped as ``duplicate_id_of_val`` (a training copy of a validation post) or ``duplicate_id``.
-        Ids made up by a reader for posts without one (``<source>:<split>:<record>``) are left alone."""
+        """Keep one row per post id: the first validation copy if any, else the first in input order, a copy
+        whose text is whole (not ``truncated``) before a cut one in either case; the other copies are dropped as
+        ``duplicate_id_of_val`` (a training copy of a validation post) or ``duplicate_id``. Ids made up by a
+        reader for posts without one (``<source>:<split>:<record>``) are left alone."""
         n = len(r["id"])
         keeper: dict[str, int] = {}
-        for i in [i for i in range(n) if r["split"][i] == "val"] + [i for i in range(n) if r["split"][i] != "val"]:
+        for i in sorted(range(n), key=lambda i: (r["split"][i] != "val", bool(r["truncated"][i]), i)):
             pid = r["id"][i]
             if not alive[i] or not pid or pid.startswith(f"{r['source'][i]}:"):
                 continue
@@ -254,6 +263,7 @@ class Decide(PipelineStep):
         if any(r["split"][i] == "val" for i in members):
             r["split"][root] = "val"
         r["text"][root] = "\n".join(r["thread_texts"][root])
+        r["truncated"][root] = any(r["truncated"][i] for i in members)
         r["kind"][root] = "thread"
         r["conversation_id"][root] = r["conversation_id"][root] or r["id"][root]
         for i in members[1:]:

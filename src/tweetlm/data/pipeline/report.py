@@ -1,7 +1,8 @@
 """The data report of a pipeline run (layer L1, data): ``report.json``, ``report.md`` and ``length_hist.png``.
 
 Per step: posts in, out, dropped by reason; per source: the ledger equation; per language (the reader's where it
-gave one, else lingua's; and lingua's alone) and per kind: kept posts; the length histogram of kept posts in
+gave one, else lingua's; and lingua's alone) and per kind: kept posts; kept documents whose text the source cut off
+(``truncated``) and those dropped for it (``truncated_text``); the length histogram of kept posts in
 characters (matplotlib, Agg backend; skipped with a note when matplotlib is missing). It reads what
 ``build.FinalizeCorpus`` hands it and computes nothing else.
 """
@@ -51,12 +52,13 @@ def write_report(
     """Write and return the report of the corpus in ``out`` (see module docstring)."""
     import pyarrow.parquet as pq
 
-    cols = ["text", "lang", "lang_detected", "kind", "split"]
+    cols = ["text", "lang", "lang_detected", "kind", "split", "truncated"]
     tables = [pq.read_table(out / f, columns=cols) for f in ("train.parquet", "val.parquet")]
     lengths = [len(t) for tb in tables for t in tb.column("text").to_pylist()]
     langs = Counter(x or "und" for tb in tables for x in tb.column("lang").to_pylist())
     detected = Counter(x or "not_run" for tb in tables for x in tb.column("lang_detected").to_pylist())
     kinds = Counter(x for tb in tables for x in tb.column("kind").to_pylist())
+    num_truncated = sum(bool(x) for tb in tables for x in tb.column("truncated").to_pylist())
     totals = ledger.totals()
     n = totals.records_in - totals.quarantined - per_step.get("reader", Counter()).total()
     steps = [{"step": "read", "in": totals.records_in, "out": n,
@@ -79,6 +81,7 @@ def write_report(
         "languages": dict(langs.most_common()),
         "languages_detected": dict(detected.most_common()),
         "kinds": dict(kinds.most_common()),
+        "truncated": {"kept": num_truncated, "dropped": totals.dropped.get("truncated_text", 0)},
         "length_chars": {
             "mean": round(sum(lengths) / max(1, len(lengths)), 1),
             "max": max(lengths, default=0),
@@ -99,6 +102,12 @@ def write_report(
     lines += ["## Kept posts per language", "", ", ".join(f"{k} {v:,}" for k, v in langs.most_common()), ""]
     lines += ["Detected by lingua: " + ", ".join(f"{k} {v:,}" for k, v in detected.most_common()), ""]
     lines += ["## Kept documents per kind", "", ", ".join(f"{k} {v:,}" for k, v in kinds.most_common()), ""]
+    cut = report["truncated"]
+    lines += [
+        f"Text cut off by the source (`truncated`): {cut['kept']:,} kept and marked, {cut['dropped']:,} dropped "
+        f"(`drop_truncated` is {'on' if cfg.drop_truncated else 'off'}).",
+        "",
+    ]
     if report["histogram"]:
         lines += ["## Length", "", f"![length histogram]({report['histogram']})", ""]
     else:

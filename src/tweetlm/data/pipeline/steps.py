@@ -343,7 +343,7 @@ class PIIScrub(TweetStep):
 PREPARED_COLUMNS = (
     "order", "id", "text", "source", "split", "created_at", "author_id", "lang", "lang_detected", "kind",
     "reply_to_id", "conversation_id", "quoted_id", "retweeted_id", "hashtags", "mentions", "urls", "labels",
-    "prov_file", "prov_record", "prov_reader", "key", "rt_key", "template",
+    "prov_file", "prov_record", "prov_reader", "truncated", "key", "rt_key", "template",
 )  # fmt: skip
 
 
@@ -353,7 +353,7 @@ def prepared_schema(num_perm: int):
     s, i64, ls = pa.string(), pa.int64(), pa.list_(pa.string())
     types = {
         "order": i64, "prov_record": i64, "key": i64, "rt_key": i64, "template": i64,
-        "hashtags": ls, "mentions": ls, "urls": ls,
+        "hashtags": ls, "mentions": ls, "urls": ls, "truncated": pa.bool_(),
     }  # fmt: skip
     fields = [pa.field(c, types.get(c, s)) for c in PREPARED_COLUMNS]
     return pa.schema(fields + [pa.field("minhash", pa.list_(pa.uint32(), num_perm))])
