@@ -340,3 +340,51 @@ def test_drop_truncated_keeps_cut_texts_out_of_the_corpus_and_counts_them(tmp_pa
     assert dropped["truncated"] == {"kept": 0, "dropped": 1}
     assert dropped["dropped"] == {"truncated_text": 1} and dropped["steps"][-1]["dropped"] == {"truncated_text": 1}
     assert dropped["records_in"] == 3 == dropped["kept"] + 1
+
+
+def test_payloads_that_are_not_posts_are_dropped_not_quarantined(tmp_path):
+    # oEmbed responses, retweeter id lists, bare v2 users and Mastodon translations were quarantined as missing_text
+    oembed = {
+        "url": "https://twitter.com/jack/status/20",
+        "author_name": "jack",
+        "author_url": "https://twitter.com/jack",
+        "html": '<blockquote class="twitter-tweet"><p lang="en" dir="ltr">just setting up my twttr</p>'
+        '&mdash; jack (@jack) <a href="https://twitter.com/jack/status/20">March 21, 2006</a></blockquote>',
+        "width": 550,
+        "height": None,
+        "type": "rich",
+        "cache_age": "3153600000",
+        "provider_name": "Twitter",
+        "provider_url": "https://twitter.com",
+        "version": "1.0",
+    }
+    ids = {"ids": [12, 13], "next_cursor": 0, "next_cursor_str": "0", "previous_cursor": 0, "previous_cursor_str": "0"}
+    users_page = {"data": [{"id": "12", "name": "Jack", "username": "jack"}], "meta": {"result_count": 1}}
+    user = {"id": "13", "name": "Ev", "username": "ev", "public_metrics": {"followers_count": 5}}
+    translation = {
+        "content": "<p>Hello world</p>",
+        "spoiler_text": "",
+        "media_attachments": [],
+        "poll": None,
+        "detected_source_language": "de",
+        "provider": "DeepL.com",
+    }
+    # real posts without their text stay missing_text
+    v2_no_text = {"id": "5", "author_id": "7", "edit_history_tweet_ids": ["5"], "created_at": "2020-01-01T00:00:00Z"}
+    generic_no_text = {"id": "6", "name": "Jack", "username": "jack", "text": None}
+    kept = {"id": "7", "text": "a post"}
+    f = tmp_path / "mixed.jsonl"
+    values = [oembed, ids, users_page, user, translation, v2_no_text, generic_no_text, kept]
+    f.write_text("".join(json.dumps(v) + "\n" for v in values), encoding="utf-8")
+    g = tmp_path / "oembed.json"
+    g.write_text(json.dumps(oembed), encoding="utf-8")
+    posts, ledger = _read([f, g])
+    assert [p.id for p in posts] == ["7"]
+    assert _reasons(ledger) == [(5, "missing_text"), (6, "missing_text")]
+    assert dict(ledger.sources["mixed"].dropped) == {"not_a_post": 5}
+    assert dict(ledger.sources["oembed"].dropped) == {"not_a_post": 1}
+    # under a column map, a record holding the mapped text column is a post whatever else it holds
+    h = tmp_path / "mapped.jsonl"
+    h.write_text(json.dumps({**user, "body": "my words"}) + "\n", encoding="utf-8")
+    ledger = Ledger()
+    assert [p.text for p in read_corpus([str(h)], ledger, ColumnMap.parse("text=body"))] == ["my words"]

@@ -28,6 +28,13 @@ def is_status(obj: dict) -> bool:
     return "content" in obj and isinstance(obj.get("account"), dict) and ("uri" in obj or "url" in obj)
 
 
+def is_translation(obj: dict) -> bool:
+    """A ``Translation`` (``POST /api/v1/statuses/:id/translate``): ``content`` translated by a ``provider``,
+    with ``detected_source_language``; no ``id`` or ``account``. A machine translation of a post, not a post:
+    ``records`` drops it as ``not_a_post``."""
+    return "content" in obj and "detected_source_language" in obj and "provider" in obj and "account" not in obj
+
+
 def is_outbox(obj: dict) -> bool:
     """An ActivityPub outbox (``orderedItems``), as in a Mastodon account export."""
     return isinstance(obj.get("orderedItems"), list)

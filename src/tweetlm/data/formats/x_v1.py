@@ -65,6 +65,17 @@ def parse_search_response(obj: dict, em: Emitter, record: int) -> None:
             em.quarantine(record, "not_an_object", status)
 
 
+_ID_LIST_KEYS = frozenset(
+    {"ids", "next_cursor", "next_cursor_str", "previous_cursor", "previous_cursor_str", "total_count"}
+)
+
+
+def is_id_list(obj: dict) -> bool:
+    """A cursored list of ids (``GET statuses/retweeters/ids``, ``followers/ids``): ``{"ids": [...],
+    "next_cursor": ...}``. It names accounts, it holds no post: ``records`` drops it as ``not_a_post``."""
+    return isinstance(obj.get("ids"), list) and set(obj) <= _ID_LIST_KEYS
+
+
 def is_activity(obj: dict) -> bool:
     """A Gnip activity: a ``verb`` with an ``actor`` or ``objectType: activity``."""
     return isinstance(obj.get("verb"), str) and ("actor" in obj or obj.get("objectType") == "activity")

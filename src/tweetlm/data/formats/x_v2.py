@@ -48,6 +48,18 @@ def is_tweet(obj: dict) -> bool:
     return "id" in obj and "text" in obj and "id_str" not in obj and any(k in obj for k in (*_TWEET_HINTS, "__twarc"))
 
 
+_POST_FIELDS = frozenset(
+    {"text", "note_tweet", "edit_history_tweet_ids", "author_id", "conversation_id", "referenced_tweets", "lang"}
+)
+
+
+def is_user(obj: dict) -> bool:
+    """A bare v2 user object (a ``retweeted_by``/``liking_users``/``followers`` response flattened one user per
+    line by twarc, or saved alone): ``id``, ``name`` and ``username`` and no field of a post. ``records`` drops
+    it as ``not_a_post``; a record that has any post field (an empty ``text``) stays a post missing its text."""
+    return "id" in obj and "username" in obj and "name" in obj and not _POST_FIELDS & set(obj)
+
+
 def is_compliance(obj: dict) -> bool:
     """A v2 batch-compliance event: ``{"id", "action", "created_at", "reason"}``."""
     return "action" in obj and "id" in obj and "text" not in obj
