@@ -388,3 +388,29 @@ def test_payloads_that_are_not_posts_are_dropped_not_quarantined(tmp_path):
     h.write_text(json.dumps({**user, "body": "my words"}) + "\n", encoding="utf-8")
     ledger = Ledger()
     assert [p.text for p in read_corpus([str(h)], ledger, ColumnMap.parse("text=body"))] == ["my words"]
+
+
+def test_jetstream_update_wins_over_an_older_longer_version(tmp_path):
+    # duplicates kept the longest text: a post shortened by an update came back in its old, longer form
+    def commit(op, rkey, text, t):
+        rec = {"$type": "app.bsky.feed.post", "text": text, "createdAt": "2024-11-20T10:00:00Z"}
+        c = {"rev": f"3l{t}", "operation": op, "collection": "app.bsky.feed.post", "rkey": rkey, "record": rec}
+        return {"did": "did:plc:bob", "time_us": 1732096800000000 + t, "kind": "commit", "commit": c}
+
+    events = [
+        commit("create", "aaa", "first draft with a typo and far too many words in it", 1),
+        commit("update", "aaa", "final, short", 5),
+        commit("create", "bbb", "never edited", 2),
+        commit("update", "ccc", "edited later, but arrived first", 9),  # the stream's order is not the edit order
+        commit("create", "ccc", "the original text of ccc, which is the longer one", 3),
+    ]
+    f = tmp_path / "jetstream.jsonl"
+    f.write_text("".join(json.dumps(e) + "\n" for e in events), encoding="utf-8")
+    posts, ledger = _read([f])
+    uri = "at://did:plc:bob/app.bsky.feed.post/"
+    assert [(p.id, p.text) for p in posts] == [
+        (uri + "aaa", "final, short"),
+        (uri + "bbb", "never edited"),
+        (uri + "ccc", "edited later, but arrived first"),
+    ]
+    assert dict(ledger.sources["jetstream"].dropped) == {"superseded_by_edit": 2}

@@ -10,7 +10,10 @@ applies the rules that need the whole file and makes exactly one ledger entry pe
   ``deleted``; the request itself is dropped as ``delete_event``. Only posts in the same file are reached:
   a deletion in another file is the pipeline's ``forget`` job.
 - edits: a post whose ``edit_history_ids`` shows a later version that is also in the file is dropped as
-  ``superseded_by_edit`` (X keeps every version; the latest is the post).
+  ``superseded_by_edit`` (X keeps every version; the latest is the post). A post edited in place under one id
+  (a Bluesky record ``update``) is emitted with a ``version`` (the Jetstream event's ``time_us``): of the
+  copies of one id that have a version, only the highest is the post, the others are dropped as
+  ``superseded_by_edit``, and it is kept over copies without a version, whatever their length.
 - the same post id twice (a retweeted original also posted, v2 ``data`` repeated in ``includes``): one copy is
   kept, at the first position, preferring a text not marked ``truncated``, then the longest; the others are
   dropped as ``duplicate_id``.
@@ -164,6 +167,7 @@ class Outcome:
     excerpt: str = ""
     delete_id: str | None = None
     delete_scope: str = "post"
+    version: int | None = None
 
 
 @dataclass
@@ -186,9 +190,13 @@ class Emitter:
         text: str,
         entities: list[dict] | None = None,
         reader: str | None = None,
+        version: int | None = None,
         **fields: object,
     ) -> Post:
-        """Emit a Post (``entities`` fills hashtags, mentions, cashtags and urls). Returns it."""
+        """Emit a Post (``entities`` fills hashtags, mentions, cashtags and urls). Returns it.
+
+        ``version`` orders the versions of a post the source edits in place under one id (higher is later; see
+        the module docstring); ``None`` where the source keeps one version per id."""
         entities = entities or []
         kind = fields.pop("kind", "post")
         if kind not in POST_KINDS:
@@ -204,7 +212,7 @@ class Emitter:
             **entity_lists(entities),
             **fields,
         )
-        self.outcomes.append(Outcome(record, self.file, post=p))
+        self.outcomes.append(Outcome(record, self.file, post=p, version=version))
         return p
 
     def drop(self, record: int, reason: str) -> None:
@@ -227,12 +235,21 @@ def finish(em: Emitter, ledger: Ledger) -> Iterator[Post]:
     """Apply deletions, edits and duplicate ids (see module docstring) and account for every outcome."""
     deleted_ids = {o.delete_id for o in em.outcomes if o.delete_id is not None and o.delete_scope != "author"}
     deleted_authors = {o.delete_id for o in em.outcomes if o.delete_id is not None and o.delete_scope != "post"}
-    posts = [o.post for o in em.outcomes if o.post is not None]
-    present = {p.id for p in posts}
-    best: dict[str, Post] = {}
-    for p in posts:
-        if p.id not in best or (not p.truncated, len(p.text)) > (not best[p.id].truncated, len(best[p.id].text)):
-            best[p.id] = p
+    with_post = [o for o in em.outcomes if o.post is not None]
+    present = {o.post.id for o in with_post}
+    latest: dict[str, int] = {}
+    for o in with_post:
+        if o.version is not None and (o.post.id not in latest or o.version > latest[o.post.id]):
+            latest[o.post.id] = o.version
+
+    def rank(o: Outcome) -> tuple[bool, bool, int]:  # the latest version, then a whole text, then the longest
+        p = o.post
+        return (o.version is not None and o.version == latest.get(p.id), not p.truncated, len(p.text))
+
+    best: dict[str, Outcome] = {}
+    for o in with_post:
+        if o.post.id not in best or rank(o) > rank(best[o.post.id]):
+            best[o.post.id] = o
     emitted: set[str] = set()
     for o in em.outcomes:
         ledger.seen(em.source)
@@ -245,16 +262,17 @@ def finish(em: Emitter, ledger: Ledger) -> Iterator[Post]:
             continue
         if p.id in deleted_ids or (p.author_id is not None and p.author_id in deleted_authors):
             ledger.drop(em.source, "deleted")
-        elif p.edit_history_ids and _superseded(p, present):
+        elif _superseded(p, present) or (o.version is not None and o.version < latest[p.id]):
             ledger.drop(em.source, "superseded_by_edit")
         elif p.id in emitted:
             ledger.drop(em.source, "duplicate_id")
         else:
             emitted.add(p.id)
-            yield best[p.id]
+            yield best[p.id].post
 
 
 def _superseded(p: Post, present: set[str]) -> bool:
+    """A later version of ``p`` by its X ``edit_history_ids`` is in the file."""
     history = p.edit_history_ids
     if p.id not in history:
         return False

@@ -7,7 +7,10 @@ Shapes (lexicons in ``../shared/formats/bluesky/lexicons``): a bare record ``{"$
 a ``listRecords`` page ``{"records": [...]}``
 or thread ``{"thread": {"post", "replies"}}``; a Jetstream event ``{"did", "time_us", "kind": "commit",
 "commit": {"operation", "collection", "rkey", "record"}}``. A Jetstream ``delete`` of a post is honoured: the
-post it names (``at://<did>/app.bsky.feed.post/<rkey>``) is dropped from the file as ``deleted``.
+post it names (``at://<did>/app.bsky.feed.post/<rkey>``) is dropped from the file as ``deleted``. An
+``update`` rewrites the record under the same URI: each ``create``/``update`` is a version ordered by the
+event's ``time_us``, the latest is the post and earlier ones are dropped as ``superseded_by_edit`` (``base``),
+however long their text.
 
 The post id is its ``at://`` URI. A bare record has none (the URI is its place in a repository, not part of
 it) and gets ``<source>:all:<record>`` like corpora without ids.
@@ -79,9 +82,16 @@ def _ref_uri(ref: object) -> str | None:
 
 @quarantines_bad_fields
 def parse_record(
-    rec: dict, em: Emitter, record: int, uri: str | None, author: str | None = None, kind: str | None = None
+    rec: dict,
+    em: Emitter,
+    record: int,
+    uri: str | None,
+    author: str | None = None,
+    kind: str | None = None,
+    version: int | None = None,
 ) -> str | None:
-    """Emit one ``app.bsky.feed.post`` record; returns its id, or ``None`` when quarantined."""
+    """Emit one ``app.bsky.feed.post`` record (``version``: see ``base.Emitter.post``); returns its id, or
+    ``None`` when quarantined."""
     text = rec.get("text")
     if not isinstance(text, str):
         em.quarantine(record, "missing_text", rec)
@@ -103,7 +113,7 @@ def parse_record(
         "quoted_id": quoted,
     }
     kind = kind or ("reply" if fields["reply_to_id"] else "quote" if quoted else "post")
-    em.post(record, id=post_id, text=final, entities=entities, kind=kind, reader=READER, **fields)
+    em.post(record, id=post_id, text=final, entities=entities, kind=kind, reader=READER, version=version, **fields)
     return post_id
 
 
@@ -185,6 +195,8 @@ def _parse_jetstream(ev: dict, em: Emitter, record: int) -> None:
     if op == "delete":
         em.delete(record, uri)
     elif op in ("create", "update") and isinstance(commit.get("record"), dict):
-        parse_record(commit["record"], em, record, uri, did)
+        t = ev.get("time_us")
+        version = t if isinstance(t, int) and not isinstance(t, bool) else None
+        parse_record(commit["record"], em, record, uri, did, version=version)
     else:
         em.quarantine(record, "missing_text", ev)
