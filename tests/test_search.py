@@ -244,6 +244,9 @@ def test_retweets_and_near_duplicates_take_one_slot(tmp_path, embedder):
         ids = [h.id for h in idx.search("heavy rain london", SearchParams(k=5, mode=mode))]
         assert len([i for i in ids if i in ("1", "2", "3", "4")]) == 1, (mode, ids)
         assert "5" in ids
+    hits = idx.search("heavy rain london", SearchParams(k=5, mode="bm25"))
+    assert {h.id: h.collapsed for h in hits}[hits[0].id] >= 2  # the retweet and the copy hide behind the first
+    assert {h.id: h.collapsed for h in hits}["5"] == 0
     ids = [h.id for h in idx.search("heavy rain london", SearchParams(k=5, collapse=False))]
     assert {"1", "2", "3", "5"} <= set(ids)
 
@@ -389,6 +392,8 @@ def test_ask_cites_only_the_posts_it_was_given(ask_setup):
 
 def test_http_search_and_ask_validate_input(ask_setup):
     pytest.importorskip("uvicorn", reason="the HTTP test needs the serve extra")
+    import json
+
     import httpx
 
     from tweetlm.serve.app import ServeConfig, create_app
@@ -421,6 +426,21 @@ def test_http_search_and_ask_validate_input(ask_setup):
         assert body["text"] == "Bags get lost [111] but are found fast [222]; see also and."
         assert body["cited"] == ["111", "222"] and body["removed"] == ["999", "333"]
         assert {p["id"] for p in body["posts"]} == {"111", "222"}
+        # streamed: deltas that add up to the raw answer, then the checked answer (the console's Ask page)
+        events = []
+        with c.stream("POST", "/v1/ask", json={"question": question, "k": 2, "as_of": "2015-03-01",
+                                                 "max_tokens": 40, "stream": True}) as r:  # fmt: skip
+            assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
+            events = [line[6:] for line in r.iter_lines() if line.startswith("data: ")]
+        assert events[-1] == "[DONE]"
+        deltas = [json.loads(e)["delta"] for e in events[:-2]]
+        final = json.loads(events[-2])
+        assert "".join(deltas) == answer and final["text"] == body["text"] and final["cited"] == ["111", "222"]
+        # a post's stored fields (each citation links there); matched terms and collapsed counts on hits
+        assert c.get("/v1/posts/111").json()["text"] == "Lost my luggage at Heathrow, third time this year"
+        assert c.get("/v1/posts/999").status_code == 404
+        hit = c.post("/v1/search", json={"query": "heathrow luggage", "k": 1, "as_of": "2015-03-01"}).json()["data"]
+        assert hit[0]["id"] == "111" and hit[0]["matched_terms"] == ["heathrow", "luggage"]
         # the same server as the OpenAI-compatible generator of `tweetlm ask --llm-url`
         from tweetlm.inference.engine import SamplingParams
         from tweetlm.search.ask import OpenAIGenerator

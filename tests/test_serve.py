@@ -244,7 +244,9 @@ def test_body_limit_unknown_model_unsupported_fields_and_no_cdn_docs(base_url):
     assert r.status_code == 400 and r.json()["error"]["param"] == "tools"
     r = httpx.post(f"{base_url}/v1/completions", json={"prompt": "rain", "logprobs": 2}, headers=auth)
     assert r.status_code == 400 and r.json()["error"]["param"] == "logprobs"
-    assert httpx.get(f"{base_url}/docs").status_code == 404 and httpx.get(f"{base_url}/openapi.json").status_code == 200
+    assert httpx.get(f"{base_url}/docs", headers=auth).status_code == 404
+    assert httpx.get(f"{base_url}/openapi.json").status_code == 401  # behind the key, as everything but /health
+    assert httpx.get(f"{base_url}/openapi.json", headers=auth).status_code == 200
     ok = httpx.post(f"{base_url}/v1/completions", json={"prompt": "rain", "model": "tiny", "max_tokens": 3},
                     headers=auth)  # fmt: skip
     assert ok.status_code == 200

@@ -202,11 +202,45 @@ def fix_up(text: str, brief: AdBrief) -> str:
     return f"{body} {suffix}".strip()
 
 
+def constraint_checks(text: str, brief: AdBrief, safety_result, guard_hit) -> list[dict]:
+    """Every hard constraint of ``brief`` on ``text``, passed or not, as ``{"name", "passed", "detail"}``:
+    ``length`` (at most 280 weighted characters), ``not_empty``, ``well_formed`` (no U+FFFD or control
+    character), one ``required_term:<t>`` per required term, ``hashtag``, ``cta``, one ``banned_term:<t>`` per
+    banned term (passed: absent), ``safety`` (``safety_result.score`` < 1) and ``not_a_copy`` (the memorization
+    guard's ``guard_hit``). A text breaks the brief exactly when one check fails; the same tests as
+    ``violations`` and ``generate_copy``."""
+    w = weighted_length(text)
+    out = [
+        {"name": "length", "passed": w <= MAX_WEIGHTED, "detail": f"{w} of {MAX_WEIGHTED} weighted characters"},
+        {"name": "not_empty", "passed": bool(text.strip()), "detail": ""},
+        {"name": "well_formed", "passed": not is_malformed(text),
+         "detail": "" if not is_malformed(text) else "holds U+FFFD or a control character"},
+    ]  # fmt: skip
+    for t in brief.required():
+        ok = contains_phrase(text, t)
+        out.append({"name": f"required_term:{t}", "passed": ok, "detail": "present" if ok else "missing"})
+    if brief.hashtag:
+        ok = contains_phrase(text, brief.hashtag)
+        out.append({"name": "hashtag", "passed": ok, "detail": brief.hashtag + (" present" if ok else " missing")})
+    if brief.cta:
+        ok = brief.cta.casefold() in text.casefold()
+        out.append({"name": "cta", "passed": ok, "detail": brief.cta + (" present" if ok else " missing")})
+    for t in brief.banned_terms:
+        bad = contains_phrase(text, t)
+        out.append({"name": f"banned_term:{t}", "passed": not bad, "detail": "present" if bad else "absent"})
+    out.append({"name": "safety", "passed": not safety_result.unsafe,
+                "detail": f"score {safety_result.score:.2f} (unsafe at 1.00 or more)"})  # fmt: skip
+    out.append({"name": "not_a_copy", "passed": not guard_hit.copy,
+                "detail": f"5-gram Jaccard {guard_hit.jaccard:.2f} with the closest training post"})  # fmt: skip
+    return out
+
+
 @dataclass
 class Variant:
     """One returned ad: ``text``, its ``weighted_length``, ``fixed_up`` (terms were appended), ``relevance`` to
-    the brief, ``safety_score`` (largest probability / threshold of the safety heads; < 1 is safe) and
-    ``train_jaccard`` (5-gram Jaccard with the closest training post the guard found)."""
+    the brief, ``safety_score`` (largest probability / threshold of the safety heads; < 1 is safe),
+    ``train_jaccard`` (5-gram Jaccard with the closest training post the guard found) and ``checks``
+    (``constraint_checks``: every hard constraint with its result)."""
 
     text: str
     weighted_length: int
@@ -214,6 +248,7 @@ class Variant:
     relevance: float
     safety_score: float
     train_jaccard: float
+    checks: list[dict] = field(default_factory=list)
 
 
 @dataclass
@@ -222,8 +257,9 @@ class CopyResult:
     hard constraint as sampled), ``raw_pass_rate``, ``passed`` (after fix-up and filtering, before dedup and
     MMR), ``failures`` (why candidates were dropped, counted once per candidate and reason), ``raw_failures``
     (the same count over the candidates as sampled, before fix-up, plus one key per missing required term or
-    present banned term, e.g. ``required_term:Delta``), and ``note``
-    (set when fewer than ``requested`` came back)."""
+    present banned term, e.g. ``required_term:Delta``), ``rejected`` (up to ``MAX_REJECTED`` candidates as
+    sampled that broke a constraint: ``{"text", "checks"}``, for showing why) and ``note`` (set when fewer
+    than ``requested`` came back)."""
 
     variants: list[Variant]
     requested: int
@@ -235,9 +271,13 @@ class CopyResult:
     raw_failures: dict[str, int] = field(default_factory=dict)
     segment: str = ""
     note: str = ""
+    rejected: list[dict] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+MAX_REJECTED = 8
 
 
 def _word_set(text: str) -> set[str]:
@@ -360,9 +400,15 @@ def generate_copy(
             relevance=float(rel[j]),
             safety_score=float(safe[uniq[j]].score),
             train_jaccard=float(checks[uniq[j]].jaccard),
+            checks=constraint_checks(texts[j], brief, safe[uniq[j]], checks[uniq[j]]),
         )
         for j in order
     ]
+    rejected = [
+        {"text": t, "checks": constraint_checks(t, brief, s, g)}
+        for t, s, g, ok_raw in zip(raw, raw_safe, raw_guard, raw_ok)
+        if not ok_raw
+    ][:MAX_REJECTED]
     note = "" if len(variants) >= n else f"only {len(variants)} of {num_candidates} candidates passed every constraint"
     return CopyResult(
         variants=variants,
@@ -375,6 +421,7 @@ def generate_copy(
         raw_failures=dict(sorted(raw_failures.items())),
         segment=brief.segment,
         note=note,
+        rejected=rejected,
     )
 
 

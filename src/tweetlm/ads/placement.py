@@ -26,13 +26,15 @@ MAX_K = 100
 class PlacementResult:
     """``placements``: the chosen contexts (hit dicts plus ``rank`` and ``safety_score``), best first;
     ``candidates``: hits the retriever returned; ``excluded_unsafe`` / ``excluded_banned``: ids dropped for
-    brand safety / a banned term."""
+    brand safety / a banned term; ``excluded``: those hits themselves with ``reason`` (``unsafe`` with the
+    ``safety_score`` and the safety heads that ``flagged_by`` it, or ``banned_term:<t>``), in retrieval order."""
 
     query: str
     placements: list[dict]
     candidates: int
     excluded_unsafe: list[str] = field(default_factory=list)
     excluded_banned: list[str] = field(default_factory=list)
+    excluded: list[dict] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -61,12 +63,15 @@ def place(
         raise ValueError("placement needs a safety classifier (unsafe contexts must be excluded)")
     hits = retriever(ad_text, num_candidates)
     verdicts = safety.classify([h["text"] for h in hits], [h.get("lang") for h in hits]) if hits else []
-    out, unsafe, banned = [], [], []
+    out, unsafe, banned, excluded = [], [], [], []
     for h, v in zip(hits, verdicts):
+        term = next((b for b in banned_terms if contains_phrase(h["text"], b)), None)
         if v.unsafe:
             unsafe.append(h["id"])
-        elif any(contains_phrase(h["text"], b) for b in banned_terms):
+            excluded.append({**h, "reason": "unsafe", "safety_score": v.score, "flagged_by": list(v.flagged_by)})
+        elif term is not None:
             banned.append(h["id"])
+            excluded.append({**h, "reason": f"banned_term:{term}", "safety_score": v.score})
         elif len(out) < k:
             out.append({**h, "rank": len(out) + 1, "safety_score": v.score})
-    return PlacementResult(ad_text, out, len(hits), unsafe, banned)
+    return PlacementResult(ad_text, out, len(hits), unsafe, banned, excluded)

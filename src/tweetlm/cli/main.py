@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from tweetlm.cli.ads import NONNEG_INT, POS_INT, _number
 from tweetlm.cli.engine_args import add_engine_args
@@ -128,6 +129,11 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     from tweetlm.cli.engine_args import engine_from_args
     from tweetlm.serve.app import ServeConfig, serve
 
+    runs_dir = None if args.runs_dir in ("", "none") else args.runs_dir
+    if args.runs_dir is None:  # the default: ./runs when there is one
+        runs_dir = "runs" if Path("runs").is_dir() else None
+    elif runs_dir is not None and not Path(runs_dir).is_dir():
+        raise ValueError(f"--runs-dir {runs_dir} is not a folder (pass the folder holding your runs, or 'none')")
     engine = engine_from_args(args, model_name=args.model_name)
     cfg = ServeConfig(
         api_keys=args.api_key or [],
@@ -148,7 +154,8 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         from tweetlm.cli.ads import ads_services
 
         ads = ads_services(args.ads_safety, args.checkpoint, args.ads_guard, index)
-    serve(engine, cfg, host=args.host, port=args.port, search_index=index, ads=ads)
+    print(f"console: http://{args.host}:{args.port}/  (the API key, if any, is its password)", flush=True)
+    serve(engine, cfg, host=args.host, port=args.port, search_index=index, ads=ads, runs_dir=runs_dir)
     return 0
 
 
@@ -271,6 +278,7 @@ def _add_use_commands(sub) -> None:
         epilog="examples:\n  tweetlm serve --checkpoint runs/demo --port 8000\n"
         "  tweetlm serve --checkpoint runs/demo --api-key secret1 --max-batch 16 --queue-size 64\n"
         "  tweetlm serve --checkpoint runs/demo --precision int8      # about 3x the decode speed on a CPU\n"
+        "  tweetlm serve --checkpoint runs/demo --search-index runs/demo/search   # console: http://127.0.0.1:8000/\n"
         "then: curl http://127.0.0.1:8000/v1/completions -H 'Content-Type: application/json' "
         '-d \'{"prompt": "Monday", "max_tokens": 30}\'',
     )
@@ -292,6 +300,12 @@ def _add_use_commands(sub) -> None:
     s.add_argument("--search-index", metavar="DIR", help="also serve /v1/search and /v1/ask over this index")
     s.add_argument("--ads-safety", metavar="DIR", help="also serve /v1/ads/* with this safety classifier")
     s.add_argument("--ads-guard", metavar="FILE", help="memorization guard for /v1/ads/copy (default: the run's)")
+    s.add_argument(
+        "--runs-dir",
+        default=None,
+        metavar="DIR",
+        help="run folders shown by the console and /v1/runs (default: ./runs when it exists; 'none': off)",
+    )
     s.set_defaults(fn=_cmd_serve)
 
     e = sub.add_parser(

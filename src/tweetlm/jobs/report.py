@@ -166,3 +166,99 @@ def write_report(rf: RunFolder, cfg, stages: dict) -> str:
         f"outputs: {rf.report} (report), {rf.eval}, {rf.loss_plot}, checkpoint {tr['checkpoint']}",
     ]
     return "\n".join(summary)
+
+
+# --- run folders as data (the console's Runs page, GET /v1/runs) ---------------------------------------------
+
+
+def _read_json(path) -> dict | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+def is_run(folder) -> bool:
+    """A folder some tweetlm stage wrote: it holds ``stages.json``, ``metrics.jsonl`` or ``checkpoints/``."""
+    rf = RunFolder(folder)
+    return folder.is_dir() and (rf.stages.exists() or rf.metrics.exists() or rf.checkpoints.is_dir())
+
+
+def list_runs(runs_dir) -> list[dict]:
+    """One summary per run folder directly under ``runs_dir`` (sorted by name): ``name``, ``steps`` logged,
+    ``final_loss``, ``bpb`` (held-out bits per byte, ``None`` before evaluation), ``checkpoints`` (count),
+    ``has_data`` (a clean corpus with accounting), ``modified`` (Unix seconds of the newest of those files)."""
+    from pathlib import Path
+
+    out = []
+    root = Path(runs_dir)
+    for folder in sorted(root.iterdir()) if root.is_dir() else []:
+        if not is_run(folder):
+            continue
+        rf = RunFolder(folder)
+        rows = _metrics(rf)
+        ev = _read_json(rf.eval) or {}
+        files = [f for f in (rf.stages, rf.metrics, rf.eval) if f.exists()]
+        out.append(
+            {
+                "name": folder.name,
+                "steps": rows[-1].get("step") if rows else 0,
+                "final_loss": rows[-1].get("loss") if rows else None,
+                "bpb": (ev.get("overall") or {}).get("bpb"),
+                "checkpoints": len(list(rf.checkpoints.glob("step_*"))) if rf.checkpoints.is_dir() else 0,
+                "has_data": (rf.data / "accounting.json").exists(),
+                "modified": max((f.stat().st_mtime for f in files), default=folder.stat().st_mtime),
+            }
+        )
+    return out
+
+
+def length_histogram(data_dir, bin_chars: int = 20, max_chars: int = 400) -> dict:
+    """Post lengths of a clean corpus (``train.parquet`` and ``val.parquet``) in characters: ``edges`` (bin
+    starts, ``bin_chars`` wide up to ``max_chars``; the last bin holds every longer post) and ``counts``."""
+    from pathlib import Path
+
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    counts = [0] * (max_chars // bin_chars + 1)
+    for name in ("train.parquet", "val.parquet"):
+        f = Path(data_dir) / name
+        if not f.exists():
+            continue
+        lengths = pc.utf8_length(pq.read_table(f, columns=["text"]).column("text")).to_numpy(zero_copy_only=False)
+        for b in (lengths // bin_chars).clip(0, len(counts) - 1):
+            counts[int(b)] += 1
+    return {"bin_chars": bin_chars, "edges": [i * bin_chars for i in range(len(counts))], "counts": counts}
+
+
+def run_summary(run_dir) -> dict:
+    """What the Runs page shows of one run folder: ``accounting`` (per source ``in``, ``kept``, ``dropped`` by
+    reason, ``quarantined``; ``data/accounting.json``), ``equation`` lines, ``languages`` and ``kinds`` (post
+    counts), ``lengths`` (``length_histogram``), ``eval`` (``eval.json``: bits per byte overall and per
+    source), ``samples`` (``samples.json``), ``checkpoints`` (names, oldest first), ``config``, ``stages``.
+    Missing parts are ``None`` (a run stopped early has no eval)."""
+    rf = RunFolder(run_dir)
+    report = _read_json(rf.data / "report.json") or {}
+    acc = _read_json(rf.data / "accounting.json")
+    samples = _read_json(rf.samples)
+    has_corpus = (rf.data / "train.parquet").exists()
+    return {
+        "name": rf.root.name,
+        "accounting": (acc or {}).get("sources"),
+        "equation": report.get("equation"),
+        "languages": report.get("languages"),
+        "kinds": report.get("kinds"),
+        "lengths": length_histogram(rf.data) if has_corpus else None,
+        "eval": _read_json(rf.eval),
+        "samples": (samples or {}).get("samples"),
+        "checkpoints": sorted(p.name for p in rf.checkpoints.glob("step_*")) if rf.checkpoints.is_dir() else [],
+        "config": _read_json(rf.config),
+        "stages": _read_json(rf.stages),
+        "steps": len(_metrics(rf)),
+    }
+
+
+def run_metrics(run_dir) -> list[dict]:
+    """Every row of the run's ``metrics.jsonl`` (one per logged step: ``step``, ``loss``, ``lr``, ``tokens``...)."""
+    return _metrics(RunFolder(run_dir))

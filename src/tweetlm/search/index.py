@@ -183,7 +183,9 @@ class SearchParams:
 @dataclass
 class Hit:
     """One result. ``score`` is the fused score (after recency); ``bm25_rank``/``dense_rank`` are 1-based ranks
-    in each retriever's merged list (``None``: not retrieved by it)."""
+    in each retriever's merged list (``None``: not retrieved by it); ``collapsed``: lower-ranked candidates of
+    the same post (retweets of it, the original, near-duplicates) hidden behind this one; ``matched_terms``:
+    the query's analyzed terms (``analyze.tokenize``) found in the text, for highlighting."""
 
     id: str
     text: str
@@ -198,6 +200,8 @@ class Hit:
     dense_rank: int | None = None
     bm25: float | None = None
     cosine: float | None = None
+    collapsed: int = 0
+    matched_terms: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -606,7 +610,8 @@ class SearchIndex:
                     e["score"] *= 0.5 ** (max(0, as_of - ts) / p.half_life_s)
         order = sorted(fused.items(), key=lambda kv: (-kv[1]["score"], kv[1].get("bm25_rank") or n + 1))
         out: list[Hit] = []
-        seen: set[str] = set()
+        owner: dict[str, Hit] = {}  # duplicate key -> the hit that took its slot
+        query_terms = set(tokenize(query))
         for (seg_name, r), e in order:
             seg = segments[seg_name]
             pid = seg.ids[r]
@@ -614,9 +619,14 @@ class SearchIndex:
             keys = {"id:" + (seg.retweeted_id[r] or pid)}
             if seg.dup_key[r]:
                 keys.add("text:" + seg.dup_key[r])
-            if p.collapse and keys & seen:
+            taken = next((owner[k] for k in keys if k in owner), None)
+            if p.collapse and taken is not None:
+                taken.collapsed += 1
                 continue
-            seen |= keys
+            if len(out) == p.k:
+                if not p.collapse:
+                    break
+                continue  # the rest only counts what the returned hits hide
             out.append(
                 Hit(
                     id=pid,
@@ -632,10 +642,11 @@ class SearchIndex:
                     dense_rank=e.get("dense_rank"),
                     bm25=e.get("bm25"),
                     cosine=e.get("dense"),
+                    matched_terms=sorted(query_terms & set(tokenize(seg.texts[r]))) if query_terms else [],
                 )
             )
-            if len(out) == p.k:
-                break
+            for k in keys:
+                owner.setdefault(k, out[-1])
         return out
 
     def get(self, post_id: str) -> dict | None:

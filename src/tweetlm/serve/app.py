@@ -20,6 +20,7 @@ many posts (default 5). Grounded answers are not streamed (citations are checked
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import time
 import uuid
@@ -29,7 +30,7 @@ from typing import Any, Literal
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 from pydantic import BaseModel, Field, StrictBool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -111,19 +112,41 @@ class _TooLarge(Exception):
 
 
 class _KeyAuth:
-    """Pure ASGI middleware: ``/v1/`` paths need ``Authorization: Bearer <key>`` with one of ``keys``. (Not
-    Starlette's ``BaseHTTPMiddleware``, under which a handler never sees its client disconnect.)"""
+    """Pure ASGI middleware: every path but ``/health`` needs one of ``keys``, as ``Authorization: Bearer <key>``
+    (API clients) or HTTP Basic with the key as the password (a browser on the console asks for it once per
+    session and sends it with every page and API call). Refused: 401, in the OpenAI error shape under ``/v1/``
+    (``WWW-Authenticate: Bearer``), else a page that asks again (``WWW-Authenticate: Basic``). (Not Starlette's
+    ``BaseHTTPMiddleware``, under which a handler never sees its client disconnect.)"""
 
     def __init__(self, app, keys: set[str]) -> None:
         self.app, self.keys = app, keys
 
+    def _key(self, header: str) -> str:
+        scheme, _, value = header.partition(" ")
+        if scheme.lower() == "bearer":
+            return value.strip()
+        if scheme.lower() == "basic":
+            try:
+                return base64.b64decode(value.strip(), validate=True).decode("utf-8").partition(":")[2]
+            except (ValueError, UnicodeDecodeError):
+                return ""
+        return ""
+
     async def __call__(self, scope, receive, send) -> None:
-        if scope["type"] == "http" and scope["path"].startswith("/v1/"):
+        if scope["type"] == "http" and scope["path"] != "/health":
             header = dict(scope["headers"]).get(b"authorization", b"").decode("latin-1")
-            key = header[7:] if header.lower().startswith("bearer ") else ""
-            if key not in self.keys:
-                msg = "invalid or missing API key (send 'Authorization: Bearer <key>')"
-                await _error(401, msg, "invalid_request_error", "invalid_api_key")(scope, receive, send)
+            if self._key(header) not in self.keys:
+                if scope["path"].startswith("/v1/"):
+                    msg = "invalid or missing API key (send 'Authorization: Bearer <key>')"
+                    resp = _error(401, msg, "invalid_request_error", "invalid_api_key",
+                                  headers={"WWW-Authenticate": "Bearer"})  # fmt: skip
+                else:
+                    resp = PlainTextResponse(
+                        "401: this tweetlm server needs its API key: enter it as the password (any user name)",
+                        status_code=401,
+                        headers={"WWW-Authenticate": 'Basic realm="tweetlm console", charset="UTF-8"'},
+                    )
+                await resp(scope, receive, send)
                 return
         await self.app(scope, receive, send)
 
@@ -188,10 +211,14 @@ class ChatRequest(_Common):
     search_k: int = Field(default=5, ge=1, le=20)
 
 
-def create_app(engine: Engine, config: ServeConfig | None = None, search_index=None, ads=None) -> FastAPI:
+def create_app(
+    engine: Engine, config: ServeConfig | None = None, search_index=None, ads=None, runs_dir=None
+) -> FastAPI:
     """The FastAPI application serving ``engine`` under ``config``; with a ``search.SearchIndex`` it also
-    serves ``/v1/search`` and ``/v1/ask`` (``serve.search_routes``), with ``ads`` (``serve.ads_routes.AdsServices``)
-    ``/v1/ads/safety``, ``/v1/ads/copy`` and ``/v1/ads/place``."""
+    serves ``/v1/search``, ``/v1/ask`` and ``/v1/posts/{id}`` (``serve.search_routes``), with ``ads``
+    (``serve.ads_routes.AdsServices``) ``/v1/ads/safety``, ``/v1/ads/copy`` and ``/v1/ads/place``, with
+    ``runs_dir`` the run folders under it (``/v1/runs``); always the browser console at ``/``
+    (``serve.console``)."""
     cfg = config or ServeConfig()
     batcher = Batcher(engine, cfg.max_batch, cfg.queue_size, cfg.continuous)
     max_prompt = cfg.max_prompt_tokens or engine.max_seq_len - 1
@@ -202,7 +229,7 @@ def create_app(engine: Engine, config: ServeConfig | None = None, search_index=N
         yield
         await batcher.stop()
 
-    # no /docs or /redoc: their pages load scripts from a CDN (nothing offline); /openapi.json stays, open
+    # no /docs or /redoc: their pages load scripts from a CDN (nothing offline); /openapi.json stays, behind the key
     app = FastAPI(title="tweetlm", version="0.1.0", lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.batcher = batcher
 
@@ -488,6 +515,7 @@ def create_app(engine: Engine, config: ServeConfig | None = None, search_index=N
     else:
         for path in ("/v1/search", "/v1/ask"):
             app.add_api_route(path, _not_enabled("search", "--search-index DIR"), methods=["POST"])
+        app.add_api_route("/v1/posts/{post_id}", _not_enabled("search", "--search-index DIR"), methods=["GET"])
     if ads is not None:
         from tweetlm.serve.ads_routes import register_ads_routes
 
@@ -495,6 +523,21 @@ def create_app(engine: Engine, config: ServeConfig | None = None, search_index=N
     else:
         for path in ("/v1/ads/safety", "/v1/ads/copy", "/v1/ads/place"):
             app.add_api_route(path, _not_enabled("advertising", "--ads-safety DIR"), methods=["POST"])
+    from tweetlm.serve.console import register_console
+
+    features = {
+        "model": engine.model_name,
+        "auth": bool(cfg.api_keys),
+        "search": search_index is not None,
+        "ads": {
+            "safety": ads is not None,
+            "copy": ads is not None and ads.guard is not None,
+            "place": ads is not None and ads.retriever is not None,
+        },
+        "max_tokens_limit": cfg.max_tokens_limit,
+        "max_weighted_length": 280,
+    }
+    register_console(app, APIError, features, runs_dir)
     return app
 
 
@@ -509,10 +552,16 @@ def _not_enabled(what: str, flag: str):
 
 
 def serve(
-    engine: Engine, config: ServeConfig, host: str = "127.0.0.1", port: int = 8000, search_index=None, ads=None
+    engine: Engine,
+    config: ServeConfig,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    search_index=None,
+    ads=None,
+    runs_dir=None,
 ) -> None:
-    """Run the API with uvicorn until interrupted."""
+    """Run the API (and the console at ``/``) with uvicorn until interrupted."""
     import uvicorn
 
-    app = create_app(engine, config, search_index=search_index, ads=ads)
+    app = create_app(engine, config, search_index=search_index, ads=ads, runs_dir=runs_dir)
     uvicorn.run(app, host=host, port=port, log_level="info")

@@ -1,4 +1,7 @@
-"""``POST /v1/search`` and ``POST /v1/ask`` (layer L5, serve): request schemas and routes over ``search``.
+"""``POST /v1/search``, ``POST /v1/ask`` and ``GET /v1/posts/{id}`` (layer L5, serve): request schemas and
+routes over ``search``. ``/v1/ask`` with ``"stream": true`` sends server-sent events: ``search.answer.delta``
+events with the text as it is generated, then the whole ``search.answer`` (citations checked on the whole
+text: a citation of a post not given is removed there), then ``[DONE]``.
 
 Registered by ``create_app(..., search_index=...)``. Retrieval, fusion and citation checking live in
 ``tweetlm.search``; this module validates input, runs the blocking search in a worker thread, and for ask sends
@@ -11,8 +14,10 @@ Bad input answers 400 with the field named: an empty query, ``k`` outside 1..``M
 from __future__ import annotations
 
 import asyncio
+import json
 
 from fastapi import FastAPI
+from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field, field_validator
 
 from tweetlm.inference.batcher import QueueFull
@@ -58,6 +63,7 @@ class AskRequest(SearchRequest):
     query: str = Field(min_length=1, max_length=1000, alias="question")
     k: int = Field(default=5, ge=1, le=20)
     max_tokens: int = Field(default=128, ge=1)
+    stream: bool = False
 
 
 def register_search_routes(app: FastAPI, index: SearchIndex, batcher, api_error, max_tokens_limit: int) -> None:
@@ -79,6 +85,13 @@ def register_search_routes(app: FastAPI, index: SearchIndex, batcher, api_error,
         hits = await asyncio.to_thread(run_search, req)
         return {"object": "search.results", "query": req.query, "data": [h.to_dict() for h in hits]}
 
+    @app.get("/v1/posts/{post_id}")
+    async def post(post_id: str):
+        got = await asyncio.to_thread(index.get, post_id)
+        if got is None:
+            raise api_error(404, f"no post {post_id!r} in the search index", param="post_id", code="post_not_found")
+        return {"object": "post", **got}
+
     @app.post("/v1/ask")
     async def ask(req: AskRequest):
         if req.max_tokens > max_tokens_limit:
@@ -93,12 +106,36 @@ def register_search_routes(app: FastAPI, index: SearchIndex, batcher, api_error,
             prompt, hits = await asyncio.to_thread(prepare, index, req.query, req.params(), fits)
         except ValueError as e:
             raise api_error(400, str(e)) from None
+        params = SamplingParams(max_tokens=req.max_tokens, temperature=0.0)
         try:
-            params = SamplingParams(max_tokens=req.max_tokens, temperature=0.0)
-            completion = await batcher.complete(engine_prompt(engine, prompt), params)
+            job = batcher.submit(engine_prompt(engine, prompt), params)
         except QueueFull as e:
             raise api_error(
                 503, f"server busy: {e}; retry shortly", "server_error", "queue_full", headers={"Retry-After": "1"}
             ) from None
-        answer = finish(req.query, prompt, hits, completion.text)
-        return {"object": "search.answer", **answer.to_dict(), "posts": [h.to_dict() for h in answer.posts]}
+
+        def answer_of(text: str) -> dict:
+            answer = finish(req.query, prompt, hits, text)
+            return {"object": "search.answer", **answer.to_dict(), "posts": [h.to_dict() for h in answer.posts]}
+
+        if req.stream:
+
+            async def events():
+                raw = []
+                try:
+                    async for item in batcher.stream(job):
+                        if isinstance(item, str):
+                            raw.append(item)
+                            yield f"data: {json.dumps({'object': 'search.answer.delta', 'delta': item})}\n\n"
+                    yield f"data: {json.dumps(answer_of(''.join(raw)), ensure_ascii=False)}\n\n"
+                except Exception as e:  # noqa: BLE001 (the stream ends with an error event, never a cut)
+                    err = {"message": f"generation failed: {type(e).__name__}: {e}", "type": "server_error"}
+                    yield f"data: {json.dumps({'error': err})}\n\n"
+                yield "data: [DONE]\n\n"
+
+            return StreamingResponse(events(), media_type="text/event-stream")
+        try:
+            completion = await batcher.result(job)
+        except ValueError as e:
+            raise api_error(400, f"invalid request: {e}") from None
+        return answer_of(completion.text)
