@@ -16,7 +16,15 @@ import torch
 pytest.importorskip("sklearn", reason="ads need the ads extra (scikit-learn)")
 pytest.importorskip("datasketch", reason="the memorization guard needs datasketch (data extra)")
 
-from tweetlm.ads.copy import AdBrief, distinct_n, fix_up, generate_copy, mmr, violations  # noqa: E402
+from tweetlm.ads.copy import (  # noqa: E402
+    AdBrief,
+    constraint_checks,
+    distinct_n,
+    fix_up,
+    generate_copy,
+    mmr,
+    violations,
+)
 from tweetlm.ads.guard import MemorizationGuard, shingles  # noqa: E402
 from tweetlm.ads.placement import place  # noqa: E402
 from tweetlm.ads.safety import SafetyClassifier, load_examples  # noqa: E402
@@ -141,6 +149,22 @@ def test_each_constraint_is_checked():
     assert weighted_length(long) > 280 and violations(long, b) == ["length"]
     cjk = good + " " + "\u3042" * 100  # CJK counts 2 each in twitter-text v3
     assert len(cjk) < 280 < weighted_length(cjk) and "length" in violations(cjk, b)
+
+
+def test_constraint_checks_fail_exactly_where_the_brief_is_broken():
+    from types import SimpleNamespace
+
+    b = _brief()
+    good = "Stretch out with Delta: more legroom on every seat. #travel Book your seat today"
+    safe, unsafe = SimpleNamespace(unsafe=False, score=0.2), SimpleNamespace(unsafe=True, score=1.7)
+    fresh, copy = SimpleNamespace(copy=False, jaccard=0.1), SimpleNamespace(copy=True, jaccard=0.9)
+    for text in (good, good.replace("Delta:", "it:"), good + " cheap!", good.replace("#travel", ""), "x" * 300):
+        checks = constraint_checks(text, b, safe, fresh)
+        failed = sorted(c["name"] for c in checks if not c["passed"])
+        assert failed == sorted(violations(text, b)), text
+    checks = constraint_checks(good, b, unsafe, copy)
+    assert sorted(c["name"] for c in checks if not c["passed"]) == ["not_a_copy", "safety"]
+    assert next(c for c in checks if c["name"] == "length")["detail"].endswith("of 280 weighted characters")
 
 
 def test_malformed_text_is_a_hard_constraint(safety, guard):
@@ -270,6 +294,13 @@ def test_copy_returns_only_variants_that_hold_every_constraint(engine, safety, g
         assert not safety.classify([v.text], ["en"])[0].unsafe
         assert not guard.check(v.text).copy
     assert len({v.text for v in res.variants}) == len(res.variants)
+    # every check of a returned variant passed (the console marks each); a rejected candidate fails one at least
+    assert all(c["passed"] for v in res.variants for c in v.checks) and {c["name"] for c in res.variants[0].checks} >= {
+        "length", "required_term:Delta", "hashtag", "cta", "banned_term:cheap", "safety", "not_a_copy"}  # fmt: skip
+    assert res.rejected or res.raw_pass == 24
+    for r in res.rejected:
+        failed = {c["name"] for c in r["checks"] if not c["passed"]}
+        assert failed and set(violations(r["text"], b)) <= failed, r
     # without fix-up a barely trained model almost never writes every term: the raw pass rate is what passes
     raw = generate_copy(engine, b, n=6, num_candidates=24, safety=safety, guard=guard, seed=1, fixup=False)
     assert len(raw.variants) == raw.raw_pass and raw.raw_pass == res.raw_pass
