@@ -414,3 +414,25 @@ def test_jetstream_update_wins_over_an_older_longer_version(tmp_path):
         (uri + "ccc", "edited later, but arrived first"),
     ]
     assert dict(ledger.sources["jetstream"].dropped) == {"superseded_by_edit": 2}
+
+
+def test_huge_ids_deep_nesting_and_huge_csv_fields_cost_one_record_each(tmp_path):
+    """Issue 17: a 5,000-digit id (a string, or a JSON number Python refuses to convert) ended the read of its
+    file (ValueError) or the build; a line nested 100,000 deep raised RecursionError; a CSV field over 131,072
+    characters hit the csv module's field limit. Each now costs its own record, the rest is read."""
+    digits = "9" * 5000
+    jl = tmp_path / "ids.jsonl"
+    jl.write_text(
+        f'{{"id": "{digits}", "text": "a string id"}}\n{{"id": {digits}, "text": "a number id"}}\n'
+        '{"id": "2", "text": "fine"}\n' + "[" * 100_000 + "]" * 100_000 + '\n{"id": "3", "text": "after"}\n',
+        encoding="utf-8",
+    )
+    sheet = tmp_path / "sheet.csv"
+    sheet.write_text(f'id,text\n1,"{"y" * 140_000}"\n{digits},big id\n4,fine too\n', encoding="utf-8")
+    posts, ledger = _read([jl, sheet])
+    assert sorted(p.id for p in posts) == ["2", "3", "4"] and ledger.totals().quarantined == 5
+    posts, ledger = _read([jl])
+    assert [p.id for p in posts] == ["2", "3"]
+    assert [r for _, r in _reasons(ledger)] == ["bad_id", "bad_id", "too_deep"]
+    posts, ledger = _read([sheet])
+    assert [p.id for p in posts] == ["4"] and sorted(r for _, r in _reasons(ledger)) == ["bad_id", "too_long"]

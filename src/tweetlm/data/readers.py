@@ -67,7 +67,7 @@ from functools import lru_cache
 from pathlib import Path, PurePosixPath
 
 from tweetlm.data.formats import compressed, x_archive
-from tweetlm.data.formats.base import Emitter, finish, iter_json_values
+from tweetlm.data.formats.base import Emitter, finish, iter_json_values, json_int
 from tweetlm.data.formats.base import id_or_none as _id_or_none
 from tweetlm.data.formats.records import is_schema_document, parse_value
 from tweetlm.data.formats.tabular import ColumnMap, mark_cut_column, parquet_rows, parse_generic
@@ -1009,7 +1009,7 @@ _JSON_LIST_OF = re.compile(rb'^\s*\[\s*\{\s*"(\w+)"')
 
 def _load_json(info: _FileInfo) -> object:
     try:
-        return json.loads(info.read_bytes())
+        return json.loads(info.read_bytes(), parse_int=json_int)
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise ValueError(f"{info.display} is not valid JSON ({e}); it cannot be read record by record") from e
 
@@ -1147,7 +1147,7 @@ def _read_json_lines(info: _FileInfo, ledger: Ledger) -> Iterator[Post]:
             em.quarantine(i, "invalid_utf8", raw.decode("utf-8", errors="replace"))
             continue
         try:
-            value = json.loads(line)
+            value = json.loads(line, parse_int=json_int)
         except json.JSONDecodeError:
             em.quarantine(i, "invalid_json", line)
             continue

@@ -84,10 +84,20 @@ def id_or_none(value: object) -> str | None:
         return str(value)
     if isinstance(value, str):
         s = value.strip()
-        if not s or _SCI_FLOAT.match(s) or s.lower().lstrip("+-") in _NOT_IDS:
+        if not s or len(s) > MAX_ID_CHARS or _SCI_FLOAT.match(s) or s.lower().lstrip("+-") in _NOT_IDS:
             return None
         return s
     return None
+
+
+MAX_ID_CHARS = 1000
+"""Longest id accepted (X ids have at most 20 digits; Bluesky and Mastodon URIs a few hundred characters)."""
+
+
+def json_int(digits: str) -> int | str:
+    """``parse_int`` for the JSON readers: an integer of more than 4,300 digits (more than Python converts) stays
+    its string of digits, so one absurd number costs its record (an id that long is ``bad_id``), not the file."""
+    return int(digits) if len(digits) <= 4300 else digits
 
 
 def is_missing(value: object) -> bool:
@@ -137,7 +147,7 @@ def iso_utc(value: object) -> str | None:
 
 def snowflake_ms(post_id: str) -> int | None:
     """Milliseconds since the Unix epoch encoded in an X snowflake id, or ``None`` for a non-snowflake."""
-    if not post_id.isdigit() or int(post_id) < 1 << 32:
+    if not post_id.isdigit() or len(post_id) > 20 or int(post_id) < 1 << 32:
         return None
     return (int(post_id) >> 22) + SNOWFLAKE_EPOCH_MS
 
@@ -311,7 +321,7 @@ def iter_json_values(text: str, start: int = 0) -> Iterator[object | BadValue]:
     lacks its closing ``]`` (a cut-off download), else ``"invalid_json"``. A value nested deeper than the
     parser's recursion limit is ``BadValue("too_deep")`` (in an array: with the rest). Never raises on content.
     """
-    dec = json.JSONDecoder()
+    dec = json.JSONDecoder(parse_int=json_int)
     pos = _WS.match(text, start).end()
     if text.startswith("[", pos):
         # Elements one by one, so one bad element does not cost the others.
