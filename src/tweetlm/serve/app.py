@@ -111,11 +111,17 @@ class _TooLarge(Exception):
     pass
 
 
+_BASIC_CHALLENGE = 'Basic realm="tweetlm console", charset="UTF-8"'
+
+
 class _KeyAuth:
     """Pure ASGI middleware: every path but ``/health`` needs one of ``keys``, as ``Authorization: Bearer <key>``
     (API clients) or HTTP Basic with the key as the password (a browser on the console asks for it once per
     session and sends it with every page and API call). Refused: 401, in the OpenAI error shape under ``/v1/``
-    (``WWW-Authenticate: Bearer``), else a page that asks again (``WWW-Authenticate: Basic``). (Not Starlette's
+    (``WWW-Authenticate: Bearer``, then ``Basic`` of the console's realm), else a page that asks again
+    (``WWW-Authenticate: Basic``). The ``/v1/`` answer offers Basic too because a browser sends the key it was
+    given for a page unasked only below that page's folder (``/console/``): the pages' API calls are answered
+    401 once, and the browser repeats them with the key it holds for the realm. (Not Starlette's
     ``BaseHTTPMiddleware``, under which a handler never sees its client disconnect.)"""
 
     def __init__(self, app, keys: set[str]) -> None:
@@ -140,11 +146,12 @@ class _KeyAuth:
                     msg = "invalid or missing API key (send 'Authorization: Bearer <key>')"
                     resp = _error(401, msg, "invalid_request_error", "invalid_api_key",
                                   headers={"WWW-Authenticate": "Bearer"})  # fmt: skip
+                    resp.headers.append("WWW-Authenticate", _BASIC_CHALLENGE)  # one challenge per header line
                 else:
                     resp = PlainTextResponse(
                         "401: this tweetlm server needs its API key: enter it as the password (any user name)",
                         status_code=401,
-                        headers={"WWW-Authenticate": 'Basic realm="tweetlm console", charset="UTF-8"'},
+                        headers={"WWW-Authenticate": _BASIC_CHALLENGE},
                     )
                 await resp(scope, receive, send)
                 return
