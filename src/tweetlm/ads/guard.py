@@ -169,3 +169,27 @@ def build_guard(corpus: str, out: str | Path, progress: bool = True) -> tuple[Pa
             n += g.add(texts[i : i + 8192])
             bar.update(len(texts[i : i + 8192]))
     return g.save(out), n
+
+
+def scrub_guards(paths: Iterable[str | Path], changed: dict[str, str | None]) -> list[dict]:
+    """Erase the texts of a deletion request from the guards at ``paths``: each text in ``changed`` a guard holds
+    is forgotten (``MemorizationGuard.forget``) and, when ``changed`` maps it to a new text (a thread rebuilt
+    without the removed post), the new text is indexed in its place; a changed guard is saved. Returns
+    ``{"path", "erased", "error"}`` per guard; a file that cannot be loaded is reported with its error, never
+    skipped silently."""
+    out = []
+    for path in paths:
+        entry = {"path": str(path), "erased": 0, "error": None}
+        if changed:
+            try:
+                guard = MemorizationGuard.load(path)
+            except Exception as e:  # noqa: BLE001 (any unreadable file is reported)
+                entry["error"] = f"{type(e).__name__}: {e}"
+            else:
+                held = {t for t in guard.texts if t in changed}
+                entry["erased"] = guard.forget(held)
+                if entry["erased"]:
+                    guard.add(changed[t] for t in held if changed[t])
+                    guard.save(path)
+        out.append(entry)
+    return out

@@ -115,11 +115,15 @@ def _cmd_forget(args: argparse.Namespace) -> int:
         print(f"--runs-dir {args.runs_dir} does not exist: no runs were checked (pass the folder holding your runs)")
     else:
         print(f"no run under {args.runs_dir} was trained on a corpus that contained them")
-    for g in res.get("guards", []):
-        if g["error"]:
-            print(f"memorization guard {g['path']} could not be read ({g['error']}): rebuild or delete it")
-        else:
-            print(f"memorization guard {g['path']}: {g['erased']} text(s) erased")
+    if res["guards"]:
+        from tweetlm.ads.guard import scrub_guards
+
+        affected = [Path(r["run"]).resolve() for r in res["runs"]]
+        for g in scrub_guards(res["guards"], res["changed_texts"]):
+            if g["error"]:
+                print(f"memorization guard {g['path']} could not be read ({g['error']}): rebuild or delete it")
+            elif g["erased"] or any(Path(g["path"]).resolve().is_relative_to(a) for a in affected):
+                print(f"memorization guard {g['path']}: {g['erased']} text(s) erased")
     if res.get("sft_sets"):
         print("fine-tuning sets built from them (rebuild with tweetlm sft into a new folder):")
         for f in res["sft_sets"]:

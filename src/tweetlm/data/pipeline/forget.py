@@ -17,11 +17,10 @@ the run folder they were trained from. Fine-tuned folders (``tweetlm sft``: thei
 under ``sft_base``) whose base checkpoint lies in an affected run are affected too, and so is an ``sft`` folder
 whose fine-tuning set (``sft_train.jsonl``/``sft_val.jsonl``, ``source_ids`` of every example) lists a removed
 post; those files are returned as ``sft_sets`` (rebuild them with ``tweetlm sft``). Every
-``memorization_guard.pkl`` under ``runs_dir`` (they hold training texts verbatim) is scrubbed: a text of a removed
-document is erased from it, and a rebuilt thread's new text takes the old one's place (``ads.guard``); guards in
-affected folders are listed as ``guards`` with what was erased, and a guard that cannot be read is listed with
-its error (rebuild or delete it). Beyond the corpus and the guards nothing is changed: retraining is the
-caller's decision.
+``memorization_guard.pkl`` under ``runs_dir`` is returned as ``guards`` and the texts the removal changed as
+``changed_texts`` (a removed document's text -> ``None``, a rebuilt thread's old text -> its new one), for the
+caller to erase from the guards (``ads.guard.scrub_guards``; ``tweetlm data forget`` does). Nothing outside
+``corpus_dir`` is changed here: retraining is the caller's decision.
 """
 
 from __future__ import annotations
@@ -187,40 +186,17 @@ def _sft_sets(runs_dir: Path, ids: set[str]) -> list[str]:
     return hits
 
 
-def _scrub_guards(runs_dir: Path, runs: list[dict], changed: dict[str, str | None]) -> list[dict]:
-    """Erase the ``changed`` texts from every ``memorization_guard.pkl`` under ``runs_dir`` (a rebuilt thread's
-    new text is added where its old one was erased). Returns ``{"path", "erased", "error"}`` for each guard that
-    held one of the texts, sits in an affected run, or could not be read."""
-    from tweetlm.ads.guard import MemorizationGuard
-
-    if not runs_dir.is_dir():
-        return []
-    affected = [Path(r["run"]).resolve() for r in runs]
-    out = []
-    for path in sorted(runs_dir.glob("**/memorization_guard.pkl")):
-        in_affected = any(path.resolve().is_relative_to(a) for a in affected)
-        entry = {"path": str(path), "erased": 0, "error": None}
-        if changed:
-            try:
-                guard = MemorizationGuard.load(path)
-            except Exception as e:  # noqa: BLE001 (any unreadable file is reported, never skipped silently)
-                entry["error"] = f"{type(e).__name__}: {e}"
-            else:
-                held = {t for t in guard.texts if t in changed}
-                entry["erased"] = guard.forget(held)
-                if entry["erased"]:
-                    guard.add(changed[t] for t in held if changed[t])
-                    guard.save(path)
-        if in_affected or entry["erased"] or entry["error"]:
-            out.append(entry)
-    return out
+def _guard_files(runs_dir: Path) -> list[str]:
+    """Every ``memorization_guard.pkl`` under ``runs_dir`` (guards hold training texts verbatim)."""
+    return sorted(str(g) for g in runs_dir.glob("**/memorization_guard.pkl")) if runs_dir.is_dir() else []
 
 
 def forget(ids: set[str], corpus_dir: str | Path, runs_dir: str | Path = "runs") -> dict:
     """Remove ``ids`` (and retweets of them) from the corpus in ``corpus_dir``; see module docstring.
 
     Returns ``{"removed": {source: n}, "found_ids", "not_found_ids", "old_hash", "new_hash", "runs": [...],
-    "guards": [{"path", "erased", "error"}], "sft_sets": [...]}``.
+    "guards": [paths], "changed_texts": {old text: new text or None}, "sft_sets": [...]}``; the caller erases
+    ``changed_texts`` from the guards (``ads.guard.scrub_guards``: the data layer does not load models).
     Raises ``ValueError`` when ``corpus_dir`` holds no corpus built by the pipeline.
     """
     import pyarrow as pa
@@ -315,6 +291,7 @@ def forget(ids: set[str], corpus_dir: str | Path, runs_dir: str | Path = "runs")
         "old_hash": old_hash,
         "new_hash": new_hash,
         "runs": runs,
-        "guards": _scrub_guards(Path(runs_dir), runs, changed),
+        "guards": _guard_files(Path(runs_dir)),
+        "changed_texts": changed,
         "sft_sets": _sft_sets(Path(runs_dir), ids) if Path(runs_dir).is_dir() else [],
     }
