@@ -14,7 +14,7 @@ EXTRAS := $(BASE_EXTRAS)$(if $(SHARED_CORPORA),,$(comma)download)
 NAME ?= demo
 ARGS ?=
 
-.PHONY: install demo test lint clean
+.PHONY: install demo console test lint clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,16 @@ install: $(VENV)/.installed
 
 demo: install
 	$(BIN)/tweetlm run --corpus $(CORPUS) --recipe demo_cpu --name $(NAME) $(if $(wildcard runs/$(NAME)/stages.json),--resume) $(ARGS)
+
+# The browser console over the demo run: a search index of 3,000 of its posts, a TF-IDF brand-safety classifier
+# and a memorization guard (each built once, about 2.5 minutes in all), then `tweetlm serve` on port $(PORT).
+PORT ?= 8000
+console: install
+	@test -d runs/$(NAME)/checkpoints || { echo "runs/$(NAME) has no checkpoint yet: run 'make demo' first"; exit 2; }
+	test -f runs/$(NAME)/search/index.json || $(BIN)/tweetlm search build --corpus runs/$(NAME)/data --index runs/$(NAME)/search --sample 3000 --no-progress
+	test -f runs/safety_tfidf/safety.json || $(BIN)/tweetlm safety train --corpora $(CORPUS) --out runs/safety_tfidf --features tfidf --no-progress
+	test -f runs/$(NAME)/memorization_guard.pkl || $(BIN)/tweetlm ads guard --corpus runs/$(NAME)/data --out runs/$(NAME)/memorization_guard.pkl
+	$(BIN)/tweetlm serve --checkpoint runs/$(NAME) --search-index runs/$(NAME)/search --ads-safety runs/safety_tfidf --runs-dir runs --port $(PORT) $(ARGS)
 
 test: install
 	$(BIN)/python -m pytest -q

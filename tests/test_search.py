@@ -492,6 +492,10 @@ def test_cli_build_query_delete(tmp_path, capsys):
     assert main(["search", "query", "x", "--index", index, "--since", "nope"]) == 2
     assert main(["search", "build", "--corpus", str(src), "--index", index]) == 2  # exists: needs --overwrite
     assert main(["ask", "lost bag", "--index", index]) == 2  # neither --checkpoint nor --llm-url
+    capsys.readouterr()
+    sampled = str(tmp_path / "sampled")
+    assert main(["search", "build", "--corpus", str(src), "--index", sampled, "--sample", "2", "--no-progress"]) == 0
+    assert "2 posts added" in capsys.readouterr().out
     assert UNDATED < 0
 
 

@@ -12,6 +12,7 @@ from tweetlm.cli.engine_args import add_engine_args
 SEARCH_EXAMPLES = """examples:
   tweetlm search build --corpus runs/demo/data --index runs/demo/search
   tweetlm search build --corpus ../shared/corpora/us_airline_sentiment --index idx/airline --granularity day
+  tweetlm search build --corpus runs/demo/data --index runs/demo/search --sample 3000   # a quick try
   tweetlm search add --corpus new_posts.jsonl --index runs/demo/search
   tweetlm search query "delayed flight" --index idx/airline -k 5 --since 2015-02-20 --until 2015-02-22 --lang en
   tweetlm search query "delayed flight" --index idx/airline --as-of 2015-02-21T12:00:00Z --half-life-hours 24
@@ -68,6 +69,11 @@ def _cmd_build(args: argparse.Namespace) -> int:
     posts, summary = load_posts(args.corpus)
     if args.limit:
         posts = posts[: args.limit]
+    if args.sample and args.sample < len(posts):
+        import random
+
+        keep = sorted(random.Random(args.seed).sample(range(len(posts)), args.sample))
+        posts = [posts[i] for i in keep]
     idx = (
         SearchIndex.open(args.index, wait_s=args.wait)
         if args.command_verb == "add"
@@ -205,6 +211,14 @@ def register(sub) -> None:
         b.add_argument("--corpus", nargs="+", required=True, metavar="PATH", help="run folder, data/ or post files")
         b.add_argument("--index", required=True, metavar="DIR", help="index folder")
         b.add_argument("--limit", type=int, default=0, help="index only the first N posts (0: all)")
+        b.add_argument(
+            "--sample",
+            type=int,
+            default=0,
+            metavar="N",
+            help="index a seeded random sample of N posts (0: all), e.g. to try a big corpus quickly",
+        )
+        b.add_argument("--seed", type=int, default=0, help="seed of --sample")  # fmt: skip
         b.add_argument("--no-progress", action="store_true", help="no progress bar")
         _wait_option(b)
         if verb == "build":
