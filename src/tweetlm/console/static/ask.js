@@ -97,7 +97,7 @@ TL.page(async (cfg) => {
         note.textContent = "Stopped: the text above is unchecked (its citations were not verified).";
       } else {
         answer.dataset.state = "error";
-        note.textContent = "";
+        note.textContent = raw ? "The answer broke off: the text above is unchecked (its citations were not verified)." : "";
         if (!raw) section.hidden = true;
         TL.showFormError(form, box, err);
       }
