@@ -21,6 +21,7 @@ LAYER = {
     "search": 4,
     "ads": 4,
     "serve": 5,
+    "console": 5,  # the browser console: static files that serve ships (no Python beyond its __init__)
     "cli": 6,
 }
 # Same-layer packages may not import each other either (e.g. eval must not import training).
