@@ -650,13 +650,24 @@ class SearchIndex:
         return out
 
     def get(self, post_id: str) -> dict | None:
-        """The stored fields of one post, or ``None``."""
+        """The stored fields of one post (``id``, ``text``, ``created_at``, ``author_id``, ``lang``, ``kind``,
+        ``retweeted_id``, ``source``, ``segment``), or ``None``."""
         self.refresh()
         segments, where = self.segments, self._where.get(post_id)
         if where is None:
             return None
         seg, r = segments[where[0]], where[1]
-        return {"id": post_id, "text": seg.texts[r], "created_at": seg.created_at[r], "segment": seg.name}
+        return {
+            "id": post_id,
+            "text": seg.texts[r],
+            "created_at": seg.created_at[r],
+            "author_id": seg.author[r],
+            "lang": seg.lang[r],
+            "kind": seg.kind[r],
+            "retweeted_id": seg.retweeted_id[r],
+            "source": seg.source[r],
+            "segment": seg.name,
+        }
 
     def info(self) -> dict:
         """Posts, segments and bytes on disk."""

@@ -353,7 +353,9 @@ const TL = (() => {
       const post = await api(postHref(id));
       put(p, el("h2", { id: "post-panel-title" }, `Post ${id}`),
         el("p", { class: "post-text" }, post.text),
-        el("p", { class: "meta" }, timeEl(post.created_at), post.segment ? `segment ${post.segment}` : null,
+        el("p", { class: "meta" }, timeEl(post.created_at),
+          post.author_id ? `by ${post.author_id}` : null, post.lang ? `language ${post.lang}` : null,
+          post.kind || null, post.segment ? `segment ${post.segment}` : null,
           el("a", { href: postHref(id) }, "post JSON")),
         el("div", { class: "actions" }, close));
       p.dataset.state = "done";
