@@ -46,6 +46,19 @@ def server(tmp_path_factory):
     runs = tmp_path_factory.mktemp("runs")
     _fake_run(runs, "alpha", 12)
     (runs / "not_a_run").mkdir()
+    # half-written and odd run folders (a new user's findings): a torn last line, a diverged NaN loss, an
+    # eval.json that is not an object, a name with a space and another script, a symlink to a run kept elsewhere
+    _fake_run(runs, "torn", 3)
+    with open(runs / "torn" / "metrics.jsonl", "a") as f:
+        f.write('{"step": 4, "loss": 4.')
+    _fake_run(runs, "diverged", 2)
+    with open(runs / "diverged" / "metrics.jsonl", "a") as f:
+        f.write('{"step": 3, "loss": NaN}\n5\n')
+    (runs / "diverged" / "eval.json").write_text("[1, 2, 3]")
+    _fake_run(runs, "my run 日本", 2)
+    elsewhere = tmp_path_factory.mktemp("elsewhere")
+    _fake_run(elsewhere, "kept_elsewhere", 2)
+    (runs / "linked").symlink_to(elsewhere / "kept_elsewhere")
     tok = train_tokenizer([f"rain and coffee number {i}" for i in range(50)], TokenizerConfig(vocab_size=300))
     cfg = ModelConfig(vocab_size=tok.vocab_size, n_layer=1, n_embd=32, n_head=2, max_seq_len=64)
     engine = Engine(GPT.build(cfg, seed=0), tok, model_name="tiny")
@@ -76,8 +89,18 @@ def test_every_path_but_health_needs_the_key_as_bearer_or_basic(server):
 def test_runs_summary_and_metrics(server):
     auth = _basic(KEY)
     runs = httpx.get(server + "/v1/runs", headers=auth).json()["data"]
-    assert [r["name"] for r in runs] == ["alpha"]  # a folder no stage wrote is not a run
-    assert runs[0] == {**runs[0], "steps": 12, "bpb": 2.5, "checkpoints": 1, "has_data": True}
+    names = ["alpha", "diverged", "linked", "my run 日本", "torn"]
+    assert [r["name"] for r in runs] == names  # a folder no stage wrote is not a run
+    assert runs[0] == {**runs[0], "steps": 12, "bpb": 2.5, "checkpoints": 1, "has_data": True, "problems": []}
+    by_name = {r["name"]: r for r in runs}
+    assert by_name["torn"]["steps"] == 3 and by_name["diverged"]["final_loss"] is None  # NaN is no number
+    assert by_name["diverged"]["problems"] == ["eval.json: not a JSON object"] and by_name["diverged"]["bpb"] is None
+    for name in names:  # every listed run opens, with its metrics
+        r = httpx.get(server + f"/v1/runs/{name}", headers=auth)
+        assert r.status_code == 200, (name, r.text)
+        rows = httpx.get(server + f"/v1/runs/{name}/metrics", headers=auth).json()["data"]
+        assert all(isinstance(x["step"], int) for x in rows), name
+    assert [x["loss"] for x in httpx.get(server + "/v1/runs/diverged/metrics", headers=auth).json()["data"]][-1] is None
     run = httpx.get(server + "/v1/runs/alpha", headers=auth).json()
     assert run["accounting"]["a"] == {"in": 5, "kept": 3, "dropped": {"duplicate": 1}, "quarantined": 1}
     assert run["languages"] == {"en": 3} and run["checkpoints"] == ["step_0000012"]

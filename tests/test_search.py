@@ -461,6 +461,22 @@ def test_http_search_and_ask_validate_input(ask_setup):
         assert c.post("/v1/ask", json={"question": "luggage", "since": "2016-01-01"}).status_code == 400  # no posts
 
 
+def test_http_post_ids_with_a_slash_open(tmp_path, embedder, ask_setup):
+    """A new user found every /v1/posts link of a post whose id holds "/" (TweetEval's fallback ids) answering 404."""
+    import httpx
+
+    from tweetlm.serve.app import ServeConfig, create_app
+
+    idx = _new_index(tmp_path, embedder)
+    pid = "tweeteval/emoji:train:35179"
+    idx.add([_post(pid, "a post from a file inside a folder", "2015-02-01T00:00:00Z")])
+    app = create_app(ask_setup[-1], ServeConfig(), search_index=idx)
+    with LoopbackServer(app) as url, httpx.Client(base_url=url, timeout=60) as c:
+        for path in ("/v1/posts/tweeteval%2Femoji%3Atrain%3A35179", f"/v1/posts/{pid}"):
+            r = c.get(path)
+            assert r.status_code == 200 and r.json()["id"] == pid, (path, r.text)
+
+
 def test_cli_build_query_delete(tmp_path, capsys):
     import json
 

@@ -273,7 +273,10 @@ def _add_use_commands(sub) -> None:
 
     s = sub.add_parser(
         "serve",
-        help="OpenAI-compatible HTTP API over a checkpoint",
+        help="OpenAI-compatible HTTP API over a checkpoint, and the browser console at /",
+        description="Serve a checkpoint behind an OpenAI-compatible HTTP API (/v1/completions, /v1/chat/completions) "
+        "and the browser console at http://HOST:PORT/ (search, ask, chat, ad studio, runs; the parts whose flags "
+        "are given). With --api-key every path but /health needs the key (a browser asks for it once).",
         formatter_class=raw,
         epilog="examples:\n  tweetlm serve --checkpoint runs/demo --port 8000\n"
         "  tweetlm serve --checkpoint runs/demo --api-key secret1 --max-batch 16 --queue-size 64\n"

@@ -7,14 +7,29 @@ nothing new about the model.
 from __future__ import annotations
 
 import json
+import math
 
 from tweetlm.common.runfolder import RunFolder
 
 
 def _metrics(rf: RunFolder) -> list[dict]:
+    """The rows of ``metrics.jsonl``; a line torn by a crash, or one that is not an object, is skipped, and a
+    non-finite number (a diverged run's ``NaN`` loss) becomes ``None``."""
     if not rf.metrics.exists():
         return []
-    return [json.loads(line) for line in rf.metrics.read_text().splitlines() if line.strip()]
+    rows = []
+    for line in rf.metrics.read_text(encoding="utf-8", errors="replace").splitlines():
+        try:
+            row = json.loads(line) if line.strip() else None
+        except json.JSONDecodeError:
+            continue
+        if isinstance(row, dict):
+            rows.append({k: _finite(v) for k, v in row.items()})
+    return rows
+
+
+def _finite(v):
+    return None if isinstance(v, float) and not math.isfinite(v) else v
 
 
 def plot_loss(rf: RunFolder) -> bool:
@@ -171,11 +186,22 @@ def write_report(rf: RunFolder, cfg, stages: dict) -> str:
 # --- run folders as data (the console's Runs page, GET /v1/runs) ---------------------------------------------
 
 
-def _read_json(path) -> dict | None:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
+def _read_json(path, problems: list[str] | None = None) -> dict | None:
+    """The JSON object in ``path``; ``None`` when the file is missing, and also (with a line in ``problems``)
+    when it is not UTF-8 JSON holding an object (a half-written file). Non-finite numbers become ``None``."""
+    if not path.exists():
         return None
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"), parse_constant=lambda _: None)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        if problems is not None:
+            problems.append(f"{path.name}: unreadable ({type(e).__name__}: {e})")
+        return None
+    if not isinstance(value, dict):
+        if problems is not None:
+            problems.append(f"{path.name}: not a JSON object")
+        return None
+    return value
 
 
 def is_run(folder) -> bool:
@@ -197,14 +223,17 @@ def list_runs(runs_dir) -> list[dict]:
             continue
         rf = RunFolder(folder)
         rows = _metrics(rf)
-        ev = _read_json(rf.eval) or {}
+        problems: list[str] = []
+        ev = _read_json(rf.eval, problems) or {}
+        overall = ev.get("overall") if isinstance(ev.get("overall"), dict) else {}
         files = [f for f in (rf.stages, rf.metrics, rf.eval) if f.exists()]
         out.append(
             {
                 "name": folder.name,
                 "steps": rows[-1].get("step") if rows else 0,
                 "final_loss": rows[-1].get("loss") if rows else None,
-                "bpb": (ev.get("overall") or {}).get("bpb"),
+                "bpb": overall.get("bpb"),
+                "problems": problems,
                 "checkpoints": len(list(rf.checkpoints.glob("step_*"))) if rf.checkpoints.is_dir() else 0,
                 "has_data": (rf.data / "accounting.json").exists(),
                 "modified": max((f.stat().st_mtime for f in files), default=folder.stat().st_mtime),
@@ -237,24 +266,32 @@ def run_summary(run_dir) -> dict:
     reason, ``quarantined``; ``data/accounting.json``), ``equation`` lines, ``languages`` and ``kinds`` (post
     counts), ``lengths`` (``length_histogram``), ``eval`` (``eval.json``: bits per byte overall and per
     source), ``samples`` (``samples.json``), ``checkpoints`` (names, oldest first), ``config``, ``stages``.
-    Missing parts are ``None`` (a run stopped early has no eval)."""
+    Missing parts are ``None`` (a run stopped early has no eval); a file that is there but cannot be read is
+    ``None`` too and named in ``problems``."""
     rf = RunFolder(run_dir)
-    report = _read_json(rf.data / "report.json") or {}
-    acc = _read_json(rf.data / "accounting.json")
-    samples = _read_json(rf.samples)
+    problems: list[str] = []
+    report = _read_json(rf.data / "report.json", problems) or {}
+    acc = _read_json(rf.data / "accounting.json", problems)
+    samples = _read_json(rf.samples, problems)
     has_corpus = (rf.data / "train.parquet").exists()
+    try:
+        lengths = length_histogram(rf.data) if has_corpus else None
+    except (OSError, ValueError) as e:  # a half-written parquet file
+        problems.append(f"data/train.parquet: unreadable ({type(e).__name__}: {e})")
+        lengths = None
     return {
         "name": rf.root.name,
+        "problems": problems,
         "accounting": (acc or {}).get("sources"),
         "equation": report.get("equation"),
         "languages": report.get("languages"),
         "kinds": report.get("kinds"),
-        "lengths": length_histogram(rf.data) if has_corpus else None,
-        "eval": _read_json(rf.eval),
+        "lengths": lengths,
+        "eval": _read_json(rf.eval, problems),
         "samples": (samples or {}).get("samples"),
         "checkpoints": sorted(p.name for p in rf.checkpoints.glob("step_*")) if rf.checkpoints.is_dir() else [],
-        "config": _read_json(rf.config),
-        "stages": _read_json(rf.stages),
+        "config": _read_json(rf.config, problems),
+        "stages": _read_json(rf.stages, problems),
         "steps": len(_metrics(rf)),
     }
 

@@ -522,7 +522,7 @@ def create_app(
     else:
         for path in ("/v1/search", "/v1/ask"):
             app.add_api_route(path, _not_enabled("search", "--search-index DIR"), methods=["POST"])
-        app.add_api_route("/v1/posts/{post_id}", _not_enabled("search", "--search-index DIR"), methods=["GET"])
+        app.add_api_route("/v1/posts/{post_id:path}", _not_enabled("search", "--search-index DIR"), methods=["GET"])
     if ads is not None:
         from tweetlm.serve.ads_routes import register_ads_routes
 

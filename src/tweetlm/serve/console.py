@@ -10,7 +10,8 @@
   so a live counter in a page agrees with the server by construction.
 - ``GET /v1/runs``, ``GET /v1/runs/{name}``, ``GET /v1/runs/{name}/metrics``: the run folders under
   ``--runs-dir`` (``jobs.report``: accounting, languages, lengths, bits per byte, samples, checkpoints, and every
-  ``metrics.jsonl`` row). A name is one folder directly under the runs folder; anything else is a 404.
+  ``metrics.jsonl`` row). A name is one folder directly under the runs folder (or a symlink there); anything
+else is a 404. A torn or unreadable file of a run is skipped and named in the run's ``problems``.
 
 Access: the same keys as the API (``serve.app``); a browser that opens a page without one is asked for it once
 per session (HTTP Basic: any user name, the key as the password).
@@ -19,7 +20,6 @@ per session (HTTP Basic: any user name, the key as the password).
 from __future__ import annotations
 
 import asyncio
-import re
 from importlib.resources import files
 from pathlib import Path
 
@@ -29,7 +29,6 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
 
 STATIC = Path(str(files("tweetlm.console") / "static"))
-_RUN_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$")
 
 
 class LengthRequest(BaseModel):
@@ -73,12 +72,14 @@ def register_console(app: FastAPI, api_error, features: dict, runs_dir: str | Pa
             raise not_enabled()
         from tweetlm.jobs.report import is_run
 
-        root = Path(runs_dir).resolve()
-        folder = (root / name).resolve() if _RUN_NAME.match(name) else None
-        if folder is None or folder.parent != root or not is_run(folder):
+        root = Path(runs_dir)
+        # a run is a folder directly under the runs folder, by name (spaces, any script; a symlink to a run kept
+        # elsewhere too, as the list shows it); never a path: no separator, no "..", no NUL
+        ok = name not in ("", ".", "..") and not any(c in name for c in "/\\\0")
+        if not ok or not is_run(root / name):
             raise api_error(404, f"no run {name!r} under {runs_dir} (GET /v1/runs lists them)", param="name",
                             code="run_not_found")  # fmt: skip
-        return folder
+        return root / name
 
     @app.get("/v1/runs")
     async def runs():

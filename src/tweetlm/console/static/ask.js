@@ -49,6 +49,7 @@ TL.page(async (cfg) => {
 
   let controller = null;
   async function run() {
+    if (askButton.disabled) return; // one question at a time (Ctrl+Enter while an answer streams)
     TL.hideError(box);
     TL.clearFieldErrors(form);
     const b = body();

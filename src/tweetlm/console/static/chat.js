@@ -107,6 +107,7 @@ TL.page(async (cfg) => {
 
   let controller = null;
   async function send() {
+    if (sendButton.disabled) return; // one turn at a time (Ctrl+Enter while a reply streams)
     TL.hideError(box);
     TL.clearFieldErrors(form);
     const text = message.value;

@@ -51,6 +51,12 @@ TL.page(async (cfg) => {
   ]);
   document.title = `${name} \u00b7 Runs \u00b7 tweetlm console`;
   const parts = [el("h2", { id: "run-title" }, `Run ${name}`)];
+  if (run.problems && run.problems.length) {
+    // a half-written folder (a run still going, or killed): say which files could not be read
+    parts.push(el("div", { class: "error", role: "status", id: "run-problems" },
+      el("p", {}, "Some files of this run could not be read; they are left out below:"),
+      el("ul", {}, run.problems.map((p) => el("li", {}, p)))));
+  }
   const missing = (what) => el("p", { class: "hint" }, `No ${what} in this run folder (yet).`);
 
   // --- loss ------------------------------------------------------------------------------------------------
