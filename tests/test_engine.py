@@ -340,3 +340,19 @@ def test_the_server_batcher_and_a_direct_generate_share_one_engine(engine):
     direct, *served = asyncio.run(run())
     assert [c.token_ids for c in direct] == [want_rain] * 3
     assert [c.token_ids for c in served] == [want_coffee] * 3
+
+
+def test_a_reply_cut_by_max_tokens_never_ends_in_half_a_character(engine):
+    """A new user saw 'Thanks for a 🙌\ufffd': the last tokens were the first bytes of an emoji when max_tokens cut
+    the reply. The held-back bytes are dropped at a length cut (and were never streamed)."""
+    from tweetlm.inference.engine import SamplingParams
+
+    sent = []
+    r = engine.make_request("rain", SamplingParams(max_tokens=5), on_text=sent.append)
+    r.text, r.emitted = "Thanks for a \U0001f64c\ufffd", 0
+    engine._finish(r, "length", [])
+    assert r.text == "Thanks for a \U0001f64c" and "".join(sent) == r.text
+    r = engine.make_request("rain", SamplingParams(max_tokens=5))
+    r.text = "ends in a real \ufffd"
+    engine._finish(r, "stop", [])  # the model ended it there itself: kept as written
+    assert r.text.endswith("\ufffd")

@@ -636,9 +636,13 @@ class Engine:
                 r.emitted = safe
 
     def _finish(self, r: Request, reason: str, finished: list[Request]) -> None:
-        """End ``r``: flush its held-back text, free its slot (its keys and values stay for prefix reuse)."""
+        """End ``r``: flush its held-back text, free its slot (its keys and values stay for prefix reuse). A reply
+        cut by ``max_tokens`` or the context may end inside a character whose first bytes were its last tokens:
+        those bytes (decoded as U+FFFD) are dropped, never sent."""
         r.finish_reason = reason
         r.state = "done"
+        if reason == "length":
+            r.text = r.text.rstrip("\ufffd")
         if r.on_text and len(r.text) > r.emitted and reason not in ("error", "cancelled"):
             try:
                 r.on_text(r.text[r.emitted :])
