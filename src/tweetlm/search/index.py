@@ -354,7 +354,7 @@ class SearchIndex:
                 meta = json.loads(raw)
                 try:
                     self._load(meta)
-                except OSError:
+                except (OSError, ValueError):  # ValueError: tantivy's own "file does not exist"
                     if (self.root / "index.json").read_bytes() != raw:
                         continue  # a writer committed again and removed a folder being loaded: load the newer
                     raise
@@ -573,10 +573,23 @@ class SearchIndex:
     def search(self, query: str, params: SearchParams | None = None, vector: np.ndarray | None = None) -> list[Hit]:
         """The top ``params.k`` posts for ``query``, best first. ``vector``: the query's embedding when already
         computed (``(dim,)`` unit vector; batch encoders and benchmarks). Raises ``ValueError`` for an empty
-        query or a bad parameter."""
+        query or a bad parameter. A query that fails because a writer replaced a segment under it (a file gone)
+        is run again on the newer commit."""
         p = params or SearchParams()
         if not query or not query.strip():
             raise ValueError("query is empty")
+        p.resolve()
+        for attempt in range(3):
+            seen = self._seen
+            try:
+                return self._search(query, p, vector)
+            except (OSError, ValueError):
+                self.refresh()
+                if attempt == 2 or self._seen == seen:
+                    raise  # not a race with a writer: a real error
+        raise AssertionError("unreachable")
+
+    def _search(self, query: str, p: SearchParams, vector: np.ndarray | None) -> list[Hit]:
         f, as_of = p.resolve()
         self.refresh()
         segments = self.segments  # this query's snapshot: a commit replaces the dict, never changes it

@@ -112,8 +112,16 @@ class Segment:
         seg.deleted = np.load(dpath) if dpath.exists() else np.zeros(len(seg.ids), bool)
         if len(seg.deleted) != len(seg.ids):
             raise ValueError(f"{dpath}: {len(seg.deleted)} flags for {len(seg.ids)} rows; the segment is damaged")
-        if (seg.path / "lexical" / "meta.json").exists():
-            seg.lexical.searcher()
+        if len(seg.ids):
+            # a folder a writer removed while this was loading: fail (the reader loads the newer commit) rather
+            # than open, or create, empty engines inside it
+            for f in ("lexical/meta.json", "dense.usearch"):
+                if not (seg.path / f).exists():
+                    raise FileNotFoundError(f"{seg.path / f} is missing: the segment folder was replaced or damaged")
+            try:
+                seg.lexical.searcher()
+            except ValueError as e:  # tantivy: a file of the folder is gone
+                raise FileNotFoundError(f"{seg.path}: {e}") from e
         seg.ann  # noqa: B018 (loads the graph)
         return seg
 
