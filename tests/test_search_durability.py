@@ -252,3 +252,25 @@ def test_four_writers_while_a_server_answers_queries(tmp_path, index_with):
                     else:
                         assert all(found) or not any(found), (rows[start]["id"], found)
     assert len(statuses) >= 5 and set(statuses) == {200}, sorted(set(statuses))
+
+
+def test_build_overwrite_replaces_a_live_index_in_one_commit_and_an_empty_one_is_built_over(tmp_path, index_with):
+    """Was: `search build --overwrite` committed an empty index first (a server answered nothing while the new
+    posts were embedded, and a kill then left 0 posts), and a build killed before its first commit left an empty
+    index that the rerun refused ("already holds a search index")."""
+    a, b = _rows(0, 6), _rows(50, 6)
+    index_with(a + b).add(_posts(a))
+    root = tmp_path / "idx"
+    reader = SearchIndex.open(root)
+    fresh = SearchIndex.create(root, overwrite=True)
+    assert _top(reader, _word(1)) == ["1"]  # nothing changed yet
+    fresh.add(_posts(b))
+    assert _top(reader, _word(1)) == [] and _top(reader, _word(51)) == ["51"]
+    _assert_consistent(root, b)
+    with pytest.raises(FileExistsError):
+        SearchIndex.create(root)  # it holds posts
+    empty = tmp_path / "empty"
+    SearchIndex.create(empty, embedder=fresh.embedder)  # as a build killed before its first add leaves it
+    again = SearchIndex.create(empty, embedder=fresh.embedder)  # the rerun builds over it
+    again.add(_posts(a[:2]))
+    assert len(SearchIndex.open(empty)) == 2

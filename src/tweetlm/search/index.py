@@ -264,6 +264,7 @@ class SearchIndex:
         self.wait_s = wait_s
         self._seen: bytes | None = None
         self._state_lock = threading.RLock()
+        self._reset: dict | None = None  # create(overwrite=True) over a live index: the meta the next add commits
 
     # --- life cycle --------------------------------------------------------------------------------------------
 
@@ -278,12 +279,22 @@ class SearchIndex:
         wait_s: float = 600.0,
     ) -> SearchIndex:
         """A new empty index at ``root``. ``overwrite`` replaces an existing index (its embedding cache is
-        kept); without it an existing index is a ``FileExistsError``. Takes the write lock (``IndexBusy`` after
+        kept): nothing of the old one changes until the first ``add`` commits the new posts in its place, so a
+        server keeps answering from the old index meanwhile and a build killed before then leaves it whole.
+        Without ``overwrite`` an existing index that holds posts is a ``FileExistsError`` (an empty one, left by
+        a build killed before its first commit, is built over). Takes the write lock (``IndexBusy`` after
         ``wait_s`` seconds)."""
         root = Path(root)
         if granularity not in GRANULARITIES:
             raise ValueError(f"granularity must be one of {GRANULARITIES}, got {granularity!r}")
-        if (root / "index.json").exists() and not overwrite:
+
+        def holds_posts() -> bool:
+            try:
+                return bool(json.loads((root / "index.json").read_text()).get("segments"))
+            except FileNotFoundError:
+                return False
+
+        if holds_posts() and not overwrite:
             raise FileExistsError(f"{root} already holds a search index (use overwrite / --overwrite)")
         emb = embedder or Embedder(model, cache_dir=root / "embed_cache")
         meta = {
@@ -299,9 +310,12 @@ class SearchIndex:
         root.mkdir(parents=True, exist_ok=True)
         idx = cls(root, meta, emb, wait_s=wait_s)
         with idx._locked():
-            if (root / "index.json").exists():
+            if holds_posts():
                 if not overwrite:
                     raise FileExistsError(f"{root} already holds a search index (use overwrite / --overwrite)")
+                idx._reset = copy.deepcopy(meta)  # the first add replaces the committed index in one commit
+                return idx
+            if (root / "index.json").exists():
                 meta["generation"] = json.loads((root / "index.json").read_text()).get("generation", 0) + 1
             idx._seen = _write_atomic(root / "index.json", json.dumps(meta, indent=1))
             idx._remove_uncommitted()
@@ -409,9 +423,16 @@ class SearchIndex:
                 "whole index to change it"
             )
         with self._locked():
-            self.refresh()
-            self._remove_uncommitted()
-            ch = _Change(meta=copy.deepcopy(self.meta), segments=dict(self.segments), where=dict(self._where))
+            if self._reset is not None:  # replace the whole committed index in this commit (its segments unread)
+                self.meta = json.loads((self.root / "index.json").read_text())
+                self._remove_uncommitted()
+                gen = self.meta.get("generation", 0)
+                ch = _Change(meta={**copy.deepcopy(self._reset), "generation": gen}, segments={}, where={})
+                ch.old_dirs += [self.root / "segments" / i.get("dir", n) for n, i in self.meta["segments"].items()]
+            else:
+                self.refresh()
+                self._remove_uncommitted()
+                ch = _Change(meta=copy.deepcopy(self.meta), segments=dict(self.segments), where=dict(self._where))
             try:
                 yield ch
                 self._commit(ch)
@@ -446,7 +467,7 @@ class SearchIndex:
         return seg
 
     def _commit(self, ch: _Change) -> None:
-        if not ch.forked and ch.meta["segments"] == self.meta["segments"]:
+        if not ch.forked and ch.meta["segments"] == self.meta["segments"] and self._reset is None:
             return
         for seg in ch.forked.values():
             seg.sync()
@@ -462,6 +483,7 @@ class SearchIndex:
         )
         self._seen = _write_atomic(self.root / "index.json", json.dumps(meta, indent=1))
         self.meta, self.segments, self._where = meta, ch.segments, ch.where
+        self._reset = None
         for d in ch.old_dirs:
             shutil.rmtree(d, ignore_errors=True)
 
