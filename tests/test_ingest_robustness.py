@@ -436,3 +436,32 @@ def test_huge_ids_deep_nesting_and_huge_csv_fields_cost_one_record_each(tmp_path
     assert [r for _, r in _reasons(ledger)] == ["bad_id", "bad_id", "too_deep"]
     posts, ledger = _read([sheet])
     assert [p.id for p in posts] == ["4"] and sorted(r for _, r in _reasons(ledger)) == ["bad_id", "too_long"]
+
+
+def test_x_archive_tweets_with_wrong_types_cost_one_record_each(tmp_path):
+    """Was: a tweets.js entry with a number for full_text, or for entities.urls, ended the whole build with a
+    TypeError (the archive path had no per-record guard)."""
+    arch = tmp_path / "arch"
+    arch.mkdir()
+    entries = [
+        {"tweet": {"id_str": "990002", "full_text": 7}},
+        {"tweet": {"id_str": "990003", "full_text": ["a"]}},
+        {"tweet": {"id_str": "990004", "full_text": "ok post", "entities": {"urls": 5}}},
+        {"tweet": {"id_str": "990005", "full_text": "fine post"}},
+    ]
+    (arch / "tweets.js").write_text("window.YTD.tweets.part0 = " + json.dumps(entries), encoding="utf-8")
+    posts, ledger = _read([arch])
+    assert [p.id for p in posts] == ["990005"]
+    assert [r for _, r in _reasons(ledger)] == ["missing_text", "missing_text", "malformed_record"]
+
+
+def test_a_symlink_loop_or_a_dangling_link_in_a_folder_is_named_and_the_rest_read(tmp_path, caplog):
+    """Was: `ln -s b loop/a; ln -s a loop/b` inside the corpus folder ended the build ("Symlink loop")."""
+    (tmp_path / "loop").mkdir()
+    (tmp_path / "loop" / "a").symlink_to("b")
+    (tmp_path / "loop" / "b").symlink_to("a")
+    (tmp_path / "loop" / "dangling.jsonl").symlink_to("nowhere.jsonl")
+    (tmp_path / "posts.jsonl").write_text('{"id": "1", "text": "a post"}\n', encoding="utf-8")
+    posts, _ = _read([tmp_path])
+    assert [p.id for p in posts] == ["1"]
+    assert sum("broken or looping symbolic link" in r.message for r in caplog.records) == 3

@@ -1466,7 +1466,12 @@ def _plan(paths: Iterable[str | Path], columns: ColumnMap | None = None) -> list
             raise ValueError(f"corpus path {str(p)!r} does not exist; pass {CORPUS_HINT}")
         given_abs = given.resolve()
         for f in _walk(given):
-            f_abs = f.resolve()
+            try:
+                f_abs = f.resolve(strict=True)
+            except (OSError, RuntimeError) as e:  # a symlink loop (a -> b -> a) or a link to nothing
+                log.warning("%s is a broken or looping symbolic link, not read: %s", f, e)
+                skipped.append(f"{f} (broken or looping symbolic link)")
+                continue
             if f_abs in seen_files or not f_abs.is_file():
                 continue
             seen_files.add(f_abs)

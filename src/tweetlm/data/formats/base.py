@@ -74,6 +74,23 @@ def quarantines_bad_fields(parse: _Parse) -> _Parse:
     return wrapper  # type: ignore[return-value]
 
 
+MALFORMED = (TypeError, AttributeError, KeyError, IndexError, ValueError, RecursionError)
+"""What a format module raises on a value whose fields have unexpected types or shapes."""
+
+
+def parse_or_quarantine(parse: Callable[..., object], value: object, em: Emitter, record: int, *args) -> object:
+    """``parse(value, em, record, *args)``; when it raises ``MALFORMED`` (a field of the wrong type or shape:
+    a number for ``entities``, a list for ``user``), whatever it emitted for the record is withdrawn and the
+    record is quarantined as ``malformed_record`` with the error. One bad record never stops its file."""
+    mark = len(em.outcomes)
+    try:
+        return parse(value, em, record, *args)
+    except MALFORMED as e:
+        del em.outcomes[mark:]
+        em.quarantine(record, "malformed_record", f"{type(e).__name__}: {e}; record: {excerpt_of(value, 150)}")
+        return None
+
+
 def id_or_none(value: object) -> str | None:
     """A usable post id as a string, or ``None``. Ints become strings; floats, booleans, ``NaN``/``inf`` and
     spreadsheet-mangled ids (``7.02608E+17``, ``1.5``) are refused: they are not ids, or their digits are

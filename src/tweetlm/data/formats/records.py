@@ -14,20 +14,12 @@ withdrawn: one bad record never stops its file, and is never half read.
 from __future__ import annotations
 
 from tweetlm.data.formats import bluesky, mastodon, tabular, x_v1, x_v2
-from tweetlm.data.formats.base import BadValue, Emitter, excerpt_of
-
-_MALFORMED = (TypeError, AttributeError, KeyError, IndexError, ValueError, RecursionError)
-"""What a format module raises on a value whose fields have unexpected types or shapes."""
+from tweetlm.data.formats.base import BadValue, Emitter, parse_or_quarantine
 
 
 def parse_value(value: object, em: Emitter, record: int, columns: tabular.ColumnMap, generic_reader: str) -> None:
     """Emit the outcomes of one JSON value (record number ``record``) into ``em``; see the module docstring."""
-    mark = len(em.outcomes)
-    try:
-        _dispatch(value, em, record, columns, generic_reader)
-    except _MALFORMED as e:
-        del em.outcomes[mark:]
-        em.quarantine(record, "malformed_record", f"{type(e).__name__}: {e}; record: {excerpt_of(value, 150)}")
+    parse_or_quarantine(_dispatch, value, em, record, columns, generic_reader)
 
 
 def _dispatch(value: object, em: Emitter, record: int, columns: tabular.ColumnMap, generic_reader: str) -> None:

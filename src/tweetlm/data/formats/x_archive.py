@@ -27,12 +27,14 @@ import re
 from dataclasses import dataclass
 
 from tweetlm.data.formats.base import (
+    MALFORMED,
     BadValue,
     Emitter,
     FieldError,
     id_or_none,
     iso_utc,
     iter_json_values,
+    parse_or_quarantine,
     snowflake_ms,
 )
 from tweetlm.data.formats.x_v1 import parse_tweet
@@ -131,10 +133,20 @@ def _tweet_ms(tw: dict) -> int | None:
     return ms
 
 
+def _tweet_key(tw: dict) -> tuple[int | None, str]:
+    """``(ms, normalized text)`` of a tweet for joining notes; ``(None, "")`` for one whose fields do not read
+    (it is quarantined when parsed)."""
+    text = tw.get("full_text") or tw.get("text") or ""
+    try:
+        return _tweet_ms(tw), _norm(text) if isinstance(text, str) else ""
+    except MALFORMED:
+        return None, ""
+
+
 def join_notes(tweets: list[dict], notes: list[_Note]) -> dict[int, _Note]:
     """Match notes to tweets (see module docstring); returns ``{index in tweets: note}``, one-to-one."""
     pairs = []
-    tweet_info = [(_tweet_ms(t), _norm(t.get("full_text") or t.get("text") or "")) for t in tweets]
+    tweet_info = [_tweet_key(t) for t in tweets]
     for n in notes:
         if n.ms is None:
             continue
@@ -223,7 +235,7 @@ def read_archive(
         if account and "user" not in tw:
             tw = {**tw, "user": {"id_str": account}}
         before = len(em.outcomes)
-        parse_tweet(tw, em, record, READER)
+        parse_or_quarantine(parse_tweet, tw, em, record, READER)
         if len(em.outcomes) > before and em.outcomes[-1].post is not None:
             p = em.outcomes[-1].post
             p.edit_history_ids = _edit_ids(tw)
