@@ -87,11 +87,12 @@ def test_forget_rows_retweet_stand_in_and_counts():
         "thread_ids": [[], [], ["9200", "9201"]],
         "thread_texts": [[], [], ["root", "reply"]],
     }
-    kept, removed, found, changed = _forget_rows(cols, {"9000", "9101", "9201"})
+    kept, removed, found, changed, touched = _forget_rows(cols, {"9000", "9101", "9201"})
     assert kept["id"] == ["9100", "9200"] and removed == {"s": 1} and found == {"9000", "9101", "9201"}
     assert kept["retweets"] == [1, 0] and kept["retweet_ids"][0] == ["9102"]
     assert kept["text"][1] == "root" and kept["kind"][1] == "post" and kept["thread_ids"][1] == []
     assert changed == {"RT @carol: original not in the corpus": None, "root\nreply": "root"}
+    assert touched == {"9001", "9200"}  # the removed stand-in and the rebuilt thread, as an index may hold them
 
 
 def test_forget_erases_the_texts_from_memorization_guards(corpus, tmp_path, capsys):
@@ -280,3 +281,39 @@ def test_forget_from_another_folder_finds_fine_tunes_with_a_relative_base(corpus
     assert main(["data", "forget", "--ids", str(ids), "--corpus", str(out), "--runs-dir", str(runs)]) == 0
     text = capsys.readouterr().out
     assert "runs/tuned (fine-tuned from" in text and "runs/tuned/memorization_guard.pkl" in text
+
+
+def test_forget_reaches_threads_and_raw_retweet_copies_in_an_index_and_guards_on_a_rerun(corpus, tmp_path, capsys):
+    """An attacker's findings (issue 17): with --search-index, a thread document holding the forgotten reply
+    stayed searchable, and so did an "RT @user: <same text>" copy indexed from raw pages without a retweeted id;
+    a forget rerun (or one first given the wrong --runs-dir) never erased the text from a guard."""
+    from tweetlm.ads.guard import build_guard
+    from tweetlm.data.post import Post, Provenance
+    from tweetlm.search.index import SearchIndex
+    from tweetlm.search.posts import load_posts
+
+    out, _ = corpus
+    before = _ids(out)
+    thread_text, post_text = before["1000"]["text"], before["2000"]["text"]
+    posts, _ = load_posts([out])
+    raw_rt = Post(id="777", text=f"RT @someone: {post_text}", source="raw", provenance=Provenance("raw", 0, "t"))
+    idx = SearchIndex.create(tmp_path / "idx")
+    idx.add([*posts, raw_rt])
+    assert "1000" in idx and "777" in idx
+    runs = tmp_path / "runs"
+    guard = runs / "x" / "memorization_guard.pkl"
+    build_guard(str(out), guard, progress=False)
+    in_guard = [t for t in (post_text, thread_text) if t.encode() in guard.read_bytes()]
+    assert in_guard
+    ids = tmp_path / "ids.txt"
+    ids.write_text("2000\n1002\n")
+    wrong = ["data", "forget", "--ids", str(ids), "--corpus", str(out), "--runs-dir", str(tmp_path / "nope")]
+    assert main(wrong + ["--search-index", str(tmp_path / "idx")]) == 0  # the guard's folder was not given
+    capsys.readouterr()
+    again = SearchIndex.open(tmp_path / "idx")
+    assert "1000" not in again and "777" not in again and "2000" not in again  # the thread and the raw copy too
+    assert guard.read_bytes().count(post_text.encode()) >= 1  # not reached yet
+    rerun = ["data", "forget", "--ids", str(ids), "--corpus", str(out), "--runs-dir", str(runs)]
+    assert main(rerun) == 0  # nothing left in the corpus: the guard is still scrubbed, by the texts' digests
+    assert f"memorization guard {guard}: {len(in_guard)} text(s) erased" in capsys.readouterr().out
+    assert not any(t.encode() in guard.read_bytes() for t in in_guard)

@@ -171,25 +171,36 @@ def build_guard(corpus: str, out: str | Path, progress: bool = True) -> tuple[Pa
     return g.save(out), n
 
 
-def scrub_guards(paths: Iterable[str | Path], changed: dict[str, str | None]) -> list[dict]:
-    """Erase the texts of a deletion request from the guards at ``paths``: each text in ``changed`` a guard holds
-    is forgotten (``MemorizationGuard.forget``) and, when ``changed`` maps it to a new text (a thread rebuilt
-    without the removed post), the new text is indexed in its place; a changed guard is saved. Returns
-    ``{"path", "erased", "error"}`` per guard; a file that cannot be loaded is reported with its error, never
-    skipped silently."""
+def scrub_guards(
+    paths: Iterable[str | Path], changed: dict[str, str | None], digests: Iterable[str] = ()
+) -> list[dict]:
+    """Erase the texts of deletion requests from the guards at ``paths``: each text in ``changed``, or whose
+    ``data.pipeline.forget.text_digest`` is in ``digests`` (earlier requests, kept as digests only), is forgotten
+    (``MemorizationGuard.forget``); when ``changed`` maps it to a new text (a thread rebuilt without the removed
+    post), the new text is indexed in its place; a changed guard is saved. Returns ``{"path", "erased",
+    "error"}`` per guard; a file that cannot be loaded is reported with its error, never skipped silently."""
+    import hashlib
+
+    digests = set(digests)
+
+    def gone(t: str) -> bool:
+        return t in changed or (
+            bool(digests) and hashlib.blake2b(t.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest() in digests
+        )
+
     out = []
     for path in paths:
         entry = {"path": str(path), "erased": 0, "error": None}
-        if changed:
+        if changed or digests:
             try:
                 guard = MemorizationGuard.load(path)
             except Exception as e:  # noqa: BLE001 (any unreadable file is reported)
                 entry["error"] = f"{type(e).__name__}: {e}"
             else:
-                held = {t for t in guard.texts if t in changed}
+                held = {t for t in guard.texts if t and gone(t)}
                 entry["erased"] = guard.forget(held)
                 if entry["erased"]:
-                    guard.add(changed[t] for t in held if changed[t])
+                    guard.add(changed[t] for t in held if changed.get(t))
                     guard.save(path)
         out.append(entry)
     return out

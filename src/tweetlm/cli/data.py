@@ -119,7 +119,7 @@ def _cmd_forget(args: argparse.Namespace) -> int:
         from tweetlm.ads.guard import scrub_guards
 
         affected = [Path(r["run"]).resolve() for r in res["runs"]]
-        for g in scrub_guards(res["guards"], res["changed_texts"]):
+        for g in scrub_guards(res["guards"], res["changed_texts"], res["removed_text_digests"]):
             if g["error"]:
                 print(f"memorization guard {g['path']} could not be read ({g['error']}): rebuild or delete it")
             elif g["erased"] or any(Path(g["path"]).resolve().is_relative_to(a) for a in affected):
@@ -128,10 +128,15 @@ def _cmd_forget(args: argparse.Namespace) -> int:
         print("fine-tuning sets built from them (rebuild with tweetlm sft into a new folder):")
         for f in res["sft_sets"]:
             print(f"  {f}")
+    gone_texts = [t for t, new in res["changed_texts"].items() if new is None]
     for folder, idx in indexes:
-        todo = sorted(ids | set(idx.retweets_of(ids)))
+        # the ids, the documents the corpus removed or rebuilt (a thread holding one), the retweets the corpus
+        # collapsed into them, retweets in the index of an original, and retweet copies of a removed text
+        todo = ids | set(res["touched_ids"]) | set(idx.retweets_of(ids)) | set(idx.retweet_copies_of(gone_texts))
+        todo = sorted(todo)
         missing = idx.delete(todo)
-        print(f"search index {folder}: {len(todo) - len(missing)} post(s) deleted (the ids and retweets of them)")
+        n = len(todo) - len(missing)
+        print(f"search index {folder}: {n} post(s) deleted (the ids, retweets of them, documents holding them)")
     for folder, held in _indexes_holding(ids, [Path(args.runs_dir), Path(args.corpus).parent], args.search_index):
         print(f"warning: search index {folder} still holds {held} of them: run again with --search-index {folder}")
     return 0

@@ -543,6 +543,18 @@ class SearchIndex:
         wanted = set(post_ids)
         return [pid for pid, (name, r) in self._where.items() if self.segments[name].retweeted_id[r] in wanted]
 
+    def retweet_copies_of(self, texts: Iterable[str]) -> list[str]:
+        """Ids of indexed retweets (``kind`` retweet, or a text starting ``RT @``) whose duplicate key equals that
+        of one of ``texts``: retweets of a removed post indexed without a ``retweeted_id`` (raw X API v2 pages
+        without ``referenced_tweets``). A deletion request covers them."""
+        keys = {dup_key(t) for t in texts} - {""}
+        out = []
+        for pid, (name, r) in self._where.items():
+            seg = self.segments[name]
+            if seg.dup_key[r] in keys and (seg.kind[r] == "retweet" or _RT_PREFIX.match(seg.texts[r])):
+                out.append(pid)
+        return out
+
     def delete(self, post_ids: Iterable[str]) -> list[str]:
         """Remove posts from both engines and erase them from the index's files (one commit); returns the ids
         that were not in the index."""

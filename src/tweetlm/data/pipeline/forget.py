@@ -25,6 +25,7 @@ caller to erase from the guards (``ads.guard.scrub_guards``; ``tweetlm data forg
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 from collections import Counter
@@ -56,19 +57,22 @@ def read_ids(path: str | Path) -> set[str]:
 
 def _forget_rows(
     cols: dict[str, list], ids: set[str]
-) -> tuple[dict[str, list], Counter, set[str], dict[str, str | None]]:
+) -> tuple[dict[str, list], Counter, set[str], dict[str, str | None], set[str]]:
     """The rows of one shard without the listed posts; returns ``(columns, removed per source, ids found,
-    changed texts)``, the last mapping each removed document's text to ``None`` and each rebuilt thread's old
-    text to its new one."""
+    changed texts, touched ids)``: ``changed`` maps each removed document's text to ``None`` and each rebuilt
+    thread's old text to its new one; ``touched`` holds the ids of the documents removed or rebuilt and of the
+    retweets collapsed into them (what a search index built from the corpus may hold)."""
     n = len(cols["id"])
     keep = []
     removed: Counter = Counter()
     found: set[str] = set()
     changed: dict[str, str | None] = {}
+    touched: set[str] = set()  # documents removed or rebuilt, and the retweets collapsed into them
     for i in range(n):
         members = cols["thread_ids"][i] or []
         if members and ids.intersection(members):
             found.update(ids.intersection(members))
+            touched.add(cols["id"][i])
             pairs = [(m, t) for m, t in zip(members, cols["thread_texts"][i]) if m not in ids]
             if not pairs:
                 removed[cols["source"][i]] += 1
@@ -86,6 +90,7 @@ def _forget_rows(
             found.add(cols["id"][i] if cols["id"][i] in ids else cols["retweeted_id"][i])
             removed[cols["source"][i]] += 1
             changed[cols["text"][i]] = None
+            touched.update([cols["id"][i], *(cols["retweet_ids"][i] or [])])
             continue
         rts = cols["retweet_ids"][i] or []
         if rts and ids.intersection(rts):
@@ -93,7 +98,7 @@ def _forget_rows(
             cols["retweet_ids"][i] = [r for r in rts if r not in ids]
             cols["retweets"][i] = len(cols["retweet_ids"][i])
         keep.append(i)
-    return {c: [v[i] for i in keep] for c, v in cols.items()}, removed, found, changed
+    return {c: [v[i] for i in keep] for c, v in cols.items()}, removed, found, changed, touched
 
 
 def _ledger_from(accounting: dict) -> Ledger:
@@ -186,6 +191,11 @@ def _sft_sets(runs_dir: Path, ids: set[str]) -> list[str]:
     return hits
 
 
+def text_digest(text: str) -> str:
+    """Hex BLAKE2b-128 of ``text`` (UTF-8): how the corpus history remembers a removed text without keeping it."""
+    return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
+
+
 def _guard_files(runs_dir: Path) -> list[str]:
     """Every ``memorization_guard.pkl`` under ``runs_dir`` (guards hold training texts verbatim)."""
     return sorted(str(g) for g in runs_dir.glob("**/memorization_guard.pkl")) if runs_dir.is_dir() else []
@@ -195,8 +205,10 @@ def forget(ids: set[str], corpus_dir: str | Path, runs_dir: str | Path = "runs")
     """Remove ``ids`` (and retweets of them) from the corpus in ``corpus_dir``; see module docstring.
 
     Returns ``{"removed": {source: n}, "found_ids", "not_found_ids", "old_hash", "new_hash", "runs": [...],
-    "guards": [paths], "changed_texts": {old text: new text or None}, "sft_sets": [...]}``; the caller erases
-    ``changed_texts`` from the guards (``ads.guard.scrub_guards``: the data layer does not load models).
+    "guards": [paths], "changed_texts": {old text: new text or None}, "removed_text_digests": [...] (every
+    removal of this corpus so far), "touched_ids": [...], "sft_sets": [...]}``; the caller erases the texts from
+    the guards (``ads.guard.scrub_guards``: the data layer does not load models) and ``touched_ids`` from search
+    indexes.
     Raises ``ValueError`` when ``corpus_dir`` holds no corpus built by the pipeline.
     """
     import pyarrow as pa
@@ -214,12 +226,14 @@ def forget(ids: set[str], corpus_dir: str | Path, runs_dir: str | Path = "runs")
     removed: Counter = Counter()
     found: set[str] = set()
     changed: dict[str, str | None] = {}
+    touched: set[str] = set()
     for name in SPLIT_FILES:
         table = pq.read_table(out / name)
         if "thread_ids" not in table.column_names:
             raise ValueError(f"{out / name} was not written by the ingestion pipeline (no thread_ids column)")
-        cols, rem, fnd, chg = _forget_rows({c: table.column(c).to_pylist() for c in table.column_names}, ids)
+        cols, rem, fnd, chg, tch = _forget_rows({c: table.column(c).to_pylist() for c in table.column_names}, ids)
         changed.update(chg)
+        touched |= tch
         if rem or fnd:
             new = pa.Table.from_arrays(
                 [pa.array(cols[c], type=table.schema.field(c).type) for c in cols], schema=table.schema
@@ -242,6 +256,8 @@ def forget(ids: set[str], corpus_dir: str | Path, runs_dir: str | Path = "runs")
             {
                 "corpus_hash": old_hash,
                 "removed_ids": sorted(found),
+                # digests, never the texts: a later forget (a rerun, another --runs-dir) still finds them in guards
+                "removed_text_digests": sorted(text_digest(t) for t in changed),
                 "at": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
             }
         )
@@ -293,5 +309,7 @@ def forget(ids: set[str], corpus_dir: str | Path, runs_dir: str | Path = "runs")
         "runs": runs,
         "guards": _guard_files(Path(runs_dir)),
         "changed_texts": changed,
+        "removed_text_digests": sorted({d for h in history for d in h.get("removed_text_digests", ())}),
+        "touched_ids": sorted(touched),
         "sft_sets": _sft_sets(Path(runs_dir), ids) if Path(runs_dir).is_dir() else [],
     }
