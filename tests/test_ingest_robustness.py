@@ -465,3 +465,19 @@ def test_a_symlink_loop_or_a_dangling_link_in_a_folder_is_named_and_the_rest_rea
     posts, _ = _read([tmp_path])
     assert [p.id for p in posts] == ["1"]
     assert sum("broken or looping symbolic link" in r.message for r in caplog.records) == 3
+
+
+def test_a_small_file_of_two_lengths_is_not_taken_for_a_cut_column(tmp_path):
+    """An attacker's finding: 20 posts 'compressed post {i} about weather' (31 and 32 characters) were flagged
+    as a column cut at 32, and drop_truncated dropped half of them."""
+    f = tmp_path / "small.csv"
+    f.write_text("id,text\n" + "".join(f"{i},compressed post {i} about weather\n" for i in range(20)), encoding="utf-8")
+    posts, _ = _read([f])
+    assert len(posts) == 20 and not any(p.truncated for p in posts)
+
+
+def test_a_v2_page_whose_errors_is_one_string_is_one_api_error(tmp_path):
+    f = tmp_path / "page.jsonl"
+    f.write_text(json.dumps({"data": [{"id": "5", "text": "hello"}], "errors": "boom"}) + "\n", encoding="utf-8")
+    posts, ledger = _read([f])
+    assert [p.id for p in posts] == ["5"] and [r for _, r in _reasons(ledger)] == ["api_error"]

@@ -274,3 +274,22 @@ def test_build_overwrite_replaces_a_live_index_in_one_commit_and_an_empty_one_is
     again = SearchIndex.create(empty, embedder=fresh.embedder)  # the rerun builds over it
     again.add(_posts(a[:2]))
     assert len(SearchIndex.open(empty)) == 2
+
+
+def test_a_served_index_folder_removed_answers_in_the_error_shape(tmp_path, index_with):
+    """Was: a plain-text 'Internal Server Error' on /v1/search and /v1/posts once the folder was gone."""
+    import shutil
+
+    import httpx
+
+    from tweetlm.serve.app import ServeConfig, create_app
+
+    a = _rows(0, 4)
+    idx = index_with(a)
+    idx.add(_posts(a))
+    app = create_app(_tiny_engine(), ServeConfig(), search_index=SearchIndex.open(tmp_path / "idx", embedder=idx.embedder))
+    with LoopbackServer(app) as url, httpx.Client(base_url=url, timeout=60) as c:
+        assert c.post("/v1/search", json={"query": _word(1), "mode": "bm25", "as_of": "2016-01-01"}).status_code == 200
+        shutil.rmtree(tmp_path / "idx")
+        for r in (c.post("/v1/search", json={"query": _word(1), "mode": "bm25"}), c.get("/v1/posts/1")):
+            assert r.status_code == 503 and "no search index" in r.json()["error"]["message"], r.text

@@ -514,6 +514,9 @@ def create_app(
             return await asyncio.to_thread(ground_messages, search_index, messages, SearchParams(k=k), fits)
         except ValueError as e:
             raise APIError(400, str(e), param="messages") from None
+        except OSError as e:  # the index folder was removed or cannot be read
+            raise APIError(503, f"the search index is unavailable: {e}", "server_error", "index_unavailable",
+                           headers={"Retry-After": "5"}) from None  # fmt: skip
 
     if search_index is not None:
         from tweetlm.serve.search_routes import register_search_routes

@@ -70,11 +70,17 @@ def register_search_routes(app: FastAPI, index: SearchIndex, batcher, api_error,
     """Add the two routes to ``app``. ``api_error(status, message, type_, code, headers=...)`` builds the
     exception the app answers with its error body."""
 
+    def unavailable(e: OSError):
+        return api_error(503, f"the search index is unavailable: {e}", "server_error", "index_unavailable",
+                         headers={"Retry-After": "5"})  # fmt: skip
+
     def run_search(req: SearchRequest):
         try:
             return index.search(req.query, req.params())
         except ValueError as e:
             raise api_error(400, str(e)) from None
+        except OSError as e:  # the index folder was removed or cannot be read
+            raise unavailable(e) from None
 
     @app.post("/v1/search")
     async def search(req: SearchRequest):
@@ -87,7 +93,10 @@ def register_search_routes(app: FastAPI, index: SearchIndex, batcher, api_error,
 
     @app.get("/v1/posts/{post_id:path}")  # ids may hold "/" (tweeteval/emoji:train:35179)
     async def post(post_id: str):
-        got = await asyncio.to_thread(index.get, post_id)
+        try:
+            got = await asyncio.to_thread(index.get, post_id)
+        except OSError as e:
+            raise unavailable(e) from None
         if got is None:
             raise api_error(404, f"no post {post_id!r} in the search index", param="post_id", code="post_not_found")
         return {"object": "post", **got}
@@ -106,6 +115,8 @@ def register_search_routes(app: FastAPI, index: SearchIndex, batcher, api_error,
             prompt, hits = await asyncio.to_thread(prepare, index, req.query, req.params(), fits)
         except ValueError as e:
             raise api_error(400, str(e)) from None
+        except OSError as e:
+            raise unavailable(e) from None
         params = SamplingParams(max_tokens=req.max_tokens, temperature=0.0)
         try:
             job = batcher.submit(engine_prompt(engine, prompt), params)

@@ -191,7 +191,8 @@ def mark_cut_column(em: Emitter, columns: ColumnMap) -> int:
     The generic posts are those ``parse_generic`` emitted into ``em`` (their provenance reader is
     ``em.reader``). Let ``L`` be their longest text in code points. The column counts as cut at ``L`` when at
     least ``_CUT_MIN_TEXTS`` (10) distinct texts are exactly ``L`` long, ``_CUT_SPIKE`` (8) times as many as the
-    average length among the 10 just below holds, and ``L`` is not in ``PLATFORM_LIMITS``: lengths of real posts
+    average length among the 10 just below holds and as ``L - 1`` holds (a small file of two lengths is no
+    cap), and ``L`` is not in ``PLATFORM_LIMITS``: lengths of real posts
     thin out towards the longest, a cap piles them up there. Those posts get ``truncated=True`` and a
     ``UserWarning`` names the file, the column and ``L``.
     """
@@ -201,7 +202,9 @@ def mark_cut_column(em: Emitter, columns: ColumnMap) -> int:
     longest = max(len(p.text) for p in posts)
     at = {p.text for p in posts if len(p.text) == longest}
     below = {p.text for p in posts if longest - 10 <= len(p.text) < longest}
-    if longest in PLATFORM_LIMITS or len(at) < _CUT_MIN_TEXTS or len(at) < _CUT_SPIKE * max(1.0, len(below) / 10):
+    just_below = {p.text for p in posts if len(p.text) == longest - 1}
+    spike = _CUT_SPIKE * max(1.0, len(below) / 10, len(just_below))
+    if longest in PLATFORM_LIMITS or len(at) < _CUT_MIN_TEXTS or len(at) < spike:
         return 0
     cut = [p for p in posts if len(p.text) == longest]
     for p in cut:

@@ -195,7 +195,8 @@ def parse_page(obj: dict, em: Emitter, record: int) -> None:
         else:
             seen.add(tw["id"])
             parse_tweet(page.tweets[tw["id"]], em, record, page)  # the lookup's copy, as references see it
-    for err in obj.get("errors") or []:
+    errors = obj.get("errors") or []
+    for err in errors if isinstance(errors, list) else [errors]:  # one error object (or string) unlisted: one
         detail = err.get("detail") or err.get("title") or err if isinstance(err, dict) else err
         em.quarantine(record, "api_error", detail)
 
