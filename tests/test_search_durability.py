@@ -287,7 +287,8 @@ def test_a_served_index_folder_removed_answers_in_the_error_shape(tmp_path, inde
     a = _rows(0, 4)
     idx = index_with(a)
     idx.add(_posts(a))
-    app = create_app(_tiny_engine(), ServeConfig(), search_index=SearchIndex.open(tmp_path / "idx", embedder=idx.embedder))
+    served = SearchIndex.open(tmp_path / "idx", embedder=idx.embedder)
+    app = create_app(_tiny_engine(), ServeConfig(), search_index=served)
     with LoopbackServer(app) as url, httpx.Client(base_url=url, timeout=60) as c:
         assert c.post("/v1/search", json={"query": _word(1), "mode": "bm25", "as_of": "2016-01-01"}).status_code == 200
         shutil.rmtree(tmp_path / "idx")
