@@ -219,7 +219,7 @@ def test_a_burst_into_an_idle_server_is_admitted_up_to_slots_plus_queue(slow_url
 
     async def burst():
         async with httpx.AsyncClient(base_url=slow_url, timeout=60) as c:
-            body = {"prompt": "rain", "max_tokens": 30, "temperature": 1.0}
+            body = {"prompt": "rain", "max_tokens": 60, "temperature": 1.0}
             return await asyncio.gather(*[c.post("/v1/completions", json=body) for _ in range(12)])
 
     codes = [r.status_code for r in asyncio.run(burst())]
