@@ -257,3 +257,17 @@ def test_body_limit_unknown_model_unsupported_fields_and_no_cdn_docs(base_url):
     ok = httpx.post(f"{base_url}/v1/completions", json={"prompt": "rain", "model": "tiny", "max_tokens": 3},
                     headers=auth)  # fmt: skip
     assert ok.status_code == 200
+
+
+def test_api_keys_from_a_file_and_the_environment_stay_out_of_the_process_list(tmp_path):
+    """A new user noticed `--api-key s3cret` is visible in `ps`; a key file or TWEETLM_API_KEY is not."""
+    from tweetlm.cli.main import api_keys
+
+    f = tmp_path / "keys.txt"
+    f.write_text("# console keys\nalpha\n\n beta \n", encoding="utf-8")
+    assert api_keys(["cli"], str(f), env={"TWEETLM_API_KEY": "gamma"}) == ["cli", "alpha", "beta", "gamma"]
+    assert api_keys(None, None, env={}) == []
+    (tmp_path / "empty.txt").write_text("# none\n", encoding="utf-8")
+    for bad in ("empty.txt", "missing.txt"):
+        with pytest.raises(ValueError, match=f"--api-key-file .*{bad}"):
+            api_keys(None, str(tmp_path / bad), env={})

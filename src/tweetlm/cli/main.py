@@ -125,6 +125,28 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     return 0
 
 
+def api_keys(given: list[str] | None, key_file: str | None, env: dict | None = None) -> list[str]:
+    """The keys ``tweetlm serve`` accepts: ``--api-key`` values, the lines of ``--api-key-file`` (blank lines and
+    ``#`` comments ignored), and ``TWEETLM_API_KEY`` from the environment; the last two keep a key out of the
+    process list. Raises ``ValueError`` naming the file when it cannot be read or lists no key."""
+    import os
+
+    keys = list(given or [])
+    if key_file:
+        try:
+            lines = Path(key_file).read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeDecodeError) as e:
+            raise ValueError(f"--api-key-file {key_file}: cannot read it ({e})") from None
+        found = [ln.strip() for ln in lines if ln.strip() and not ln.strip().startswith("#")]
+        if not found:
+            raise ValueError(f"--api-key-file {key_file} lists no key (one per line)")
+        keys += found
+    env_key = (os.environ if env is None else env).get("TWEETLM_API_KEY", "").strip()
+    if env_key:
+        keys.append(env_key)
+    return keys
+
+
 def _cmd_serve(args: argparse.Namespace) -> int:
     from tweetlm.cli.engine_args import engine_from_args
     from tweetlm.serve.app import ServeConfig, serve
@@ -134,9 +156,10 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         runs_dir = "runs" if Path("runs").is_dir() else None
     elif runs_dir is not None and not Path(runs_dir).is_dir():
         raise ValueError(f"--runs-dir {runs_dir} is not a folder (pass the folder holding your runs, or 'none')")
+    keys = api_keys(args.api_key, args.api_key_file)
     engine = engine_from_args(args, model_name=args.model_name)
     cfg = ServeConfig(
-        api_keys=args.api_key or [],
+        api_keys=keys,
         max_prompt_tokens=args.max_prompt_tokens,
         max_tokens_limit=args.max_tokens_limit,
         max_batch=args.max_batch,
@@ -290,6 +313,12 @@ def _add_use_commands(sub) -> None:
     s.add_argument("--port", type=_port, default=8000, help="TCP port, 1-65535 (0: any free port)")
     s.add_argument("--model-name", default=None, help="model id reported by /v1/models (default: folder name)")
     s.add_argument("--api-key", action="append", help="accepted Bearer key (repeatable); none: no auth")
+    s.add_argument(
+        "--api-key-file",
+        metavar="FILE",
+        help="accepted keys, one per line (also: the TWEETLM_API_KEY environment variable); unlike --api-key, "
+        "not visible in the process list",
+    )
     s.add_argument("--max-prompt-tokens", type=NONNEG_INT, default=0, help="0: the model's context minus one")
     s.add_argument("--max-tokens-limit", type=POS_INT, default=256, help="largest max_tokens a request may ask")
     add_engine_args(s, threads=-1)
