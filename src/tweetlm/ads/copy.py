@@ -164,24 +164,36 @@ def is_malformed(text: str) -> bool:
     return _MALFORMED.search(text) is not None
 
 
+def _text_checks(text: str, brief: AdBrief) -> list[tuple[str, str, bool, str]]:
+    """Every text constraint of ``brief`` on ``text``, in ``violations`` order: ``(check name, violation name,
+    passed, detail)``. The one definition behind ``violations`` and ``constraint_checks``."""
+    w = weighted_length(text)
+    bad = is_malformed(text)
+    out = [
+        ("not_empty", "empty", bool(text.strip()), ""),
+        ("well_formed", "malformed_text", not bad, "holds U+FFFD or a control character" if bad else ""),
+        ("length", "length", w <= MAX_WEIGHTED, f"{w} of {MAX_WEIGHTED} weighted characters"),
+    ]
+    for t in brief.required():
+        ok = contains_phrase(text, t)
+        out.append((f"required_term:{t}", f"required_term:{t}", ok, "present" if ok else "missing"))
+    if brief.hashtag:
+        ok = contains_phrase(text, brief.hashtag)
+        out.append(("hashtag", "hashtag", ok, brief.hashtag + (" present" if ok else " missing")))
+    if brief.cta:
+        ok = brief.cta.casefold() in text.casefold()
+        out.append(("cta", "cta", ok, brief.cta + (" present" if ok else " missing")))
+    for t in brief.banned_terms:
+        present = contains_phrase(text, t)
+        out.append((f"banned_term:{t}", f"banned_term:{t}", not present, "present" if present else "absent"))
+    return out
+
+
 def violations(text: str, brief: AdBrief) -> list[str]:
     """The brief's text constraints that ``text`` breaks (empty: none): ``length``, ``empty``,
     ``malformed_text`` (U+FFFD or a control character other than newline), ``required_term:<t>``, ``hashtag``,
     ``cta``, ``banned_term:<t>``. Safety and memorization are checked by their own components."""
-    out = []
-    if not text.strip():
-        out.append("empty")
-    if is_malformed(text):
-        out.append("malformed_text")
-    if weighted_length(text) > MAX_WEIGHTED:
-        out.append("length")
-    out += [f"required_term:{t}" for t in brief.required() if not contains_phrase(text, t)]
-    if brief.hashtag and not contains_phrase(text, brief.hashtag):
-        out.append("hashtag")
-    if brief.cta and brief.cta.casefold() not in text.casefold():
-        out.append("cta")
-    out += [f"banned_term:{t}" for t in brief.banned_terms if contains_phrase(text, t)]
-    return out
+    return [v for _, v, ok, _ in _text_checks(text, brief) if not ok]
 
 
 def fix_up(text: str, brief: AdBrief) -> str:
@@ -204,30 +216,11 @@ def fix_up(text: str, brief: AdBrief) -> str:
 
 def constraint_checks(text: str, brief: AdBrief, safety_result, guard_hit) -> list[dict]:
     """Every hard constraint of ``brief`` on ``text``, passed or not, as ``{"name", "passed", "detail"}``:
-    ``length`` (at most 280 weighted characters), ``not_empty``, ``well_formed`` (no U+FFFD or control
-    character), one ``required_term:<t>`` per required term, ``hashtag``, ``cta``, one ``banned_term:<t>`` per
-    banned term (passed: absent), ``safety`` (``safety_result.score`` < 1) and ``not_a_copy`` (the memorization
-    guard's ``guard_hit``). A text breaks the brief exactly when one check fails; the same tests as
-    ``violations`` and ``generate_copy``."""
-    w = weighted_length(text)
-    out = [
-        {"name": "length", "passed": w <= MAX_WEIGHTED, "detail": f"{w} of {MAX_WEIGHTED} weighted characters"},
-        {"name": "not_empty", "passed": bool(text.strip()), "detail": ""},
-        {"name": "well_formed", "passed": not is_malformed(text),
-         "detail": "" if not is_malformed(text) else "holds U+FFFD or a control character"},
-    ]  # fmt: skip
-    for t in brief.required():
-        ok = contains_phrase(text, t)
-        out.append({"name": f"required_term:{t}", "passed": ok, "detail": "present" if ok else "missing"})
-    if brief.hashtag:
-        ok = contains_phrase(text, brief.hashtag)
-        out.append({"name": "hashtag", "passed": ok, "detail": brief.hashtag + (" present" if ok else " missing")})
-    if brief.cta:
-        ok = brief.cta.casefold() in text.casefold()
-        out.append({"name": "cta", "passed": ok, "detail": brief.cta + (" present" if ok else " missing")})
-    for t in brief.banned_terms:
-        bad = contains_phrase(text, t)
-        out.append({"name": f"banned_term:{t}", "passed": not bad, "detail": "present" if bad else "absent"})
+    ``not_empty``, ``well_formed`` (no U+FFFD or control character), ``length`` (at most 280 weighted
+    characters), one ``required_term:<t>`` per required term, ``hashtag``, ``cta``, one ``banned_term:<t>`` per
+    banned term (passed: absent) -- the checks of ``violations`` -- then ``safety`` (``safety_result.score`` < 1)
+    and ``not_a_copy`` (the memorization guard's ``guard_hit``)."""
+    out = [{"name": n, "passed": ok, "detail": d} for n, _, ok, d in _text_checks(text, brief)]
     out.append({"name": "safety", "passed": not safety_result.unsafe,
                 "detail": f"score {safety_result.score:.2f} (unsafe at 1.00 or more)"})  # fmt: skip
     out.append({"name": "not_a_copy", "passed": not guard_hit.copy,

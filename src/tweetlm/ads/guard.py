@@ -179,14 +179,12 @@ def scrub_guards(
     (``MemorizationGuard.forget``); when ``changed`` maps it to a new text (a thread rebuilt without the removed
     post), the new text is indexed in its place; a changed guard is saved. Returns ``{"path", "erased",
     "error"}`` per guard; a file that cannot be loaded is reported with its error, never skipped silently."""
-    import hashlib
+    from tweetlm.data.pipeline.forget import text_digest
 
     digests = set(digests)
 
     def gone(t: str) -> bool:
-        return t in changed or (
-            bool(digests) and hashlib.blake2b(t.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest() in digests
-        )
+        return t in changed or (bool(digests) and text_digest(t) in digests)
 
     out = []
     for path in paths:

@@ -612,19 +612,18 @@ class SearchIndex:
         p = params or SearchParams()
         if not query or not query.strip():
             raise ValueError("query is empty")
-        p.resolve()
+        f, as_of = p.resolve()
         for attempt in range(3):
             seen = self._seen
             try:
-                return self._search(query, p, vector)
+                return self._search(query, p, f, as_of, vector)
             except (OSError, ValueError):
                 self.refresh()
                 if attempt == 2 or self._seen == seen:
                     raise  # not a race with a writer: a real error
         raise AssertionError("unreachable")
 
-    def _search(self, query: str, p: SearchParams, vector: np.ndarray | None) -> list[Hit]:
-        f, as_of = p.resolve()
+    def _search(self, query: str, p: SearchParams, f: Filters, as_of: int, vector: np.ndarray | None) -> list[Hit]:
         self.refresh()
         segments = self.segments  # this query's snapshot: a commit replaces the dict, never changes it
         segs = self._segments_for(segments, f)
