@@ -110,11 +110,20 @@ def test_bad_json_and_routes_not_enabled(base_url):
 class _SlowEngine(Engine):
     """The tiny engine with every step slowed to 20 ms, so that timing tells a running request from a freed one,
     and every request run to its max_tokens (a sampled end-of-text would free a slot early: seen once on a
-    loaded machine, a burst then had 7 admitted instead of 6)."""
+    loaded machine, a burst then had 7 admitted instead of 6). ``gate`` cleared holds every step, so that a test
+    can fill the slots and the queue whatever the machine's speed."""
+
+    def __init__(self, *args, **kwargs):
+        import threading
+
+        super().__init__(*args, **kwargs)
+        self.gate = threading.Event()
+        self.gate.set()
 
     def step(self):
         import time
 
+        self.gate.wait(timeout=30)
         time.sleep(0.02)
         return super().step()
 
@@ -125,14 +134,18 @@ class _SlowEngine(Engine):
 
 
 @pytest.fixture(scope="module")
-def slow_url(engine):
+def slow_engine(engine):
     import copy
 
     model = copy.deepcopy(engine.model)
     with __import__("torch").no_grad():
         model.tok_emb.weight[engine.tok.eos_id] *= 0.0  # rows rarely end early: they run to max_tokens
-    slow = _SlowEngine(model, engine.tok, model_name="tiny")
-    with LoopbackServer(create_app(slow, ServeConfig(max_batch=2, queue_size=4, max_tokens_limit=60))) as url:
+    return _SlowEngine(model, engine.tok, model_name="tiny")
+
+
+@pytest.fixture(scope="module")
+def slow_url(slow_engine):
+    with LoopbackServer(create_app(slow_engine, ServeConfig(max_batch=2, queue_size=4, max_tokens_limit=60))) as url:
         yield url
 
 
@@ -220,17 +233,33 @@ def test_invalid_unicode_and_bodies_answer_400_in_the_openai_shape(base_url):
     assert r.status_code == 400 and "error" in r.json() and "detail" not in r.json(), r.text
 
 
-def test_a_burst_into_an_idle_server_is_admitted_up_to_slots_plus_queue(slow_url):
-    """2 slots + 4 waiting: 6 of a burst of 12 are admitted (each runs 30 steps of 20 ms, longer than the burst
-    takes to arrive), the other 6 answered 503 at once."""
+def test_a_burst_into_an_idle_server_is_admitted_up_to_slots_plus_queue(slow_url, slow_engine):
+    """2 slots + 4 waiting: 6 of a burst of 12 are admitted, the other 6 answered 503 at once. The engine's steps
+    are held until the 6 refusals are in (timing alone failed on loaded CI machines: the first requests finished
+    while the burst still arrived, and 10 were admitted)."""
 
     async def burst():
         async with httpx.AsyncClient(base_url=slow_url, timeout=60) as c:
             body = {"prompt": "rain", "max_tokens": 30, "temperature": 1.0}
-            return await asyncio.gather(*[c.post("/v1/completions", json=body) for _ in range(12)])
+            tasks = [asyncio.ensure_future(c.post("/v1/completions", json=body)) for _ in range(12)]
+            for _ in range(1500):  # at most 30 s
+                if sum(t.done() for t in tasks) >= 6:
+                    break
+                await asyncio.sleep(0.02)
+            refused_while_held = sum(t.done() for t in tasks)
+            slow_engine.gate.set()
+            return refused_while_held, await asyncio.gather(*tasks)
 
-    codes = [r.status_code for r in asyncio.run(burst())]
+    slow_engine.gate.clear()
+    try:
+        refused_while_held, rs = asyncio.run(burst())
+    finally:
+        slow_engine.gate.set()
+    codes = [r.status_code for r in rs]
     assert codes.count(200) == 6 and codes.count(503) == 6, codes
+    assert refused_while_held == 6  # the refusals came at once, before any admitted request could finish
+    assert all(r.headers["Retry-After"] == "1" for r in rs if r.status_code == 503)
+    assert all(r.json()["usage"]["completion_tokens"] == 30 for r in rs if r.status_code == 200)
 
 
 def test_body_limit_unknown_model_unsupported_fields_and_no_cdn_docs(base_url):
