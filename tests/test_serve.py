@@ -167,8 +167,9 @@ def test_continuous_batching_a_short_request_finishes_while_a_long_one_runs(slow
     short, t_short, long, t_long = asyncio.run(run())
     assert short.status_code == 200 and long.status_code == 200
     assert long.json()["usage"]["completion_tokens"] == 60
-    # the short one joined the running batch and left it: it did not wait for the long one's 60 steps
-    assert t_short < 0.7 < t_long, (t_short, t_long)
+    # the short one joined the running batch and left it: it did not wait for the long one's 60 steps (a gap of
+    # 0.4 s is 20 of them; a loaded machine slows both requests, so the gap holds where a fixed bound did not)
+    assert t_long > 1.2 and t_long - t_short > 0.4, (t_short, t_long)
 
 
 def test_a_closed_stream_frees_its_slot(slow_url):
@@ -184,7 +185,7 @@ def test_a_closed_stream_frees_its_slot(slow_url):
     while httpx.get(f"{slow_url}/health").json()["running"] and time.perf_counter() - t0 < 5:
         time.sleep(0.02)
     assert httpx.get(f"{slow_url}/health").json()["running"] == 0
-    assert time.perf_counter() - t0 < 0.6  # freed at once, not after the 59 steps (1.2 s) left
+    assert time.perf_counter() - t0 < 0.9  # freed at once, not after the 59 steps (1.2 s or more) left
 
 
 def test_bad_requests_among_good_ones_fail_alone_with_400(base_url):
@@ -218,7 +219,7 @@ def test_a_client_that_gives_up_on_a_plain_request_frees_its_slot(slow_url):
     while httpx.get(f"{slow_url}/health").json()["running"] and time.perf_counter() - t0 < 5:
         time.sleep(0.02)
     assert httpx.get(f"{slow_url}/health").json()["running"] == 0
-    assert time.perf_counter() - t0 < 0.6  # freed within a poll, not after the ~55 steps (1.1 s) left
+    assert time.perf_counter() - t0 < 0.9  # freed within a poll, not after the ~55 steps (1.1 s or more) left
 
 
 def test_invalid_unicode_and_bodies_answer_400_in_the_openai_shape(base_url):
