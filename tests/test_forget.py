@@ -231,9 +231,27 @@ def test_forget_lists_sft_folders_by_base_and_by_fine_tuning_set(corpus, tmp_pat
     ids.write_text("3001\n")
     assert main(["data", "forget", "--ids", str(ids), "--corpus", str(out), "--runs-dir", str(runs)]) == 0
     text = capsys.readouterr().out
-    assert "runs/chat (fine-tuned from" in text and "runs/chat_set (its fine-tuning set lists the posts)" in text
+    assert "runs/chat (fine-tuned from" in text and "runs/chat_set (its fine-tuning set or" in text
     assert "chat_other" not in text
     assert "fine-tuning sets built from them" in text and "runs/chat_set/sft_train.jsonl" in text
+
+
+def test_forget_lists_search_models_trained_on_the_posts(corpus, tmp_path):
+    """``tweetlm search train`` keeps its pairs with their source posts: a removed post names the folder and its
+    two models."""
+    from tweetlm.search.pairs import Pair
+
+    out, _ = corpus
+    runs = tmp_path / "runs"
+    for name, src in (("search_model", ["3001", "9"]), ("other_model", ["9"])):
+        (runs / name / "retriever").mkdir(parents=True)
+        (runs / name / "reranker").mkdir()
+        (runs / name / "pairs_train.jsonl").write_text(Pair("q", "p", "reply", src, src[-1]).to_json() + "\n")
+    report = forget({"3001"}, out, runs)
+    hit = [r for r in report["runs"] if "model" in r["run"]]
+    assert [r["run"] for r in hit] == [str(runs / "search_model")]
+    assert hit[0]["checkpoints"] == [str(runs / "search_model" / m) for m in ("retriever", "reranker")]
+    assert report["sft_sets"] == [str(runs / "search_model" / "pairs_train.jsonl")]
 
 
 def test_forget_cli_messages(corpus, tmp_path, capsys):

@@ -16,7 +16,9 @@ ids. Runs made by ``tweetlm train --out`` record the hash only inside ``trainer_
 the run folder they were trained from. Fine-tuned folders (``tweetlm sft``: their ``config.json`` names the base
 under ``sft_base``) whose base checkpoint lies in an affected run are affected too, and so is an ``sft`` folder
 whose fine-tuning set (``sft_train.jsonl``/``sft_val.jsonl``, ``source_ids`` of every example) lists a removed
-post; those files are returned as ``sft_sets`` (rebuild them with ``tweetlm sft``). Every
+post; so is a ``tweetlm search train`` folder whose ``pairs_<split>.jsonl`` lists one (its ``retriever/`` and
+``reranker/`` are given as its checkpoints); those files are returned as ``sft_sets`` (rebuild them with
+``tweetlm sft`` / ``tweetlm search train``). Every
 ``memorization_guard.pkl`` under ``runs_dir`` is returned as ``guards`` and the texts the removal changed as
 ``changed_texts`` (a removed document's text -> ``None``, a rebuilt thread's old text -> its new one), for the
 caller to erase from the guards (``ads.guard.scrub_guards``; ``tweetlm data forget`` does). Nothing outside
@@ -147,8 +149,9 @@ def _affected_runs(runs_dir: Path, hashes: set[str], ids: set[str]) -> list[dict
         if folder.resolve() not in affected:
             affected.append(folder.resolve())
             ckpts = sorted(str(p) for p in (folder / "checkpoints").glob("step_*") if p.is_dir())
+            ckpts += [str(folder / m) for m in ("retriever", "reranker") if (folder / m).is_dir()]  # search train
             runs.append({"run": str(folder), "corpus_hash": None, "checkpoints": ckpts,
-                         "matched_by": "its fine-tuning set lists the posts"})  # fmt: skip
+                         "matched_by": "its fine-tuning set or search training pairs list the posts"})  # fmt: skip
     changed = True
     while changed:
         changed = False
@@ -176,9 +179,10 @@ def _resolve_base(base: Path, folder: Path) -> Path:
 
 
 def _sft_sets(runs_dir: Path, ids: set[str]) -> list[str]:
-    """``sft_<split>.jsonl`` files under ``runs_dir`` with an example built from one of ``ids``."""
+    """``sft_<split>.jsonl`` (``tweetlm sft``) and ``pairs_<split>.jsonl`` (``tweetlm search train``) files under
+    ``runs_dir`` with an example built from one of ``ids``."""
     hits = []
-    for f in sorted(runs_dir.glob("**/sft_*.jsonl")):
+    for f in sorted([*runs_dir.glob("**/sft_*.jsonl"), *runs_dir.glob("**/pairs_*.jsonl")]):
         with open(f, encoding="utf-8") as fh:
             for line in fh:
                 try:
