@@ -27,13 +27,16 @@ def _cmd_train(args: argparse.Namespace) -> int:
             batch_size=args.batch_size,
             lr=args.retriever_lr,
             seconds=args.retriever_minutes * 60,
-        ),  # fmt: skip
+            train_layers=args.train_layers,
+            hard_negatives=args.retriever_hard_negatives,
+        ),
         reranker=StageConfig(
             steps=args.reranker_steps,
             batch_size=args.reranker_batch_size,
             lr=args.reranker_lr,
             seconds=args.reranker_minutes * 60,
-        ),  # fmt: skip
+            train_layers=args.train_layers,
+        ),
         max_val=args.max_val,
         seed=args.seed,
         device=args.device,
@@ -64,15 +67,19 @@ def add_train_verb(verbs, raw) -> None:
         "--base", default=DEFAULT_MODEL, help="sentence-transformers folder both start from (default: bundled)"
     )
     t.add_argument("--retriever-steps", type=int, default=400, help="retriever steps (0: no retriever; default 400)")
-    t.add_argument("--retriever-minutes", type=float, default=12.0, help="retriever time budget (default 12)")
+    t.add_argument("--retriever-minutes", type=float, default=8.0, help="retriever time budget (default 8)")
     t.add_argument("--retriever-lr", type=float, default=3e-5, help="retriever peak learning rate (default 3e-5)")
     t.add_argument("--batch-size", type=int, default=32, help="retriever pairs per step (default 32)")
     t.add_argument("--reranker-steps", type=int, default=400, help="reranker steps (0: no reranker; default 400)")
-    t.add_argument("--reranker-minutes", type=float, default=6.0, help="reranker time budget (default 6)")
+    t.add_argument("--reranker-minutes", type=float, default=10.0, help="reranker time budget (default 10)")
     t.add_argument("--reranker-lr", type=float, default=5e-5, help="reranker peak learning rate (default 5e-5)")
     t.add_argument("--reranker-batch-size", type=int, default=16, help="reranker pairs per step (default 16)")
-    t.add_argument("--max-hashtag-pairs", type=int, default=20000, help="cap on hashtag pairs (-1: all)")
-    t.add_argument("--max-thread-pairs", type=int, default=20000, help="cap on thread pairs (-1: all)")
+    t.add_argument("--max-hashtag-pairs", type=int, default=5000, help="cap on hashtag pairs (-1: all; default 5000)")
+    t.add_argument("--max-thread-pairs", type=int, default=5000, help="cap on thread pairs (-1: all; default 5000)")
+    t.add_argument("--train-layers", type=int, default=2,
+                   help="top transformer layers that learn, the rest frozen (0: all; default 2)")  # fmt: skip
+    t.add_argument("--retriever-hard-negatives", action="store_true",
+                   help="also give the retriever the BM25 hard negatives (50%% more compute per step)")  # fmt: skip
     t.add_argument("--max-val", type=int, default=1000, help="validation pairs evaluated (default 1000)")
     t.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     t.add_argument("--seed", type=int, default=0)

@@ -62,7 +62,7 @@ class PairConfig:
         seed: the sample.
     """
 
-    max_per_kind: dict[str, int] = field(default_factory=lambda: {"hashtag": 20000, "thread": 20000})
+    max_per_kind: dict[str, int] = field(default_factory=lambda: {"hashtag": 5000, "thread": 5000})
     min_words: int = 4
     seed: int = 0
 

@@ -43,14 +43,20 @@ MODEL_FILE = "search_model.json"
 @dataclass
 class StageConfig:
     """One model's training: ``steps`` of ``batch_size`` pairs (0 steps: skip the model), peak ``lr``,
-    ``warmup`` as a fraction of the steps, texts cut at ``max_seq_length`` tokens, ``seconds`` budget (0: none)."""
+    ``warmup`` as a fraction of the steps, texts cut at ``max_seq_length`` tokens, ``seconds`` budget (0: none).
+    ``train_layers``: only the top N transformer layers (and a reranker's head) learn, the embeddings and the
+    layers below stay frozen (0: all learn): the backward pass stops at the lowest trained layer, so a step costs
+    little more than its forward pass. ``hard_negatives``: add the BM25 hard negative to the retriever's batches
+    (the reranker always learns from them)."""
 
     steps: int = 300
     batch_size: int = 32
     lr: float = 3e-5
     warmup: float = 0.1
-    max_seq_length: int = 96
+    max_seq_length: int = 64
     seconds: float = 0.0
+    train_layers: int = 2
+    hard_negatives: bool = False
 
     def validate(self, name: str) -> None:
         if self.steps < 0 or self.batch_size < 2 or self.lr <= 0 or not 0 <= self.warmup < 1:
@@ -94,6 +100,22 @@ def _schedule(opt, steps: int, warmup: float):
 
     w = max(1, int(steps * warmup))
     return torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min((s + 1) / w, max(0.0, (steps - s) / max(1, steps - w))))
+
+
+def _freeze_below(module, train_layers: int) -> list:
+    """Freeze the embeddings and all but the top ``train_layers`` encoder layers of the BERT-style model inside
+    ``module`` (0: nothing frozen); returns the parameters left trainable."""
+    if train_layers > 0:
+        layers = next((m.layer for m in module.modules() if type(m).__name__.endswith("Encoder") and
+                       hasattr(m, "layer")), None)  # fmt: skip
+        if layers is None:
+            raise ValueError("train_layers needs a BERT-style encoder (encoder.layer); pass train_layers=0")
+        keep = {id(p) for layer in list(layers)[-train_layers:] for p in layer.parameters()}
+        for name, p in module.named_parameters():
+            in_encoder_or_embeddings = ".encoder." in f".{name}" or "embeddings" in name
+            if in_encoder_or_embeddings and id(p) not in keep:
+                p.requires_grad_(False)
+    return [p for p in module.parameters() if p.requires_grad]
 
 
 def _loop(params, loss_of_batch, pairs: list[Pair], cfg: StageConfig, seed: int, log) -> dict:
@@ -182,7 +204,7 @@ def train_retriever(pairs: list[Pair], val: list[Pair], base_path: str, out: Pat
     model.max_seq_length = cfg.max_seq_length
     before = eval_retriever(model, val)
     loss_fn = MultipleNegativesRankingLoss(model)
-    with_neg = all(p.negative for p in pairs)
+    with_neg = cfg.hard_negatives and all(p.negative for p in pairs)
 
     def loss_of_batch(batch: list[Pair]):
         cols = [[p.query for p in batch], [p.positive for p in batch]]
@@ -192,7 +214,7 @@ def train_retriever(pairs: list[Pair], val: list[Pair], base_path: str, out: Pat
         return loss_fn(feats, torch.zeros(len(batch), device=device))
 
     model.train()
-    summary = _loop(list(model.parameters()), loss_of_batch, pairs, cfg, seed, log)
+    summary = _loop(_freeze_below(model, cfg.train_layers), loss_of_batch, pairs, cfg, seed, log)
     model.eval()
     after = eval_retriever(model, val)
     model.save(str(out))
@@ -222,7 +244,7 @@ def train_reranker(pairs: list[Pair], val: list[Pair], base_path: str, out: Path
         return loss_fn([queries, docs], labels)
 
     model.model.train() if hasattr(model, "model") else model.train()
-    summary = _loop(list(model.parameters()), loss_of_batch, usable, cfg, seed, log)
+    summary = _loop(_freeze_below(model, cfg.train_layers), loss_of_batch, usable, cfg, seed, log)
     model.eval()
     after = eval_reranker(model, val)
     model.save(str(out))
@@ -279,7 +301,7 @@ def train_search(corpus: str | Path, out: str | Path, cfg: TuneConfig | None = N
     n_val = hard_negatives(val, posts["val"])
     say(f"hard negatives (BM25): {n_train:,} of {len(pairs['train']):,} train pairs, {n_val:,} of {len(val):,} "
         f"val pairs, {time.time() - t:.0f} s")  # fmt: skip
-    train = [p for p in pairs["train"] if p.negative]
+    train = pairs["train"]
     for split, ps in (("train", pairs["train"]), ("val", val)):
         with open(out / f"pairs_{split}.jsonl", "w", encoding="utf-8") as f:
             for p in ps:
