@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import pytest
+
+with contextlib.suppress(ImportError):  # before any test imports usearch: tweetlm.search.segment says why
+    import onnxruntime  # noqa: F401
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"

@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 import time
+from pathlib import Path
 
 from tweetlm.cli.engine_args import add_engine_args
 
@@ -14,8 +15,10 @@ SEARCH_EXAMPLES = """examples:
   tweetlm search build --corpus ../shared/corpora/us_airline_sentiment --index idx/airline --granularity day
   tweetlm search build --corpus runs/demo/data --index runs/demo/search --sample 3000   # a quick try
   tweetlm search add --corpus new_posts.jsonl --index runs/demo/search
+  tweetlm search build --overwrite --model runs/tuned/model --corpus runs/demo/data --index runs/demo/search
   tweetlm search query "delayed flight" --index idx/airline -k 5 --since 2015-02-20 --until 2015-02-22 --lang en
   tweetlm search query "delayed flight" --index idx/airline --as-of 2015-02-21T12:00:00Z --half-life-hours 24
+  tweetlm search query "delayed flight" --index idx/airline --query-encoder onnx-int8   # fastest, approximate
   tweetlm search delete --index idx/airline 570306133677760513
   tweetlm search drop --index idx/airline --before 2015-02-01
   tweetlm search info --index idx/airline
@@ -74,8 +77,12 @@ def _cmd_build(args: argparse.Namespace) -> int:
 
         keep = sorted(random.Random(args.seed).sample(range(len(posts)), args.sample))
         posts = [posts[i] for i in keep]
+    if args.command_verb == "add":  # the index's model unless --model: refused before anything is written
+        from tweetlm.search.embed import Embedder
+
+        emb = Embedder(args.model, cache_dir=args.index / "embed_cache") if args.model else None
     idx = (
-        SearchIndex.open(args.index, wait_s=args.wait)
+        SearchIndex.open(args.index, wait_s=args.wait, embedder=emb)
         if args.command_verb == "add"
         else SearchIndex.create(
             args.index, model=args.model, granularity=args.granularity, overwrite=args.overwrite, wait_s=args.wait
@@ -103,7 +110,7 @@ def _cmd_build(args: argparse.Namespace) -> int:
 def _cmd_query(args: argparse.Namespace) -> int:
     from tweetlm.search.index import SearchIndex
 
-    idx = SearchIndex.open(args.index, segments=args.segment)
+    idx = SearchIndex.open(args.index, segments=args.segment, query_encoder=args.query_encoder)
     hits = idx.search(args.query, _params(args))
     if args.json:
         print(json.dumps([h.to_dict() for h in hits], ensure_ascii=False))
@@ -154,7 +161,8 @@ def _cmd_ask(args: argparse.Namespace) -> int:
         gen = EngineGenerator(engine_from_args(args), max_tokens=args.max_tokens)
     else:
         gen = OpenAIGenerator(args.llm_url, model=args.llm_model, api_key=args.api_key, max_tokens=args.max_tokens)
-    answer = ask(SearchIndex.open(args.index, segments=args.segment), args.question, gen, _params(args))
+    index = SearchIndex.open(args.index, segments=args.segment, query_encoder=args.query_encoder)
+    answer = ask(index, args.question, gen, _params(args))
     if args.json:
         print(json.dumps(answer.to_dict(), ensure_ascii=False))
         return 0
@@ -181,6 +189,21 @@ def _query_options(p: argparse.ArgumentParser, k: int) -> None:
     p.add_argument("--mode", default="hybrid", choices=["hybrid", "bm25", "dense"], help="retrievers (default hybrid)")
     p.add_argument("--segment", action="append", help="load only this time segment, e.g. 2015-02 (repeatable)")
     p.add_argument("--json", action="store_true", help="print JSON")
+    query_encoder_option(p)
+
+
+def query_encoder_option(p: argparse.ArgumentParser) -> None:
+    """``--query-encoder``: how queries are embedded (corpus vectors are not affected)."""
+    from tweetlm.search.embed import DEFAULT_QUERY_ENCODER, QUERY_ENCODERS
+
+    p.add_argument(
+        "--query-encoder",
+        default=DEFAULT_QUERY_ENCODER,
+        choices=QUERY_ENCODERS,
+        help=f"how queries are embedded (default {DEFAULT_QUERY_ENCODER}: ONNX Runtime, same vectors as the "
+        "model, ~2x faster; onnx-int8 / torch-int8: faster, cosine ~0.98-0.99 to them; see "
+        "benchmarks/results/search_speed_cpu2_202612.md)",
+    )
 
 
 def _wait_option(p: argparse.ArgumentParser) -> None:
@@ -209,7 +232,7 @@ def register(sub) -> None:
     for verb, help_ in (("build", "build a new index from posts"), ("add", "add posts to an index (no rebuild)")):
         b = verbs.add_parser(verb, help=help_, epilog=SEARCH_EXAMPLES, formatter_class=raw)
         b.add_argument("--corpus", nargs="+", required=True, metavar="PATH", help="run folder, data/ or post files")
-        b.add_argument("--index", required=True, metavar="DIR", help="index folder")
+        b.add_argument("--index", required=True, type=Path, metavar="DIR", help="index folder")
         b.add_argument("--limit", type=int, default=0, help="index only the first N posts (0: all)")
         b.add_argument(
             "--sample",
@@ -221,6 +244,12 @@ def register(sub) -> None:
         b.add_argument("--seed", type=int, default=0, help="seed of --sample")  # fmt: skip
         b.add_argument("--no-progress", action="store_true", help="no progress bar")
         _wait_option(b)
+        if verb == "add":
+            b.add_argument(
+                "--model",
+                default=None,
+                help="sentence-transformers folder; must be the index's model (default: the index's model)",
+            )
         if verb == "build":
             b.add_argument("--model", default=DEFAULT_MODEL, help="sentence-transformers folder (default: bundled)")
             b.add_argument("--granularity", default="month", choices=["year", "month", "day"], help="segment window")

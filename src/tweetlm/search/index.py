@@ -2,7 +2,7 @@
 
 Layout of an index folder::
 
-    index.json          model, vector size, granularity, segment list
+    index.json          model and its content id (``embed.model_identity``), vector size, granularity, segments
     embed_cache/        text -> vector cache (``embed.Embedder``), kept across rebuilds
     segments/<window>/  one ``segment.Segment`` per time window (``2015-02`` by month) plus ``undated``
 
@@ -23,6 +23,11 @@ exact when filters leave few rows) for ``num_candidates`` each, merges each list
 - duplicate collapse: a retweet and its original, two retweets of one post, and posts whose text is the same
   once ``RT @user:``, mentions, links, case and punctuation are removed, share a key; only the best-ranked post
   of a key takes a result slot.
+
+Vectors of two models never meet in one index: opening it with an embedder whose ``model_id`` differs from the
+one in ``index.json`` is a ``ModelMismatch`` (a ``ValueError``) before anything is read or written. An index
+written with the id of earlier versions (``embed.legacy_model_id``) is accepted when that formula matches the
+model and gets the content id with its next ``add``.
 """
 
 from __future__ import annotations
@@ -252,12 +257,14 @@ class SearchIndex:
         embedder: Embedder | None = None,
         only: Iterable[str] | None = None,
         wait_s: float = 600.0,
+        query_encoder: str | None = None,
     ) -> None:
         self.root = root
         self.meta = meta
         self.granularity = meta["granularity"]
         self.dim = int(meta["dim"])
         self._embedder = embedder
+        self._query_encoder = query_encoder
         self.segments: dict[str, Segment] = {}
         self._where: dict[str, tuple[str, int]] = {}
         self._only = None if only is None else set(only)
@@ -297,6 +304,7 @@ class SearchIndex:
         if holds_posts() and not overwrite:
             raise FileExistsError(f"{root} already holds a search index (use overwrite / --overwrite)")
         emb = embedder or Embedder(model, cache_dir=root / "embed_cache")
+        model = emb.model_name if embedder is not None else model
         meta = {
             "version": 1,
             "generation": 0,
@@ -328,10 +336,13 @@ class SearchIndex:
         segments: Iterable[str] | None = None,
         embedder: Embedder | None = None,
         wait_s: float = 600.0,
+        query_encoder: str | None = None,
     ) -> SearchIndex:
         """Load the index at ``root`` (only the named ``segments`` when given, to serve windows apart; such an
-        index is read-only). ``wait_s``: how long a write waits for another writer's lock. Raises
-        ``FileNotFoundError`` when ``root`` holds no index, ``ValueError`` for an unknown segment."""
+        index is read-only). ``wait_s``: how long a write waits for another writer's lock. ``embedder``: the
+        one to add and query with (default: one of the index's model, made on first use, with ``query_encoder``,
+        see ``embed.QUERY_ENCODERS``). Raises ``FileNotFoundError`` when ``root`` holds no index, ``ValueError``
+        for an unknown segment, ``ModelMismatch`` when ``embedder``'s model is not the index's."""
         root = Path(root)
         mf = root / "index.json"
         if not mf.exists():
@@ -341,16 +352,21 @@ class SearchIndex:
             for name in segments:
                 if name not in meta["segments"]:
                     raise ValueError(f"{root}: no segment {name!r}; segments: {sorted(meta['segments'])}")
-        idx = cls(root, meta, embedder, only=segments, wait_s=wait_s)
+        if embedder is not None:
+            check_model(root, meta, embedder)
+        idx = cls(root, meta, embedder, only=segments, wait_s=wait_s, query_encoder=query_encoder)
         idx.refresh()
         return idx
 
     @property
     def embedder(self) -> Embedder:
+        """The index's embedder, made on first use from ``index.json``'s model (``ModelMismatch`` when that
+        folder's content changed since the index was built)."""
         if self._embedder is None:
-            self._embedder = Embedder(self.meta["model"], cache_dir=self.root / "embed_cache")
-            if self._embedder.model_id != self.meta["model_id"]:
-                raise ValueError(f"{self.root} was built with {self.meta['model_id']}, found {self._embedder.model_id}")
+            kw = {"query_encoder": self._query_encoder} if self._query_encoder else {}
+            emb = Embedder(self.meta["model"], cache_dir=self.root / "embed_cache", **kw)
+            check_model(self.root, self.meta, emb)
+            self._embedder = emb
         return self._embedder
 
     def refresh(self) -> bool:
@@ -433,6 +449,9 @@ class SearchIndex:
                 self.refresh()
                 self._remove_uncommitted()
                 ch = _Change(meta=copy.deepcopy(self.meta), segments=dict(self.segments), where=dict(self._where))
+            if self._embedder is not None and ch.meta.get("model_id") != self._embedder.model_id:
+                check_model(self.root, ch.meta, self._embedder)  # a legacy id: written as the content id
+                ch.meta["model_id"] = self._embedder.model_id
             try:
                 yield ch
                 self._commit(ch)
@@ -727,6 +746,25 @@ class SearchIndex:
             "model": self.meta["model"],
             "bytes": size,
         }
+
+
+class ModelMismatch(ValueError):
+    """The embedding model given is not the one an index was built with (their vectors cannot be mixed)."""
+
+
+def check_model(root: Path, meta: dict, emb: Embedder) -> None:
+    """Raise ``ModelMismatch`` unless ``emb`` is the model of the index at ``root`` (``meta``: its
+    ``index.json``): same content id, or a legacy id (``embed.legacy_model_id``) that the model matches. The
+    message names both models and how to re-embed."""
+    built = meta.get("model_id")
+    if built == emb.model_id or (built == emb.legacy_id and "-blake2b-" not in str(built)):
+        return
+    raise ModelMismatch(
+        f"{root} was built with embedding model {meta.get('model')!r} (id {built}), not {emb.model_name!r} "
+        f"(id {emb.model_id}): the weights differ, and vectors of two models cannot be mixed in one index. "
+        f"To re-embed every post with the new model: tweetlm search build --overwrite --model {emb.model_name} "
+        f"--corpus ... --index {root}; to keep the index, use the model it was built with"
+    )
 
 
 def _write_atomic(path: Path, text: str) -> bytes:

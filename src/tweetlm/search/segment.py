@@ -32,6 +32,7 @@ save and memory-mapped view, and a wheel without system BLAS.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -61,6 +62,15 @@ class Filters:
     langs: frozenset[str] | None = None
     authors: frozenset[str] | None = None
     kinds: frozenset[str] | None = None
+
+
+def _import_onnxruntime_first() -> None:
+    """Import onnxruntime (the query encoder's, ``embed.QUERY_ENCODERS``) before usearch when it is installed.
+    usearch 2.26's extension exports the libstdc++ it links statically; loaded first, it gives onnxruntime its
+    symbols: ``import usearch.index; import onnxruntime`` segfaults (onnxruntime 1.23-1.32) or fails to load a
+    model ("Type parameter (T) of Optype (Mul) bound to different types", 1.22). The other order works."""
+    with contextlib.suppress(ImportError):
+        import onnxruntime  # noqa: F401
 
 
 class Segment:
@@ -188,6 +198,7 @@ class Segment:
     def ann(self):
         """The usearch HNSW index (loaded or created on first use)."""
         if self._ann is None:
+            _import_onnxruntime_first()
             from usearch.index import Index
 
             self._ann = Index(ndim=self.dim, metric="cos", dtype="f16", connectivity=16, expansion_add=128)
