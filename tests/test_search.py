@@ -556,3 +556,36 @@ def test_embedding_cache_keeps_keys_ending_in_nul(tmp_path):
     again = Embedder(cache_dir=tmp_path)
     assert np.array_equal(again.encode(texts), vecs)
     assert again.num_computed == 0
+
+
+def test_an_index_reranker_reorders_the_top_n_for_every_search(timeline):
+    """``index.reranker`` is applied inside ``search`` (so query, ask, chat and the server all rerank): the top
+    ``top_n`` are reordered by its scores, ``k`` are returned, and ``SearchParams(rerank=False)`` skips it."""
+
+    class ByLength:  # scores a hit by its text length: an order the retriever does not produce
+        top_n = 12
+
+        def __init__(self):
+            self.seen: list[int] = []
+
+        def rerank(self, query, hits, top_n):
+            self.seen.append(len(hits))
+            head = sorted(hits[:top_n], key=lambda h: -len(h.text))
+            for h in head:
+                h.rerank_score = float(len(h.text))
+            return head + hits[top_n:]
+
+    idx, _ = timeline
+    plain = idx.search("coffee rain", SearchParams(k=5, mode="bm25"))
+    wide = idx.search("coffee rain", SearchParams(k=12, mode="bm25"))
+    idx.reranker = rr = ByLength()
+    try:
+        got = idx.search("coffee rain", SearchParams(k=5, mode="bm25"))
+        assert rr.seen == [12]  # the retriever was asked for top_n, not k
+        assert [h.id for h in got] == [h.id for h in sorted(wide, key=lambda h: -len(h.text))][:5]
+        assert [h.id for h in got] != [h.id for h in plain]  # the order changed
+        assert all(h.rerank_score == len(h.text) for h in got)
+        off = idx.search("coffee rain", SearchParams(k=5, mode="bm25", rerank=False))
+        assert [h.id for h in off] == [h.id for h in plain] and rr.seen == [12]
+    finally:
+        idx.reranker = None

@@ -169,9 +169,9 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     )
     index = None
     if args.search_index:
-        from tweetlm.search.index import SearchIndex
+        from tweetlm.cli.search import open_index
 
-        index = SearchIndex.open(args.search_index, query_encoder=args.query_encoder)
+        index = open_index(args.search_index, args)
     ads = None
     if args.ads_safety:
         from tweetlm.cli.ads import ads_services
@@ -330,9 +330,10 @@ def _add_use_commands(sub) -> None:
         help="run requests in static batches instead of continuous batching (only to measure against)",
     )
     s.add_argument("--search-index", metavar="DIR", help="also serve /v1/search and /v1/ask over this index")
-    from tweetlm.cli.search import query_encoder_option  # numpy only: the search extra is loaded with the index
+    from tweetlm.cli.search import query_encoder_option, reranker_option  # numpy only: the extra loads later
 
     query_encoder_option(s)
+    reranker_option(s)
     s.add_argument("--ads-safety", metavar="DIR", help="also serve /v1/ads/* with this safety classifier")
     s.add_argument("--ads-guard", metavar="FILE", help="memorization guard for /v1/ads/copy (default: the run's)")
     s.add_argument(

@@ -107,10 +107,21 @@ def _cmd_build(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_query(args: argparse.Namespace) -> int:
+def open_index(path, args: argparse.Namespace, segments=None):
+    """The index at ``path`` opened for queries with ``--query-encoder`` and, given ``--reranker``, a
+    cross-encoder reranking the top ``--rerank-top`` hits of every search (query, ask, the server)."""
     from tweetlm.search.index import SearchIndex
 
-    idx = SearchIndex.open(args.index, segments=args.segment, query_encoder=args.query_encoder)
+    idx = SearchIndex.open(path, segments=segments, query_encoder=args.query_encoder)
+    if getattr(args, "reranker", None):
+        from tweetlm.search.rerank import Reranker
+
+        idx.reranker = Reranker(args.reranker, top_n=args.rerank_top)
+    return idx
+
+
+def _cmd_query(args: argparse.Namespace) -> int:
+    idx = open_index(args.index, args, args.segment)
     hits = idx.search(args.query, _params(args))
     if args.json:
         print(json.dumps([h.to_dict() for h in hits], ensure_ascii=False))
@@ -151,7 +162,6 @@ def _cmd_info(args: argparse.Namespace) -> int:
 
 def _cmd_ask(args: argparse.Namespace) -> int:
     from tweetlm.search.ask import EngineGenerator, OpenAIGenerator, ask
-    from tweetlm.search.index import SearchIndex
 
     if bool(args.checkpoint) == bool(args.llm_url):
         raise ValueError("pass exactly one of --checkpoint (a tweetlm model) or --llm-url (an OpenAI-compatible API)")
@@ -161,7 +171,7 @@ def _cmd_ask(args: argparse.Namespace) -> int:
         gen = EngineGenerator(engine_from_args(args), max_tokens=args.max_tokens)
     else:
         gen = OpenAIGenerator(args.llm_url, model=args.llm_model, api_key=args.api_key, max_tokens=args.max_tokens)
-    index = SearchIndex.open(args.index, segments=args.segment, query_encoder=args.query_encoder)
+    index = open_index(args.index, args, args.segment)
     answer = ask(index, args.question, gen, _params(args))
     if args.json:
         print(json.dumps(answer.to_dict(), ensure_ascii=False))
@@ -190,6 +200,17 @@ def _query_options(p: argparse.ArgumentParser, k: int) -> None:
     p.add_argument("--segment", action="append", help="load only this time segment, e.g. 2015-02 (repeatable)")
     p.add_argument("--json", action="store_true", help="print JSON")
     query_encoder_option(p)
+    reranker_option(p)
+
+
+def reranker_option(p: argparse.ArgumentParser) -> None:
+    """``--reranker DIR`` and ``--rerank-top N``: a cross-encoder reorders the top hits of every search."""
+    from tweetlm.search.rerank import DEFAULT_TOP_N
+
+    p.add_argument("--reranker", metavar="DIR", help="cross-encoder folder (reranker/ of 'tweetlm search train') "
+                   "that reorders the top hits of every search")  # fmt: skip
+    p.add_argument("--rerank-top", type=int, default=DEFAULT_TOP_N, metavar="N",
+                   help=f"hits the reranker reorders (default {DEFAULT_TOP_N})")  # fmt: skip
 
 
 def query_encoder_option(p: argparse.ArgumentParser) -> None:
@@ -255,6 +276,9 @@ def register(sub) -> None:
             b.add_argument("--granularity", default="month", choices=["year", "month", "day"], help="segment window")
             b.add_argument("--overwrite", action="store_true", help="replace an existing index (keeps its cache)")
         b.set_defaults(fn=_cmd_build)
+    from tweetlm.cli.search_train import add_train_verb
+
+    add_train_verb(verbs, raw)
     q = verbs.add_parser("query", help="search an index", epilog=SEARCH_EXAMPLES, formatter_class=raw)
     q.add_argument("query", help="the query text")
     _query_options(q, 10)

@@ -43,7 +43,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -134,6 +134,7 @@ class SearchParams:
         num_candidates: results taken from each retriever before fusion.
         collapse: one slot per duplicate key.
         exact_dense: exact dense search instead of HNSW (for measuring ANN recall).
+        rerank: reorder the top hits with the index's ``reranker`` when it has one.
         exact_below: a segment where at most this many rows pass the filters is searched exactly (HNSW's
             recall is not worth its approximation there); 0 forces HNSW.
     """
@@ -152,6 +153,7 @@ class SearchParams:
     collapse: bool = True
     exact_dense: bool = False
     exact_below: int = 20_000
+    rerank: bool = True
 
     def resolve(self) -> tuple[Filters, int]:
         """The segment ``Filters`` and the query time; raises ``ValueError`` naming the bad field."""
@@ -190,7 +192,8 @@ class Hit:
     """One result. ``score`` is the fused score (after recency); ``bm25_rank``/``dense_rank`` are 1-based ranks
     in each retriever's merged list (``None``: not retrieved by it); ``collapsed``: lower-ranked candidates of
     the same post (retweets of it, the original, near-duplicates) hidden behind this one; ``matched_terms``:
-    the query's analyzed terms (``analyze.tokenize``) found in the text, for highlighting."""
+    the query's analyzed terms (``analyze.tokenize``) found in the text, for highlighting; ``rerank_score``: the
+    cross-encoder's logit when the hit was reranked (``search.rerank``)."""
 
     id: str
     text: str
@@ -207,6 +210,7 @@ class Hit:
     cosine: float | None = None
     collapsed: int = 0
     matched_terms: list[str] = field(default_factory=list)
+    rerank_score: float | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -272,6 +276,9 @@ class SearchIndex:
         self._seen: bytes | None = None
         self._state_lock = threading.RLock()
         self._reset: dict | None = None  # create(overwrite=True) over a live index: the meta the next add commits
+        self.reranker = None
+        """A ``search.rerank.Reranker`` (or anything with ``top_n`` and ``rerank(query, hits, top_n)``): when set,
+        ``search`` reorders its top ``top_n`` hits with it (``SearchParams.rerank`` turns it off per query)."""
 
     # --- life cycle --------------------------------------------------------------------------------------------
 
@@ -632,15 +639,20 @@ class SearchIndex:
         if not query or not query.strip():
             raise ValueError("query is empty")
         f, as_of = p.resolve()
+        rr = self.reranker if p.rerank else None
+        k = p.k
+        if rr is not None and rr.top_n > k:
+            p = replace(p, k=rr.top_n)
         for attempt in range(3):
             seen = self._seen
             try:
-                return self._search(query, p, f, as_of, vector)
+                hits = self._search(query, p, f, as_of, vector)
+                break
             except (OSError, ValueError):
                 self.refresh()
                 if attempt == 2 or self._seen == seen:
                     raise  # not a race with a writer: a real error
-        raise AssertionError("unreachable")
+        return hits if rr is None else rr.rerank(query, hits, rr.top_n)[:k]
 
     def _search(self, query: str, p: SearchParams, f: Filters, as_of: int, vector: np.ndarray | None) -> list[Hit]:
         self.refresh()
