@@ -1,13 +1,17 @@
-"""Search speed: index build posts/s, embedding posts/s, queries/s and p50/p95 latency at 1 thread, size, memory.
+"""Search speed: index build posts/s, embedding posts/s, queries/s and p50/p95 latency at 1 thread per query
+encoder, with the MRR@10 each gives; size, memory.
 
-The posts are the shared corpora in the order ``bench_search_quality.py`` uses (TweetQA tweets, then a seeded
-shuffle of the rest), the first ``--max-posts`` of them; vectors come from that benchmark's embedding cache when
-present, so the build measures tantivy + usearch + metadata, and the embedding rate is measured apart on
-``--embed-sample`` posts with no cache. Build time with embedding = posts / (1/build rate + 1/embed rate).
-Queries are TweetQA questions, timed end to end (query embedding, both retrievers, fusion) one at a time with
-torch, usearch and tantivy on one thread; BM25 alone is the baseline each mode is compared with.
+The posts are every TweetQA tweet plus ``--max-distractors`` posts of the other shared corpora (seeded shuffle;
+``prepare``); vectors come from the embedding cache ``--cache`` when present, so the
+build measures tantivy + usearch + metadata, and the embedding rate is measured apart on ``--embed-sample`` posts
+with no cache. Build time with embedding = posts / (1/build rate + 1/embed rate). Queries are TweetQA questions
+whose tweet is indexed, timed end to end (query embedding, both retrievers, fusion) one at a time with torch,
+ONNX Runtime, usearch and tantivy on one thread, for each query encoder (``embed.QUERY_ENCODERS``; the stock one
+is ``sentence-transformers``, fp32 ``SentenceTransformer.encode``). Corpus vectors are the same for all. Per
+encoder: the cosine of its query vectors to fp32 ones, and p50/p95 ms and MRR@10 / recall@10 per mode (bm25,
+dense, hybrid); BM25 does not embed the query and is measured once.
 
-    PYTHONPATH=src .venv/bin/python benchmarks/bench_search_speed.py --max-posts 40000 --queries 300
+    PYTHONPATH=src .venv/bin/python benchmarks/bench_search_speed.py --max-distractors 20000 --queries 300
 
 Prints a Markdown table, then one JSON line last.
 """
@@ -15,6 +19,7 @@ Prints a Markdown table, then one JSON line last.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import random
@@ -23,8 +28,39 @@ import sys
 import time
 from pathlib import Path
 
+with contextlib.suppress(ImportError):  # before usearch: tweetlm.search.segment._import_onnxruntime_first
+    import onnxruntime  # noqa: F401
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_search_quality import metrics  # noqa: E402
+
 REPO = Path(__file__).resolve().parents[1]
 CORPORA = REPO.parent / "shared" / "corpora"
+
+
+def prepare(corpora: Path, max_distractors: int, num_questions: int, seed: int):
+    """``(posts, questions, number of TweetQA records, number of TweetQA tweets)``: all TweetQA tweets plus up to
+    ``max_distractors`` other posts, and ``[(question, relevant post id)]`` (a seeded sample of ``num_questions``;
+    0: all)."""
+    from tweetlm.data.clean import CleanConfig, dedup_key, normalize_text
+    from tweetlm.search.posts import load_posts
+
+    posts, _ = load_posts([corpora])
+    qa = [p for p in posts if p.source.startswith("tweetqa")]
+    other = [p for p in posts if not p.source.startswith("tweetqa")]
+    random.Random(seed).shuffle(other)
+    chosen = qa + other[:max_distractors]
+    by_key = {dedup_key(p.text): p.id for p in chosen}
+    records = json.loads((corpora / "tweetqa" / "train.json").read_text())
+    cfg = CleanConfig()
+    questions = []
+    for r in records:
+        pid = by_key.get(dedup_key(normalize_text(r["Tweet"], cfg)))
+        if pid is not None and r.get("Question"):
+            questions.append((r["Question"], pid))
+    if num_questions and num_questions < len(questions):
+        questions = random.Random(seed).sample(questions, num_questions)
+    return chosen, questions, len(records), len(qa)
 
 
 def main() -> int:
@@ -32,8 +68,13 @@ def main() -> int:
     ap.add_argument("--corpora", type=Path, default=CORPORA)
     ap.add_argument("--cache", type=Path, default=REPO / "runs" / "bench_search" / "index" / "embed_cache")
     ap.add_argument("--index", type=Path, default=REPO / "runs" / "bench_search" / "speed")
-    ap.add_argument("--max-posts", type=int, default=40000, help="posts indexed (0: the whole corpus)")
-    ap.add_argument("--queries", type=int, default=300)
+    ap.add_argument("--max-distractors", type=int, default=20000, help="posts from other corpora (0: none)")
+    ap.add_argument("--queries", type=int, default=300, help="TweetQA questions timed and scored")
+    ap.add_argument(
+        "--encoders",
+        default="sentence-transformers,torch,onnx,onnx-int8,torch-int8",
+        help="query encoders compared (comma-separated; the first is the baseline)",
+    )
     ap.add_argument("--embed-sample", type=int, default=256, help="posts embedded without cache to time the model")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
@@ -46,17 +87,14 @@ def main() -> int:
 
     from tweetlm.search.embed import Embedder
     from tweetlm.search.index import SearchIndex, SearchParams
-    from tweetlm.search.posts import load_posts
 
     torch.set_num_threads(1)
-    posts, _ = load_posts([args.corpora])
-    qa = [p for p in posts if p.source.startswith("tweetqa")]
-    other = [p for p in posts if not p.source.startswith("tweetqa")]
-    random.Random(args.seed).shuffle(other)
-    posts = (qa + other)[: args.max_posts or None]
+    posts, pairs, _, num_qa = prepare(args.corpora, args.max_distractors, args.queries, args.seed)
+    encoders = args.encoders.split(",")
 
     emb = Embedder(cache_dir=args.cache)
-    sample = [p.text for p in other[-args.embed_sample :]]  # the end of the shuffle: not in the cache
+    rng = random.Random(args.seed + 2)
+    sample = [f"{p.text} #{rng.randrange(10**9)}" for p in posts[: args.embed_sample]]  # never in the cache
     t0 = time.time()
     Embedder(cache_dir=None).encode(sample)
     embed_rate = len(sample) / (time.time() - t0)
@@ -68,36 +106,51 @@ def main() -> int:
     build_rate = len(posts) / t_build
     size = idx.info()["bytes"]
 
-    records = json.loads((args.corpora / "tweetqa" / "train.json").read_text())
-    questions = [r["Question"] for r in random.Random(args.seed + 1).sample(records, args.queries)]
-    modes = {
-        "bm25": SearchParams(k=10, mode="bm25"),
-        "dense": SearchParams(k=10, mode="dense"),
-        "hybrid": SearchParams(k=10),
-        "hybrid + filters": SearchParams(k=10, langs=["en"], since="2010-01-01", until="2020-12-31"),
-    }
-    idx.search(questions[0], modes["hybrid"])  # warm-up: model and index pages
-    lat: dict[str, np.ndarray] = {}
-    for name, sp in modes.items():
-        ms = []
-        for q in questions:
-            t = time.perf_counter()
-            idx.search(q, sp)
-            ms.append(1000 * (time.perf_counter() - t))
-        lat[name] = np.array(ms)
+    questions = [q for q, _ in pairs]
+    relevant = [pid for _, pid in pairs]
+    modes = {"bm25": SearchParams(k=10, mode="bm25"), "dense": SearchParams(k=10, mode="dense")}
+    modes["hybrid"] = SearchParams(k=10)
+    fp32 = np.stack([Embedder(query_encoder="torch").encode_query(q) for q in questions])
+    rows: dict[tuple[str, str], dict] = {}
+    cosine: dict[str, dict] = {}
+    for enc in encoders:
+        qidx = SearchIndex.open(args.index, query_encoder=enc)
+        t0 = time.time()
+        qidx.search(questions[0], modes["hybrid"])  # warm-up: encoder (ONNX: export once per model), index pages
+        setup_s = time.time() - t0
+        vecs = np.stack([qidx.embedder.encode_query(q) for q in questions])
+        cos = np.einsum("nd,nd->n", vecs, fp32)
+        cosine[enc] = {"min": float(cos.min()), "mean": float(cos.mean()), "first_query_s": round(setup_s, 1)}
+        for name, sp in modes.items():
+            if name == "bm25" and enc != encoders[0]:
+                continue  # no query embedding: the same for every encoder
+            ms, ranked = [], []
+            for q in questions:
+                t = time.perf_counter()
+                hits = qidx.search(q, sp)
+                ms.append(1000 * (time.perf_counter() - t))
+                ranked.append([h.id for h in hits])
+            rows[(enc if name != "bm25" else "-", name)] = {"ms": np.array(ms), **metrics(ranked, relevant)}
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
-    base = lat["bm25"].mean()
-    print("| mode | queries/s | p50 ms | p95 ms | mean vs bm25 |")
-    print("|---|---|---|---|---|")
-    for name, a in lat.items():
+    base = {m: rows[(encoders[0], m)]["ms"] for m in ("dense", "hybrid")}
+    print(
+        "| query encoder | mode | p50 ms | p95 ms | queries/s | p50 vs stock | MRR@10 | recall@10 "
+        "| cos to fp32 min / mean |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|")
+    for (enc, name), r in rows.items():
+        a = r["ms"]
+        ratio = f"{np.percentile(a, 50) / np.percentile(base[name], 50):.2f}x" if name in base else "-"
+        cs = f"{cosine[enc]['min']:.4f} / {cosine[enc]['mean']:.4f}" if enc in cosine else "-"
         print(
-            f"| {name} | {1000 / a.mean():.1f} | {np.percentile(a, 50):.1f} | {np.percentile(a, 95):.1f} | "
-            f"{a.mean() / base:.1f}x |"
+            f"| {enc} | {name} | {np.percentile(a, 50):.1f} | {np.percentile(a, 95):.1f} | {1000 / a.mean():.1f} | "
+            f"{ratio} | {r['mrr@10']:.4f} | {r['recall@10']:.4f} | {cs} |"
         )
     with_embed = len(posts) / (len(posts) / build_rate + len(posts) / embed_rate)
     print(
-        f"\n{len(posts)} posts, {len(idx.segments)} segments; build {build_rate:.0f} posts/s with cached vectors "
+        f"\n{len(posts)} posts ({num_qa} TweetQA tweets), {len(questions)} questions, {len(idx.segments)} segments; "
+        f"build {build_rate:.0f} posts/s with cached vectors "
         f"({built['embedded']} embedded now), embedding {embed_rate:.1f} posts/s, so {with_embed:.1f} posts/s "
         f"from scratch; index {size / 1e6:.1f} MB; peak RSS {peak_mb:.0f} MB"
     )
@@ -106,7 +159,7 @@ def main() -> int:
             {
                 "bench": "search_speed",
                 "posts": len(posts),
-                "corpus_posts": len(qa) + len(other),
+                "tweetqa_tweets": num_qa,
                 "segments": len(idx.segments),
                 "threads": 1,
                 "build_posts_per_s_cached_vectors": round(build_rate, 1),
@@ -116,14 +169,17 @@ def main() -> int:
                 "index_bytes": size,
                 "peak_rss_mb": round(peak_mb),
                 "queries": len(questions),
-                "latency_ms": {
-                    k: {
-                        "qps": round(1000 / a.mean(), 1),
-                        "p50": round(float(np.percentile(a, 50)), 2),
-                        "p95": round(float(np.percentile(a, 95)), 2),
-                        "vs_bm25": round(float(a.mean() / base), 2),
+                "stock_encoder": encoders[0],
+                "query_cosine_to_fp32": {k: {m: round(v, 4) for m, v in c.items()} for k, c in cosine.items()},
+                "modes": {
+                    f"{enc}/{name}": {
+                        "qps": round(1000 / r["ms"].mean(), 1),
+                        "p50_ms": round(float(np.percentile(r["ms"], 50)), 2),
+                        "p95_ms": round(float(np.percentile(r["ms"], 95)), 2),
+                        "mrr@10": round(r["mrr@10"], 4),
+                        "recall@10": round(r["recall@10"], 4),
                     }
-                    for k, a in lat.items()
+                    for (enc, name), r in rows.items()
                 },
             }
         )

@@ -134,7 +134,7 @@ def test_an_index_with_a_legacy_id_opens_with_the_same_model_and_gets_the_conten
 COSINE_BOUNDS = {
     "onnx": (0.9999, 0.9999),
     "onnx-int8": (0.96, 0.985),
-    "torch-int8": (0.93, 0.97),
+    "torch-int8": (0.90, 0.97),  # min 0.913 over 300 other questions in the benchmark
     "sentence-transformers": (0.9999, 0.9999),
 }
 
