@@ -66,8 +66,8 @@ class Filters:
 
 def _import_onnxruntime_first() -> None:
     """Import onnxruntime (the query encoder's, ``embed.QUERY_ENCODERS``) before usearch when it is installed.
-    usearch 2.26's extension exports the libstdc++ it links statically; loaded first, it gives onnxruntime its
-    symbols: ``import usearch.index; import onnxruntime`` segfaults (onnxruntime 1.23-1.32) or fails to load a
+    usearch 2.26 loads its numkong library with ``RTLD_GLOBAL``; loaded first, its symbols take the place of
+    onnxruntime's: ``import usearch.index; import onnxruntime`` segfaults (onnxruntime 1.23-1.32) or fails to load a
     model ("Type parameter (T) of Optype (Mul) bound to different types", 1.22). The other order works."""
     with contextlib.suppress(ImportError):
         import onnxruntime  # noqa: F401
