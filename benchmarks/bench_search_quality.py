@@ -76,11 +76,13 @@ def main() -> int:
     ap.add_argument("--model-dir", type=Path, required=True, help="folder written by tweetlm search train")
     ap.add_argument("--work", type=Path, default=REPO / "runs" / "bench_search_quality")
     ap.add_argument("--max-distractors", type=int, default=30000, help="non-TweetQA posts indexed (0: all)")
-    ap.add_argument("--rerank-top", type=int, nargs="+", default=[10, 20, 30], help="candidates reranked")
+    ap.add_argument("--rerank-top", type=int, nargs="+", default=[10, 20, 30], help="candidates reranked (0: none)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2, help="torch threads")
     args = ap.parse_args()
-    for need in (args.corpus / "val.parquet", args.model_dir / "retriever", args.model_dir / "reranker"):
+    args.rerank_top = [n for n in args.rerank_top if n > 0]
+    needs = [args.corpus / "val.parquet", args.model_dir / "retriever"]
+    for need in needs + ([args.model_dir / "reranker"] if args.rerank_top else []):
         if not need.exists():
             print(f"{need} not found (see --help)", file=sys.stderr)
             return 2
@@ -112,7 +114,7 @@ def main() -> int:
         seconds[f"build_{name}"] = round(time.time() - t0, 1)
         print(f"{name}: {built['embedded']} posts embedded now; {seconds[f'build_{name}']} s", file=sys.stderr)
 
-    depth = max(max(args.rerank_top), 10)
+    depth = max([*args.rerank_top, 10])
     runs: dict[str, list[list[str]]] = {}
     cands: dict[str, list[list]] = {}
     for label, name, mode in (("bm25", "stock", "bm25"), ("dense, stock", "stock", "dense"),
@@ -125,7 +127,7 @@ def main() -> int:
         cands[label] = hits
         runs[label] = [[h.id for h in hs[:10]] for hs in hits]
 
-    reranker = Reranker(args.model_dir / "reranker")
+    reranker = Reranker(args.model_dir / "reranker") if args.rerank_top else None
     t0 = time.time()
     cache: dict[tuple[int, str], float] = {}
     for base in ("bm25", "hybrid, stock", "hybrid, tuned"):
@@ -144,7 +146,7 @@ def main() -> int:
     # one query at a time, one thread: what a user waits for at top 20
     torch.set_num_threads(1)
     lat = []
-    for (q, _), hits in list(zip(questions, cands["hybrid, tuned"]))[:200]:
+    for (q, _), hits in list(zip(questions, cands["hybrid, tuned"]))[:200] if reranker else []:
         t1 = time.perf_counter()
         reranker.scores(q, [h.text for h in hits[:20]])
         lat.append(1000 * (time.perf_counter() - t1))
@@ -166,14 +168,15 @@ def main() -> int:
         d, lo, hi = ci[name]
         print(f"| {name} | {m['recall@1']:.4f} | {m['recall@10']:.4f} | {m['mrr@10']:.4f} | {m['ndcg@10']:.4f} | "
               f"{d:+.4f} ({lo:+.4f} .. {hi:+.4f}) | {100 * (m['mrr@10'] / bm - 1):+.1f}% |")  # fmt: skip
-    p50, p95 = np.percentile(lat, [50, 95])
-    print(f"\nrerank of the top 20, one query at a time, one thread: p50 {p50:.1f} ms, p95 {p95:.1f} ms")
+    p50, p95 = np.percentile(lat, [50, 95]) if lat else (float("nan"), float("nan"))
+    if lat:
+        print(f"\nrerank of the top 20, one query at a time, one thread: p50 {p50:.1f} ms, p95 {p95:.1f} ms")
     print(json.dumps({
         "bench": "search_quality", "posts": len(posts), "questions": len(questions),
         "metrics": {k: {m: round(v, 4) for m, v in t.items()} for k, t in table.items()},
         "mrr@10_minus_bm25_ci95": {k: [round(x, 4) for x in v] for k, v in ci.items()},
         "relative_mrr@10_vs_bm25": {k: round(t["mrr@10"] / bm - 1, 4) for k, t in table.items()},
-        "rerank20_ms_one_thread": {"p50": round(float(p50), 1), "p95": round(float(p95), 1)},
+        "rerank20_ms_one_thread": {"p50": round(float(p50), 1), "p95": round(float(p95), 1)} if lat else None,
         "seconds": seconds,
     }))  # fmt: skip
     return 0
