@@ -280,7 +280,6 @@ def train_search(corpus: str | Path, out: str | Path, cfg: TuneConfig | None = N
     out = Path(out)
     if out.exists() and any(out.iterdir()) and not (out / MODEL_FILE).exists():
         raise FileExistsError(f"--out {out} already holds other files; give a new or empty folder")
-    out.mkdir(parents=True, exist_ok=True)
     base_path = str(resolve_model_path(cfg.base))
     t0 = time.time()
     say = (lambda m: print(m, flush=True)) if progress else (lambda m: None)
@@ -288,6 +287,7 @@ def train_search(corpus: str | Path, out: str | Path, cfg: TuneConfig | None = N
     if not pairs["train"]:
         raise ValueError(f"{corpus}: no training pair could be mined (no TweetQA, replies, quotes, threads or "
                          "hashtags in the train split)")  # fmt: skip
+    out.mkdir(parents=True, exist_ok=True)  # only once there is something to train
     rng = random.Random(cfg.seed)
     val = pairs["val"]
     if cfg.max_val and len(val) > cfg.max_val:
