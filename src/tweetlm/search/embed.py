@@ -279,6 +279,11 @@ def _pooling(emb: Embedder) -> str:
             f"query encoder {emb.query_encoder!r} needs Transformer, Pooling, Normalize modules, got {kinds}; {fix}"
         )
     cfg = json.loads((emb.path / mods[1]["path"] / "config.json").read_text())
+    if isinstance(cfg.get("pooling_mode"), str):  # sentence-transformers >= 6 saves one name ("mean", "cls", ...)
+        if cfg["pooling_mode"] in ("mean", "cls"):
+            return cfg["pooling_mode"]
+        raise ValueError(f"query encoder {emb.query_encoder!r} supports mean or CLS pooling, got "
+                         f"{cfg['pooling_mode']!r}; {fix}")  # fmt: skip
     modes = [k for k, v in cfg.items() if k.startswith("pooling_mode_") and v]
     if modes == ["pooling_mode_mean_tokens"]:
         return "mean"
