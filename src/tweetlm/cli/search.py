@@ -210,7 +210,7 @@ def reranker_option(p: argparse.ArgumentParser) -> None:
     p.add_argument("--reranker", metavar="DIR", help="cross-encoder folder (reranker/ of 'tweetlm search train') "
                    "that reorders the top hits of every search")  # fmt: skip
     p.add_argument("--rerank-top", type=int, default=DEFAULT_TOP_N, metavar="N",
-                   help=f"hits the reranker reorders (default {DEFAULT_TOP_N})")  # fmt: skip
+                   help=f"hits the reranker reorders, 1..100 (default {DEFAULT_TOP_N})")  # fmt: skip
 
 
 def query_encoder_option(p: argparse.ArgumentParser) -> None:

@@ -41,10 +41,11 @@ def _cmd_train(args: argparse.Namespace) -> int:
         seed=args.seed,
         device=args.device,
     )
-    report = train_search(args.corpus, args.out, cfg, progress=not args.no_progress)
+    report = train_search(args.corpus, args.out, cfg, progress=not args.no_progress, overwrite=args.overwrite)
     keep = ("retriever", "reranker", "pairs", "hard_negatives", "seconds")
     print(json.dumps({k: report[k] for k in keep if k in report}))
-    print(f"wrote {args.out}/retriever, {args.out}/reranker and {args.out}/search_model.json")
+    made = [f"{args.out}/{m}" for m in ("retriever", "reranker") if m in report]
+    print(f"wrote {', '.join(made + [f'{args.out}/search_model.json'])}")
     return 0
 
 
@@ -67,11 +68,21 @@ def add_train_verb(verbs, raw) -> None:
         "--base", default=DEFAULT_MODEL, help="sentence-transformers folder both start from (default: bundled)"
     )
     t.add_argument("--retriever-steps", type=int, default=400, help="retriever steps (0: no retriever; default 400)")
-    t.add_argument("--retriever-minutes", type=float, default=8.0, help="retriever time budget (default 8)")
+    t.add_argument(
+        "--retriever-minutes",
+        type=float,
+        default=8.0,
+        help="minutes of retriever steps (default 8; mining and evaluation add to it)",
+    )
     t.add_argument("--retriever-lr", type=float, default=3e-5, help="retriever peak learning rate (default 3e-5)")
     t.add_argument("--batch-size", type=int, default=32, help="retriever pairs per step (default 32)")
     t.add_argument("--reranker-steps", type=int, default=400, help="reranker steps (0: no reranker; default 400)")
-    t.add_argument("--reranker-minutes", type=float, default=10.0, help="reranker time budget (default 10)")
+    t.add_argument(
+        "--reranker-minutes",
+        type=float,
+        default=10.0,
+        help="minutes of reranker steps (default 10; evaluation adds to it)",
+    )
     t.add_argument("--reranker-lr", type=float, default=5e-5, help="reranker peak learning rate (default 5e-5)")
     t.add_argument("--reranker-batch-size", type=int, default=16, help="reranker pairs per step (default 16)")
     t.add_argument("--max-hashtag-pairs", type=int, default=5000, help="cap on hashtag pairs (-1: all; default 5000)")
@@ -83,5 +94,6 @@ def add_train_verb(verbs, raw) -> None:
     t.add_argument("--max-val", type=int, default=1000, help="validation pairs evaluated (default 1000)")
     t.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--overwrite", action="store_true", help="replace an earlier training in --out (when done)")
     t.add_argument("--no-progress", action="store_true", help="no progress lines")
     t.set_defaults(fn=_cmd_train)

@@ -58,6 +58,13 @@ class Reranker:
         if not (self.path / "config.json").exists():
             raise ValueError(f"reranker {str(path)!r} is not a cross-encoder folder (no config.json): give the "
                              "reranker/ folder written by tweetlm search train")  # fmt: skip
+        import json
+
+        arch = json.loads((self.path / "config.json").read_text()).get("architectures") or []
+        if not any(a.endswith("ForSequenceClassification") for a in arch):
+            raise ValueError(f"reranker {str(path)!r} is not a cross-encoder (its model is {arch or 'unnamed'}, not a "
+                             "...ForSequenceClassification): an embedding model (e.g. retriever/) cannot rerank; "
+                             "give the reranker/ folder written by tweetlm search train")  # fmt: skip
         self.max_length = max_length
         self.batch_size = batch_size
         self.device = device

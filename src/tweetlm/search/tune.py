@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import json
 import random
+import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -59,8 +60,10 @@ class StageConfig:
     hard_negatives: bool = False
 
     def validate(self, name: str) -> None:
-        if self.steps < 0 or self.batch_size < 2 or self.lr <= 0 or not 0 <= self.warmup < 1:
-            raise ValueError(f"{name}: steps >= 0, batch_size >= 2, lr > 0 and 0 <= warmup < 1 needed, got {self}")
+        if self.steps < 0 or self.batch_size < 2 or self.lr <= 0 or not 0 <= self.warmup < 1 or self.seconds < 0:
+            raise ValueError(f"--{name}-steps >= 0, batch size >= 2, --{name}-lr > 0, 0 <= warmup < 1 and "
+                             f"--{name}-minutes >= 0 needed, got steps={self.steps}, batch size={self.batch_size}, "
+                             f"lr={self.lr}, warmup={self.warmup}, minutes={self.seconds / 60:g}")  # fmt: skip
 
 
 @dataclass
@@ -269,9 +272,12 @@ def load_pairs(corpus: str | Path, cfg: PairConfig) -> tuple[dict, dict, str, di
     return out, counts, json.loads(manifest.read_text()).get("corpus_hash", ""), posts
 
 
-def train_search(corpus: str | Path, out: str | Path, cfg: TuneConfig | None = None, progress: bool = True) -> dict:
+def train_search(corpus: str | Path, out: str | Path, cfg: TuneConfig | None = None, progress: bool = True,
+                 overwrite: bool = False) -> dict:  # fmt: skip
     """Mine, train and save the retriever and the reranker into ``out`` (see the module docstring). Returns the
-    report also written to ``out/search_model.json``. ``FileExistsError`` when ``out`` holds other files."""
+    report also written to ``out/search_model.json``. Everything is written to ``.<out>.partial`` beside ``out``
+    and moved into place at the end, so a run stopped part-way leaves ``out`` as it was. ``FileExistsError`` when
+    ``out`` holds other files, or an earlier training and ``overwrite`` is false."""
     from tweetlm.search.embed import resolve_model_path
 
     cfg = cfg or TuneConfig()
@@ -280,6 +286,9 @@ def train_search(corpus: str | Path, out: str | Path, cfg: TuneConfig | None = N
     out = Path(out)
     if out.exists() and any(out.iterdir()) and not (out / MODEL_FILE).exists():
         raise FileExistsError(f"--out {out} already holds other files; give a new or empty folder")
+    if (out / MODEL_FILE).exists() and not overwrite:
+        raise FileExistsError(f"--out {out} already holds a trained search model; give a new folder or add "
+                              "--overwrite to replace it when the new one is done")  # fmt: skip
     base_path = str(resolve_model_path(cfg.base))
     t0 = time.time()
     say = (lambda m: print(m, flush=True)) if progress else (lambda m: None)
@@ -287,7 +296,11 @@ def train_search(corpus: str | Path, out: str | Path, cfg: TuneConfig | None = N
     if not pairs["train"]:
         raise ValueError(f"{corpus}: no training pair could be mined (no TweetQA, replies, quotes, threads or "
                          "hashtags in the train split)")  # fmt: skip
-    out.mkdir(parents=True, exist_ok=True)  # only once there is something to train
+    final = out
+    out = final.parent / f".{final.name}.partial"  # moved into place at the end
+    if out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
     rng = random.Random(cfg.seed)
     val = pairs["val"]
     if cfg.max_val and len(val) > cfg.max_val:
@@ -329,4 +342,7 @@ def train_search(corpus: str | Path, out: str | Path, cfg: TuneConfig | None = N
         say(f"reranker: val MRR@10 {r['val_after'].get('mrr@10')} ({r['steps']} steps, {r['seconds']:.0f} s)")
     report["seconds"] = round(time.time() - t0, 1)
     (out / MODEL_FILE).write_text(json.dumps(report, indent=1))
+    if final.exists():
+        shutil.rmtree(final)
+    out.rename(final)
     return report
