@@ -46,8 +46,8 @@ class StageConfig:
     """One model's training: ``steps`` of ``batch_size`` pairs (0 steps: skip the model), peak ``lr``,
     ``warmup`` as a fraction of the steps, texts cut at ``max_seq_length`` tokens, ``seconds`` budget (0: none).
     ``train_layers``: only the top N transformer layers (and a reranker's head) learn, the embeddings and the
-    layers below stay frozen (0: all learn): the backward pass stops at the lowest trained layer, so a step costs
-    little more than its forward pass. ``hard_negatives``: add the BM25 hard negative to the retriever's batches
+    layers below stay frozen (0: all learn): the backward pass stops at the lowest trained layer.
+    ``hard_negatives``: add the BM25 hard negative to the retriever's batches
     (the reranker always learns from them)."""
 
     steps: int = 300
@@ -246,7 +246,7 @@ def train_reranker(pairs: list[Pair], val: list[Pair], base_path: str, out: Path
         labels = torch.tensor([1.0] * len(batch) + [0.0] * len(batch), device=device)
         return loss_fn([queries, docs], labels)
 
-    model.model.train() if hasattr(model, "model") else model.train()
+    model.train()
     summary = _loop(_freeze_below(model, cfg.train_layers), loss_of_batch, usable, cfg, seed, log)
     model.eval()
     after = eval_reranker(model, val)
