@@ -128,7 +128,7 @@ def main() -> None:
     from tweetlm.data.ledger import Ledger
     from tweetlm.data.pipeline.build import build_corpus
     from tweetlm.data.pipeline.config import PipelineConfig
-    from tweetlm.data.readers import read_corpus
+    from tweetlm.data.formats.dispatch import read_corpus
 
     if not Path(args.corpus).exists():
         raise SystemExit(f"error: corpus {args.corpus} not found")

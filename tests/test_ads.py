@@ -30,7 +30,7 @@ from tweetlm.ads.placement import place  # noqa: E402
 from tweetlm.ads.safety import SafetyClassifier, load_examples  # noqa: E402
 from tweetlm.data.briefs import Brief, DocFreq, brief_from_post, words  # noqa: E402
 from tweetlm.data.ledger import Ledger  # noqa: E402
-from tweetlm.data.readers import read_corpus  # noqa: E402
+from tweetlm.data.formats.dispatch import read_corpus  # noqa: E402
 from tweetlm.data.twitter_text import weighted_length  # noqa: E402
 
 

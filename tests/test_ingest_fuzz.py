@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from tweetlm.data.ledger import Ledger
-from tweetlm.data.readers import read_corpus
+from tweetlm.data.formats.dispatch import read_corpus
 
 FORMATS = Path(__file__).resolve().parents[1].parent / "shared" / "formats"
 SEEDS = [

@@ -12,7 +12,7 @@ import pytest
 
 from tweetlm.data.formats.tabular import ColumnMap
 from tweetlm.data.ledger import Ledger
-from tweetlm.data.readers import read_corpus
+from tweetlm.data.formats.dispatch import read_corpus
 
 
 def _read(paths):
@@ -67,7 +67,7 @@ def test_float_bool_nan_exponent_ids_are_quarantined_as_bad_id(tmp_path):
     csv_file = tmp_path / "sheet.csv"
     csv_file.write_text("tweet_id,text\n7.02608E+17,mangled\n12,fine\n,empty id\n", encoding="utf-8")
     posts, ledger = _read([f, csv_file])
-    assert [p.id for p in posts] == ["702608000000000000", "99", "mine:all:7", "12", "sheet:all:2"]
+    assert [p.id for p in posts] == ["702608000000000000", "99", "mine:mine.jsonl:7", "12", "sheet:sheet.csv:2"]
     assert _reasons(ledger) == [(i, "bad_id") for i in range(5)] + [(0, "bad_id")]
     assert "7.02608E+17" in ledger.quarantine_log[0].excerpt
 

@@ -354,7 +354,7 @@ def test_column_map_names_a_missing_or_doubled_column(tmp_path):
 
     from tweetlm.data.formats.tabular import ColumnMap
     from tweetlm.data.ledger import Ledger
-    from tweetlm.data.readers import read_corpus
+    from tweetlm.data.formats.dispatch import read_corpus
 
     f = tmp_path / "a.jsonl"
     f.write_text(json.dumps({"body": "hello there, a post", "post_id": "5", "mood": "happy"}) + "\n")

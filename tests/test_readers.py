@@ -9,14 +9,10 @@ from pathlib import Path
 import pytest
 
 from tweetlm.data.ledger import Ledger
-from tweetlm.data.readers import (
-    _damage_byte,
-    _undo_macroman,
-    plan_corpus,
-    read_corpus,
-    repair_bytes_repr_text,
-    repair_semeval_text,
-)
+from tweetlm.data.formats.dispatch import plan_corpus, read_corpus
+from tweetlm.data.formats.fivethirtyeight import _damage_byte, _undo_macroman
+from tweetlm.data.formats.ibrohim import repair_bytes_repr_text
+from tweetlm.data.formats.semeval import repair_semeval_text
 
 CORPORA = Path(__file__).resolve().parents[1].parent / "shared" / "corpora"
 
@@ -98,7 +94,7 @@ def test_txt_one_post_per_line(tmp_path):
     posts, ledger = _read([folder])
     assert [p.text for p in posts] == ["one", "", "three \u2028 same post"]
     assert {p.source for p in posts} == {"myposts/a"}
-    assert [p.id for p in posts] == ["myposts/a:all:0", "myposts/a:all:1", "myposts/a:all:2"]
+    assert [p.id for p in posts] == ["myposts/a:a.txt:0", "myposts/a:a.txt:1", "myposts/a:a.txt:2"]
     assert [(q.record, q.reason) for q in ledger.quarantine_log] == [(3, "invalid_utf8")]
     _assert_equation(ledger, posts)
 
@@ -146,9 +142,9 @@ def test_text_label_pairs_and_source_names_do_not_depend_on_the_folder_given(tmp
         (p.source, p.id, p.split, p.text, p.labels) for p in b
     ]
     assert [(p.id, p.split, p.text, p.labels, p.lang) for p in a] == [
-        ("tweeteval/emotion:train:0", "train", "so angry ", {"emotion": "anger"}, "en"),
-        ("tweeteval/emotion:train:1", "train", "", {"emotion": "joy"}, "en"),  # empty: cleaning's call
-        ("tweeteval/emotion:val:0", "val", "meh", {"emotion": "anger"}, "en"),
+        ("tweeteval/emotion:train_text.txt:0", "train", "so angry ", {"emotion": "anger"}, "en"),
+        ("tweeteval/emotion:train_text.txt:1", "train", "", {"emotion": "joy"}, "en"),  # empty: cleaning's call
+        ("tweeteval/emotion:val_text.txt:0", "val", "meh", {"emotion": "anger"}, "en"),
     ]
     # the third text line has no label: quarantined, not silently dropped or mislabelled
     assert [(Path(q.file).name, q.record, q.reason) for q in la.quarantine_log] == [
@@ -172,8 +168,8 @@ def test_tweetqa_drops_repeated_tweets_within_the_file(tmp_path):
     f.write_text(json.dumps(qa))
     posts, ledger = _read([tmp_path / "tweetqa"])
     assert [(p.id, p.text) for p in posts] == [
-        ("tweetqa:all:0", "Hello world\u2014 A (@a) May 1, 2016"),
-        ("tweetqa:all:2", "Other"),
+        ("tweetqa:train.json:0", "Hello world\u2014 A (@a) May 1, 2016"),
+        ("tweetqa:train.json:2", "Other"),
     ]
     # every question asked about a tweet travels with it, for the fine-tuning set (data.sft)
     assert [q["question"] for q in json.loads(posts[0].labels["tweetqa"])] == ["q1", "q2"]
@@ -192,7 +188,7 @@ def test_indolem_thread_follows_order_positions(tmp_path):
     )
     posts, ledger = _read([d])
     assert [(p.text, p.kind, p.split, p.lang, p.source, p.id) for p in posts] == [
-        ("first\nsecond\nthird", "thread", "val", "id", "tweet_ordering", "tweet_ordering:val:0")
+        ("first\nsecond\nthird", "thread", "val", "id", "tweet_ordering", "tweet_ordering:dev0.json:0")
     ]
     assert [(q.record, q.reason) for q in ledger.quarantine_log] == [(1, "invalid_thread")]
 
@@ -287,7 +283,7 @@ def test_shared_tweetqa_and_indolem_counts(shared):
     assert all(p.kind == "thread" and p.lang == "id" for p in threads)
     assert sum(p.text.count("\n") + 1 for p in threads) == 20_264  # README: 20.3k posts
     # train0.json record 0, order [1, 2, 0]: the tweet at index 2 opens the thread
-    assert threads[760].id == "indolem_tweets/tweet_ordering:train:0"
+    assert threads[760].id == "indolem_tweets/tweet_ordering:train0.json:0"
     assert threads[760].text.startswith("High-paid skills yg sangat mudah dipelajari")
 
 
@@ -305,7 +301,7 @@ def test_shared_semeval_escapes_become_characters(shared):
 
 def test_shared_indonesian_byte_escapes_become_emoji(shared):
     _, ledger, by_id = shared
-    p = by_id[("id_hatespeech_ibrohim2019", "id_hatespeech_ibrohim2019:all:5")]
+    p = by_id[("id_hatespeech_ibrohim2019", "id_hatespeech_ibrohim2019:re_dataset.csv:5")]
     assert p.text == "USER Ya bani taplak dkk \U0001f604\U0001f604\U0001f604"
     assert (p.lang, p.labels["HS"], p.labels["Abusive"]) == ("id", "1", "1")
     assert ledger.sources["id_hatespeech_ibrohim2019"].records_in == 13_169
@@ -349,8 +345,8 @@ def test_shared_timestamps_agree_with_tweet_ids(shared):
 
 def test_shared_labels_and_plan(shared):
     _, _, by_id = shared
-    assert by_id[("tweeteval/emotion", "tweeteval/emotion:train:0")].labels == {"emotion": "optimism"}
-    assert by_id[("tweeteval/stance/hillary", "tweeteval/stance/hillary:val:0")].labels["target"] == "hillary"
+    assert by_id[("tweeteval/emotion", "tweeteval/emotion:train_text.txt:0")].labels == {"emotion": "optimism"}
+    assert by_id[("tweeteval/stance/hillary", "tweeteval/stance/hillary:val_text.txt:0")].labels["target"] == "hillary"
     assert by_id[("us_airline_sentiment", "570306133677760513")].labels == {
         "sentiment": "neutral",
         "brand": "Virgin America",
@@ -358,3 +354,54 @@ def test_shared_labels_and_plan(shared):
     readers = {Path(p).name: r for p, _, r in plan_corpus([CORPORA])}
     assert "README.md" not in readers and "abusive.csv" not in readers and "train_labels.txt" not in readers
     assert readers["twitter-2016test-A.tsv"] == "semeval_tsv" and readers["train.json"] == "tweetqa_json"
+
+
+# ---------------------------------------------------------------------------------------------------------
+# made-up ids and folders (issue 15)
+
+
+def test_two_files_of_one_layout_in_one_folder_get_distinct_ids(tmp_path):
+    """A TweetQA train and dev file copied into one folder: before, both made ids ``tweetqa:all:<record>`` and
+    546 of 5,699 posts shared an id with another post."""
+    d = tmp_path / "tweetqa"
+    d.mkdir()
+    for name, tweets in (("train.json", ["a", "b"]), ("dev.json", ["c", "d"])):
+        recs = [{"Question": "q", "Answer": ["x"], "Tweet": t, "qid": t} for t in tweets]
+        (d / name).write_text(json.dumps(recs))
+    posts, ledger = _read([d])
+    assert [(p.id, p.text) for p in posts] == [
+        ("tweetqa:dev.json:0", "c"),
+        ("tweetqa:dev.json:1", "d"),
+        ("tweetqa:train.json:0", "a"),
+        ("tweetqa:train.json:1", "b"),
+    ]
+    _assert_equation(ledger, posts)
+
+
+def test_two_inputs_read_under_one_name_are_refused(tmp_path):
+    for side in ("a", "b"):
+        (tmp_path / side / "posts").mkdir(parents=True)
+        (tmp_path / side / "posts" / "x.txt").write_text(f"post from {side}\n")
+    with pytest.raises(ValueError, match=r"both read as 'posts/x.txt'.*common parent"):
+        plan_corpus([tmp_path / "a" / "posts", tmp_path / "b" / "posts"])
+    # their common parent names them apart (sources are relative to the parent of the folder given)
+    posts, _ = _read([tmp_path])
+    assert sorted(p.id for p in posts) == [f"{tmp_path.name}/{s}/posts/x:x.txt:0" for s in ("a", "b")]
+
+
+def test_symlinked_folders_are_read_and_loops_are_named(tmp_path, caplog):
+    real = tmp_path / "elsewhere" / "march"
+    real.mkdir(parents=True)
+    (real / "posts.txt").write_text("one\ntwo\n")
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "own.txt").write_text("three\n")
+    (corpus / "march").symlink_to(real, target_is_directory=True)  # a folder given by a link: read
+    (corpus / "loop").symlink_to(corpus, target_is_directory=True)  # a link back up: named, not read twice
+    with caplog.at_level("WARNING"):
+        posts, ledger = _read([corpus])
+    assert sorted((p.source, p.text) for p in posts) == [
+        ("corpus/march/posts", "one"), ("corpus/march/posts", "two"), ("corpus/own", "three")
+    ]  # fmt: skip
+    assert any("loop" in r.getMessage() and "already read" in r.getMessage() for r in caplog.records)
+    _assert_equation(ledger, posts)

@@ -468,7 +468,7 @@ def test_http_post_ids_with_a_slash_open(tmp_path, embedder, ask_setup):
     from tweetlm.serve.app import ServeConfig, create_app
 
     idx = _new_index(tmp_path, embedder)
-    pid = "tweeteval/emoji:train:35179"
+    pid = "tweeteval/emoji:train_text.txt:35179"
     idx.add([_post(pid, "a post from a file inside a folder", "2015-02-01T00:00:00Z")])
     app = create_app(ask_setup[-1], ServeConfig(), search_index=idx)
     with LoopbackServer(app) as url, httpx.Client(base_url=url, timeout=60) as c:

@@ -65,7 +65,7 @@ def test_roundtrip_on_every_shared_corpus(corpora):
     """Every post of every shared corpus, cleaned as the run cleans it, survives encode -> decode."""
     from tweetlm.data.clean import CleanConfig, clean_posts
     from tweetlm.data.ledger import Ledger
-    from tweetlm.data.readers import read_corpus
+    from tweetlm.data.formats.dispatch import read_corpus
 
     ledger = Ledger()
     splits = clean_posts(read_corpus([corpora], ledger), ledger, CleanConfig())

@@ -87,7 +87,7 @@ def load_examples(
     out. Raises ``ValueError`` for an unknown head or a missing corpus folder."""
     from tweetlm.data.clean import CleanConfig, normalize_text
     from tweetlm.data.ledger import Ledger
-    from tweetlm.data.readers import read_corpus
+    from tweetlm.data.formats.dispatch import read_corpus
 
     root = Path(corpora)
     out: list[SafetyExample] = []

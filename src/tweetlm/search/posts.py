@@ -2,7 +2,7 @@
 
 ``load_posts(paths)`` accepts, in any mix: a run folder (its ``data/``), a clean-corpus folder written by
 ``data.corpus.write_corpus`` (``manifest.json`` beside ``train.parquet``/``val.parquet``), single ``.parquet``
-files of that layout, or anything ``data.readers.read_corpus`` reads, which then goes through
+files of that layout, or anything ``data.formats.dispatch.read_corpus`` reads, which then goes through
 ``data.clean.clean_posts`` (normalized, exact duplicates dropped; both splits are indexed). Reading and cleaning
 rules live in ``data``; this module only routes paths to them.
 """
@@ -73,7 +73,7 @@ def load_posts(paths: list[str | Path], val_fraction: float = 0.05) -> tuple[lis
     """
     from tweetlm.data.clean import CleanConfig, clean_posts
     from tweetlm.data.ledger import Ledger
-    from tweetlm.data.readers import read_corpus
+    from tweetlm.data.formats.dispatch import read_corpus
 
     posts: list[Post] = []
     raw: list[Path] = []

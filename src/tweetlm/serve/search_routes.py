@@ -91,7 +91,7 @@ def register_search_routes(app: FastAPI, index: SearchIndex, batcher, api_error,
         hits = await asyncio.to_thread(run_search, req)
         return {"object": "search.results", "query": req.query, "data": [h.to_dict() for h in hits]}
 
-    @app.get("/v1/posts/{post_id:path}")  # ids may hold "/" (tweeteval/emoji:train:35179)
+    @app.get("/v1/posts/{post_id:path}")  # ids may hold "/" (tweeteval/emoji:train_text.txt:35179)
     async def post(post_id: str):
         try:
             got = await asyncio.to_thread(index.get, post_id)

@@ -8,6 +8,9 @@ CSV/JSONL/Parquet). ``compressed`` opens ``.gz``/``.zst``/``.bz2``/``.xz`` files
 reader; ``entities`` builds a post's final text and entity offsets; ``base`` holds the emitter and the file-level
 rules (duplicate ids, edits, deletions) that turn outcomes into ``Post`` records and ledger entries.
 
-File discovery, format detection and the shared research corpora stay in ``data.readers``, which dispatches here.
-Nothing here cleans text for training (that is ``data.clean`` and the pipeline steps).
+Files: ``dispatch`` finds the files under the given paths and matches each to a reader (``files`` holds what they
+share); the research corpora have one module each (``text_labels`` for TweetEval and XLM-T, ``semeval``,
+``davidson``, ``airline``, ``fivethirtyeight``, ``ibrohim``, ``indolem``, ``tweetqa``), and the file readers of the
+platform formats are ``json_files``, ``tables``, ``text_lines`` and ``x_archive_files``. This is the one way posts
+are read. Nothing here cleans text for training (that is the pipeline's steps, ``data.pipeline.steps``).
 """

@@ -18,7 +18,7 @@ applies the rules that need the whole file and makes exactly one ledger entry pe
   kept, at the first position, preferring a text not marked ``truncated``, then the longest; the others are
   dropped as ``duplicate_id``.
 
-A record number is 0-based, counted as the readers in ``data.readers`` count (lines of a JSONL file without
+A record number is 0-based, counted as the readers in ``data.formats`` count (lines of a JSONL file without
 blank lines; values of a JSON file or array elements); the posts embedded in one record (a page of tweets, a
 retweet and its original) share its number. A file is held in memory while it is read.
 """
@@ -201,13 +201,20 @@ class Outcome:
 class Emitter:
     """Collects the outcomes of one file (or of the files of one X archive: set ``file`` before each part).
     ``source`` and ``file`` go into every Post and ledger entry; ``reader`` is the reader name recorded in
-    provenance unless a call names another."""
+    provenance unless a call names another. ``id_prefix`` makes the ids of records without one
+    (``files.FileInfo.id_prefix``: the source and the file)."""
 
     source: str
     file: str
     reader: str
     split: str | None = None
     outcomes: list[Outcome] = field(default_factory=list)
+    id_prefix: str | None = None
+
+    def fallback_id(self, record: int) -> str:
+        """The made-up id of a record without one: ``"<id_prefix>:<record>"`` (``"<source>:all:<record>"`` for an
+        emitter made without a file)."""
+        return f"{self.id_prefix or self.source + ':all'}:{record}"
 
     def post(
         self,

@@ -13,7 +13,7 @@ event's ``time_us``, the latest is the post and earlier ones are dropped as ``su
 however long their text.
 
 The post id is its ``at://`` URI. A bare record has none (the URI is its place in a repository, not part of
-it) and gets ``<source>:all:<record>`` like corpora without ids.
+it) and gets ``<source>:<file>:<record>`` like corpora without ids (``files.FileInfo.fallback_id``).
 
 Facets mark mentions, links and tags with UTF-8 BYTE offsets (``app.bsky.richtext.facet``): they are turned
 into code point offsets with ``entities.byte_to_code_point``; a facet that does not fall on character
@@ -96,7 +96,7 @@ def parse_record(
     if not isinstance(text, str):
         em.quarantine(record, "missing_text", rec)
         return None
-    post_id = uri or f"{em.source}:{em.split or 'all'}:{record}"
+    post_id = uri or em.fallback_id(record)
     final, entities = assemble(text, _spans(text, rec.get("facets")), escaped=False)
     reply = rec.get("reply") if isinstance(rec.get("reply"), dict) else {}
     embed = rec.get("embed") if isinstance(rec.get("embed"), dict) else {}

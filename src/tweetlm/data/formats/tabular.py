@@ -160,7 +160,7 @@ def parse_generic(
     final, entities = plain_text(text)
     em.post(
         record,
-        id=post_id or f"{em.source}:{split or 'all'}:{record}",
+        id=post_id or em.fallback_id(record),
         text=final,
         entities=entities,
         split=split,

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from tweetlm.data.clean import CleanConfig
-from tweetlm.data.readers import MAX_TEXT_CHARS
+from tweetlm.data.formats.dispatch import MAX_TEXT_CHARS
 
 DEFAULT_LANGUAGES = "en,id,ar,fr,de,hi,it,pt,es,ja,tr,nl"
 """Comma-separated ISO 639-1 codes lingua chooses among: the languages of the shared corpora plus a few frequent
@@ -24,7 +24,7 @@ class PipelineConfig(CleanConfig):
     max_chars: posts longer than this after normalizing are dropped as ``too_long`` (0: no limit).
     max_record_chars: a post whose text is longer than this as read is quarantined as ``too_long`` by the reader,
         before normalizing, language id and MinHash, so one huge record cannot exhaust memory or stall a task
-        (``data.readers.MAX_TEXT_CHARS``; 0: no limit).
+        (``data.formats.files.MAX_TEXT_CHARS``; 0: no limit).
     lang_detect: ``"all"`` (lingua on every post), ``"missing"`` (only where the reader gave no ``lang``) or
         ``"off"``. The detected code goes to the ``lang_detected`` column; ``lang`` keeps the reader's value and is
         filled from the detection where the reader had none.

@@ -1,6 +1,6 @@
 """The per-task steps of the ingestion pipeline (layer L1, data), each a datatrove ``PipelineStep``.
 
-A task runs, in order: ``PostReader`` (Post records from ``data.readers.read_corpus`` as datatrove Documents, the
+A task runs, in order: ``PostReader`` (Post records from ``data.formats.dispatch.read_corpus`` as datatrove Documents, the
 Post fields in ``metadata``) -> ``Normalize`` -> ``LanguageID`` (lingua) -> ``QualityFilter`` (length, language,
 hashtag/mention/URL ratios) -> ``PIIScrub`` (e-mail addresses, phone numbers, optionally handles) ->
 ``PrepareWriter`` (dedup keys and MinHash signatures, written as one Parquet file per task). What needs every
@@ -158,7 +158,7 @@ class PostReader(PipelineStep):
         self.progress = progress
 
     def run(self, data: DocumentsPipeline = None, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
-        from tweetlm.data.readers import read_corpus
+        from tweetlm.data.formats.dispatch import read_corpus
 
         if self.quiet:  # also in a worker process of the local executor, which has its own logger
             from loguru import logger
