@@ -16,7 +16,7 @@ BUILD_EXAMPLES = """examples:
   tweetlm data build --corpus posts/ --out corpora/en --set keep_languages=en,es --set max_template_repeats=5
   tweetlm data build --corpus export.csv --out corpora/csv --map text=body,id=post_id,created_at=ts
   tweetlm data build --corpus /data/posts --out /data/corpus --executor slurm --tasks 64 \\
-      --slurm-partition cpu --slurm-time 04:00:00                                   # on a Slurm cluster
+      --slurm-partition cpu --slurm-time 04:00:00 --wait                            # on a Slurm cluster
 """
 
 FORGET_EXAMPLES = """examples:
@@ -44,14 +44,16 @@ def _cmd_build(args: argparse.Namespace) -> int:
 
     cfg = _pipeline_config(args)
     kwargs = {}
+    if args.wait and args.executor != "slurm":
+        raise ValueError("--wait is for --executor slurm (the local and Ray executors always wait)")
     if args.executor == "slurm":
-        if not args.slurm_partition:
-            raise ValueError("--executor slurm needs --slurm-partition (and usually --slurm-time)")
-        kwargs = {"partition": args.slurm_partition, "time": args.slurm_time}
+        kwargs = {"partition": args.slurm_partition, "time": args.slurm_time, "wait": args.wait}
     t0 = time.perf_counter()
     report = build_corpus(args.corpus, args.out, cfg, quiet=not args.verbose, progress=not args.no_progress, **kwargs)
     if report.get("submitted"):
-        print(f"submitted to {args.executor}; logs and completions in {report['work_dir']}/logs/")
+        jobs = ", ".join(f"{s} {j}" for s, j in report.get("job_ids", {}).items())
+        print(f"submitted to {args.executor}" + (f" (jobs: {jobs}; see squeue)" if jobs else ""))
+        print(f"logs and completions in {report['work_dir']}/logs/; rerun with --wait to follow the jobs to the end")
         return 0
     if report["kept"] == 0:
         import json
@@ -191,8 +193,16 @@ def register(sub) -> None:
     b.add_argument("--tasks", type=int, default=1, help="datatrove tasks (default 1)")
     b.add_argument("--workers", type=int, default=0, help="tasks at once on this machine (default: all)")
     b.add_argument("--executor", default="local", choices=["local", "slurm", "ray"], help="datatrove executor")
-    b.add_argument("--slurm-partition", help="Slurm partition (with --executor slurm)")
+    b.add_argument(
+        "--slurm-partition", help="Slurm partition (with --executor slurm; default: the cluster's default partition)"
+    )
     b.add_argument("--slurm-time", default="04:00:00", help="Slurm time limit per task (default 04:00:00)")
+    b.add_argument(
+        "--wait",
+        action="store_true",
+        help="with --executor slurm: follow the jobs until the corpus is written, then print the summary (a failed "
+        "stage ends it with an error naming its Slurm logs); without it the command returns once they are submitted",
+    )
     b.add_argument(
         "--map",
         metavar="SPEC",

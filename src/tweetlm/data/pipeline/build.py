@@ -14,17 +14,21 @@ Three datatrove stages over one work folder (``<out>/_work`` unless given):
 
 ``cfg.executor`` picks datatrove's ``LocalPipelineExecutor`` (default; ``cfg.workers`` tasks at a time),
 ``SlurmPipelineExecutor`` or ``RayPipelineExecutor`` for all three stages, chained with ``depends``; the
-cluster executors take their own settings (partition, time, ...) through ``executor_kwargs``. Every executor
-writes ``completions/`` markers under ``<work>/logs/<stage>``, so a rerun skips finished tasks; the work folder
-is cleared first when the paths, the input files (size, modification time) or the settings differ from the last
-run (``fingerprint.json``).
+cluster executors take their own settings (partition, time, ...) through ``executor_kwargs``. On Slurm the three
+stages are sbatch array jobs submitted at once (each after the previous with ``afterok``), and ``wait_for_slurm``
+follows them to the end (tested on a one-node cluster: ``scripts/slurm_local.sh``, ``tests/test_cluster_slurm.py``).
+Every executor writes ``completions/`` markers under ``<work>/logs/<stage>``, so a rerun skips finished tasks; the
+work folder is cleared first when the paths, the input files (size, modification time) or the settings differ from
+the last run (``fingerprint.json``).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import shlex
 import shutil
+import subprocess
 import sys
 from collections import Counter
 from dataclasses import asdict
@@ -146,6 +150,34 @@ def _fingerprint(paths: list[str], cfg: PipelineConfig, files: list[Path]) -> di
     return json.loads(json.dumps(fp))
 
 
+def default_slurm_partition() -> str:
+    """The cluster's default partition (``sinfo`` marks it with ``*``). Raises ``ValueError`` when ``sinfo`` is
+    missing or the cluster names no default."""
+    try:
+        names = subprocess.run(["sinfo", "-h", "-o", "%P"], capture_output=True, text=True, check=True, timeout=30)
+    except (OSError, subprocess.SubprocessError) as e:
+        raise ValueError(f"--executor slurm: cannot ask sinfo for the default partition ({e}); pass one") from None
+    for name in names.stdout.split():
+        if name.endswith("*"):
+            return name[:-1]
+    raise ValueError("--executor slurm: this cluster has no default partition; pass one (--slurm-partition)")
+
+
+def _slurm_defaults(executor_kwargs: dict) -> dict:
+    """datatrove's Slurm settings that the caller left out: the default partition, a 4-hour limit, and the
+    environment of the Python running this (its ``bin`` folder first on ``PATH``, where datatrove's
+    ``launch_pickled_pipeline`` is): jobs start in the submitter's environment, which need not have the venv
+    activated. The folder must exist on the compute nodes (a shared file system)."""
+    out: dict = {}
+    if not executor_kwargs.get("partition"):
+        out["partition"] = default_slurm_partition()
+    if not executor_kwargs.get("time"):
+        out["time"] = "04:00:00"
+    if not any(executor_kwargs.get(k) for k in ("env_command", "venv_path", "condaenv")):
+        out["env_command"] = f"export PATH={shlex.quote(str(Path(sys.executable).parent))}:$PATH"
+    return out
+
+
 def make_executors(
     paths: list[str],
     out_dir: str | Path,
@@ -180,8 +212,11 @@ def make_executors(
     elif cfg.executor == "slurm":
         from datatrove.executor import SlurmPipelineExecutor as Executor
 
+        executor_kwargs = {k: v for k, v in executor_kwargs.items() if v is not None}  # None: the default
+        slurm_defaults = _slurm_defaults(executor_kwargs)
+
         def extra(tasks: int) -> dict:
-            return {"workers": -1, "job_name": f"tweetlm_data_{tasks}"}
+            return {"workers": -1, "job_name": f"tweetlm_data_{tasks}", **slurm_defaults}
     else:
         from datatrove.executor.ray import RayPipelineExecutor as Executor
 
@@ -200,6 +235,9 @@ def make_executors(
                 **kw,
             )
         )
+    if cfg.executor == "slurm" and "job_name" not in executor_kwargs:
+        for (name, _, _), ex in zip(stages, executors):
+            ex.job_name = f"tweetlm_{name}"  # squeue shows the stage
     return executors
 
 
@@ -210,14 +248,18 @@ def build_corpus(
     work_dir: str | Path | None = None,
     quiet: bool = True,
     progress: bool = False,
+    wait: bool = False,
     **executor_kwargs,
 ) -> dict:
     """Run the pipeline on the posts under ``paths`` into ``out_dir``; returns the data report (``report.json``).
 
     Local execution waits for all three stages; with ``cfg.executor`` ``"slurm"``/``"ray"`` the jobs are
     submitted (Slurm) or run on the Ray cluster, and the report is returned once ``report.json`` exists (else
-    ``{"submitted": True, ...}``). ``quiet`` silences datatrove's log (terminal and ``<work>/logs/<stage>/logs/``;
-    the stats are still written to ``<work>/logs/<stage>/stats.json``); ``progress`` shows task 0's posts read.
+    ``{"submitted": True, "job_ids": {stage: Slurm job id}, ...}``); with ``wait`` a Slurm build is followed until
+    its last stage completes (``wait_for_slurm``, which raises ``RuntimeError`` when a stage fails). ``quiet``
+    silences datatrove's log (terminal and ``<work>/logs/<stage>/logs/``; the stats are still written to
+    ``<work>/logs/<stage>/stats.json``); ``progress`` shows task 0's posts read. On Ray the stages run one after
+    another on the cluster at ``ray_address`` (``run_on_ray``, which raises ``RuntimeError`` when a stage fails).
 
     Raises ``ValueError`` for bad settings or paths (before any task starts: ``data.readers.plan_corpus``), and
     when ``out_dir`` or the work folder is inside (or is) one of ``paths``.
@@ -257,8 +299,77 @@ def build_corpus(
         logger.disable("datatrove")
     try:
         executors[-1].run()
+    except subprocess.CalledProcessError as e:  # sbatch refused a job; its message is above
+        raise RuntimeError(f"sbatch refused a job (exit {e.returncode}): see its error above") from None
     finally:
         logger.enable("datatrove")
+    if cfg.executor == "slurm" and wait:
+        wait_for_slurm(executors, work, progress=progress)
     if not report.exists():
-        return {"submitted": True, "work_dir": str(work), "executor": cfg.executor}
+        job_ids = {}
+        if cfg.executor == "slurm":
+            job_ids = {s: e.job_id for s, e in zip(SLURM_STAGES, executors) if e.job_id not in (None, -1)}
+        return {"submitted": True, "work_dir": str(work), "executor": cfg.executor, "job_ids": job_ids}
     return json.loads(report.read_text())
+
+
+SLURM_STAGES = ("prepare", "decide", "finalize")  # make_executors' order
+
+
+def _squeue() -> list[tuple[str, str, str, set[str]]]:
+    """This user's Slurm jobs: ``(array job id, state, reason, ids of the jobs it depends on)``, one per line."""
+    import getpass
+    import re
+
+    cmd = ["squeue", "-h", "-u", getpass.getuser(), "-o", "%F|%T|%r|%E"]
+    lines = subprocess.run(cmd, capture_output=True, text=True, check=True, timeout=60).stdout.splitlines()
+    return [(j, st, r, set(re.findall(r":(\d+)", dep))) for j, st, r, dep in (ln.split("|", 3) for ln in lines)]
+
+
+def wait_for_slurm(executors: list, work_dir: str | Path, poll_s: float = 2.0, progress: bool = False) -> None:
+    """Block until the submitted Slurm build's ``finalize`` stage has written its completion marker.
+
+    Follows the array jobs of ``executors`` (``make_executors``' three, after ``run()``) with ``squeue`` every
+    ``poll_s`` seconds; ``progress`` prints the completed tasks per stage when they change. When a stage's job
+    ends with tasks missing, Slurm keeps the stages after it pending forever (reason ``DependencyNeverSatisfied``):
+    they are cancelled, with datatrove's merge-stats jobs waiting on them, and ``RuntimeError`` names the stage and
+    its Slurm logs (``<work>/logs/<stage>/slurm_logs/``).
+    """
+    import time
+
+    work = Path(work_dir)
+    ids = {s: str(e.job_id) for s, e in zip(SLURM_STAGES, executors) if e.job_id not in (None, -1)}
+
+    def completed() -> dict[str, int]:
+        return {s: len(list((work / "logs" / s / "completions").glob("*"))) for s in SLURM_STAGES}
+
+    tasks = {s: e.world_size for s, e in zip(SLURM_STAGES, executors)}
+    shown = None
+    while True:
+        done = completed()
+        if done["finalize"] >= 1:
+            return
+        if progress and done != shown:
+            print("slurm: " + ", ".join(f"{s} {done[s]}/{tasks[s]}" for s in SLURM_STAGES), flush=True)
+            shown = done
+        jobs = _squeue()
+        queued = {j for j, _, _, _ in jobs}
+        stuck = any(j in ids.values() and r == "DependencyNeverSatisfied" for j, _, r, _ in jobs)
+        if stuck or not queued & set(ids.values()):
+            done = completed()
+            if done["finalize"] >= 1:
+                return
+            failed = next(s for s in SLURM_STAGES if done[s] < tasks[s])
+            ours, grew = set(ids.values()), True
+            while grew:  # the stages after it and every job waiting on one of them
+                more = {j for j, _, _, deps in jobs if deps & ours}
+                grew, ours = not more <= ours, ours | more
+            left = sorted(ours & queued, key=int)
+            if left:
+                subprocess.run(["scancel", *left], check=False, timeout=60)
+            raise RuntimeError(
+                f"Slurm stage {failed} (job {ids.get(failed, '?')}) ended with {done[failed]}/{tasks[failed]} tasks "
+                f"completed; see {work / 'logs' / failed / 'slurm_logs'}/"
+                + (f"; cancelled the jobs waiting on it: {', '.join(left)}" if left else "")
+            )
+        time.sleep(poll_s)
