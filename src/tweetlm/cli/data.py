@@ -17,6 +17,8 @@ BUILD_EXAMPLES = """examples:
   tweetlm data build --corpus export.csv --out corpora/csv --map text=body,id=post_id,created_at=ts
   tweetlm data build --corpus /data/posts --out /data/corpus --executor slurm --tasks 64 \\
       --slurm-partition cpu --slurm-time 04:00:00 --wait                            # on a Slurm cluster
+  tweetlm data build --corpus /data/posts --out /data/corpus --executor ray --tasks 64 \\
+      --ray-address 10.0.0.1:6379                                                  # on a Ray cluster
 """
 
 FORGET_EXAMPLES = """examples:
@@ -48,6 +50,11 @@ def _cmd_build(args: argparse.Namespace) -> int:
         raise ValueError("--wait is for --executor slurm (the local and Ray executors always wait)")
     if args.executor == "slurm":
         kwargs = {"partition": args.slurm_partition, "time": args.slurm_time, "wait": args.wait}
+    if args.executor == "ray":
+        kwargs = {"ray_address": args.ray_address, "cpus_per_task": args.ray_cpus_per_task}
+        kwargs["mem_per_cpu_gb"] = args.ray_mem_per_cpu_gb
+    elif args.ray_address:
+        raise ValueError("--ray-address is for --executor ray")
     t0 = time.perf_counter()
     report = build_corpus(args.corpus, args.out, cfg, quiet=not args.verbose, progress=not args.no_progress, **kwargs)
     if report.get("submitted"):
@@ -197,6 +204,16 @@ def register(sub) -> None:
         "--slurm-partition", help="Slurm partition (with --executor slurm; default: the cluster's default partition)"
     )
     b.add_argument("--slurm-time", default="04:00:00", help="Slurm time limit per task (default 04:00:00)")
+    b.add_argument(
+        "--ray-address",
+        metavar="HOST:PORT",
+        help="with --executor ray: the cluster to run on (default: $RAY_ADDRESS, else the one `ray start` left on "
+        "this machine, else a new local one on every core)",
+    )
+    b.add_argument("--ray-cpus-per-task", type=int, default=1, metavar="N", help="Ray CPUs per task (default 1)")
+    b.add_argument(
+        "--ray-mem-per-cpu-gb", type=float, default=2.0, metavar="GIB", help="Ray memory per CPU, GiB (default 2)"
+    )
     b.add_argument(
         "--wait",
         action="store_true",

@@ -17,6 +17,8 @@ Three datatrove stages over one work folder (``<out>/_work`` unless given):
 cluster executors take their own settings (partition, time, ...) through ``executor_kwargs``. On Slurm the three
 stages are sbatch array jobs submitted at once (each after the previous with ``afterok``), and ``wait_for_slurm``
 follows them to the end (tested on a one-node cluster: ``scripts/slurm_local.sh``, ``tests/test_cluster_slurm.py``).
+On Ray, ``run_on_ray`` connects to the cluster and runs the stages one after another, checking each one's
+completions (tested on a one-node ``ray start`` cluster: ``tests/test_cluster_ray.py``).
 Every executor writes ``completions/`` markers under ``<work>/logs/<stage>``, so a rerun skips finished tasks; the
 work folder is cleared first when the paths, the input files (size, modification time) or the settings differ from
 the last run (``fingerprint.json``).
@@ -188,11 +190,14 @@ def make_executors(
     **executor_kwargs,
 ) -> list:
     """The three chained executors (``prepare``, ``decide``, ``finalize``) for ``cfg.executor``; running the last
-    runs (or submits) all three. ``executor_kwargs`` go to every executor (e.g. Slurm ``partition``, ``time``,
-    ``venv_path``; Ray ``cpus_per_task``)."""
+    runs (or submits) all three (on Ray, ``run_on_ray`` runs them). ``executor_kwargs`` go to every executor (e.g.
+    Slurm ``partition``, ``time``, ``venv_path``; Ray ``cpus_per_task``, ``mem_per_cpu_gb``)."""
     work = Path(work_dir)
+    # a Ray task logs to its own file (and its errors to the terminal): quiet there would hide its traceback; its
+    # progress bar would reach the terminal as one line a second (run_on_ray prints the stages instead)
+    on_ray = cfg.executor == "ray"
     stage_a = [
-        PostReader(paths, cfg, work, quiet=quiet, progress=progress),
+        PostReader(paths, cfg, work, quiet=quiet and not on_ray, progress=progress and not on_ray),
         Normalize(cfg, work),
         LanguageID(cfg, work),
         QualityFilter(cfg, work),
@@ -241,6 +246,54 @@ def make_executors(
     return executors
 
 
+def run_on_ray(executors: list, address: str | None = None, progress: bool = False) -> None:
+    """Run ``make_executors``' Ray stages on a Ray cluster, one after another.
+
+    Connects with ``ray.init(address)`` unless this process already is (and disconnects at the end): ``None``
+    takes ``RAY_ADDRESS``, else the cluster ``ray start`` left on this machine, else starts a local one on every
+    core (Ray's rule). Each stage's completion markers are checked before the next starts: datatrove's
+    ``depends`` would wait forever (polling every 2 minutes) on a stage whose tasks failed. ``progress`` prints a
+    line when a stage starts and ends.
+
+    Raises ``ValueError`` when no node of the cluster has the CPUs and memory one task asks for (``cpus_per_task``,
+    ``mem_per_cpu_gb``: Ray would wait for them forever), ``RuntimeError`` naming the stage and its task logs when
+    a stage ends with tasks missing.
+    """
+    import time
+
+    import ray
+
+    connect = not ray.is_initialized()
+    if connect:
+        ray.init(address=address)
+    try:
+        for ex in executors:
+            stage = Path(ex.logging_dir.path).name
+            cpus, mem = ex.cpus_per_task, ex.mem_per_cpu_gb * ex.cpus_per_task * 2**30
+            nodes = [n["Resources"] for n in ray.nodes() if n["Alive"]]
+            if not any(r.get("CPU", 0) >= cpus and r.get("memory", 0) >= mem for r in nodes):
+                have = ", ".join(f"{r.get('CPU', 0):g} CPUs {r.get('memory', 0) / 2**30:.1f} GiB" for r in nodes)
+                raise ValueError(
+                    f"Ray stage {stage}: one task asks for {cpus} CPUs and {mem / 2**30:.1f} GiB, no node of the "
+                    f"cluster has them ({have or 'no node alive'}); lower --ray-cpus-per-task or --ray-mem-per-cpu-gb"
+                )
+            if progress:
+                print(f"ray: {stage} ({ex.world_size} task(s)) ...", flush=True)
+            t0 = time.perf_counter()
+            ex.run()
+            missing = ex.get_incomplete_ranks(skip_completed=True)
+            if progress and not missing:
+                print(f"ray: {stage} done, {time.perf_counter() - t0:.1f}s", flush=True)
+            if missing:
+                raise RuntimeError(
+                    f"Ray stage {stage}: {len(missing)} of {ex.world_size} task(s) failed (ranks {missing[:10]}); "
+                    f"see their errors above and {ex.logging_dir.path}/logs/"
+                )
+    finally:
+        if connect:
+            ray.shutdown()
+
+
 def build_corpus(
     paths: list[str | Path],
     out_dir: str | Path,
@@ -249,6 +302,7 @@ def build_corpus(
     quiet: bool = True,
     progress: bool = False,
     wait: bool = False,
+    ray_address: str | None = None,
     **executor_kwargs,
 ) -> dict:
     """Run the pipeline on the posts under ``paths`` into ``out_dir``; returns the data report (``report.json``).
@@ -272,6 +326,9 @@ def build_corpus(
             import ray  # noqa: F401
         except ImportError:
             raise ValueError("--executor ray needs the ray package: pip install ray") from None
+        # Ray workers start in the folder of `ray start`, not this one: they get absolute paths
+        paths = [Path(p).resolve() for p in paths]
+        out_dir, work_dir = Path(out_dir).resolve(), Path(work_dir).resolve() if work_dir else None
     paths = [str(p) for p in paths]
     out = Path(out_dir)
     work = Path(work_dir) if work_dir else out / "_work"
@@ -292,13 +349,16 @@ def build_corpus(
     report = out / "report.json"
     if not (work / "logs" / "finalize" / "completions" / "00000").exists():
         report.unlink(missing_ok=True)  # a report of an earlier run must not stand for this one
-    executors = make_executors(paths, out, cfg, work, quiet=quiet, progress=progress, **executor_kwargs)
     from loguru import logger
 
     if quiet:  # datatrove logs with loguru; its stats still go to <work>/logs/<stage>/stats.json
         logger.disable("datatrove")
     try:
-        executors[-1].run()
+        executors = make_executors(paths, out, cfg, work, quiet=quiet, progress=progress, **executor_kwargs)
+        if cfg.executor == "ray":
+            run_on_ray(executors, ray_address, progress=progress)
+        else:
+            executors[-1].run()
     except subprocess.CalledProcessError as e:  # sbatch refused a job; its message is above
         raise RuntimeError(f"sbatch refused a job (exit {e.returncode}): see its error above") from None
     finally:
