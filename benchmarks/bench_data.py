@@ -25,7 +25,8 @@ from pathlib import Path
 
 STEP_KEYS = {
     "normalize": "normalize",
-    "language id (lingua)": "lang",
+    "language id": "lang",
+    "language id (lingua)": "lang",  # the step's name before fastText (results of 2026-11)
     "length, language, spam": "filter",
     "PII scrub": "pii",
     "keys + MinHash signatures": "minhash",
@@ -72,9 +73,9 @@ def baseline(posts, cfg) -> dict[str, float]:
     from datasketch import MinHash, MinHashLSH
     from lingua import IsoCode639_1, Language, LanguageDetectorBuilder
 
-    from tweetlm.data.clean import dedup_key, normalize_text
     from tweetlm.data.pipeline.minhash import shingle_hashes
     from tweetlm.data.pipeline.steps import _PHONE, spam_reason
+    from tweetlm.data.pipeline.text import dedup_key, normalize_text
 
     t: dict[str, float] = {}
     t0 = time.perf_counter()
@@ -125,10 +126,10 @@ def main() -> None:
     ap.add_argument("--limit", type=int, default=0, help="use only the first N posts read (0: all)")
     args = ap.parse_args()
 
+    from tweetlm.data.formats.dispatch import read_corpus
     from tweetlm.data.ledger import Ledger
     from tweetlm.data.pipeline.build import build_corpus
     from tweetlm.data.pipeline.config import PipelineConfig
-    from tweetlm.data.formats.dispatch import read_corpus
 
     if not Path(args.corpus).exists():
         raise SystemExit(f"error: corpus {args.corpus} not found")

@@ -42,7 +42,8 @@ def prepare(corpora: Path, max_distractors: int, num_questions: int, seed: int):
     """``(posts, questions, number of TweetQA records, number of TweetQA tweets)``: all TweetQA tweets plus up to
     ``max_distractors`` other posts, and ``[(question, relevant post id)]`` (a seeded sample of ``num_questions``;
     0: all)."""
-    from tweetlm.data.clean import CleanConfig, dedup_key, normalize_text
+    from tweetlm.data.pipeline.config import PipelineConfig
+    from tweetlm.data.pipeline.text import dedup_key, normalize_text
     from tweetlm.search.posts import load_posts
 
     posts, _ = load_posts([corpora])
@@ -52,7 +53,7 @@ def prepare(corpora: Path, max_distractors: int, num_questions: int, seed: int):
     chosen = qa + other[:max_distractors]
     by_key = {dedup_key(p.text): p.id for p in chosen}
     records = json.loads((corpora / "tweetqa" / "train.json").read_text())
-    cfg = CleanConfig()
+    cfg = PipelineConfig()
     questions = []
     for r in records:
         pid = by_key.get(dedup_key(normalize_text(r["Tweet"], cfg)))

@@ -29,8 +29,8 @@ from tweetlm.ads.guard import MemorizationGuard, shingles  # noqa: E402
 from tweetlm.ads.placement import place  # noqa: E402
 from tweetlm.ads.safety import SafetyClassifier, load_examples  # noqa: E402
 from tweetlm.data.briefs import Brief, DocFreq, brief_from_post, words  # noqa: E402
-from tweetlm.data.ledger import Ledger  # noqa: E402
 from tweetlm.data.formats.dispatch import read_corpus  # noqa: E402
+from tweetlm.data.ledger import Ledger  # noqa: E402
 from tweetlm.data.twitter_text import weighted_length  # noqa: E402
 
 
@@ -45,12 +45,10 @@ def corpora():
 
 @pytest.fixture(scope="module")
 def airline(corpora):
-    from tweetlm.data.clean import CleanConfig, normalize_text
+    from tweetlm.data.pipeline.config import PipelineConfig
+    from tweetlm.data.pipeline.inprocess import clean_posts
 
-    posts = list(read_corpus([corpora / "us_airline_sentiment"], Ledger()))
-    for p in posts:
-        p.text = normalize_text(p.text, CleanConfig())
-    return posts
+    return clean_posts([corpora / "us_airline_sentiment"], PipelineConfig(lang_detect="off"))[0]
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +58,11 @@ def safety(corpora):
     small = []
     for source in ("tweeteval/offensive", "davidson_hate_offensive", "tweeteval/hate", "id_hatespeech_ibrohim2019"):
         small += rng.sample([e for e in ex if e.source == source and e.split == "train"], 500)
-    clf = SafetyClassifier("tfidf", target_precision=0.8)
+    # A TF-IDF classifier on 2,000 posts is noisy on ad copy, which none of its corpora hold: at precision 0.8 the
+    # benign "Stretch out with Delta..." below scored 0.95x to 2.0x its threshold over sampling seeds (1.12x on all
+    # 61k examples; measured 2026-12-03). These tests are about the ads machinery, so the fixture asks for
+    # precision 0.95 (0.8x here); tests/test_safety.py measures the classifier itself.
+    clf = SafetyClassifier("tfidf", target_precision=0.95)
     clf.fit(small)
     return clf
 

@@ -14,11 +14,11 @@ from pathlib import Path
 import pytest
 
 from tweetlm.data.formats.base import iter_json_values
+from tweetlm.data.formats.dispatch import plan_corpus, read_corpus
 from tweetlm.data.formats.entities import byte_to_code_point
 from tweetlm.data.formats.mastodon import html_to_text
 from tweetlm.data.formats.tabular import ColumnMap
 from tweetlm.data.ledger import Ledger
-from tweetlm.data.formats.dispatch import plan_corpus, read_corpus
 
 FORMATS = Path(__file__).resolve().parents[1].parent / "shared" / "formats"
 needs_formats = pytest.mark.skipif(not FORMATS.is_dir(), reason=f"shared format samples not found at {FORMATS}")

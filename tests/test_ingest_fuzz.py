@@ -21,8 +21,8 @@ from pathlib import Path
 
 import pytest
 
-from tweetlm.data.ledger import Ledger
 from tweetlm.data.formats.dispatch import read_corpus
+from tweetlm.data.ledger import Ledger
 
 FORMATS = Path(__file__).resolve().parents[1].parent / "shared" / "formats"
 SEEDS = [

@@ -10,9 +10,9 @@ from collections import Counter
 import pyarrow.parquet as pq
 import pytest
 
+from tweetlm.data.formats.dispatch import read_corpus
 from tweetlm.data.formats.tabular import ColumnMap
 from tweetlm.data.ledger import Ledger
-from tweetlm.data.formats.dispatch import read_corpus
 
 
 def _read(paths):

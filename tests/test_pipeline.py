@@ -13,11 +13,11 @@ import pyarrow.parquet as pq
 import pytest
 from datatrove.data import Document
 
-from tweetlm.data.clean import CleanConfig, dedup_key, normalize_text
 from tweetlm.data.pipeline.build import build_corpus
 from tweetlm.data.pipeline.config import PipelineConfig
 from tweetlm.data.pipeline.minhash import permutations, shingle_hashes, signatures
 from tweetlm.data.pipeline.steps import PIIScrub, QualityFilter, spam_reason, template_key
+from tweetlm.data.pipeline.text import dedup_key, normalize_text
 
 ALICE = {"id_str": "11", "screen_name": "alice", "name": "Alice"}
 BOB = {"id_str": "12", "screen_name": "bob", "name": "Bob"}
@@ -102,11 +102,11 @@ def test_minhash_signatures_equal_datasketch():
 
 def test_normalize_fast_path_matches_ftfy(corpora):
     """Normalize skips ftfy for printable ASCII without '&'; on real posts that gives the same text."""
-    cfg = CleanConfig()
+    cfg = PipelineConfig()
     texts = (corpora / "tweeteval" / "irony" / "train_text.txt").read_text(encoding="utf-8").splitlines()
     plain = [t for t in texts if t.isascii() and t.isprintable() and "&" not in t]
     assert len(plain) > 1000
-    no_ftfy = CleanConfig(fix_unicode=False)
+    no_ftfy = PipelineConfig(fix_unicode=False)
     assert [normalize_text(t, no_ftfy) for t in plain] == [normalize_text(t, cfg) for t in plain]
 
 
@@ -237,7 +237,7 @@ def test_rejects_are_written_with_their_reason(built, tmp_path):
     assert read("filter") == {"3000": "spam_hashtags"}
     got = read("decide")
     assert got["2001"] == "retweet_collapsed" and got["1002"] == got["1003"] == "joined_into_thread"
-    assert got["2002"].startswith("near_duplicate") and got["pair:train:0"] == "duplicate_of_val"
+    assert got["2002"].startswith("near_duplicate") and got["pair:train_text.txt:0"] == "duplicate_of_val"
 
 
 def test_executor_switch_builds_slurm_and_ray_stages(tmp_path):
@@ -325,7 +325,7 @@ def test_data_build_cli_column_map(tmp_path, capsys):
 
 
 def test_same_post_id_in_two_sources_is_kept_once(tmp_path):
-    from tweetlm.data.clean import hash_split
+    from tweetlm.data.pipeline.text import hash_split
 
     first = _tweet(5000, "Anyone else think the new library opening hours are a big improvement")
     reply = _tweet(5001, "@alice yes, finally open past eight on weekdays", BOB, reply="5000")
@@ -352,9 +352,9 @@ def test_same_post_id_in_two_sources_is_kept_once(tmp_path):
 def test_column_map_names_a_missing_or_doubled_column(tmp_path):
     import warnings
 
+    from tweetlm.data.formats.dispatch import read_corpus
     from tweetlm.data.formats.tabular import ColumnMap
     from tweetlm.data.ledger import Ledger
-    from tweetlm.data.formats.dispatch import read_corpus
 
     f = tmp_path / "a.jsonl"
     f.write_text(json.dumps({"body": "hello there, a post", "post_id": "5", "mood": "happy"}) + "\n")

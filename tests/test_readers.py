@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from tweetlm.data.ledger import Ledger
 from tweetlm.data.formats.dispatch import plan_corpus, read_corpus
 from tweetlm.data.formats.fivethirtyeight import _damage_byte, _undo_macroman
 from tweetlm.data.formats.ibrohim import repair_bytes_repr_text
 from tweetlm.data.formats.semeval import repair_semeval_text
+from tweetlm.data.ledger import Ledger
 
 CORPORA = Path(__file__).resolve().parents[1].parent / "shared" / "corpora"
 

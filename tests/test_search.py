@@ -472,7 +472,7 @@ def test_http_post_ids_with_a_slash_open(tmp_path, embedder, ask_setup):
     idx.add([_post(pid, "a post from a file inside a folder", "2015-02-01T00:00:00Z")])
     app = create_app(ask_setup[-1], ServeConfig(), search_index=idx)
     with LoopbackServer(app) as url, httpx.Client(base_url=url, timeout=60) as c:
-        for path in ("/v1/posts/tweeteval%2Femoji%3Atrain%3A35179", f"/v1/posts/{pid}"):
+        for path in ("/v1/posts/tweeteval%2Femoji%3Atrain_text.txt%3A35179", f"/v1/posts/{pid}"):
             r = c.get(path)
             assert r.status_code == 200 and r.json()["id"] == pid, (path, r.text)
 

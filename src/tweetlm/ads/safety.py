@@ -81,17 +81,21 @@ def _hash_frac(text: str, salt: str) -> float:
 def load_examples(
     corpora: str | Path, heads: Sequence[str] = tuple(HEADS), holdout: float = 0.2
 ) -> list[SafetyExample]:
-    """Labelled posts of ``heads`` from the shared corpora folder ``corpora``, texts cleaned as the corpus stage
-    cleans them (``data.clean.normalize_text``). TweetEval keeps its own val split; the other corpora put
-    ``holdout`` of their posts (by a hash of the text) in ``val``. Posts whose cleaned text is empty are left
-    out. Raises ``ValueError`` for an unknown head or a missing corpus folder."""
-    from tweetlm.data.clean import CleanConfig, normalize_text
-    from tweetlm.data.ledger import Ledger
-    from tweetlm.data.formats.dispatch import read_corpus
+    """Labelled posts of ``heads`` from the shared corpora folder ``corpora``, read and cleaned by the pipeline's
+    per-task steps (``data.pipeline.inprocess.clean_posts``: normalized, filtered, PII scrubbed, as a corpus
+    build does), so the classifier sees texts as the model's corpus holds them. A corpus that ships a validation
+    split (TweetEval) keeps it; the others put ``holdout`` of their posts in ``val`` by a hash of the text, so
+    copies of one text (Davidson repeats spam) stay on one side. Raises ``ValueError`` for an unknown head or a
+    missing corpus folder."""
+    from tweetlm.data.pipeline.config import PipelineConfig
+    from tweetlm.data.pipeline.inprocess import clean_posts
 
     root = Path(corpora)
     out: list[SafetyExample] = []
-    cfg = CleanConfig()
+    # every corpus here names its language: no detection. The spam filters are off: ads are placed next to spam
+    # too. val_fraction 0: a post is "val" only where its corpus says so.
+    off = {"max_hashtag_ratio": 1.0, "max_mention_ratio": 1.0, "max_url_ratio": 1.0}
+    cfg = PipelineConfig(val_fraction=0.0, lang_detect="missing", **off)
     for head in heads:
         if head not in HEADS:
             raise ValueError(f"unknown safety head {head!r}; heads: {', '.join(HEADS)}")
@@ -100,13 +104,14 @@ def load_examples(
             if not folder.exists():
                 raise ValueError(f"{folder} not found: pass the shared corpora folder (../shared/corpora)")
             paths = [folder / "re_dataset.csv"] if head == "id_abusive" else [folder]
-            for p in read_corpus(paths, Ledger()):
+            posts, _ = clean_posts(paths, cfg)
+            own_split = any(p.split == "val" for p in posts)
+            for p in posts:
                 y = _unsafe_label(source, p.labels)
-                text = normalize_text(p.text, cfg)
-                if y is None or not text:
+                if y is None:
                     continue
-                split = p.split or ("val" if _hash_frac(text, source) < holdout else "train")
-                out.append(SafetyExample(text, head, y, p.lang or HEADS[head]["langs"][0], split, source))
+                split = p.split if own_split else ("val" if _hash_frac(p.text, source) < holdout else "train")
+                out.append(SafetyExample(p.text, head, y, p.lang or HEADS[head]["langs"][0], split, source))
     return out
 
 

@@ -30,7 +30,7 @@ class Post:
 
     Attributes:
         id: post id as a string; corpora without ids get ``"<source>:<split>:<record>"``.
-        text: the post text as the source gives it (cleaning happens later, in ``data.clean``).
+        text: the post text as the source gives it (cleaning happens later, in the pipeline: ``data.pipeline``).
         source: corpus name, e.g. ``"tweeteval/emoji"``; the unit of per-source accounting and evaluation.
         split: ``"train"`` or ``"val"`` when the corpus ships that split, else ``None`` (split later by id hash).
         created_at: ISO 8601 UTC timestamp when known.

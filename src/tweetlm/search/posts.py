@@ -2,9 +2,10 @@
 
 ``load_posts(paths)`` accepts, in any mix: a run folder (its ``data/``), a clean-corpus folder written by
 ``data.corpus.write_corpus`` (``manifest.json`` beside ``train.parquet``/``val.parquet``), single ``.parquet``
-files of that layout, or anything ``data.formats.dispatch.read_corpus`` reads, which then goes through
-``data.clean.clean_posts`` (normalized, exact duplicates dropped; both splits are indexed). Reading and cleaning
-rules live in ``data``; this module only routes paths to them.
+files of that layout, or anything ``data.formats.dispatch.read_corpus`` reads, which is first built into a corpus
+by the ingestion pipeline (``data.pipeline.build_corpus``, one task, in a temporary folder: normalized,
+filtered, threads joined, duplicates dropped; both splits are indexed), so an index over raw files holds what a
+corpus of them would. Reading and cleaning rules live in ``data``; this module only routes paths to them.
 """
 
 from __future__ import annotations
@@ -67,13 +68,14 @@ def read_parquet_posts(path: Path) -> list[Post]:
 
 
 def load_posts(paths: list[str | Path], val_fraction: float = 0.05) -> tuple[list[Post], dict]:
-    """All posts under ``paths`` and a summary ``{"clean_corpus_files": [...], "raw": ledger dict or None}``.
+    """All posts under ``paths`` and a summary ``{"clean_corpus_files": [...], "raw": accounting dict or None}``.
 
-    Raises ``ValueError`` for a path that does not exist or holds no readable posts (from ``read_corpus``).
+    Raises ``ValueError`` for a path that does not exist or holds no readable posts (from ``build_corpus``).
     """
-    from tweetlm.data.clean import CleanConfig, clean_posts
-    from tweetlm.data.ledger import Ledger
-    from tweetlm.data.formats.dispatch import read_corpus
+    import tempfile
+
+    from tweetlm.data.pipeline.build import SPLIT_FILES, build_corpus
+    from tweetlm.data.pipeline.config import PipelineConfig
 
     posts: list[Post] = []
     raw: list[Path] = []
@@ -89,10 +91,11 @@ def load_posts(paths: list[str | Path], val_fraction: float = 0.05) -> tuple[lis
         for f in files:
             parquet.append(str(f))
             posts += read_parquet_posts(f)
-    ledger_dict = None
+    accounting = None
     if raw:
-        ledger = Ledger()
-        splits = clean_posts(read_corpus(raw, ledger), ledger, CleanConfig(val_fraction=val_fraction))
-        posts += splits["val"] + splits["train"]
-        ledger_dict = ledger.to_dict()
-    return posts, {"clean_corpus_files": parquet, "raw": ledger_dict}
+        with tempfile.TemporaryDirectory(prefix="tweetlm_search_corpus_") as tmp:
+            build_corpus(raw, Path(tmp) / "corpus", PipelineConfig(val_fraction=val_fraction, workers=1))
+            for name in reversed(SPLIT_FILES):  # validation first, as before
+                posts += read_parquet_posts(Path(tmp) / "corpus" / name)
+            accounting = json.loads((Path(tmp) / "corpus" / "accounting.json").read_text())
+    return posts, {"clean_corpus_files": parquet, "raw": accounting}

@@ -81,21 +81,28 @@ def corpus_hash_of(out_dir: str | Path) -> tuple[str, dict]:
 def merged_ledger(work_dir: str | Path) -> tuple[Ledger, dict[str, Counter]]:
     """The Ledger of a finished run (readers' accounting plus every step's drops) and the drops per step."""
     ledger_dir = Path(work_dir) / LEDGER_DIR
-    reader_file = ledger_dir / "reader.json"
-    if not reader_file.exists():
-        raise FileNotFoundError(f"{reader_file} missing: the prepare stage (task 0) did not finish")
-    reader = json.loads(reader_file.read_text())
+    reader_files = sorted(ledger_dir.glob("reader-*.json"))
+    if not reader_files:
+        raise FileNotFoundError(f"no {ledger_dir}/reader-*.json: the prepare stage did not finish")
+    readers = [json.loads(f.read_text()) for f in reader_files]
     ledger = Ledger()
     per_step: dict[str, Counter] = {s: Counter() for s in STEP_ORDER}
-    for source, c in reader["sources"].items():
-        ledger.seen(source, c["in"])
-        for reason, n in c["dropped"].items():
-            ledger.drop(source, reason, n)
-            per_step["reader"][reason] += n
-    for q in reader["quarantine_log"]:
+    for source in sorted({s for r in readers for s in r["sources"]}):  # one order for any number of tasks
+        for r in readers:
+            c = r["sources"].get(source)
+            if c is None:
+                continue
+            ledger.seen(source, c["in"])
+            for reason, n in c["dropped"].items():
+                ledger.drop(source, reason, n)
+                per_step["reader"][reason] += n
+    log = sorted((q for r in readers for q in r["quarantine_log"]), key=lambda q: (q["file"], q["record"]))
+    for q in log:
         ledger.quarantine(q["source"], q["file"], q["record"], q["reason"], q.get("excerpt", ""))
     for f in sorted(ledger_dir.glob("*-*.json")):
         step = f.stem.rsplit("-", 1)[0]
+        if step == "reader":
+            continue
         for source, reason, n in json.loads(f.read_text())["dropped"]:
             ledger.drop(source, reason, n)
             per_step.setdefault(step, Counter())[reason] += n
@@ -315,10 +322,10 @@ def build_corpus(
     ``<work>/logs/<stage>/stats.json``); ``progress`` shows task 0's posts read. On Ray the stages run one after
     another on the cluster at ``ray_address`` (``run_on_ray``, which raises ``RuntimeError`` when a stage fails).
 
-    Raises ``ValueError`` for bad settings or paths (before any task starts: ``data.readers.plan_corpus``), and
+    Raises ``ValueError`` for bad settings or paths (before any task starts: ``data.formats.dispatch.plan_corpus``), and
     when ``out_dir`` or the work folder is inside (or is) one of ``paths``.
     """
-    from tweetlm.data.readers import plan_corpus
+    from tweetlm.data.formats.dispatch import plan_corpus
 
     cfg.validate()
     if cfg.executor == "ray":

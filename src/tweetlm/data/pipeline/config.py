@@ -1,34 +1,48 @@
-"""Settings of the ingestion pipeline (layer L1, data): one dataclass, a superset of ``data.clean.CleanConfig``.
+"""Settings of the ingestion pipeline (layer L1, data): one dataclass.
 
-``PipelineConfig`` extends ``CleanConfig`` (split, normalization and placeholder options keep their names and
-defaults), so ``data.clean.normalize_text`` takes it as is and a run config whose ``data`` section is a
-``PipelineConfig`` accepts ``--set data.tasks=2`` like any other field. It holds settings only; the steps that
-read them are in ``steps.py`` and ``decide.py``.
+A run config whose ``data`` section is a ``PipelineConfig`` accepts ``--set data.tasks=2`` like any other field.
+It holds settings only; the steps that read them are in ``steps.py``, ``text.py`` and ``decide.py``.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from tweetlm.data.clean import CleanConfig
 from tweetlm.data.formats.dispatch import MAX_TEXT_CHARS
 
 DEFAULT_LANGUAGES = "en,id,ar,fr,de,hi,it,pt,es,ja,tr,nl"
-"""Comma-separated ISO 639-1 codes lingua chooses among: the languages of the shared corpora plus a few frequent
-on X. A short list keeps detection fast; anything else comes out as the closest of these or ``und``."""
+"""Comma-separated ISO 639-1 codes language id chooses among: the languages of the shared corpora plus a few frequent
+on X. A short list keeps lingua fast; anything else comes out as the closest of these or ``und``."""
 
 
 @dataclass
-class PipelineConfig(CleanConfig):
-    """Attributes (besides those of ``CleanConfig``):
+class PipelineConfig:
+    """Attributes:
+    val_fraction: share of posts from corpora without their own val split that go to validation
+        (``text.hash_split``).
+    mention_placeholder: replace ``@handle`` with ``@user`` (TweetEval's convention).
+    url_placeholder: replace URLs with ``http``.
+    fix_unicode: repair Unicode damage with ftfy (``text.normalize_text``).
+    min_chars: posts shorter than this after normalizing are dropped as ``too_short``.
     max_chars: posts longer than this after normalizing are dropped as ``too_long`` (0: no limit).
     max_record_chars: a post whose text is longer than this as read is quarantined as ``too_long`` by the reader,
         before normalizing, language id and MinHash, so one huge record cannot exhaust memory or stall a task
         (``data.formats.files.MAX_TEXT_CHARS``; 0: no limit).
-    lang_detect: ``"all"`` (lingua on every post), ``"missing"`` (only where the reader gave no ``lang``) or
+    lang_detect: ``"all"`` (language id on every post), ``"missing"`` (only where the reader gave no ``lang``) or
         ``"off"``. The detected code goes to the ``lang_detected`` column; ``lang`` keeps the reader's value and is
         filled from the detection where the reader had none.
-    languages: comma-separated ISO 639-1 codes lingua may answer (see ``DEFAULT_LANGUAGES``); a string, like
+    lang_detector: ``"fasttext+lingua"`` (fastText's ``lid.176.ftz``, lingua where fastText is unsure),
+        ``"fasttext"`` or ``"lingua"`` (low-accuracy mode) alone; see ``data.pipeline.langid``. On posts of known
+        language (XLM-T, the Indonesian corpora, TweetEval; ``benchmarks/results/langid_cpu2_202612.md``) the
+        combination was right on 96.3% (mean over 8 languages) against 94.4% for fastText and 93.7% for lingua,
+        at 1.3x lingua's posts per CPU second.
+    lang_unsure_below: with ``fasttext+lingua``, lingua decides where fastText's top label is not one of
+        ``languages`` or has a probability below this (0.5 had the best mean accuracy of 0.3 to 0.7; 21% of those
+        posts went to lingua).
+    lang_short_below: with ``fasttext+lingua``, lingua also decides posts with fewer characters than this (URLs,
+        mentions and hashtags removed); 0: off, the default, because sending posts under 10 or 20 characters to
+        lingua lowered accuracy on those posts at every threshold measured.
+    languages: comma-separated ISO 639-1 codes language id may answer (see ``DEFAULT_LANGUAGES``); a string, like
         every field here, so ``--set`` and the saved JSON config take it as is.
     keep_languages: comma-separated codes; when not empty, posts whose ``lang`` is not listed are dropped as
         ``language``.
@@ -66,9 +80,17 @@ class PipelineConfig(CleanConfig):
         readers' defaults.
     """
 
+    val_fraction: float = 0.05
+    mention_placeholder: bool = False
+    url_placeholder: bool = False
+    fix_unicode: bool = True
+    min_chars: int = 1
     max_chars: int = 0
     max_record_chars: int = MAX_TEXT_CHARS
     lang_detect: str = "all"
+    lang_detector: str = "fasttext+lingua"
+    lang_unsure_below: float = 0.5
+    lang_short_below: int = 0
     languages: str = DEFAULT_LANGUAGES
     keep_languages: str = ""
     spam_min_tokens: int = 4
@@ -121,6 +143,15 @@ class PipelineConfig(CleanConfig):
                 ) from None
         if self.lang_detect not in ("all", "missing", "off"):
             raise ValueError(f"data.lang_detect must be 'all', 'missing' or 'off', got {self.lang_detect!r}")
+        from tweetlm.data.pipeline.langid import DETECTORS
+
+        if self.lang_detector not in DETECTORS:
+            raise ValueError(f"data.lang_detector must be one of {', '.join(DETECTORS)}; got {self.lang_detector!r}")
+        if not 0.0 <= self.lang_unsure_below <= 1.0 or self.lang_short_below < 0:
+            raise ValueError(
+                "data.lang_unsure_below must be in [0, 1] and data.lang_short_below >= 0, got "
+                f"{self.lang_unsure_below} and {self.lang_short_below}"
+            )
         if self.executor not in ("local", "slurm", "ray"):
             raise ValueError(f"data.executor must be 'local', 'slurm' or 'ray', got {self.executor!r}")
         if self.tasks < 1 or self.workers < 0:

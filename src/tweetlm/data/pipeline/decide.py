@@ -17,14 +17,14 @@ and applies, in this order, the steps that need the whole corpus:
    keep the members for deletions; ``truncated`` if any member is). Other members are dropped as
    ``joined_into_thread``. A thread with any validation post is validation. Threads come before de-duplication
    so that a short reply ("lol") is not torn out of its conversation as a duplicate of another "lol".
-3. exact dedup on ``data.clean.dedup_key`` (``duplicate_of_val`` / ``duplicate``) and
+3. exact dedup on ``text.dedup_key`` (``duplicate_of_val`` / ``duplicate``) and
 4. repeated templates (``repeated_template``) and
 5. MinHash LSH near-duplicates (``near_duplicate_of_val`` / ``near_duplicate``), with datasketch's
    ``MinHashLSH``: candidates are confirmed by the estimated Jaccard similarity (share of equal signature slots)
    reaching ``minhash_threshold``.
 
 Steps 3-5 visit validation posts first, then training posts, each in input order, so a training copy of a
-validation post is dropped and never the validation copy (as ``data.clean.clean_posts`` does).
+validation post is dropped and never the validation copy.
 
 Why datasketch and not datatrove's ``minhash`` steps: datatrove keeps the first document of a cluster by task
 and position (no way to prefer the validation copy) and shingles words (5-grams; posts are too short). This stage
@@ -45,9 +45,9 @@ from pathlib import Path
 from datatrove.data import DocumentsPipeline
 from datatrove.pipeline.base import PipelineStep
 
-from tweetlm.data.clean import dedup_key
 from tweetlm.data.pipeline.config import PipelineConfig
 from tweetlm.data.pipeline.steps import PREPARED_DIR, key_hash, write_drops
+from tweetlm.data.pipeline.text import dedup_key
 
 CORPUS_COLUMNS = (
     "id", "text", "source", "split", "created_at", "author_id", "lang", "kind", "reply_to_id", "conversation_id",
