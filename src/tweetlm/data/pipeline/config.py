@@ -35,7 +35,7 @@ class PipelineConfig:
         ``"fasttext"`` or ``"lingua"`` (low-accuracy mode) alone; see ``data.pipeline.langid``. On posts of known
         language (XLM-T, the Indonesian corpora, TweetEval; ``benchmarks/results/langid_cpu2_202612.md``) the
         combination was right on 96.3% (mean over 8 languages) against 94.4% for fastText and 93.7% for lingua,
-        at 1.3x lingua's posts per CPU second.
+        at 1.3-1.8x lingua's posts per CPU second (two runs on a busy machine).
     lang_unsure_below: with ``fasttext+lingua``, lingua decides where fastText's top label is not one of
         ``languages`` or has a probability below this (0.5 had the best mean accuracy of 0.3 to 0.7; 21% of those
         posts went to lingua).
