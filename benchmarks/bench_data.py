@@ -10,7 +10,9 @@ ftfy on every post, lingua ``detect_language_of`` per post, the same filters and
 ``MinHash.update_batch`` per post (the library's documented use), then exact dedup and ``MinHashLSH`` in a loop.
 Pipeline: ``build_corpus`` with 1 task, then with 2 tasks on 2 workers (same output, checked by corpus hash);
 per-step times come from datatrove's ``stats.json`` (seconds spent in each step, summed over tasks).
-posts/s per core = posts into the step / seconds of one core spent in it. Prints one JSON line last.
+posts/s per core = posts into the step / seconds of one core spent in it; the prepare stage per core = records
+in / CPU seconds of its tasks (``<work>/usage``); the whole build per core = records in / wall seconds of the
+one-task run (one process at a time). Prints one JSON line last.
 """
 
 from __future__ import annotations
@@ -177,11 +179,15 @@ def main() -> None:
     whole1 = rate(rep["records_in"], runs[1]["wall"])
     whole2 = rate(rep["records_in"], runs[2]["wall"])
     base_rate = rate(rep["records_in"], base_total)
-    cores = {}
+    cores, prepare_rate = {}, {}
     for tasks in (1, 2):
         cpu, wall = _usage(runs[tasks]["work"])
         cores[tasks] = round(cpu / wall, 2)
-        print(f"prepare stage, {tasks} task(s): {cpu:.1f} CPU s in {wall:.1f} s wall = {cores[tasks]:.2f} cores busy")
+        prepare_rate[tasks] = rate(rep["records_in"], cpu)
+        print(
+            f"prepare stage, {tasks} task(s): {cpu:.1f} CPU s in {wall:.1f} s wall = {cores[tasks]:.2f} cores busy, "
+            f"{prepare_rate[tasks]:,.0f} posts/s per core"
+        )
     print(f"whole: baseline {base_rate:,.0f} posts/s (read {t_read:.1f}s + steps {sum(base.values()):.1f}s); "
           f"pipeline 1 task {whole1:,.0f} posts/s ({runs[1]['wall']:.1f}s), "
           f"2 tasks {whole2:,.0f} posts/s ({runs[2]['wall']:.1f}s), speed-up {runs[1]['wall'] / runs[2]['wall']:.2f}x; "
@@ -203,6 +209,9 @@ def main() -> None:
         "pipeline_2tasks_posts_per_s": whole2,
         "speedup_2tasks": round(runs[1]["wall"] / runs[2]["wall"], 2),
         "task_busy_s_2tasks": _task_busy(runs[2]["work"]),
+        "prepare_posts_per_s_per_core": prepare_rate[1],
+        "prepare_posts_per_s_per_core_2tasks": prepare_rate[2],
+        "whole_posts_per_s_per_core_1task": whole1,
         "prepare_cores_used_1task": cores[1],
         "prepare_cores_used_2tasks": cores[2],
         "same_corpus_1_vs_2_tasks": same,

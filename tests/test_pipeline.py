@@ -267,7 +267,7 @@ def test_data_build_cli(built, tmp_path, capsys):
     out = capsys.readouterr().out
     assert (
         "TOTAL: 13 in = 6 kept + 6 dropped" in out
-        and "detected by lingua: en 6" in out
+        and "detected language: en 6" in out
         and (tmp_path / "o" / "report.md").exists()
     )
     assert main(args + ["--set", "languages=en,xx"]) == 2

@@ -83,7 +83,7 @@ def _cmd_build(args: argparse.Namespace) -> int:
         why = ", ".join(f"{r} {n:,}" for r, n in s["dropped"].items()) or "-"
         print(f"  {s['step']:<10} {s['in']:>9,} -> {s['out']:>9,}  dropped: {why}")
     print("languages: " + ", ".join(f"{k} {v:,}" for k, v in list(report["languages"].items())[:10]))
-    print("detected by lingua: " + ", ".join(f"{k} {v:,}" for k, v in list(report["languages_detected"].items())[:10]))
+    print("detected language: " + ", ".join(f"{k} {v:,}" for k, v in list(report["languages_detected"].items())[:10]))
     print(report["equation"][-1])
     print(f"report: {args.out}/report.md, accounting.json, quarantine.jsonl, manifest.json")
     return 0
@@ -189,7 +189,7 @@ def register(sub) -> None:
     b = verbs.add_parser(
         "build",
         help="read, clean, de-duplicate and thread posts into a corpus folder (datatrove)",
-        description="Run the ingestion pipeline: read every record, normalize, language id (lingua), filters, "
+        description="Run the ingestion pipeline: read every record, normalize, language id, filters, "
         "PII scrub, retweet collapse, threads, exact and MinHash dedup; writes train.parquet, val.parquet, "
         "manifest.json, accounting.json, quarantine.jsonl and report.md/json/length_hist.png into --out.",
         epilog=BUILD_EXAMPLES,

@@ -1,7 +1,7 @@
 """The data report of a pipeline run (layer L1, data): ``report.json``, ``report.md`` and ``length_hist.png``.
 
 Per step: posts in, out, dropped by reason; per source: the ledger equation; per language (the reader's where it
-gave one, else lingua's; and lingua's alone) and per kind: kept posts; kept documents whose text the source cut off
+gave one, else detected; and detected alone) and per kind: kept posts; kept documents whose text the source cut off
 (``truncated``) and those dropped for it (``truncated_text``); the length histogram of kept posts in
 characters (matplotlib, Agg backend; skipped with a note when matplotlib is missing). It reads what
 ``build.FinalizeCorpus`` hands it and computes nothing else.
@@ -100,7 +100,7 @@ def write_report(
         lines.append(f"| {STEP_TITLES.get(s['step'], s['step'])} | {s['in']:,} | {s['out']:,} | {why} |")
     lines += ["", "## Records in = kept + dropped + quarantined", "", "```", *report["equation"], "```", ""]
     lines += ["## Kept posts per language", "", ", ".join(f"{k} {v:,}" for k, v in langs.most_common()), ""]
-    lines += ["Detected by lingua: " + ", ".join(f"{k} {v:,}" for k, v in detected.most_common()), ""]
+    lines += ["Detected (language id): " + ", ".join(f"{k} {v:,}" for k, v in detected.most_common()), ""]
     lines += ["## Kept documents per kind", "", ", ".join(f"{k} {v:,}" for k, v in kinds.most_common()), ""]
     cut = report["truncated"]
     lines += [

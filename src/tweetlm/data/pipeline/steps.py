@@ -1,7 +1,7 @@
 """The per-task steps of the ingestion pipeline (layer L1, data), each a datatrove ``PipelineStep``.
 
-A task runs, in order: ``PostReader`` (Post records from ``data.formats.dispatch.read_corpus`` as datatrove Documents, the
-Post fields in ``metadata``) -> ``Normalize`` -> ``LanguageID`` (lingua) -> ``QualityFilter`` (length, language,
+A task runs, in order: ``PostReader`` (Post records from ``data.formats.dispatch.read_shard`` as Documents, the
+Post fields in ``metadata``) -> ``Normalize`` -> ``LanguageID`` -> ``QualityFilter`` (length, language,
 hashtag/mention/URL ratios) -> ``PIIScrub`` (e-mail addresses, phone numbers, optionally handles) ->
 ``PrepareWriter`` (dedup keys and MinHash signatures, written as one Parquet file per task). What needs every
 task's posts at once (retweet collapse, threads, exact and near-duplicate removal, repeated templates) happens
@@ -13,12 +13,11 @@ Accounting: every step counts what it drops per ``(source, reason)`` and writes 
 (``in = kept + dropped + quarantined`` per source). With ``write_rejects`` each dropped Document goes, with its
 ``drop_reason``, to ``<work>/rejects/<step>/<rank>.jsonl.gz`` through datatrove's ``JsonlWriter``.
 
-Sharding: every task reads the whole input (``read_corpus`` decides source names from the paths it is given,
-so a file cannot be handed to a task on its own) and keeps the posts whose input position ``i`` satisfies
-``i % world_size == rank``. On the shared corpora reading is 4.7 s of the 64 CPU seconds of a one-task run
-(``benchmarks/bench_data.py``); with many tasks it is not, and sharding by file needs ``read_corpus`` to take a
-shard of its file plan while naming sources from the full paths. The reader's own accounting (records seen,
-quarantined, dropped by a reader) is the same in every task and is written by task 0 only.
+Sharding: each task reads its own files of the input (``data.formats.dispatch.read_shard``: the largest files
+first, each to the task with the fewest bytes so far), never the others', and writes its reader accounting
+(records seen, quarantined, dropped while reading) to ``<work>/ledger/reader-<rank>.json``. A post's input
+position (``order``) comes from its file's place in the plan and its place in the file, so the output is the same
+for any number of tasks. A file is the unit: one file larger than the others bounds how far tasks spread.
 """
 
 from __future__ import annotations
@@ -34,9 +33,9 @@ from datatrove.data import Document, DocumentsPipeline
 from datatrove.pipeline.base import PipelineStep
 from datatrove.utils.typeshelper import StatHints
 
-from tweetlm.data.clean import dedup_key, hash_split, normalize_text
 from tweetlm.data.ledger import Ledger
 from tweetlm.data.pipeline.config import PipelineConfig
+from tweetlm.data.pipeline.text import dedup_key, hash_split, normalize_text
 from tweetlm.data.post import Post
 
 PREPARED_DIR = "prepared"
@@ -137,11 +136,12 @@ class TweetStep(PipelineStep):
 
 
 class PostReader(PipelineStep):
-    """Documents from ``read_corpus(paths)``: this task's share (input position ``% world_size == rank``).
+    """Documents from the files this task reads (``data.formats.dispatch.read_shard``).
 
-    Posts without a split of their own get one here with ``data.clean.hash_split`` (stable per id). Task 0 writes
-    the reader's accounting (records in, reader drops, the quarantine log) to ``<work>/ledger/reader.json``.
-    Raises what ``read_corpus`` raises (``ValueError`` for a path that does not exist or cannot be read).
+    Posts without a split of their own get one here with ``hash_split`` (stable per id). Each task writes the
+    reader's accounting of its files (records in, reader drops, the quarantine log) to
+    ``<work>/ledger/reader-<rank>.json``. Raises what ``read_shard`` raises (``ValueError`` for a path that does
+    not exist or cannot be read).
     """
 
     type = "📖 - READER"
@@ -158,7 +158,7 @@ class PostReader(PipelineStep):
         self.progress = progress
 
     def run(self, data: DocumentsPipeline = None, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
-        from tweetlm.data.formats.dispatch import read_corpus
+        from tweetlm.data.formats.dispatch import read_shard
 
         if self.quiet:  # also in a worker process of the local executor, which has its own logger
             from loguru import logger
@@ -171,16 +171,14 @@ class PostReader(PipelineStep):
         bar = tqdm(
             desc=f"task {rank} posts read", unit="post", disable=not (self.progress and rank == 0), mininterval=1
         )
-        for i, post in enumerate(read_corpus(self.paths, ledger, self.cfg.column_map(), self.cfg.max_record_chars)):
+        posts = read_shard(self.paths, ledger, rank, world_size, self.cfg.column_map(), self.cfg.max_record_chars)
+        for order, post in posts:
             bar.update()
-            if i % world_size != rank:
-                continue
             split = post.split or hash_split(post.source, post.id, self.cfg.val_fraction)
             self.stat_update(StatHints.total)
-            yield post_to_document(post, i, split)
+            yield post_to_document(post, order, split)
         bar.close()
-        if rank == 0:
-            write_json(Path(self.work_dir) / LEDGER_DIR / "reader.json", ledger_to_json(ledger))
+        write_json(Path(self.work_dir) / LEDGER_DIR / f"reader-{rank:05d}.json", ledger_to_json(ledger))
 
 
 def ledger_to_json(ledger: Ledger) -> dict:
@@ -370,7 +368,7 @@ def prepared_schema(num_perm: int):
 
 
 class PrepareWriter(PipelineStep):
-    """Sink of a task: adds the dedup key (``data.clean.dedup_key``, hashed), the retweet key of an ``RT @h:``
+    """Sink of a task: adds the dedup key (``text.dedup_key``, hashed), the retweet key of an ``RT @h:``
     post (the key of the text after the prefix), the template key and the MinHash signature (``minhash.py``), and
     writes ``<work>/prepared/<rank>.parquet`` in batches. ``decide.py`` reads these files. The task's CPU and wall
     seconds (all its steps) go to ``<work>/usage/prepare-<rank>.json``."""
