@@ -61,8 +61,8 @@ def safety(corpora):
     # A TF-IDF classifier on 2,000 posts is noisy on ad copy, which none of its corpora hold: at precision 0.8 the
     # benign "Stretch out with Delta..." below scored 0.95x to 2.0x its threshold over sampling seeds (1.12x on all
     # 61k examples; measured 2026-12-03). These tests are about the ads machinery, so the fixture asks for
-    # precision 0.95 (0.8x here); tests/test_safety.py measures the classifier itself.
-    clf = SafetyClassifier("tfidf", target_precision=0.95)
+    # precision 0.9 (0.93x here); tests/test_safety.py measures the classifier itself.
+    clf = SafetyClassifier("tfidf", target_precision=0.9)
     clf.fit(small)
     return clf
 

@@ -18,7 +18,7 @@ _CITATION = re.compile(r"\s*\[[^\[\]\n]{1,200}\]")
 
 
 def strip_citations(text: str) -> str:
-    """``text`` without bracketed citations (``"independence high [tweetqa:all:0]"`` -> ``"independence high"``)."""
+    """``text`` without bracketed citations (``"high [tweetqa:train.json:0]"`` -> ``"high"``)."""
     return " ".join(_CITATION.sub(" ", text).split())
 
 

@@ -58,6 +58,7 @@ class FileInfo:
     truncated: bool = False
     max_chars: int = MAX_TEXT_CHARS
     _csv_header: list[str] | None = field(default=None, repr=False)
+    _prefixes: dict[str, str] = field(default_factory=dict, repr=False)
 
     def line_too_long(self, raw: bytes) -> bool:
         """A line of a line-per-record file too long to hold one record worth parsing (``LINE_BYTES_PER_CHAR``)."""
@@ -75,12 +76,16 @@ class FileInfo:
     def id_prefix(self, source: str) -> str:
         """``"<source>:<file>"``: ``<file>`` is this file's path relative to the source's folder, without a
         compression suffix (``tweetqa:train.json``, ``tweeteval/emotion:train_text.txt``, ``myposts/a:a.jsonl``)."""
+        cached = self._prefixes.get(source)
+        if cached is not None:
+            return cached
         parts = self.rel[:-1] + (self.name,)
         folders = source.split("/")
         k = 0
         while k < len(folders) and k < len(parts) - 1 and parts[k] == folders[k]:
             k += 1
-        return f"{source}:{'/'.join(parts[k:])}"
+        self._prefixes[source] = f"{source}:{'/'.join(parts[k:])}"
+        return self._prefixes[source]
 
     def fallback_id(self, source: str, record: int) -> str:
         """The made-up id of record ``record`` (0-based) of this file: ``"<id_prefix>:<record>"``. Unique per

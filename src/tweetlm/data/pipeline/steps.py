@@ -97,6 +97,7 @@ class TweetStep(PipelineStep):
     work folder at the end, and writes rejects when ``cfg.write_rejects``."""
 
     slug = "step"
+    batch_size = 1024
 
     def __init__(self, cfg: PipelineConfig, work_dir: str | Path):
         super().__init__()
@@ -117,19 +118,28 @@ class TweetStep(PipelineStep):
             from datatrove.pipeline.writers import JsonlWriter
 
             writer = JsonlWriter(str(Path(self.work_dir) / "rejects" / self.slug), output_filename="${rank}.jsonl.gz")
-        for doc in data or ():
-            self.stat_update(StatHints.total)
-            with self.track_time():
-                reason = self.process(doc)
-            if reason is None:
-                self.stat_update(StatHints.forwarded)
-                yield doc
-                continue
-            self.stat_update(StatHints.dropped, f"dropped_{reason}")
-            drops[(doc.metadata["source"], reason)] += 1
-            if writer is not None:
-                doc.metadata["drop_reason"] = reason
-                writer.write(doc, rank)
+        from datatrove.utils.batching import batched
+
+        # stats and timing per batch: per document, datatrove's running statistics cost more than most steps
+        # (a third of a one-task run's CPU time, measured with cProfile on TweetEval)
+        for batch in batched(data or (), self.batch_size):
+            kept, dropped = [], Counter()
+            with self.track_time("batch"):
+                for doc in batch:
+                    reason = self.process(doc)
+                    if reason is None:
+                        kept.append(doc)
+                        continue
+                    dropped[reason] += 1
+                    drops[(doc.metadata["source"], reason)] += 1
+                    if writer is not None:
+                        doc.metadata["drop_reason"] = reason
+                        writer.write(doc, rank)
+            self.stat_update(StatHints.total, value=len(batch))
+            self.stat_update(StatHints.forwarded, value=len(kept))
+            for reason, n in dropped.items():
+                self.stat_update(StatHints.dropped, f"dropped_{reason}", value=n)
+            yield from kept
         if writer is not None:
             writer.close()
         write_drops(self.work_dir, self.slug, rank, drops)
@@ -172,12 +182,14 @@ class PostReader(PipelineStep):
             desc=f"task {rank} posts read", unit="post", disable=not (self.progress and rank == 0), mininterval=1
         )
         posts = read_shard(self.paths, ledger, rank, world_size, self.cfg.column_map(), self.cfg.max_record_chars)
+        n = 0
         for order, post in posts:
             bar.update()
             split = post.split or hash_split(post.source, post.id, self.cfg.val_fraction)
-            self.stat_update(StatHints.total)
+            n += 1
             yield post_to_document(post, order, split)
         bar.close()
+        self.stat_update(StatHints.total, value=n)
         write_json(Path(self.work_dir) / LEDGER_DIR / f"reader-{rank:05d}.json", ledger_to_json(ledger))
 
 
