@@ -20,3 +20,14 @@ def corpora() -> Path:
     if not CORPORA.is_dir():
         pytest.skip(f"shared corpora not found at {CORPORA} (they sit beside the repo in this project's checkouts)")
     return CORPORA
+
+
+@pytest.fixture(scope="session")
+def safety_examples() -> list:
+    """``ads.safety.load_examples`` over the shared corpora, read once per session (test_safety and test_ads
+    both train on them; 15 s each time on 2 cores)."""
+    if not CORPORA.is_dir():
+        pytest.skip(f"shared corpora not found at {CORPORA}")
+    from tweetlm.ads.safety import load_examples
+
+    return load_examples(CORPORA)

@@ -27,7 +27,7 @@ from tweetlm.ads.copy import (  # noqa: E402
 )
 from tweetlm.ads.guard import MemorizationGuard, shingles  # noqa: E402
 from tweetlm.ads.placement import place  # noqa: E402
-from tweetlm.ads.safety import SafetyClassifier, load_examples  # noqa: E402
+from tweetlm.ads.safety import SafetyClassifier  # noqa: E402
 from tweetlm.data.briefs import Brief, DocFreq, brief_from_post, words  # noqa: E402
 from tweetlm.data.formats.dispatch import read_corpus  # noqa: E402
 from tweetlm.data.ledger import Ledger  # noqa: E402
@@ -52,8 +52,8 @@ def airline(corpora):
 
 
 @pytest.fixture(scope="module")
-def safety(corpora):
-    ex = load_examples(corpora)
+def safety(safety_examples):
+    ex = safety_examples
     rng = random.Random(0)
     small = []
     for source in ("tweeteval/offensive", "davidson_hate_offensive", "tweeteval/hate", "id_hatespeech_ibrohim2019"):

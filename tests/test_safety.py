@@ -15,19 +15,14 @@ from tweetlm.ads.safety import (  # noqa: E402
     SafetyClassifier,
     SafetyExample,
     evaluate,
-    load_examples,
     metrics,
     threshold_for_precision,
 )
 
 
 @pytest.fixture(scope="module")
-def examples(request):
-    from conftest import CORPORA
-
-    if not CORPORA.is_dir():
-        pytest.skip(f"shared corpora not found at {CORPORA}")
-    return load_examples(CORPORA)
+def examples(safety_examples):
+    return safety_examples
 
 
 @pytest.fixture(scope="module")

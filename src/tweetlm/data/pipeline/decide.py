@@ -203,12 +203,22 @@ class Decide(PipelineStep):
         """Keep one row per post id: the first validation copy if any, else the first in input order, a copy
         whose text is whole (not ``truncated``) before a cut one in either case; the other copies are dropped as
         ``duplicate_id_of_val`` (a training copy of a validation post) or ``duplicate_id``. Ids made up by a
-        reader for posts without one (``<source>:<split>:<record>``) are left alone."""
+        reader for posts without one (``<source>:<file>:<record>``) are unique by construction; two posts with
+        one are refused (``ValueError`` naming both records) rather than one silently replacing the other."""
         n = len(r["id"])
         keeper: dict[str, int] = {}
+        made_up: dict[str, int] = {}
         for i in sorted(range(n), key=lambda i: (r["split"][i] != "val", bool(r["truncated"][i]), i)):
             pid = r["id"][i]
-            if not alive[i] or not pid or pid.startswith(f"{r['source'][i]}:"):
+            if not alive[i] or not pid:
+                continue
+            if pid.startswith(f"{r['source'][i]}:"):
+                j = made_up.setdefault(pid, i)
+                if j != i:
+                    raise ValueError(
+                        f"two posts share the made-up id {pid!r}: {r['prov_file'][j]} record {r['prov_record'][j]} "
+                        f"and {r['prov_file'][i]} record {r['prov_record'][i]}; a reader gave one id twice: report it"
+                    )
                 continue
             k = keeper.setdefault(pid, i)
             if k != i:
