@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from tweetlm.common.config import apply_override, from_dict, to_dict
@@ -44,3 +46,18 @@ def test_roundtrip_dict():
 def test_unknown_recipe():
     with pytest.raises(ValueError, match="tiny_cpu"):
         get_recipe("huge_tpu")
+
+
+def test_demo_recipe_uses_bf16_only_where_the_cpu_has_it(monkeypatch):
+    """bf16 autocast without native bf16 (AVX2 only) made one demo step 249 s instead of ~3 s: the recipe asks."""
+    from tweetlm.model import precision
+
+    for native, want in ((True, ("bf16", 64)), (False, ("fp32", 32))):
+        monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda native=native: native)
+        cfg = get_recipe("demo_cpu")
+        assert (cfg.train.precision, cfg.train.max_steps) == want and cfg.eval.precision == want[0]
+    monkeypatch.undo()
+    real = precision.cpu_has_native_bf16()
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():  # the flag as Linux reports it
+        assert real == any(f in cpuinfo.read_text().split() for f in ("avx512_bf16", "amx_bf16"))
