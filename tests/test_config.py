@@ -52,10 +52,10 @@ def test_demo_recipe_uses_bf16_only_where_the_cpu_has_it(monkeypatch):
     """bf16 autocast without native bf16 (AVX2 only) made one demo step 249 s instead of ~3 s: the recipe asks."""
     from tweetlm.model import precision
 
-    for native, want in ((True, ("bf16", 64, 1000)), (False, ("fp32", 24, 500))):
+    for native, want in ((True, ("bf16", 64, 1000, 450)), (False, ("fp32", 24, 500, 300))):
         monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda native=native: native)
         cfg = get_recipe("demo_cpu")
-        assert (cfg.train.precision, cfg.train.max_steps, cfg.eval.sample_docs) == want
+        assert (cfg.train.precision, cfg.train.max_steps, cfg.eval.sample_docs, cfg.scratch_steps) == want
         assert cfg.eval.precision == want[0]
     monkeypatch.undo()
     real = precision.cpu_has_native_bf16()

@@ -74,10 +74,11 @@ def demo_cpu() -> RunConfig:
     on the same seeded sample of validation posts. Sized for ``make demo`` in 15 minutes on 2 cores."""
     from tweetlm.model.precision import cpu_has_native_bf16
 
-    # bf16 where the CPU has it natively (3.3 s per step measured), else fp32: 8.9 s per step and 95 s per model
-    # to score 1,000 posts on an AVX2-only EPYC, where 24 steps and 500 posts keep make demo within 15 minutes
+    # bf16 where the CPU has it natively (3.3 s per step measured), else fp32: on an AVX2-only EPYC 8.8 s per step,
+    # 56 s per model to score 500 posts, 1.4 scratch steps/s; there 24 steps, 500 posts and 300 scratch steps (about
+    # the continued model's 210 s) keep make demo within 15 minutes (15 min 45 s with 450 scratch steps)
     precision = "bf16" if cpu_has_native_bf16() else "fp32"
-    steps, docs = (64, 1000) if precision == "bf16" else (24, 500)
+    steps, docs, scratch_steps = (64, 1000, 450) if precision == "bf16" else (24, 500, 300)
     return RunConfig(
         recipe="demo_cpu",
         base="smollm2-135m",
@@ -100,7 +101,7 @@ def demo_cpu() -> RunConfig:
         eval=EvalConfig(batch_size=32, sample_docs=docs, sample_seed=0, precision=precision),
         sample=SampleConfig(num_samples=6, max_new_tokens=100, tweet_mode=True),
         scratch_recipe="scratch_cpu",
-        scratch_steps=450,  # ~225 s at ~2 steps/s: about the continued model's training wall time here
+        scratch_steps=scratch_steps,  # about the continued model's training wall time (450: ~225 s at ~2 steps/s)
     )
 
 
