@@ -11,6 +11,7 @@ de-duplication: ``decide.py``) need every post at once and a place to write; for
 from __future__ import annotations
 
 import tempfile
+from collections import Counter
 from dataclasses import fields
 from pathlib import Path
 
@@ -45,12 +46,5 @@ def clean_posts(paths: list[str | Path], cfg: PipelineConfig | None = None) -> t
             kept = {k: m[k] for k in _POST_FIELDS if k in m}
             posts.append(Post(id=doc.id, text=doc.text, source=m["source"], provenance=prov, **kept))
         ledger, _ = merged_ledger(work)
-    ledger.check(dict(_count(posts)))
+    ledger.check(dict(Counter(p.source for p in posts)))
     return posts, ledger
-
-
-def _count(posts: list[Post]) -> dict[str, int]:
-    out: dict[str, int] = {}
-    for p in posts:
-        out[p.source] = out.get(p.source, 0) + 1
-    return out
