@@ -6,7 +6,8 @@ all its questions, in one split; ``tweetlm search train`` trains on the ``train`
 question here was trained on). Each question has one relevant post: its tweet. The index holds every TweetQA
 tweet of both splits plus up to ``--max-distractors`` other posts of the corpus (seeded sample; 0: all of them).
 Two indexes over the same posts: one embedded with the stock all-MiniLM-L6-v2, one with ``--model-dir/retriever``;
-BM25 is the same in both. Reranking: ``--model-dir/reranker`` over the top N of a retriever (each pair scored
+BM25 is the same in both. Hybrid rows fuse by the default linear fusion of z-scored scores (``hybrid, ...``) and by
+RRF (``hybrid rrf, ...``). Reranking: ``--model-dir/reranker`` over the top N of a retriever (each pair scored
 once, so every N in ``--rerank-top`` reuses the scores). Embeddings are cached in each index folder's
 ``embed_cache``, so a rerun embeds nothing.
 
@@ -117,11 +118,14 @@ def main() -> int:
     depth = max([*args.rerank_top, 10])
     runs: dict[str, list[list[str]]] = {}
     cands: dict[str, list[list]] = {}
-    for label, name, mode in (("bm25", "stock", "bm25"), ("dense, stock", "stock", "dense"),
-                              ("hybrid, stock", "stock", "hybrid"), ("dense, tuned", "tuned", "dense"),
-                              ("hybrid, tuned", "tuned", "hybrid")):  # fmt: skip
+    for label, name, mode, fusion in (
+        ("bm25", "stock", "bm25", "linear"), ("dense, stock", "stock", "dense", "linear"),
+        ("hybrid rrf, stock", "stock", "hybrid", "rrf"), ("hybrid, stock", "stock", "hybrid", "linear"),
+        ("dense, tuned", "tuned", "dense", "linear"), ("hybrid rrf, tuned", "tuned", "hybrid", "rrf"),
+        ("hybrid, tuned", "tuned", "hybrid", "linear"),
+    ):  # fmt: skip
         t0 = time.time()
-        sp = SearchParams(k=depth, mode=mode, collapse=False)
+        sp = SearchParams(k=depth, mode=mode, collapse=False, fusion=fusion)
         hits = [indexes[name].search(q, sp, vector=v) for (q, _), v in zip(questions, qvecs[name])]
         seconds[label] = round(time.time() - t0, 1)
         cands[label] = hits

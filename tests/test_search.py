@@ -6,6 +6,7 @@ usearch; synthetic posts plus a few hundred real posts from ../shared when prese
 
 from __future__ import annotations
 
+import math
 import random
 from datetime import datetime, timezone
 
@@ -22,7 +23,7 @@ from tweetlm.data.post import Post, Provenance  # noqa: E402
 from tweetlm.search.analyze import tokenize  # noqa: E402
 from tweetlm.search.ask import EngineGenerator, ask, build_prompt, prepare, validate_citations  # noqa: E402
 from tweetlm.search.embed import Embedder  # noqa: E402
-from tweetlm.search.index import SearchIndex, SearchParams, parse_time  # noqa: E402
+from tweetlm.search.index import SearchIndex, SearchParams, fuse, parse_time  # noqa: E402
 from tweetlm.search.segment import UNDATED, Segment  # noqa: E402
 
 WORDS = (
@@ -259,9 +260,20 @@ def test_recency_decay_prefers_fresh_posts(tmp_path, embedder):
     idx = _new_index(tmp_path, embedder)
     idx.add(posts)
     q = "snow closes the airport"
-    assert idx.search(q, SearchParams(k=2, as_of="2015-03-02", collapse=False))[0].id == "old"
-    hits = idx.search(q, SearchParams(k=2, as_of="2015-03-02", half_life_s=7 * 86400, collapse=False))
-    assert [h.id for h in hits] == ["new", "old"] and hits[1].score < hits[0].score / 100
+    for fusion in ("linear", "rrf"):
+        plain = idx.search(q, SearchParams(k=2, as_of="2015-03-02", collapse=False, fusion=fusion))
+        assert plain[0].id == "old"
+        hits = idx.search(q, SearchParams(k=2, as_of="2015-03-02", half_life_s=7 * 86400, collapse=False,
+                                          fusion=fusion))  # fmt: skip
+        assert [h.id for h in hits] == ["new", "old"]
+        before = {h.id: h.score for h in plain}
+        after = {h.id: h.score for h in hits}
+        halvings = {"old": 60 / 7, "new": 1 / 7}  # days before as_of / half-life
+        for pid, n in halvings.items():
+            if fusion == "rrf":  # multiplied by 0.5 per half-life
+                assert after[pid] == pytest.approx(before[pid] * 0.5**n)
+            else:  # a log-scale score: ln 2 less per half-life
+                assert after[pid] == pytest.approx(before[pid] - n * math.log(2))
 
 
 def test_incremental_add_segments_drop_and_serving_apart(tmp_path, embedder):
@@ -589,3 +601,24 @@ def test_an_index_reranker_reorders_the_top_n_for_every_search(timeline):
         assert [h.id for h in off] == [h.id for h in plain] and rr.seen == [12]
     finally:
         idx.reranker = None
+
+
+def test_linear_fusion_z_scores_and_rrf():
+    lex = [(9.0, "s", 1), (6.0, "s", 2), (3.0, "s", 3)]  # BM25 mean 6, sd sqrt(6)
+    dense = [(0.9, "s", 3), (0.5, "s", 4)]  # cosine mean 0.7, sd 0.2
+    f = fuse(lex, dense, SearchParams(fusion="linear", bm25_weight=0.5))
+    sd = math.sqrt(6)
+    assert f[("s", 1)]["score"] == pytest.approx(0.5 * 3 / sd + 0.5 * -1.0)  # missing from dense: its lowest z
+    assert f[("s", 3)]["score"] == pytest.approx(0.5 * -3 / sd + 0.5 * 1.0)
+    assert f[("s", 4)]["score"] == pytest.approx(0.5 * -3 / sd + 0.5 * -1.0)  # missing from BM25: its lowest z
+    assert f[("s", 3)]["bm25_rank"] == 3 and f[("s", 3)]["dense_rank"] == 1 and f[("s", 3)]["dense"] == 0.9
+    only_bm25 = fuse(lex, dense, SearchParams(fusion="linear", bm25_weight=1.0))
+    assert sorted(only_bm25, key=lambda k: -only_bm25[k]["score"])[:3] == [("s", 1), ("s", 2), ("s", 3)]
+    r = fuse(lex, dense, SearchParams(fusion="rrf", rrf_k=60))
+    assert r[("s", 3)]["score"] == pytest.approx(1 / 63 + 1 / 61) and r[("s", 2)]["score"] == pytest.approx(1 / 62)
+    one = fuse(lex, [], SearchParams(fusion="linear"))  # one list (a bm25 query, or no dense hits): its order
+    assert sorted(one, key=lambda k: -one[k]["score"]) == [("s", 1), ("s", 2), ("s", 3)]
+    with pytest.raises(ValueError, match="fusion"):
+        SearchParams(fusion="max").resolve()
+    with pytest.raises(ValueError, match="bm25_weight"):
+        SearchParams(bm25_weight=1.5).resolve()

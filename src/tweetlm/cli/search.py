@@ -59,6 +59,8 @@ def _params(args: argparse.Namespace):
         kinds=args.kind or [],
         half_life_s=None if args.half_life_hours is None else args.half_life_hours * 3600,
         mode=args.mode,
+        fusion=args.fusion,
+        bm25_weight=args.bm25_weight,
     )
 
 
@@ -197,6 +199,10 @@ def _query_options(p: argparse.ArgumentParser, k: int) -> None:
     p.add_argument("--kind", action="append", help="allowed kind: post, reply, quote, retweet, thread (repeatable)")
     p.add_argument("--half-life-hours", type=float, default=None, help="recency half-life (default: no decay)")
     p.add_argument("--mode", default="hybrid", choices=["hybrid", "bm25", "dense"], help="retrievers (default hybrid)")
+    p.add_argument("--fusion", default="linear", choices=["linear", "rrf"],
+                   help="how hybrid fuses BM25 and dense: linear (z-scored scores, weighted; default) or rrf")  # fmt: skip
+    p.add_argument("--bm25-weight", type=float, default=0.5, metavar="W",
+                   help="BM25's weight in a linear fusion, 0..1 (default 0.5; dense gets 1 - W)")  # fmt: skip
     p.add_argument("--segment", action="append", help="load only this time segment, e.g. 2015-02 (repeatable)")
     p.add_argument("--json", action="store_true", help="print JSON")
     query_encoder_option(p)

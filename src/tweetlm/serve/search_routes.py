@@ -37,6 +37,8 @@ class SearchRequest(BaseModel):
     kind: list[str] = Field(default_factory=list)
     half_life_hours: float | None = Field(default=None, gt=0)
     mode: str = Field(default="hybrid", pattern="^(hybrid|bm25|dense)$")
+    fusion: str = Field(default="linear", pattern="^(linear|rrf)$")
+    bm25_weight: float = Field(default=0.5, ge=0.0, le=1.0)
 
     @field_validator("query")
     @classmethod
@@ -56,6 +58,8 @@ class SearchRequest(BaseModel):
             kinds=self.kind,
             half_life_s=None if self.half_life_hours is None else self.half_life_hours * 3600,
             mode=self.mode,
+            fusion=self.fusion,
+            bm25_weight=self.bm25_weight,
         )
 
 
