@@ -24,7 +24,7 @@ from tweetlm.search.analyze import tokenize  # noqa: E402
 from tweetlm.search.ask import EngineGenerator, ask, build_prompt, prepare, validate_citations  # noqa: E402
 from tweetlm.search.embed import Embedder  # noqa: E402
 from tweetlm.search.index import SearchIndex, SearchParams, fuse, parse_time  # noqa: E402
-from tweetlm.search.segment import UNDATED, Segment  # noqa: E402
+from tweetlm.search.segment import UNDATED, Segment, exact_cosine  # noqa: E402
 
 WORDS = (
     "rain coffee flight delayed luggage lost weather london paris beach sunny cold snow train late "
@@ -622,3 +622,38 @@ def test_linear_fusion_z_scores_and_rrf():
         SearchParams(fusion="max").resolve()
     with pytest.raises(ValueError, match="bm25_weight"):
         SearchParams(bm25_weight=1.5).resolve()
+
+
+def test_small_segments_searched_as_one_matrix_match_a_brute_force(timeline):
+    """Dense retrieval over segments searched together (``_search_small``) returns the exact top k of all allowed
+    rows across segments, with filters and with rows blocked by a filter (the gather path) or few (the path that
+    searches the whole matrix for more)."""
+    idx, posts = timeline
+    assert len(idx.segments) >= 7  # six months and the undated posts
+    q = "rain over the station"
+    qv = idx.embedder.encode_query(q)
+    for params in (SearchParams(k=20, mode="dense", collapse=False),
+                   SearchParams(k=20, mode="dense", collapse=False, langs=["fr"]),
+                   SearchParams(k=20, mode="dense", collapse=False, since="2015-03-01", until="2015-04-30")):  # fmt: skip
+        f, _ = params.resolve()
+        want = []
+        for seg in idx._segments_for(idx.segments, f):
+            rows = np.flatnonzero(seg.mask(f))
+            cos = seg.vecs[rows].astype(np.float32) @ qv
+            want += [(float(c), seg.ids[r]) for c, r in zip(cos, rows)]
+        want.sort(key=lambda x: -x[0])
+        got = idx.search(q, params, vector=qv)
+        assert [h.id for h in got] == [pid for _, pid in want[:20]]
+        assert [h.cosine for h in got] == pytest.approx([c for c, _ in want[:20]], abs=2e-3)
+    few_blocked = np.ones(300, bool)
+    few_blocked[[3, 7]] = False  # two rows out: the whole matrix is searched for k + 2
+    many_blocked = np.zeros(3000, bool)
+    many_blocked[::3] = True  # 2,000 rows out: the allowed rows are gathered
+    rng = np.random.default_rng(0)
+    for mask in (few_blocked, many_blocked):
+        vecs = rng.standard_normal((len(mask), 8)).astype(np.float16)
+        q8 = rng.standard_normal(8).astype(np.float32)
+        cos = (vecs.astype(np.float32) @ q8) / np.linalg.norm(vecs.astype(np.float32), axis=1) / np.linalg.norm(q8)
+        cos[~mask] = -np.inf
+        got = exact_cosine(vecs, mask, q8, 10)
+        assert [r for _, r in got] == list(np.argsort(-cos)[:10])

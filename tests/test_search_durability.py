@@ -26,7 +26,7 @@ from loopback import LoopbackServer  # noqa: E402
 
 from tweetlm.data.post import Post, Provenance  # noqa: E402
 from tweetlm.search.index import SearchIndex, SearchParams  # noqa: E402
-from tweetlm.search.segment import Filters  # noqa: E402
+from tweetlm.search.segment import Filters, lexical_query  # noqa: E402
 
 WRITER = str(Path(__file__).with_name("index_writer.py"))
 
@@ -179,7 +179,7 @@ def test_a_reader_sees_every_commit_and_keeps_answering_from_a_removed_folder(tm
     writer.delete(["0", "20"])
     assert _top(reader, _word(0)) == [] and _top(reader, _word(20)) == [] and reader.get("20") is None
     assert not held.path.exists()  # the first generation's folder is gone, and the loaded segment still answers
-    rows = [r for _, r in held.search_lexical([_word(0)], Filters(), held.mask(Filters()), 5)]
+    rows = [r for _, r in held.search_lexical(lexical_query([_word(0)], Filters()), held.mask(Filters()), 5)]
     assert [held.ids[r] for r in rows] == ["0"]
 
 

@@ -61,7 +61,7 @@ import numpy as np
 from tweetlm.data.post import POST_KINDS, Post
 from tweetlm.search.analyze import tokenize
 from tweetlm.search.embed import DEFAULT_MODEL, Embedder
-from tweetlm.search.segment import UNDATED, Filters, Segment
+from tweetlm.search.segment import UNDATED, Filters, Segment, exact_cosine, lexical_query
 
 GRANULARITIES = ("year", "month", "day")
 MAX_K = 100
@@ -295,6 +295,7 @@ class SearchIndex:
         self._seen: bytes | None = None
         self._state_lock = threading.RLock()
         self._reset: dict | None = None  # create(overwrite=True) over a live index: the meta the next add commits
+        self._packed: tuple | None = None  # (segments, their vectors concatenated, row offsets): _search_small
         self.reranker = None
         """A ``search.rerank.Reranker`` (or anything with ``top_n`` and ``rerank(query, hits, top_n)``): when set,
         ``search`` reorders its top ``top_n`` hits with it (``SearchParams.rerank`` turns it off per query)."""
@@ -684,12 +685,20 @@ class SearchIndex:
         qv = None
         if p.mode != "bm25":
             qv = self.embedder.encode_query(query) if vector is None else np.asarray(vector, np.float32)
+        text_query = lexical_query(tokens, f) if tokens else None
+        small: list[tuple[Segment, np.ndarray]] = []  # searched exactly, as one matrix
         for seg in segs:
             mask = seg.mask(f)
-            if p.mode != "dense":
-                lex += [(s, seg.name, r) for s, r in seg.search_lexical(tokens, f, mask, n)]
-            if qv is not None:
+            if text_query is not None:
+                lex += [(s, seg.name, r) for s, r in seg.search_lexical(text_query, mask, n)]
+            if qv is None:
+                continue
+            if len(seg) <= p.exact_below or p.exact_dense:
+                small.append((seg, mask))
+            else:
                 dense += [(s, seg.name, r) for s, r in seg.search_dense(qv, mask, n, p.exact_dense, p.exact_below)]
+        if small:
+            dense += self._search_small(qv, small, n)
         lex.sort(key=lambda x: -x[0])
         dense.sort(key=lambda x: -x[0])
         fused = fuse(lex[:n], dense[:n], p)
@@ -743,6 +752,22 @@ class SearchIndex:
             for k in keys:
                 owner.setdefault(k, out[-1])
         return out
+
+    def _search_small(self, qv: np.ndarray, small: list[tuple[Segment, np.ndarray]], n: int) -> list:
+        """Exact top ``n`` ``(cosine, segment name, row)`` over the allowed rows of ``small`` segments, searched
+        as one matrix (their vectors concatenated once per snapshot): one SIMD pass instead of one call per
+        segment, whose fixed cost dominated queries over many small time windows."""
+        segs = [seg for seg, _ in small]
+        packed = self._packed
+        if packed is None or len(packed[0]) != len(segs) or any(a is not b for a, b in zip(packed[0], segs)):
+            vecs = np.concatenate([seg.vecs for seg in segs]) if len(segs) > 1 else segs[0].vecs
+            starts = np.cumsum([0] + [len(seg) for seg in segs])
+            packed = self._packed = (segs, vecs, starts)
+        _, vecs, starts = packed
+        mask = np.concatenate([m for _, m in small]) if len(small) > 1 else small[0][1]
+        found = exact_cosine(vecs, mask, qv, n)
+        where = np.searchsorted(starts, [k for _, k in found], side="right") - 1
+        return [(s, segs[i].name, k - int(starts[i])) for (s, k), i in zip(found, where)]
 
     def get(self, post_id: str) -> dict | None:
         """The stored fields of one post (``id``, ``text``, ``created_at``, ``author_id``, ``lang``, ``kind``,

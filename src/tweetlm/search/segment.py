@@ -35,6 +35,7 @@ from __future__ import annotations
 import contextlib
 import os
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -183,15 +184,9 @@ class Segment:
         if self._lex is None:
             import tantivy
 
-            sb = tantivy.SchemaBuilder()
-            sb.add_text_field("text", stored=False, tokenizer_name="whitespace", index_option="freq")
-            sb.add_integer_field("rid", stored=False, indexed=True, fast=True)
-            sb.add_integer_field("ts", stored=False, indexed=True, fast=True)
-            for f in ("lang", "author", "kind"):
-                sb.add_text_field(f, stored=False, tokenizer_name="raw", index_option="basic")
             d = self.path / "lexical"
             d.mkdir(parents=True, exist_ok=True)
-            self._lex = tantivy.Index(sb.build(), path=str(d))
+            self._lex = tantivy.Index(lexical_schema(), path=str(d))
         return self._lex
 
     @property
@@ -357,36 +352,12 @@ class Segment:
                 m &= np.isin(col, list(allowed))
         return m
 
-    def search_lexical(self, tokens: list[str], f: Filters, mask: np.ndarray, n: int) -> list[tuple[float, int]]:
-        """Top ``n`` ``(bm25, row)`` among rows where ``mask`` holds; filters run inside tantivy too."""
-        import tantivy
-
-        if not tokens or not mask.any():
+    def search_lexical(self, query, mask: np.ndarray, n: int) -> list[tuple[float, int]]:
+        """Top ``n`` ``(bm25, row)`` among rows where ``mask`` holds; ``query`` from ``lexical_query`` (the
+        filters run inside tantivy too)."""
+        if not mask.any():
             return []
         lex = self.lexical
-        schema = lex.schema
-        text_q = tantivy.Query.boolean_query(
-            [(tantivy.Occur.Should, tantivy.Query.term_query(schema, "text", t)) for t in dict.fromkeys(tokens)]
-        )
-        must = [(tantivy.Occur.Must, text_q)]
-
-        def const(q):
-            return (tantivy.Occur.Must, tantivy.Query.const_score_query(q, 0.0))
-
-        if f.dated_only or f.lo is not None or f.hi is not None:
-            lo = max(f.lo if f.lo is not None else UNDATED + 1, UNDATED + 1) if f.dated_only else f.lo
-            if lo is not None or f.hi is not None:
-                must.append(const(tantivy.Query.range_query(schema, "ts", tantivy.FieldType.Integer, lo, f.hi)))
-        for field, allowed in (("lang", f.langs), ("author", f.authors), ("kind", f.kinds)):
-            if allowed is not None:
-                must.append(
-                    const(
-                        tantivy.Query.boolean_query(
-                            [(tantivy.Occur.Should, tantivy.Query.term_query(schema, field, v)) for v in allowed]
-                        )
-                    )
-                )
-        query = must[0][1] if len(must) == 1 else tantivy.Query.boolean_query(must)
         searcher = lex.searcher()
         limit = n
         while True:
@@ -413,14 +384,8 @@ class Segment:
             out = [(1.0 - float(d), int(k)) for k, d in zip(m.keys, m.distances) if int(k) < len(mask) and mask[int(k)]]
             if len(out) >= n or want >= live:
                 return out[:n]
-        from usearch.index import MetricKind
-        from usearch.index import search as exact_search
-
-        rows = np.flatnonzero(mask)
-        data = self.vecs if len(rows) == len(self.ids) else self.vecs[rows]
         # usearch's SIMD brute force over float16: ~10x a numpy float16->float32 product (measured, 20k rows)
-        m = exact_search(data, q.astype(np.float16), min(n, len(rows)), MetricKind.Cos, exact=True, threads=1)
-        return [(1.0 - float(d), int(rows[int(k)])) for k, d in zip(m.keys, m.distances)]
+        return exact_cosine(self.vecs, mask, q, n)
 
     def info(self) -> dict:
         dated = self.ts[(self.ts != UNDATED) & ~self.deleted]
@@ -431,6 +396,71 @@ class Segment:
             "first_ts": int(dated.min()) if len(dated) else None,
             "last_ts": int(dated.max()) if len(dated) else None,
         }
+
+
+@lru_cache(maxsize=1)
+def lexical_schema():
+    """The tantivy schema of every segment's lexical index: analyzed ``text`` (BM25), ``rid`` (row), ``ts``, and
+    ``lang``/``author``/``kind`` as raw terms for filters."""
+    import tantivy
+
+    sb = tantivy.SchemaBuilder()
+    sb.add_text_field("text", stored=False, tokenizer_name="whitespace", index_option="freq")
+    sb.add_integer_field("rid", stored=False, indexed=True, fast=True)
+    sb.add_integer_field("ts", stored=False, indexed=True, fast=True)
+    for f in ("lang", "author", "kind"):
+        sb.add_text_field(f, stored=False, tokenizer_name="raw", index_option="basic")
+    return sb.build()
+
+
+def lexical_query(tokens: list[str], f: Filters):
+    """The tantivy query of one search, built once for all segments: any of ``tokens`` (analyzed terms, BM25
+    scored) and, scoring 0, ``f``'s time range, languages, authors and kinds."""
+    import tantivy
+
+    schema = lexical_schema()
+    text_q = tantivy.Query.boolean_query(
+        [(tantivy.Occur.Should, tantivy.Query.term_query(schema, "text", t)) for t in dict.fromkeys(tokens)]
+    )
+    must = [(tantivy.Occur.Must, text_q)]
+
+    def const(q):
+        return (tantivy.Occur.Must, tantivy.Query.const_score_query(q, 0.0))
+
+    if f.dated_only or f.lo is not None or f.hi is not None:
+        lo = max(f.lo if f.lo is not None else UNDATED + 1, UNDATED + 1) if f.dated_only else f.lo
+        if lo is not None or f.hi is not None:
+            must.append(const(tantivy.Query.range_query(schema, "ts", tantivy.FieldType.Integer, lo, f.hi)))
+    for field, allowed in (("lang", f.langs), ("author", f.authors), ("kind", f.kinds)):
+        if allowed is not None:
+            must.append(
+                const(
+                    tantivy.Query.boolean_query(
+                        [(tantivy.Occur.Should, tantivy.Query.term_query(schema, field, v)) for v in allowed]
+                    )
+                )
+            )
+    return must[0][1] if len(must) == 1 else tantivy.Query.boolean_query(must)
+
+
+def exact_cosine(vecs: np.ndarray, mask: np.ndarray, q: np.ndarray, n: int) -> list[tuple[float, int]]:
+    """Exact top ``n`` ``(cosine, row)`` of ``q`` (``(dim,)``) among the rows of ``vecs`` (``(rows, dim)``
+    float16) where ``mask`` holds, by usearch's SIMD brute force on one thread. With few rows masked out the
+    whole matrix is searched for ``n`` plus that many (no copy); otherwise the allowed rows are gathered."""
+    from usearch.index import MetricKind
+    from usearch.index import search as exact_search
+
+    allowed = int(mask.sum())
+    if allowed == 0:
+        return []
+    blocked = len(mask) - allowed
+    q16 = q.astype(np.float16)
+    if blocked <= 1024:
+        m = exact_search(vecs, q16, min(n + blocked, len(mask)), MetricKind.Cos, exact=True, threads=1)
+        return [(1.0 - float(d), int(k)) for k, d in zip(m.keys, m.distances) if mask[int(k)]][:n]
+    rows = np.flatnonzero(mask)
+    m = exact_search(vecs[rows], q16, min(n, allowed), MetricKind.Cos, exact=True, threads=1)
+    return [(1.0 - float(d), int(rows[int(k)])) for k, d in zip(m.keys, m.distances)]
 
 
 def _save_npy(path: Path, a: np.ndarray) -> None:

@@ -7,8 +7,8 @@ negative per pair, and trains in ``out``:
   sentence-transformers' ``MultipleNegativesRankingLoss`` (InfoNCE over in-batch negatives plus the hard
   negatives; batches never hold two pairs with one positive, which would be false negatives).
 - ``reranker/``: a cross-encoder initialised from the same small model (a fresh one-logit head) and trained with
-  ``BinaryCrossEntropyLoss`` on (query, positive) = 1 and (query, hard negative) = 0, the pair kinds of the
-  retriever.
+  ``BinaryCrossEntropyLoss`` on (query, positive) = 1 and (query, hard negative) = (query, another pair's
+  positive) = 0, the pair kinds of the retriever.
 
 Both are sentence-transformers folders (``SentenceTransformer(path)``, ``CrossEncoder(path)``): ``search build
 --model out/retriever`` embeds with the first, ``search query --reranker out/reranker`` reranks with the second.
@@ -235,15 +235,22 @@ def train_reranker(pairs: list[Pair], val: list[Pair], base_path: str, out: Path
 
     torch.manual_seed(seed)
     model = CrossEncoder(base_path, num_labels=1, max_length=2 * cfg.max_seq_length, device=device)
-    loss_fn = BinaryCrossEntropyLoss(model)
+    loss_fn = BinaryCrossEntropyLoss(model, pos_weight=torch.tensor(2.0))  # one positive per two negatives
     usable = [p for p in pairs if p.negative]
     if not usable:
         raise ValueError("the reranker needs hard negatives: no training pair has one (too few training posts?)")
 
     def loss_of_batch(batch: list[Pair]):
-        queries = [p.query for p in batch] * 2
-        docs = [p.positive for p in batch] + [p.negative for p in batch]
-        labels = torch.tensor([1.0] * len(batch) + [0.0] * len(batch), device=device)
+        # each query: its positive (1), its BM25 hard negative (0) and the next pair's positive (0). The last
+        # keeps every positive text on both sides: with BM25 negatives alone the positives of a kind differ from
+        # the negatives in style (TweetQA tweets vs the rest of the corpus), and the model learned that instead
+        # of relevance (a positive scored above another query's positive 45% of the time).
+        n = len(batch)
+        queries = [p.query for p in batch] * 3
+        docs = (
+            [p.positive for p in batch] + [p.negative for p in batch] + [batch[(i + 1) % n].positive for i in range(n)]
+        )
+        labels = torch.tensor([1.0] * n + [0.0] * (2 * n), device=device)
         return loss_fn([queries, docs], labels)
 
     model.train()
