@@ -632,9 +632,9 @@ def test_small_segments_searched_as_one_matrix_match_a_brute_force(timeline):
     assert len(idx.segments) >= 7  # six months and the undated posts
     q = "rain over the station"
     qv = idx.embedder.encode_query(q)
-    for params in (SearchParams(k=20, mode="dense", collapse=False),
-                   SearchParams(k=20, mode="dense", collapse=False, langs=["fr"]),
-                   SearchParams(k=20, mode="dense", collapse=False, since="2015-03-01", until="2015-04-30")):  # fmt: skip
+    dense = {"k": 20, "mode": "dense", "collapse": False}
+    for params in (SearchParams(**dense), SearchParams(**dense, langs=["fr"]),
+                   SearchParams(**dense, since="2015-03-01", until="2015-04-30")):  # fmt: skip
         f, _ = params.resolve()
         want = []
         for seg in idx._segments_for(idx.segments, f):
