@@ -1,5 +1,6 @@
 """Retrieval quality on held-out TweetQA questions: BM25, hybrid with the stock and the tuned embedding model,
-and the cross-encoder reranker over each, with paired bootstrap 95% CIs against BM25.
+and the cross-encoder reranker over each (interpolated with the retrieval score, ``search.rerank``, and alone),
+with paired bootstrap 95% CIs against BM25.
 
 Questions: every TweetQA question of the clean corpus's ``val`` split (``tweetlm data build`` puts each tweet, with
 all its questions, in one split; ``tweetlm search train`` trains on the ``train`` split only, so no tweet of a
@@ -77,13 +78,17 @@ def main() -> int:
     ap.add_argument("--model-dir", type=Path, required=True, help="folder written by tweetlm search train")
     ap.add_argument("--work", type=Path, default=REPO / "runs" / "bench_search_quality")
     ap.add_argument("--max-distractors", type=int, default=30000, help="non-TweetQA posts indexed (0: all)")
-    ap.add_argument("--rerank-top", type=int, nargs="+", default=[10, 20, 30], help="candidates reranked (0: none)")
+    ap.add_argument("--rerank-top", type=int, nargs="+", default=[10, 20], help="candidates reranked (0: none)")
+    ap.add_argument("--rerank-weight", type=float, default=None,
+                    help="the cross-encoder's share of the reranked order (default: search.rerank.DEFAULT_WEIGHT); "
+                    "rows 'rerank alone' use it alone")  # fmt: skip
+    ap.add_argument("--reranker", type=Path, default=None, help="cross-encoder folder (default: --model-dir/reranker)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2, help="torch threads")
     args = ap.parse_args()
     args.rerank_top = [n for n in args.rerank_top if n > 0]
     needs = [args.corpus / "val.parquet", args.model_dir / "retriever"]
-    for need in needs + ([args.model_dir / "reranker"] if args.rerank_top else []):
+    for need in needs + ([args.reranker or args.model_dir / "reranker"] if args.rerank_top else []):
         if not need.exists():
             print(f"{need} not found (see --help)", file=sys.stderr)
             return 2
@@ -93,7 +98,10 @@ def main() -> int:
 
     from tweetlm.search.embed import DEFAULT_MODEL, Embedder
     from tweetlm.search.index import SearchIndex, SearchParams
-    from tweetlm.search.rerank import Reranker
+    from tweetlm.search.rerank import DEFAULT_WEIGHT, Reranker, interpolate
+
+    if args.rerank_weight is None:
+        args.rerank_weight = DEFAULT_WEIGHT
 
     torch.set_num_threads(args.threads)
     t0 = time.time()
@@ -131,20 +139,24 @@ def main() -> int:
         cands[label] = hits
         runs[label] = [[h.id for h in hs[:10]] for hs in hits]
 
-    reranker = Reranker(args.model_dir / "reranker") if args.rerank_top else None
+    reranker = Reranker(args.reranker or args.model_dir / "reranker") if args.rerank_top else None
     t0 = time.time()
     cache: dict[tuple[int, str], float] = {}
     for base in ("bm25", "hybrid, stock", "hybrid, tuned"):
         for n in args.rerank_top:
-            ranked = []
-            for qi, ((q, _), hits) in enumerate(zip(questions, cands[base])):
-                head = hits[:n]
-                todo = [h for h in head if (qi, h.id) not in cache]
-                for h, s in zip(todo, reranker.scores(q, [h.text for h in todo])):
-                    cache[(qi, h.id)] = float(s)
-                order = sorted(range(len(head)), key=lambda i: (-cache[(qi, head[i].id)], i))
-                ranked.append([head[i].id for i in order])
-            runs[f"{base} + rerank@{n}"] = ranked
+            for weight in sorted({args.rerank_weight, 1.0}):
+                ranked = []
+                for qi, ((q, _), hits) in enumerate(zip(questions, cands[base])):
+                    head = hits[:n]
+                    todo = [h for h in head if (qi, h.id) not in cache]
+                    for h, s in zip(todo, reranker.scores(q, [h.text for h in todo])):
+                        cache[(qi, h.id)] = float(s)
+                    ce = np.array([cache[(qi, h.id)] for h in head])
+                    combined = interpolate([h.score for h in head], ce, weight)
+                    order = sorted(range(len(head)), key=lambda i: (-combined[i], i))
+                    ranked.append([head[i].id for i in order])
+                alone = " alone" if weight == 1.0 else ""
+                runs[f"{base} + rerank{alone}@{n}"] = ranked
     seconds["rerank_all"] = round(time.time() - t0, 1)
 
     # one query at a time, one thread: what a user waits for at top 20

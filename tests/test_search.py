@@ -657,3 +657,15 @@ def test_small_segments_searched_as_one_matrix_match_a_brute_force(timeline):
         cos[~mask] = -np.inf
         got = exact_cosine(vecs, mask, q8, 10)
         assert [r for _, r in got] == list(np.argsort(-cos)[:10])
+
+
+def test_rerank_interpolation_weights_both_stages():
+    from tweetlm.search.rerank import interpolate
+
+    retrieval, ce = [3.0, 2.0, 1.0], np.array([-1.0, 0.0, 5.0])
+    zr = (np.array(retrieval) - 2.0) / np.std(retrieval)
+    zc = (ce - ce.mean()) / ce.std()
+    assert interpolate(retrieval, ce, 0.6) == pytest.approx(0.6 * zc + 0.4 * zr)
+    assert list(np.argsort(-interpolate(retrieval, ce, 0.0))) == [0, 1, 2]  # the retriever's order
+    assert list(np.argsort(-interpolate(retrieval, ce, 1.0))) == [2, 1, 0]  # the cross-encoder's
+    assert interpolate([1.0, 1.0], np.array([2.0, 2.0]), 0.5) == pytest.approx([0.0, 0.0])  # no spread: no say

@@ -115,7 +115,7 @@ def test_a_trained_reranker_puts_the_matching_post_first(tmp_path):
     cfg = StageConfig(steps=24, batch_size=8, lr=1e-4, max_seq_length=32)
     report = train_reranker(pairs, pairs[:20], base, tmp_path / "rr", cfg, seed=0)
     assert report["steps"] == 24 and report["loss_last"] < report["loss_first"]
-    rr = Reranker(tmp_path / "rr")
+    rr = Reranker(tmp_path / "rr", weight=1.0)  # the cross-encoder's order alone
     held_out = codes[160:170]
     moved = 0
     for i, c in enumerate(held_out):

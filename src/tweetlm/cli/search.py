@@ -118,7 +118,7 @@ def open_index(path, args: argparse.Namespace, segments=None):
     if getattr(args, "reranker", None):
         from tweetlm.search.rerank import Reranker
 
-        idx.reranker = Reranker(args.reranker, top_n=args.rerank_top)
+        idx.reranker = Reranker(args.reranker, top_n=args.rerank_top, weight=args.rerank_weight)
     return idx
 
 
@@ -211,12 +211,14 @@ def _query_options(p: argparse.ArgumentParser, k: int) -> None:
 
 def reranker_option(p: argparse.ArgumentParser) -> None:
     """``--reranker DIR`` and ``--rerank-top N``: a cross-encoder reorders the top hits of every search."""
-    from tweetlm.search.rerank import DEFAULT_TOP_N
+    from tweetlm.search.rerank import DEFAULT_TOP_N, DEFAULT_WEIGHT
 
     p.add_argument("--reranker", metavar="DIR", help="cross-encoder folder (reranker/ of 'tweetlm search train') "
                    "that reorders the top hits of every search")  # fmt: skip
     p.add_argument("--rerank-top", type=int, default=DEFAULT_TOP_N, metavar="N",
                    help=f"hits the reranker reorders, 1..100 (default {DEFAULT_TOP_N})")  # fmt: skip
+    p.add_argument("--rerank-weight", type=float, default=DEFAULT_WEIGHT, metavar="W",
+                   help=f"the reranker's share of the order, 0..1 (1: it alone; default {DEFAULT_WEIGHT})")  # fmt: skip
 
 
 def query_encoder_option(p: argparse.ArgumentParser) -> None:

@@ -83,7 +83,7 @@ def add_train_verb(verbs, raw) -> None:
         default=10.0,
         help="minutes of reranker steps (default 10; evaluation adds to it)",
     )
-    t.add_argument("--reranker-lr", type=float, default=5e-5, help="reranker peak learning rate (default 5e-5)")
+    t.add_argument("--reranker-lr", type=float, default=1e-4, help="reranker peak learning rate (default 1e-4)")
     t.add_argument("--reranker-batch-size", type=int, default=16, help="reranker pairs per step (default 16)")
     t.add_argument("--max-hashtag-pairs", type=int, default=5000, help="cap on hashtag pairs (-1: all; default 5000)")
     t.add_argument("--max-thread-pairs", type=int, default=5000, help="cap on thread pairs (-1: all; default 5000)")

