@@ -669,3 +669,33 @@ def test_rerank_interpolation_weights_both_stages():
     assert list(np.argsort(-interpolate(retrieval, ce, 0.0))) == [0, 1, 2]  # the retriever's order
     assert list(np.argsort(-interpolate(retrieval, ce, 1.0))) == [2, 1, 0]  # the cross-encoder's
     assert interpolate([1.0, 1.0], np.array([2.0, 2.0]), 0.5) == pytest.approx([0.0, 0.0])  # no spread: no say
+
+
+def test_global_idf_scores_a_post_the_same_in_any_time_segment(tmp_path, embedder):
+    """The same text in two monthly segments of different make-up: per-segment BM25 scores it differently (each
+    window's own document frequencies), ``global_idf`` gives both the score of the whole index's statistics."""
+    text = "volcano ash grounds flights"
+    posts = [_post("jan", text, "2015-01-10T00:00:00Z"), _post("feb", text, "2015-02-10T00:00:00Z")]
+    posts += [_post(f"j{i}", f"volcano update number {i} from the island", "2015-01-11T00:00:00Z") for i in range(8)]
+    posts += [_post(f"f{i}", f"quiet day number {i} at the airport", "2015-02-11T00:00:00Z") for i in range(8)]
+    idx = _new_index(tmp_path, embedder)
+    idx.add(posts)
+    assert len(idx.segments) == 2
+    q = "volcano flights"
+
+    def bm25(global_idf):
+        hits = idx.search(q, SearchParams(k=20, mode="bm25", collapse=False, global_idf=global_idf))
+        return {h.id: h.bm25 for h in hits}
+
+    local, whole = bm25(False), bm25(True)
+    assert local["feb"] > local["jan"] * 1.2  # "volcano" is rare in February only
+    assert whole["feb"] == pytest.approx(whole["jan"], rel=1e-5)
+    n, df = 18, {"volcano": 10, "flights": 2}  # the whole index
+    seg = idx.segments["2015-01"]
+    docs, (dv, dfl) = seg.term_stats(["volcano", "flights"])
+    assert (docs, dv, dfl) == (9, 9, 1)
+    from tweetlm.search.segment import bm25_idf
+
+    ratio = whole["jan"] / local["jan"]  # both terms matched: a mix of the two terms' boosts
+    lo, hi = sorted(bm25_idf(n, df[t]) / bm25_idf(9, d) for t, d in (("volcano", dv), ("flights", dfl)))
+    assert lo - 1e-6 <= ratio <= hi + 1e-6

@@ -61,6 +61,7 @@ def _params(args: argparse.Namespace):
         mode=args.mode,
         fusion=args.fusion,
         bm25_weight=args.bm25_weight,
+        global_idf=args.global_idf,
     )
 
 
@@ -201,6 +202,8 @@ def _query_options(p: argparse.ArgumentParser, k: int) -> None:
     p.add_argument("--mode", default="hybrid", choices=["hybrid", "bm25", "dense"], help="retrievers (default hybrid)")
     p.add_argument("--fusion", default="linear", choices=["linear", "rrf"],
                    help="how hybrid fuses BM25 and dense: linear (z-scored scores; default) or rrf")  # fmt: skip
+    p.add_argument("--global-idf", action="store_true",
+                   help="BM25 with the document frequencies of the whole index, not of each time segment")  # fmt: skip
     p.add_argument("--bm25-weight", type=float, default=0.5, metavar="W",
                    help="BM25's weight in a linear fusion, 0..1 (default 0.5; dense gets 1 - W)")  # fmt: skip
     p.add_argument("--segment", action="append", help="load only this time segment, e.g. 2015-02 (repeatable)")

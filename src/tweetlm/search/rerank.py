@@ -40,11 +40,17 @@ DEFAULT_WEIGHT = 0.6
 
 
 @lru_cache(maxsize=2)
-def _load(path: str, max_length: int, device: str):
+def _load(path: str, max_length: int, device: str, int8: bool):
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from sentence_transformers import CrossEncoder
 
-    return CrossEncoder(path, max_length=max_length, device=device)
+    model = CrossEncoder(path, max_length=max_length, device=device)
+    if int8:
+        import torch
+        from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
+
+        quantize_dynamic(model.model.eval(), {torch.nn.Linear: per_channel_dynamic_qconfig}, inplace=True)
+    return model
 
 
 class Reranker:
@@ -58,16 +64,20 @@ class Reranker:
         device: ``"cpu"`` or ``"cuda"``.
         top_n: candidates a ``SearchIndex`` with this reranker reorders per query (1..100).
         weight: the cross-encoder's share of the order, 0..1 (see the module docstring).
+        int8: run the linear layers in int8 (``torch.ao.quantization.quantize_dynamic``, per channel; CPU only).
     """
 
     def __init__(self, path: str | Path, max_length: int = 192, batch_size: int = 32, device: str = "cpu",
-                 top_n: int = DEFAULT_TOP_N, weight: float = DEFAULT_WEIGHT) -> None:  # fmt: skip
+                 top_n: int = DEFAULT_TOP_N, weight: float = DEFAULT_WEIGHT, int8: bool = False) -> None:  # fmt: skip
         if not 1 <= top_n <= 100:  # index.MAX_K
             raise ValueError(f"--rerank-top must be in 1..100, got {top_n}")
         if not 0.0 <= weight <= 1.0:
             raise ValueError(f"--rerank-weight must be in 0..1, got {weight}")
+        if int8 and device != "cpu":
+            raise ValueError(f"--reranker-int8 runs on the CPU only, got device {device!r}")
         self.top_n = top_n
         self.weight = weight
+        self.int8 = int8
         self.path = Path(path)
         if not (self.path / "config.json").exists():
             raise ValueError(f"reranker {str(path)!r} is not a cross-encoder folder (no config.json): give the "
@@ -85,7 +95,7 @@ class Reranker:
 
     @property
     def model(self):
-        return _load(str(self.path.resolve()), self.max_length, self.device)
+        return _load(str(self.path.resolve()), self.max_length, self.device, self.int8)
 
     def scores(self, query: str, texts: list[str]) -> np.ndarray:
         """``(len(texts),)`` float32 logits, higher is more relevant."""

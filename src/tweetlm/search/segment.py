@@ -33,6 +33,7 @@ save and memory-mapped view, and a wheel without system BLAS.
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 from dataclasses import dataclass
 from functools import lru_cache
@@ -352,6 +353,11 @@ class Segment:
                 m &= np.isin(col, list(allowed))
         return m
 
+    def term_stats(self, terms: list[str]) -> tuple[int, list[int]]:
+        """``(documents, [document frequency of each term])`` of the lexical index (BM25's statistics)."""
+        searcher = self.lexical.searcher()
+        return searcher.num_docs, [searcher.doc_freq("text", t) for t in terms]
+
     def search_lexical(self, query, mask: np.ndarray, n: int) -> list[tuple[float, int]]:
         """Top ``n`` ``(bm25, row)`` among rows where ``mask`` holds; ``query`` from ``lexical_query`` (the
         filters run inside tantivy too)."""
@@ -413,15 +419,28 @@ def lexical_schema():
     return sb.build()
 
 
-def lexical_query(tokens: list[str], f: Filters):
-    """The tantivy query of one search, built once for all segments: any of ``tokens`` (analyzed terms, BM25
-    scored) and, scoring 0, ``f``'s time range, languages, authors and kinds."""
+def bm25_idf(num_docs: int, doc_freq: int) -> float:
+    """BM25's inverse document frequency as tantivy (and Lucene) compute it: ``ln(1 + (N - n + 0.5) / (n + 0.5))``."""
+    return math.log(1.0 + (num_docs - doc_freq + 0.5) / (doc_freq + 0.5))
+
+
+def lexical_query(tokens: list[str], f: Filters, boosts: dict[str, float] | None = None):
+    """The tantivy query of one search: any of ``tokens`` (analyzed terms, BM25 scored) and, scoring 0, ``f``'s
+    time range, languages, authors and kinds. ``boosts``: only these terms, each term's BM25 score multiplied by
+    its value (``SearchIndex`` sets ``global idf / segment idf``, so every segment scores with the statistics of
+    the whole index); ``None``: every token, unboosted (one query serves all segments)."""
     import tantivy
 
     schema = lexical_schema()
-    text_q = tantivy.Query.boolean_query(
-        [(tantivy.Occur.Should, tantivy.Query.term_query(schema, "text", t)) for t in dict.fromkeys(tokens)]
-    )
+    clauses = []
+    for t in dict.fromkeys(tokens):
+        if boosts is not None and t not in boosts:
+            continue
+        q = tantivy.Query.term_query(schema, "text", t)
+        if boosts is not None and boosts[t] != 1.0:
+            q = tantivy.Query.boost_query(q, boosts[t])
+        clauses.append((tantivy.Occur.Should, q))
+    text_q = tantivy.Query.boolean_query(clauses)
     must = [(tantivy.Occur.Must, text_q)]
 
     def const(q):

@@ -48,7 +48,8 @@ class StageConfig:
     ``train_layers``: only the top N transformer layers (and a reranker's head) learn, the embeddings and the
     layers below stay frozen (0: all learn): the backward pass stops at the lowest trained layer.
     ``hard_negatives``: add the BM25 hard negative to the retriever's batches
-    (the reranker always learns from them)."""
+    (the reranker always learns from them). ``keep_layers`` (reranker): keep only the base's first N transformer
+    layers (0: all): a cross-encoder's cost per candidate is proportional to its layers."""
 
     steps: int = 300
     batch_size: int = 32
@@ -58,8 +59,11 @@ class StageConfig:
     seconds: float = 0.0
     train_layers: int = 2
     hard_negatives: bool = False
+    keep_layers: int = 0
 
     def validate(self, name: str) -> None:
+        if self.keep_layers < 0:
+            raise ValueError(f"--{name}-layers must be >= 0 (0: all), got {self.keep_layers}")
         if self.steps < 0 or self.batch_size < 2 or self.lr <= 0 or not 0 <= self.warmup < 1 or self.seconds < 0:
             raise ValueError(f"--{name}-steps >= 0, batch size >= 2, --{name}-lr > 0, 0 <= warmup < 1 and "
                              f"--{name}-minutes >= 0 needed, got steps={self.steps}, batch size={self.batch_size}, "
@@ -235,6 +239,8 @@ def train_reranker(pairs: list[Pair], val: list[Pair], base_path: str, out: Path
 
     torch.manual_seed(seed)
     model = CrossEncoder(base_path, num_labels=1, max_length=2 * cfg.max_seq_length, device=device)
+    if cfg.keep_layers:
+        keep_first_layers(model.model, cfg.keep_layers)
     loss_fn = BinaryCrossEntropyLoss(model, pos_weight=torch.tensor(2.0))  # one positive per two negatives
     usable = [p for p in pairs if p.negative]
     if not usable:
@@ -259,6 +265,19 @@ def train_reranker(pairs: list[Pair], val: list[Pair], base_path: str, out: Path
     after = eval_reranker(model, val)
     model.save(str(out))
     return {**summary, "val_after": after}
+
+
+def keep_first_layers(model, n: int) -> None:
+    """Cut a BERT-like ``transformers`` model (``model.base_model.encoder.layer``) to its first ``n`` layers, in
+    place, with ``config.num_hidden_layers`` set so the saved folder loads as an ``n``-layer model. ``ValueError``
+    when the model has no such layer list or fewer than ``n`` layers."""
+    layers = getattr(getattr(model.base_model, "encoder", None), "layer", None)
+    if layers is None:
+        raise ValueError(f"--reranker-layers: {type(model).__name__} has no encoder.layer list to cut")
+    if not 1 <= n <= len(layers):
+        raise ValueError(f"--reranker-layers must be in 1..{len(layers)} for this base, got {n}")
+    model.base_model.encoder.layer = layers[:n]
+    model.config.num_hidden_layers = n
 
 
 def load_pairs(corpus: str | Path, cfg: PairConfig) -> tuple[dict, dict, str, dict]:

@@ -39,6 +39,7 @@ class SearchRequest(BaseModel):
     mode: str = Field(default="hybrid", pattern="^(hybrid|bm25|dense)$")
     fusion: str = Field(default="linear", pattern="^(linear|rrf)$")
     bm25_weight: float = Field(default=0.5, ge=0.0, le=1.0)
+    global_idf: bool = False
 
     @field_validator("query")
     @classmethod
@@ -60,6 +61,7 @@ class SearchRequest(BaseModel):
             mode=self.mode,
             fusion=self.fusion,
             bm25_weight=self.bm25_weight,
+            global_idf=self.global_idf,
         )
 
 
