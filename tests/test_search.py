@@ -418,7 +418,14 @@ def test_http_search_and_ask_validate_input(ask_setup):
         assert [d["id"] for d in r.json()["data"]] and {d["id"] for d in r.json()["data"]} <= {"111", "222"}
         r = c.post("/v1/search", json={"query": "heathrow", "until": "2015-02-01T12:00:00Z"})
         assert [d["id"] for d in r.json()["data"]] == ["111"]
+        for fusion in ("linear", "rrf"):
+            body = {"query": "heathrow luggage", "k": 2, "as_of": "2015-03-01", "fusion": fusion, "bm25_weight": 0.3,
+                    "global_idf": True}  # fmt: skip
+            r = c.post("/v1/search", json=body)
+            assert r.status_code == 200 and {d["id"] for d in r.json()["data"]} <= {"111", "222"}, r.text
         for body in (
+            {"query": "x", "fusion": "max"},
+            {"query": "x", "bm25_weight": 1.5},
             {"query": ""},
             {"query": "   "},
             {"query": "x", "k": 1000},

@@ -119,7 +119,9 @@ def open_index(path, args: argparse.Namespace, segments=None):
     if getattr(args, "reranker", None):
         from tweetlm.search.rerank import Reranker
 
-        idx.reranker = Reranker(args.reranker, top_n=args.rerank_top, weight=args.rerank_weight)
+        idx.reranker = Reranker(
+            args.reranker, top_n=args.rerank_top, weight=args.rerank_weight, int8=args.reranker_int8
+        )
     return idx
 
 
@@ -220,6 +222,8 @@ def reranker_option(p: argparse.ArgumentParser) -> None:
                    "that reorders the top hits of every search")  # fmt: skip
     p.add_argument("--rerank-top", type=int, default=DEFAULT_TOP_N, metavar="N",
                    help=f"hits the reranker reorders, 1..100 (default {DEFAULT_TOP_N})")  # fmt: skip
+    p.add_argument("--reranker-int8", action="store_true",
+                   help="the reranker in int8 on the CPU (faster; scores ~0.99 correlated with fp32)")  # fmt: skip
     p.add_argument("--rerank-weight", type=float, default=DEFAULT_WEIGHT, metavar="W",
                    help=f"the reranker's share of the order, 0..1 (1: it alone; default {DEFAULT_WEIGHT})")  # fmt: skip
 
