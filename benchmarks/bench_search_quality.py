@@ -83,7 +83,7 @@ def main() -> int:
                     help="the cross-encoder's share of the reranked order (default: search.rerank.DEFAULT_WEIGHT); "
                     "rows 'rerank alone' use it alone")  # fmt: skip
     ap.add_argument("--reranker", type=Path, default=None, help="cross-encoder folder (default: --model-dir/reranker)")
-    ap.add_argument("--reranker-int8", action="store_true", help="the cross-encoder in int8 (search.rerank.Reranker)")
+    ap.add_argument("--reranker-backend", default="torch", help="onnx-int8, onnx or torch (search.rerank.BACKENDS)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2, help="torch threads")
     args = ap.parse_args()
@@ -141,7 +141,9 @@ def main() -> int:
         runs[label] = [[h.id for h in hs[:10]] for hs in hits]
 
     reranker = (
-        Reranker(args.reranker or args.model_dir / "reranker", int8=args.reranker_int8) if args.rerank_top else None
+        Reranker(args.reranker or args.model_dir / "reranker", backend=args.reranker_backend)
+        if args.rerank_top
+        else None
     )
     t0 = time.time()
     cache: dict[tuple[int, str], float] = {}
@@ -211,7 +213,7 @@ def main() -> int:
         "search_rerank20_ms_one_thread": {"p50": round(float(p50), 1), "p95": round(float(p95), 1)} if lat else None,
         "rerank20_ms_one_thread": {"p50": round(float(r50), 1), "p95": round(float(r95), 1)} if lat else None,
         "reranker": None if reranker is None else {
-            "path": str(reranker.path), "int8": reranker.int8, "weight": args.rerank_weight},
+            "path": str(reranker.path), "backend": reranker.backend, "weight": args.rerank_weight},
         "seconds": seconds,
     }))  # fmt: skip
     return 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
 pytest.importorskip("sentence_transformers", reason="search training needs the search extra")
@@ -115,17 +116,26 @@ def test_a_trained_reranker_puts_the_matching_post_first(tmp_path):
     cfg = StageConfig(steps=24, batch_size=8, lr=1e-4, max_seq_length=32)
     report = train_reranker(pairs, pairs[:20], base, tmp_path / "rr", cfg, seed=0)
     assert report["steps"] == 24 and report["loss_last"] < report["loss_first"]
-    rr = Reranker(tmp_path / "rr", weight=1.0)  # the cross-encoder's order alone
     held_out = codes[160:170]
-    moved = 0
-    for i, c in enumerate(held_out):
-        wrong = f"Update: parcel {held_out[i - 1]} has arrived at the depot"
-        right = f"Update: parcel {c} has arrived at the depot"
-        hits = [Hit(str(n), t, 1.0 / (n + 1), None, None, None, "post", "t", "s") for n, t in enumerate([wrong, right])]
-        out = rr.rerank(f"where is parcel {c}", hits, top_n=2)
-        moved += out[0].text == right
-        assert all(h.rerank_score is not None for h in out)
-    assert moved >= 8, moved  # the right post first for (nearly) every unseen code
+    for backend in ("onnx-int8", "torch"):  # the default, and sentence-transformers' predict
+        rr = Reranker(tmp_path / "rr", weight=1.0, backend=backend)  # the cross-encoder's order alone
+        moved = 0
+        for i, c in enumerate(held_out):
+            wrong = f"Update: parcel {held_out[i - 1]} has arrived at the depot"
+            right = f"Update: parcel {c} has arrived at the depot"
+            texts = [wrong, right]
+            hits = [Hit(str(n), t, 1.0 / (n + 1), None, None, None, "post", "t", "s") for n, t in enumerate(texts)]
+            out = rr.rerank(f"where is parcel {c}", hits, top_n=2)
+            moved += out[0].text == right
+            assert all(h.rerank_score is not None for h in out)
+        assert moved >= 8, (backend, moved)  # the right post first for (nearly) every unseen code
+    # the ONNX export scores as torch does (logits, padded batches of unequal lengths, sorted and put back)
+    texts = [f"Update: {things[i % 5]} {c} has arrived at the depot" + " today" * (i % 7) for i, c in enumerate(codes)]
+    q = f"where is parcel {codes[3]}"
+    want = Reranker(tmp_path / "rr", backend="torch").scores(q, texts[:23])
+    assert Reranker(tmp_path / "rr", backend="onnx").scores(q, texts[:23]) == pytest.approx(want, abs=1e-3)
+    int8 = Reranker(tmp_path / "rr", backend="onnx-int8").scores(q, texts[:23])
+    assert np.corrcoef(int8, want)[0, 1] > 0.95 and int(np.argmax(int8)) == int(np.argmax(want))
 
 
 def test_a_trained_retriever_is_saved_in_a_form_every_query_encoder_reads(tmp_path):

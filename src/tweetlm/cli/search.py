@@ -120,7 +120,7 @@ def open_index(path, args: argparse.Namespace, segments=None):
         from tweetlm.search.rerank import Reranker
 
         idx.reranker = Reranker(
-            args.reranker, top_n=args.rerank_top, weight=args.rerank_weight, int8=args.reranker_int8
+            args.reranker, top_n=args.rerank_top, weight=args.rerank_weight, backend=args.reranker_backend
         )
     return idx
 
@@ -216,14 +216,15 @@ def _query_options(p: argparse.ArgumentParser, k: int) -> None:
 
 def reranker_option(p: argparse.ArgumentParser) -> None:
     """``--reranker DIR`` and ``--rerank-top N``: a cross-encoder reorders the top hits of every search."""
-    from tweetlm.search.rerank import DEFAULT_TOP_N, DEFAULT_WEIGHT
+    from tweetlm.search.rerank import BACKENDS, DEFAULT_BACKEND, DEFAULT_TOP_N, DEFAULT_WEIGHT
 
     p.add_argument("--reranker", metavar="DIR", help="cross-encoder folder (reranker/ of 'tweetlm search train') "
                    "that reorders the top hits of every search")  # fmt: skip
     p.add_argument("--rerank-top", type=int, default=DEFAULT_TOP_N, metavar="N",
                    help=f"hits the reranker reorders, 1..100 (default {DEFAULT_TOP_N})")  # fmt: skip
-    p.add_argument("--reranker-int8", action="store_true",
-                   help="the reranker in int8 on the CPU (faster; scores ~0.99 correlated with fp32)")  # fmt: skip
+    p.add_argument("--reranker-backend", default=DEFAULT_BACKEND, choices=BACKENDS,
+                   help=f"how the reranker runs: onnx-int8 (fastest), onnx (fp32), torch (any --device); "
+                   f"default {DEFAULT_BACKEND}")  # fmt: skip
     p.add_argument("--rerank-weight", type=float, default=DEFAULT_WEIGHT, metavar="W",
                    help=f"the reranker's share of the order, 0..1 (1: it alone; default {DEFAULT_WEIGHT})")  # fmt: skip
 

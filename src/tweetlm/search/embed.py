@@ -350,26 +350,36 @@ def query_encoder_dir(model_id: str) -> Path:
 
 
 def _onnx_session(emb: Embedder, int8: bool):
-    """An ONNX Runtime session of the model's Transformer (``last_hidden_state``), on as many threads as torch
-    uses. The export (torch.onnx, dynamo) and the int8 quantization (onnxruntime.quantization, dynamic, per
-    channel) run once per model id; files are written under a temporary name and renamed."""
+    """An ONNX Runtime session of the model's Transformer (``last_hidden_state``): ``onnx_session`` in
+    ``query_encoder_dir(model id)``."""
+    return onnx_session(
+        query_encoder_dir(emb.model_id),
+        int8,
+        lambda out: _export_onnx(emb, out),
+        f"query encoder {emb.query_encoder!r}",
+        'query_encoder="torch"',
+    )
+
+
+def onnx_session(folder: Path, int8: bool, export: Callable[[Path], None], what: str, instead: str):
+    """An ONNX Runtime session of ``folder/model.onnx`` (or its int8 copy ``model-int8.onnx``), on as many
+    threads as torch uses. ``export(path)`` writes the fp32 model when it is missing; the int8 quantization
+    (onnxruntime.quantization, dynamic, per channel) runs once; files are written under a temporary name and
+    renamed, so processes may share the folder. ``what``/``instead`` name the user of the session and its
+    alternative in the ``ValueError`` raised when onnxruntime is missing."""
     try:
         import onnxruntime as ort
     except ImportError:
-        raise ValueError(
-            f"query encoder {emb.query_encoder!r} needs onnxruntime: pip install 'tweetlm[search]' "
-            '(or query_encoder="torch")'
-        ) from None
+        raise ValueError(f"{what} needs onnxruntime: pip install 'tweetlm[search]' (or {instead})") from None
     import torch
 
-    folder = query_encoder_dir(emb.model_id)
     fp32 = folder / "model.onnx"
     path = folder / "model-int8.onnx" if int8 else fp32
     if not path.exists():
         folder.mkdir(parents=True, exist_ok=True)
         tmp_tag = f".{os.getpid()}-{threading.get_ident()}.tmp"
         if not fp32.exists():
-            _export_onnx(emb, fp32.with_name(fp32.name + tmp_tag))
+            export(fp32.with_name(fp32.name + tmp_tag))
             os.replace(fp32.with_name(fp32.name + tmp_tag), fp32)
         if int8:
             from onnxruntime.quantization import QuantType, quantize_dynamic
@@ -401,39 +411,45 @@ def _quiet():
 
 
 def _export_onnx(emb: Embedder, out: Path) -> None:
-    """Export the Transformer module of ``emb``'s model (inputs ``input_ids``, ``attention_mask``, and
-    ``token_type_ids`` when the tokenizer gives them; dynamic batch and length) to ``out``."""
+    """Export the Transformer module of ``emb``'s model (``last_hidden_state``) to ``out``: ``export_onnx``."""
+    sample = emb.model.tokenizer(["an example query, long enough"], return_tensors="pt")
+    export_onnx(emb.model[0].auto_model, sample, "last_hidden_state", out, f"{emb.path}", 'query_encoder="torch"')
+
+
+def export_onnx(net, sample: dict, output: str, out: Path, what: str, instead: str) -> None:
+    """Export a ``transformers`` model's ``output`` field (``last_hidden_state``, ``logits``) to ``out``:
+    inputs ``input_ids``, ``attention_mask`` and ``token_type_ids`` when ``sample`` (tokenizer output, torch
+    tensors) has them; dynamic batch and length; torch.onnx with dynamo, one file. ``ValueError`` naming
+    ``what`` and ``instead`` when onnx/onnxscript are missing."""
     import copy
 
     import torch
 
-    net = copy.deepcopy(emb.model[0].auto_model).cpu().eval()
-    sample = emb.model.tokenizer(["an example query, long enough"], return_tensors="pt")
+    net = copy.deepcopy(net).cpu().eval()
     names = [n for n in ("input_ids", "attention_mask", "token_type_ids") if n in sample]
 
-    class Hidden(torch.nn.Module):
+    class Field(torch.nn.Module):
         def __init__(self, m):
             super().__init__()
             self.m = m
 
         def forward(self, input_ids, attention_mask, token_type_ids=None):
             kw = {"token_type_ids": token_type_ids} if token_type_ids is not None else {}
-            return self.m(input_ids=input_ids, attention_mask=attention_mask, **kw).last_hidden_state
+            return getattr(self.m(input_ids=input_ids, attention_mask=attention_mask, **kw), output)
 
     try:
         with _quiet():
             torch.onnx.export(
-                Hidden(net),
+                Field(net),
                 tuple(sample[n] for n in names),
                 str(out),
                 input_names=names,
-                output_names=["last_hidden_state"],
+                output_names=[output],
                 dynamic_axes={n: {0: "batch", 1: "tokens"} for n in names},
                 dynamo=True,
                 external_data=False,
             )
     except ImportError as e:
         raise ValueError(
-            f"exporting {emb.path} to ONNX needs onnx and onnxscript ({e}): pip install 'tweetlm[search]' "
-            '(or query_encoder="torch")'
+            f"exporting {what} to ONNX needs onnx and onnxscript ({e}): pip install 'tweetlm[search]' (or {instead})"
         ) from None

@@ -39,18 +39,41 @@ DEFAULT_WEIGHT = 0.6
 """The cross-encoder's share of the reranked order (chosen in benchmarks/results/search_quality_cpu2_202612.md)."""
 
 
+BACKENDS = ("onnx-int8", "onnx", "torch")
+"""How a ``Reranker`` runs its cross-encoder: ONNX Runtime with int8 weights (dynamic, per channel), ONNX Runtime
+in fp32 (the same scores as torch), or sentence-transformers' ``CrossEncoder.predict`` in torch (any device)."""
+ONNX_BATCH = 4
+"""Pairs per ONNX Runtime call, sorted by length: short batches of like lengths pad far less than one batch of
+all candidates padded to the longest."""
+DEFAULT_BACKEND = "onnx-int8"
+"""Chosen in benchmarks/results/search_quality_cpu2_202612.md: the fastest, same ranking quality."""
+
+
 @lru_cache(maxsize=2)
-def _load(path: str, max_length: int, device: str, int8: bool):
+def _load(path: str, max_length: int, device: str):
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from sentence_transformers import CrossEncoder
 
-    model = CrossEncoder(path, max_length=max_length, device=device)
-    if int8:
-        import torch
-        from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
+    return CrossEncoder(path, max_length=max_length, device=device)
 
-        quantize_dynamic(model.model.eval(), {torch.nn.Linear: per_channel_dynamic_qconfig}, inplace=True)
-    return model
+
+@lru_cache(maxsize=4)
+def _onnx(path: str, max_length: int, int8: bool):
+    """``(tokenizer, session, input names)``: the cross-encoder exported once per content id (``embed.
+    model_identity``) into ``embed.query_encoder_dir`` (int8: quantized there too)."""
+    from tweetlm.search.embed import export_onnx, model_identity, onnx_session, query_encoder_dir
+
+    model = _load(path, max_length, "cpu")
+    tok = model.tokenizer
+
+    def export(out: Path) -> None:  # a padded batch of two, so the attention mask is part of the traced graph
+        sample = tok(["an example question", "a question"], ["an example post, long enough", "short"],
+                     padding=True, return_tensors="pt")  # fmt: skip
+        export_onnx(model.model, sample, "logits", out, path, 'reranker backend "torch"')
+
+    folder = query_encoder_dir("reranker-" + model_identity(path, max_length))
+    sess = onnx_session(folder, int8, export, "reranker backend 'onnx'", 'reranker backend "torch"')
+    return tok, sess, [i.name for i in sess.get_inputs()]
 
 
 class Reranker:
@@ -59,25 +82,28 @@ class Reranker:
     Args:
         path: a sentence-transformers CrossEncoder folder with one output (``config.json`` with
             ``num_labels: 1``). ``ValueError`` when it is not one.
-        max_length: tokens of query and post together (longer pairs are cut).
+        max_length: tokens of query and post together (longer pairs are cut; ``search train`` trains at 128).
         batch_size: pairs per forward pass.
         device: ``"cpu"`` or ``"cuda"``.
         top_n: candidates a ``SearchIndex`` with this reranker reorders per query (1..100).
         weight: the cross-encoder's share of the order, 0..1 (see the module docstring).
-        int8: run the linear layers in int8 (``torch.ao.quantization.quantize_dynamic``, per channel; CPU only).
+        backend: one of ``BACKENDS`` (``onnx*``: CPU only; the export runs on first use, 10-30 s, once per model).
     """
 
-    def __init__(self, path: str | Path, max_length: int = 192, batch_size: int = 32, device: str = "cpu",
-                 top_n: int = DEFAULT_TOP_N, weight: float = DEFAULT_WEIGHT, int8: bool = False) -> None:  # fmt: skip
+    def __init__(self, path: str | Path, max_length: int = 128, batch_size: int = 32, device: str = "cpu",
+                 top_n: int = DEFAULT_TOP_N, weight: float = DEFAULT_WEIGHT,
+                 backend: str = DEFAULT_BACKEND) -> None:  # fmt: skip
         if not 1 <= top_n <= 100:  # index.MAX_K
             raise ValueError(f"--rerank-top must be in 1..100, got {top_n}")
         if not 0.0 <= weight <= 1.0:
             raise ValueError(f"--rerank-weight must be in 0..1, got {weight}")
-        if int8 and device != "cpu":
-            raise ValueError(f"--reranker-int8 runs on the CPU only, got device {device!r}")
+        if backend not in BACKENDS:
+            raise ValueError(f"--reranker-backend must be one of {BACKENDS}, got {backend!r}")
+        if backend != "torch" and device != "cpu":
+            raise ValueError(f"--reranker-backend {backend} runs on the CPU; use torch on {device!r}")
         self.top_n = top_n
         self.weight = weight
-        self.int8 = int8
+        self.backend = backend
         self.path = Path(path)
         if not (self.path / "config.json").exists():
             raise ValueError(f"reranker {str(path)!r} is not a cross-encoder folder (no config.json): give the "
@@ -95,14 +121,36 @@ class Reranker:
 
     @property
     def model(self):
-        return _load(str(self.path.resolve()), self.max_length, self.device, self.int8)
+        return _load(str(self.path.resolve()), self.max_length, self.device)
 
     def scores(self, query: str, texts: list[str]) -> np.ndarray:
         """``(len(texts),)`` float32 logits, higher is more relevant."""
         if not texts:
             return np.zeros(0, np.float32)
-        s = self.model.predict(
-            [(query, t) for t in texts], batch_size=self.batch_size, show_progress_bar=False, activation_fn=None
+        if self.backend != "torch":
+            tok, sess, names = _onnx(str(self.path.resolve()), self.max_length, self.backend == "onnx-int8")
+            enc = tok([query] * len(texts), texts, truncation=True, max_length=self.max_length)
+            lengths = [len(x) for x in enc["input_ids"]]
+            order = sorted(range(len(texts)), key=lambda i: lengths[i])  # like lengths together: little padding
+            out = np.zeros(len(texts), np.float32)
+            for i in range(0, len(order), ONNX_BATCH):
+                rows = order[i : i + ONNX_BATCH]
+                width = max(lengths[r] for r in rows)
+                feed = {}
+                for n in names:
+                    a = np.zeros((len(rows), width), np.int64)  # pad id 0, mask 0, segment 0
+                    for j, r in enumerate(rows):
+                        a[j, : lengths[r]] = enc[n][r]
+                    feed[n] = a
+                out[rows] = sess.run(None, feed)[0].reshape(-1)
+            return out
+        import torch
+
+        s = self.model.predict(  # activation_fn=None would mean the model's default (a sigmoid): logits asked for
+            [(query, t) for t in texts],
+            batch_size=self.batch_size,
+            show_progress_bar=False,
+            activation_fn=torch.nn.Identity(),
         )
         return np.asarray(s, dtype=np.float32).reshape(-1)
 
