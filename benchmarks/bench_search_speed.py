@@ -1,17 +1,18 @@
 """Search speed: index build posts/s, embedding posts/s, queries/s and p50/p95 latency at 1 thread per query
 encoder, with the MRR@10 each gives; size, memory.
 
-The posts are every TweetQA tweet plus ``--max-distractors`` posts of the other shared corpora (seeded shuffle;
-``prepare``); vectors come from the embedding cache ``--cache`` when present, so the
+The posts and questions are ``bench_search_quality``'s: every TweetQA tweet of a clean corpus plus
+``--max-distractors`` other posts (seeded), and the held-out (val split) TweetQA questions, ``--queries`` of them;
+vectors come from the embedding cache ``--cache`` when present (by default the quality benchmark's), so the
 build measures tantivy + usearch + metadata, and the embedding rate is measured apart on ``--embed-sample`` posts
-with no cache. Build time with embedding = posts / (1/build rate + 1/embed rate). Queries are TweetQA questions
-whose tweet is indexed, timed end to end (query embedding, both retrievers, fusion) one at a time with torch,
+with no cache. Build time with embedding = posts / (1/build rate + 1/embed rate). Queries are timed end to end
+(query embedding, both retrievers, fusion) one at a time with torch,
 ONNX Runtime, usearch and tantivy on one thread, for each query encoder (``embed.QUERY_ENCODERS``; the stock one
 is ``sentence-transformers``, fp32 ``SentenceTransformer.encode``). Corpus vectors are the same for all. Per
 encoder: the cosine of its query vectors to fp32 ones, and p50/p95 ms and MRR@10 / recall@10 per mode (bm25,
 dense, hybrid); BM25 does not embed the query and is measured once.
 
-    PYTHONPATH=src .venv/bin/python benchmarks/bench_search_speed.py --max-distractors 20000 --queries 300
+    PYTHONPATH=src .venv/bin/python benchmarks/bench_search_speed.py --corpus runs/corpus13 --queries 300
 
 Prints a Markdown table, then one JSON line last.
 """
@@ -33,43 +34,28 @@ with contextlib.suppress(ImportError):  # before usearch: tweetlm.search.segment
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_search_quality import metrics  # noqa: E402
+from bench_search_quality import prepare as quality_prepare  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
-CORPORA = REPO.parent / "shared" / "corpora"
 
 
-def prepare(corpora: Path, max_distractors: int, num_questions: int, seed: int):
-    """``(posts, questions, number of TweetQA records, number of TweetQA tweets)``: all TweetQA tweets plus up to
-    ``max_distractors`` other posts, and ``[(question, relevant post id)]`` (a seeded sample of ``num_questions``;
-    0: all)."""
-    from tweetlm.data.pipeline.config import PipelineConfig
-    from tweetlm.data.pipeline.text import dedup_key, normalize_text
-    from tweetlm.search.posts import load_posts
-
-    posts, _ = load_posts([corpora])
-    qa = [p for p in posts if p.source.startswith("tweetqa")]
-    other = [p for p in posts if not p.source.startswith("tweetqa")]
-    random.Random(seed).shuffle(other)
-    chosen = qa + other[:max_distractors]
-    by_key = {dedup_key(p.text): p.id for p in chosen}
-    records = json.loads((corpora / "tweetqa" / "train.json").read_text())
-    cfg = PipelineConfig()
-    questions = []
-    for r in records:
-        pid = by_key.get(dedup_key(normalize_text(r["Tweet"], cfg)))
-        if pid is not None and r.get("Question"):
-            questions.append((r["Question"], pid))
+def prepare(corpus: Path, max_distractors: int, num_questions: int, seed: int):
+    """``(posts, questions, number of TweetQA tweets)``: the posts and held-out questions of
+    ``bench_search_quality.prepare`` (every TweetQA tweet of a clean corpus plus ``max_distractors`` other posts;
+    the val split's questions), questions a seeded sample of ``num_questions`` (0: all)."""
+    posts, questions = quality_prepare(corpus, max_distractors, seed)
     if num_questions and num_questions < len(questions):
         questions = random.Random(seed).sample(questions, num_questions)
-    return chosen, questions, len(records), len(qa)
+    return posts, questions, sum(1 for p in posts if p.labels.get("tweetqa"))
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--corpora", type=Path, default=CORPORA)
-    ap.add_argument("--cache", type=Path, default=REPO / "runs" / "bench_search" / "index" / "embed_cache")
+    ap.add_argument("--corpus", type=Path, required=True, help="clean corpus folder (tweetlm data build)")
+    ap.add_argument("--cache", type=Path, default=REPO / "runs" / "bench_search_quality" / "embed_cache",
+                    help="embedding cache (default: bench_search_quality's, so its posts embed nothing)")  # fmt: skip
     ap.add_argument("--index", type=Path, default=REPO / "runs" / "bench_search" / "speed")
-    ap.add_argument("--max-distractors", type=int, default=20000, help="posts from other corpora (0: none)")
+    ap.add_argument("--max-distractors", type=int, default=30000, help="non-TweetQA posts indexed (0: all)")
     ap.add_argument("--queries", type=int, default=300, help="TweetQA questions timed and scored")
     ap.add_argument(
         "--encoders",
@@ -79,8 +65,8 @@ def main() -> int:
     ap.add_argument("--embed-sample", type=int, default=256, help="posts embedded without cache to time the model")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
-    if not args.corpora.is_dir():
-        print(f"corpora not found at {args.corpora}; pass --corpora", file=sys.stderr)
+    if not (args.corpus / "val.parquet").exists():
+        print(f"{args.corpus} is not a clean corpus (no val.parquet): pass --corpus (see --help)", file=sys.stderr)
         return 2
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import numpy as np
@@ -90,7 +76,7 @@ def main() -> int:
     from tweetlm.search.index import SearchIndex, SearchParams
 
     torch.set_num_threads(1)
-    posts, pairs, _, num_qa = prepare(args.corpora, args.max_distractors, args.queries, args.seed)
+    posts, pairs, num_qa = prepare(args.corpus, args.max_distractors, args.queries, args.seed)
     encoders = args.encoders.split(",")
 
     emb = Embedder(cache_dir=args.cache)

@@ -54,6 +54,7 @@ from collections.abc import Callable, Iterable
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -106,6 +107,7 @@ def window_of(ts: int, granularity: str) -> str:
     return datetime.fromtimestamp(ts, timezone.utc).strftime(fmt)
 
 
+@lru_cache(maxsize=65536)
 def window_bounds(name: str) -> tuple[int, int] | None:
     """``[start, end)`` Unix seconds of a segment name, ``None`` for ``undated``."""
     if name == "undated":

@@ -94,6 +94,7 @@ class Segment:
         self.source: list[str] = []
         self.vecs = np.zeros((0, dim), np.float16)
         self.deleted = np.zeros(0, bool)
+        self._ts_cache: tuple | None = None
         self._num_parts = 0
         self._lex = None
         self._ann = None
@@ -338,16 +339,31 @@ class Segment:
 
     # --- search ------------------------------------------------------------------------------------------------
 
+    def _ts_range(self) -> tuple[int, int]:
+        """``(first, last)`` dated ``ts`` (``(UNDATED, UNDATED)`` when none), cached per ``ts`` array (columns are
+        replaced, never written in place)."""
+        cached = self._ts_cache
+        if cached is None or cached[0] is not self.ts:
+            dated = self.ts[self.ts != UNDATED]
+            span = (int(dated.min()), int(dated.max())) if len(dated) else (UNDATED, UNDATED)
+            cached = self._ts_cache = (self.ts, span)
+        return cached[1]
+
     def mask(self, f: Filters) -> np.ndarray:
-        """Bool per row: live and passing ``f`` (the source of truth both engines are checked against)."""
+        """Bool per row: live and passing ``f`` (the source of truth both engines are checked against). Time
+        bounds every dated row meets (a query at ``now`` over past windows) cost nothing."""
         m = ~self.deleted
-        dated = self.ts != UNDATED
-        if f.dated_only:
-            m &= dated
-        if f.lo is not None:
-            m &= ~dated | (self.ts >= f.lo)
-        if f.hi is not None:
-            m &= ~dated | (self.ts <= f.hi)
+        first, last = self._ts_range()
+        lo = None if f.lo is None or (last != UNDATED and first >= f.lo) else f.lo
+        hi = None if f.hi is None or (last != UNDATED and last <= f.hi) else f.hi
+        if f.dated_only or lo is not None or hi is not None:
+            dated = self.ts != UNDATED
+            if f.dated_only:
+                m &= dated
+            if lo is not None:
+                m &= ~dated | (self.ts >= lo)
+            if hi is not None:
+                m &= ~dated | (self.ts <= hi)
         for allowed, col in ((f.langs, self.lang), (f.authors, self.author), (f.kinds, self.kind)):
             if allowed is not None:
                 m &= np.isin(col, list(allowed))
