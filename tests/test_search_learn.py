@@ -194,3 +194,8 @@ def test_a_reranker_cut_to_its_first_layers_saves_and_loads_that_way(tmp_path):
     assert rr.scores("where is order 3", ["order 3 has shipped", "order 4 is late"]).shape == (2,)
     with pytest.raises(ValueError, match="--reranker-layers must be in 1..6"):
         train_reranker(pairs, pairs[:4], base, tmp_path / "rr7", StageConfig(steps=1, batch_size=4, keep_layers=7), 0)
+    from tweetlm.search.tune import TuneConfig, train_search
+
+    with pytest.raises(ValueError, match="--reranker-layers must be in 1..6"):  # before the corpus is even read
+        train_search(tmp_path / "no_corpus", tmp_path / "out", TuneConfig(reranker=StageConfig(keep_layers=7)))
+    assert not (tmp_path / "out").exists()

@@ -318,6 +318,10 @@ def train_search(corpus: str | Path, out: str | Path, cfg: TuneConfig | None = N
         raise FileExistsError(f"--out {out} already holds a trained search model; give a new folder or add "
                               "--overwrite to replace it when the new one is done")  # fmt: skip
     base_path = str(resolve_model_path(cfg.base))
+    if cfg.reranker.steps and cfg.reranker.keep_layers:  # refused now, not after minutes of mining
+        layers = json.loads((Path(base_path) / "config.json").read_text()).get("num_hidden_layers")
+        if layers and cfg.reranker.keep_layers > layers:
+            raise ValueError(f"--reranker-layers must be in 1..{layers} for this base, got {cfg.reranker.keep_layers}")
     t0 = time.time()
     say = (lambda m: print(m, flush=True)) if progress else (lambda m: None)
     pairs, counts, corpus_hash, posts = load_pairs(corpus, cfg.pairs)
