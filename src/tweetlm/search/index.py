@@ -67,6 +67,9 @@ from tweetlm.search.segment import UNDATED, Filters, Segment, bm25_idf, exact_co
 GRANULARITIES = ("year", "month", "day")
 MAX_K = 100
 """Largest ``k`` a query may ask for."""
+PACK_ROWS = 4096
+"""Segments of at most this many rows are searched densely as one matrix (``SearchIndex._search_small``); larger
+ones alone (their own search costs far more than a call's fixed cost)."""
 FUSIONS = ("linear", "rrf")
 """How ``hybrid`` fuses BM25 and dense lists (``SearchParams.fusion``)."""
 
@@ -699,12 +702,12 @@ class SearchIndex:
                 lex += [(s, seg.name, r) for s, r in seg.search_lexical(queries[seg.name], mask, n)]
             if qv is None:
                 continue
-            if len(seg) <= p.exact_below or p.exact_dense:
+            if len(seg) <= min(p.exact_below, PACK_ROWS):
                 small.append((seg, mask))
             else:
                 dense += [(s, seg.name, r) for s, r in seg.search_dense(qv, mask, n, p.exact_dense, p.exact_below)]
         if small:
-            dense += self._search_small(qv, small, n)
+            dense += self._search_small(qv, small, n, segments)
         lex.sort(key=lambda x: -x[0])
         dense.sort(key=lambda x: -x[0])
         fused = fuse(lex[:n], dense[:n], p)
@@ -782,18 +785,24 @@ class SearchIndex:
             out[seg.name] = lexical_query(terms, f, boosts) if boosts else None
         return out
 
-    def _search_small(self, qv: np.ndarray, small: list[tuple[Segment, np.ndarray]], n: int) -> list:
-        """Exact top ``n`` ``(cosine, segment name, row)`` over the allowed rows of ``small`` segments, searched
-        as one matrix (their vectors concatenated once per snapshot): one SIMD pass instead of one call per
-        segment, whose fixed cost dominated queries over many small time windows."""
-        segs = [seg for seg, _ in small]
+    def _search_small(self, qv: np.ndarray, small: list[tuple[Segment, np.ndarray]], n: int,
+                      segments: dict[str, Segment]) -> list:  # fmt: skip
+        """Exact top ``n`` ``(cosine, segment name, row)`` over the allowed rows of ``small`` segments (each at most
+        ``PACK_ROWS`` rows), searched as one matrix: one SIMD pass instead of one call per segment, whose fixed
+        cost dominated queries over many small time windows. The matrix holds every small segment of the
+        snapshot ``segments`` (concatenated once per snapshot, whatever the query's time range); rows of segments
+        this query does not touch are masked out."""
         packed = self._packed
-        if packed is None or len(packed[0]) != len(segs) or any(a is not b for a, b in zip(packed[0], segs)):
-            vecs = np.concatenate([seg.vecs for seg in segs]) if len(segs) > 1 else segs[0].vecs
+        if packed is None or packed[0] is not segments:
+            segs = [seg for _, seg in sorted(segments.items()) if len(seg) <= PACK_ROWS]
+            vecs = np.concatenate([seg.vecs for seg in segs]) if segs else np.zeros((0, self.dim), np.float16)
             starts = np.cumsum([0] + [len(seg) for seg in segs])
-            packed = self._packed = (segs, vecs, starts)
-        _, vecs, starts = packed
-        mask = np.concatenate([m for _, m in small]) if len(small) > 1 else small[0][1]
+            packed = self._packed = (segments, segs, vecs, starts, {seg.name: i for i, seg in enumerate(segs)})
+        _, segs, vecs, starts, position = packed
+        mask = np.zeros(len(vecs), bool)
+        for seg, m in small:
+            i = position[seg.name]
+            mask[starts[i] : starts[i + 1]] = m
         found = exact_cosine(vecs, mask, qv, n)
         where = np.searchsorted(starts, [k for _, k in found], side="right") - 1
         return [(s, segs[i].name, k - int(starts[i])) for (s, k), i in zip(found, where)]
