@@ -676,6 +676,8 @@ def test_rerank_interpolation_weights_both_stages():
     assert list(np.argsort(-interpolate(retrieval, ce, 0.0))) == [0, 1, 2]  # the retriever's order
     assert list(np.argsort(-interpolate(retrieval, ce, 1.0))) == [2, 1, 0]  # the cross-encoder's
     assert interpolate([1.0, 1.0], np.array([2.0, 2.0]), 0.5) == pytest.approx([0.0, 0.0])  # no spread: no say
+    flat = np.array([-0.0158, -0.0120, -0.0103])  # an untrained reranker's logits: noise, not a ranking
+    assert list(np.argsort(-interpolate(retrieval, flat, 0.6))) == [0, 1, 2]  # divided by 1 logit, not 0.002
 
 
 def test_global_idf_scores_a_post_the_same_in_any_time_segment(tmp_path, embedder):

@@ -116,7 +116,16 @@ def open_index(path, args: argparse.Namespace, segments=None):
     from tweetlm.search.index import SearchIndex
 
     idx = SearchIndex.open(path, segments=segments, query_encoder=args.query_encoder)
-    if getattr(args, "reranker", None):
+    if not getattr(args, "reranker", None):
+        from tweetlm.search.rerank import DEFAULT_BACKEND, DEFAULT_TOP_N, DEFAULT_WEIGHT
+
+        given = [flag for flag, value, default in (("--rerank-top", "rerank_top", DEFAULT_TOP_N),
+                 ("--rerank-weight", "rerank_weight", DEFAULT_WEIGHT),
+                 ("--reranker-backend", "reranker_backend", DEFAULT_BACKEND))
+                 if getattr(args, value, default) != default]  # fmt: skip
+        if given:
+            print(f"note: {', '.join(given)} ignored without --reranker DIR", file=sys.stderr)
+    else:
         from tweetlm.search.rerank import Reranker
 
         idx.reranker = Reranker(

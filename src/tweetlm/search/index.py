@@ -190,7 +190,7 @@ class SearchParams:
         if self.fusion not in FUSIONS:
             raise ValueError(f"fusion must be one of {FUSIONS}, got {self.fusion!r}")
         if not 0.0 <= self.bm25_weight <= 1.0:
-            raise ValueError(f"bm25_weight must be between 0 and 1, got {self.bm25_weight}")
+            raise ValueError(f"bm25_weight (--bm25-weight) must be between 0 and 1, got {self.bm25_weight}")
         if self.rrf_k < 0:
             raise ValueError(f"rrf_k must be >= 0, got {self.rrf_k}")
         bad = [k for k in self.kinds if k not in POST_KINDS]

@@ -167,13 +167,21 @@ class Reranker:
         return [head[i] for i in order] + tail
 
 
+LOGIT_SPREAD_FLOOR = 1.0
+"""The least a cross-encoder's logits are divided by when standardized (``interpolate``): a reranker that barely
+separates the candidates (an untrained one: spread ~0.005) gets little say instead of its noise being blown up to
+the weight of a trained one. The 1-layer reranker of search_quality_cpu2_202612.md spreads its top-20 logits by
+1.08 (10th percentile) to 2.36 (90th); with this floor its MRR@10 there is 0.6582 against 0.6568 without."""
+
+
 def interpolate(retrieval: list[float] | np.ndarray, rerank: np.ndarray, weight: float) -> np.ndarray:
     """``weight * z(rerank) + (1 - weight) * z(retrieval)`` (``(n,)`` float64), z-scores over the ``n``
-    candidates (all-equal scores give 0)."""
+    candidates (all-equal scores give 0); the logits' standard deviation is taken as at least
+    ``LOGIT_SPREAD_FLOOR``."""
 
-    def z(a) -> np.ndarray:
+    def z(a, floor: float = 0.0) -> np.ndarray:
         a = np.asarray(a, np.float64)
-        sd = a.std() if len(a) else 0.0
+        sd = max(float(a.std()) if len(a) else 0.0, floor)
         return (a - a.mean()) / sd if sd > 0 else np.zeros_like(a)
 
-    return weight * z(rerank) + (1.0 - weight) * z(retrieval)
+    return weight * z(rerank, LOGIT_SPREAD_FLOOR) + (1.0 - weight) * z(retrieval)
