@@ -712,7 +712,7 @@ class SearchIndex:
         dense.sort(key=lambda x: -x[0])
         fused = fuse(lex[:n], dense[:n], p)
         if p.half_life_s is not None:
-            additive = p.mode == "hybrid" and p.fusion == "linear" and lex and dense  # scores on a log scale
+            additive = fuses_linearly(lex, dense, p)  # scores on a log scale
             for (seg_name, r), e in fused.items():
                 ts = int(segments[seg_name].ts[r])
                 if ts != UNDATED:
@@ -841,6 +841,12 @@ class SearchIndex:
         }
 
 
+def fuses_linearly(lex: list, dense: list, p: SearchParams) -> bool:
+    """Whether ``fuse`` combines z-scores (a log-scale score) rather than reciprocal ranks: a ``linear`` fusion
+    with both lists non-empty."""
+    return p.fusion == "linear" and bool(lex) and bool(dense)
+
+
 def fuse(lex: list[tuple[float, str, int]], dense: list[tuple[float, str, int]], p: SearchParams) -> dict:
     """Fuse two ranked lists of ``(score, segment, row)`` (best first) into ``{(segment, row): entry}``, each
     entry ``{"score": fused, "bm25_rank"/"dense_rank": 1-based rank, "bm25"/"dense": the list's raw score}`` for
@@ -855,7 +861,7 @@ def fuse(lex: list[tuple[float, str, int]], dense: list[tuple[float, str, int]],
             e = fused.setdefault((seg_name, r), {"score": 0.0})
             e[name + "_rank"] = rank
             e[name] = s
-    if p.fusion == "rrf" or not (lex and dense):
+    if not fuses_linearly(lex, dense, p):
         for e in fused.values():
             e["score"] = sum(1.0 / (p.rrf_k + e[name + "_rank"]) for name, _, _ in lists if name + "_rank" in e)
         return fused

@@ -15,10 +15,10 @@ skips it per query.
 The order is an interpolation of the two stages, as in BERT reranking of tweets (Yang, Zhang and Lin, "Simple
 Applications of BERT for Ad Hoc Document Retrieval", 2019): ``weight * z(cross-encoder logit) + (1 - weight) *
 z(retrieval score)``, each z-scored over the ``top_n`` candidates (``weight=1``: the cross-encoder alone). The
-cross-encoder alone, trained on the posts for 10 CPU minutes, ranks worse than the retriever (MRR@10 0.485 against
-0.583 on held-out TweetQA questions) but the two together rank far better (0.656 at ``weight=0.6``, the default,
-chosen on each half of the questions; benchmarks/results/search_quality_cpu2_202612.md). ``Hit.rerank_score`` is
-the logit; the retriever's ``score`` is kept.
+1-layer cross-encoder ``search train`` makes by default ranks the top 20 worse alone than the retriever does
+(MRR@10 0.3328 against 0.5833 on held-out TweetQA questions) but the two together rank far better (0.6562 at
+``weight=0.6``, the default, chosen on each half of the questions; benchmarks/results/search_quality_cpu2_202612.md).
+``Hit.rerank_score`` is the logit; the retriever's ``score`` is kept.
 """
 
 from __future__ import annotations
@@ -87,7 +87,8 @@ class Reranker:
         device: ``"cpu"`` or ``"cuda"``.
         top_n: candidates a ``SearchIndex`` with this reranker reorders per query (1..100).
         weight: the cross-encoder's share of the order, 0..1 (see the module docstring).
-        backend: one of ``BACKENDS`` (``onnx*``: CPU only; the export runs on first use, 10-30 s, once per model).
+        backend: one of ``BACKENDS`` (``onnx*``: CPU only; the export runs on first use, once per model: 1.5-13 s
+            measured here).
     """
 
     def __init__(self, path: str | Path, max_length: int = 128, batch_size: int = 32, device: str = "cpu",
@@ -129,20 +130,14 @@ class Reranker:
             return np.zeros(0, np.float32)
         if self.backend != "torch":
             tok, sess, names = _onnx(str(self.path.resolve()), self.max_length, self.backend == "onnx-int8")
-            enc = tok([query] * len(texts), texts, truncation=True, max_length=self.max_length)
-            lengths = [len(x) for x in enc["input_ids"]]
-            order = sorted(range(len(texts)), key=lambda i: lengths[i])  # like lengths together: little padding
+            lengths = tok([query] * len(texts), texts, truncation=True, max_length=self.max_length)["input_ids"]
+            order = sorted(range(len(texts)), key=lambda i: len(lengths[i]))  # like lengths together: little padding
             out = np.zeros(len(texts), np.float32)
             for i in range(0, len(order), ONNX_BATCH):
                 rows = order[i : i + ONNX_BATCH]
-                width = max(lengths[r] for r in rows)
-                feed = {}
-                for n in names:
-                    a = np.zeros((len(rows), width), np.int64)  # pad id 0, mask 0, segment 0
-                    for j, r in enumerate(rows):
-                        a[j, : lengths[r]] = enc[n][r]
-                    feed[n] = a
-                out[rows] = sess.run(None, feed)[0].reshape(-1)
+                enc = tok([query] * len(rows), [texts[r] for r in rows], padding=True, truncation=True,
+                          max_length=self.max_length, return_tensors="np")  # fmt: skip
+                out[rows] = sess.run(None, {n: enc[n].astype(np.int64) for n in names})[0].reshape(-1)
             return out
         import torch
 
