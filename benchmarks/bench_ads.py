@@ -59,7 +59,19 @@ def main() -> int:
     ap.add_argument(
         "--threads", type=int, default=1, help="torch threads (1: the demo model is 10x faster on 2 busy cores)"
     )
+    ap.add_argument(
+        "--rows", default="sft,sft_constrained,base",
+        help="which rows to run, comma-separated, of sft, sft_constrained, base (placement needs sft)",
+    )  # fmt: skip
+    ap.add_argument("--temperature", type=float, default=0.9, help="sampling temperature of every row (default 0.9)")
     args = ap.parse_args()
+    rows = [r.strip() for r in args.rows.split(",") if r.strip()]
+    unknown = sorted(set(rows) - {"sft", "sft_constrained", "base"})
+    if unknown or not rows:
+        given = ", ".join(unknown) or "(none given)"
+        ap.error(f"--rows: unknown row(s) {given}; choose from sft, sft_constrained, base")
+    if "sft" not in rows:
+        args.no_placement = True
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import numpy as np
     import pyarrow.parquet as pq
@@ -132,14 +144,14 @@ def main() -> int:
 
     results = {}
     runs = (("sft", args.checkpoint, False), ("sft_constrained", args.checkpoint, True), ("base", args.base, False))
-    for name, ckpt, constrained in runs:
+    for name, ckpt, constrained in [r for r in runs if r[0] in rows]:
         engine = Engine.from_checkpoint(ckpt)
         t = time.time()
         out = []
         for i, b in enumerate(tqdm(briefs, desc=name, unit="brief", file=sys.stderr)):
             out.append(
                 generate_copy(engine, b, args.n, args.candidates, safety, guard, embed, seed=args.seed + 1000 * i,
-                              constrained=constrained)
+                              constrained=constrained, temperature=args.temperature)
             )  # fmt: skip
         variants = [(b, v.text) for b, r in zip(briefs, out) for v in r.variants]
         texts = [t for _, t in variants]
@@ -248,16 +260,17 @@ def _print_and_summarise(args, results, placement, briefs, brands, t0) -> None:
         "briefs": n_briefs,
         "n": args.n,
         "candidates": args.candidates,
+        "temperature": args.temperature,
         **{f"{name}.{k}": (round(v, 4) if isinstance(v, float) else v) for name, r in results.items()
            for k, v in r.items() if not k.startswith("_")},
         **{f"placement.{k}": (round(v, 4) if isinstance(v, float) else v) for k, v in placement.items()},
         "wall_s": round(time.time() - t0, 1),
     }  # fmt: skip
-    for name in ("sft", "sft_constrained"):
+    for name in [n for n in ("sft", "sft_constrained") if n in results]:
         print(f"\nexamples ({name}):")
         for b, r in list(zip(briefs, results[name]["_out"]))[:6]:
             for v in r.variants[:1]:
-                print(f"- [{b.instruction()}] {v.text}")
+                print(f"- [{b.instruction()}] {'(fixed up) ' if v.fixed_up else '(as sampled) '}{v.text}")
     print(json.dumps(summary))
 
 

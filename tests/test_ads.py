@@ -28,7 +28,7 @@ from tweetlm.ads.copy import (  # noqa: E402
 from tweetlm.ads.guard import MemorizationGuard, shingles  # noqa: E402
 from tweetlm.ads.placement import place  # noqa: E402
 from tweetlm.ads.safety import SafetyClassifier  # noqa: E402
-from tweetlm.data.briefs import Brief, DocFreq, brief_from_post, words  # noqa: E402
+from tweetlm.data.briefs import Brief, DocFreq, brief_from_post, closing_phrase, words  # noqa: E402
 from tweetlm.data.formats.dispatch import read_corpus  # noqa: E402
 from tweetlm.data.ledger import Ledger  # noqa: E402
 from tweetlm.data.twitter_text import weighted_length  # noqa: E402
@@ -115,7 +115,9 @@ def _brief(**kw) -> AdBrief:
 
 def test_brief_from_a_real_post(airline):
     df = DocFreq(p.text for p in airline)
-    post = next(p for p in airline if "#" in p.text and p.labels["sentiment"] == "negative")
+    post = next(
+        p for p in airline if "#" in p.text and p.labels["sentiment"] == "negative" and closing_phrase(p.text, 1)
+    )
     briefs = [brief_from_post(post, df, seed=s) for s in range(20)]
     assert brief_from_post(post, df, seed=3) == briefs[3]  # seeded by (seed, post id)
     for b in briefs:
@@ -126,6 +128,14 @@ def test_brief_from_a_real_post(airline):
         "Write a positive post in English about Delta. Use the words: leg room, seat. Include #fly."
     )
     assert Brief().instruction() == "Write a post."
+    ending = Brief(tone="positive", ending="see you\nsoon")
+    assert ending.instruction() == 'Write a positive post. End with "see you soon".'
+    # a fine-tuning brief's ending is the post's own closing words, so the model learns what a CTA asks
+    endings = [b.ending for b in briefs if b.ending]
+    assert endings and all(post.text.rstrip(".!? ").endswith(e) for e in endings)
+    assert closing_phrase("Great flight, thanks Delta!", 3) == "thanks Delta"
+    assert closing_phrase("Book today.", 2) == "Book today"
+    assert [closing_phrase(t, 2) for t in ("see http://t.co/x", "love it #fly", "call me @bob", "ok 😀")] == [""] * 4
     ad = AdBrief.from_dict({"product": "Delta", "cta": "Book  now", "hashtag": "#fly", "required_terms": ["seat"]})
     assert ad.instruction().endswith('Include #fly. End with "Book now".')
     assert ad.constraints() == ["Delta", "seat", "#fly", "Book  now"]

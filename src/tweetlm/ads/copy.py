@@ -138,13 +138,13 @@ class AdBrief:
             brand=self.product,
             terms=self.required(),
             hashtags=[self.hashtag] if self.hashtag else [],
+            ending=self.cta,
         )
 
     def instruction(self) -> str:
-        """The brief as the chat instruction the model answers: ``Brief.instruction`` of ``control()``, then
-        ``End with "<cta>".`` when there is a call to action."""
-        text = self.control().instruction()
-        return text + (f' End with "{" ".join(self.cta.split())}".' if self.cta.strip() else "")
+        """The brief as the chat instruction the model answers: ``Brief.instruction`` of ``control()`` (the call
+        to action as its ``End with "<cta>".``, the closing-phrase instruction the fine-tuning briefs teach)."""
+        return self.control().instruction()
 
     def constraints(self) -> list[str]:
         """Every phrase a variant must contain: required terms, the hashtag, the call to action."""

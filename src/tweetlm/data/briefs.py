@@ -31,10 +31,14 @@ LANGUAGE_NAMES = {
 }  # fmt: skip
 """Names of the shared corpora's languages (ISO 639-1), for instructions; other codes are written as they are."""
 
+ENDING_PROB = 0.4
+"""Share of fine-tuning briefs that ask for the post's closing words (``Brief.ending``)."""
+
 _SEP = re.compile(r"[<>|;\n]+")
 _WORD = re.compile(r"(?<![#@\w])[^\W\d_][\w'-]{2,}", re.UNICODE)
 _URL = re.compile(r"https?://\S+|\bwww\.\S+", re.IGNORECASE)
 _HASHTAG = re.compile(r"(?<![\w&])#(\w*[^\W\d_]\w*)", re.UNICODE)
+_ENDING = re.compile(r"(?<![#@\w/.])((?:[^\W\d_][\w'-]*\s+){0,3}[^\W\d_][\w'-]*)[.!?]*\s*$", re.UNICODE)
 
 
 def _clean_field(text: str) -> str:
@@ -51,6 +55,7 @@ class Brief:
         brand: the brand the post is about (the airline corpus's ``airline`` column), ``""`` for none.
         terms: words or phrases that must appear in the post (case-insensitive).
         hashtags: hashtags (with ``#``) that must appear in the post.
+        ending: a closing phrase the post must end with (an ad's call to action), ``""`` for none.
     """
 
     lang: str = ""
@@ -58,6 +63,7 @@ class Brief:
     brand: str = ""
     terms: list[str] = field(default_factory=list)
     hashtags: list[str] = field(default_factory=list)
+    ending: str = ""
 
     def validate(self) -> None:
         """Raise ``ValueError`` naming the field for a tone outside ``TONES`` or a hashtag without ``#``."""
@@ -69,7 +75,8 @@ class Brief:
 
     def instruction(self) -> str:
         """The brief as a chat instruction (the user turn of a fine-tuning example, ``data.sft``):
-        ``Write a negative post in English about United. Use the words: bags, delayed. Include #fail.``"""
+        ``Write a negative post in English about United. Use the words: bags, delayed. Include #fail. End with
+        "never again".``"""
         lang = LANGUAGE_NAMES.get(self.lang, self.lang)
         text = "Write a" + (f" {self.tone}" if self.tone else "") + " post"
         text += (f" in {lang}" if lang else "") + (f" about {_clean_field(self.brand)}" if self.brand else "") + "."
@@ -78,6 +85,9 @@ class Brief:
             text += " Use the words: " + ", ".join(terms) + "."
         if self.hashtags:
             text += " Include " + " ".join(self.hashtags) + "."
+        ending = _clean_field(self.ending)
+        if ending:
+            text += f' End with "{ending}".'
         return text
 
 
@@ -120,6 +130,15 @@ def _seed(post_id: str, seed: int) -> int:
     return int.from_bytes(hashlib.blake2b(f"{seed}:{post_id}".encode(), digest_size=8).digest(), "big")
 
 
+def closing_phrase(text: str, n_words: int) -> str:
+    """The last ``n_words`` (1..4) words of ``text`` when it ends in plain words (trailing ``.!?`` allowed),
+    else ``""`` (a post ending in a URL, hashtag, mention, number or emoji has no closing phrase to ask for)."""
+    m = _ENDING.search(text)
+    if m is None:
+        return ""
+    return " ".join(m.group(1).split()[-n_words:])
+
+
 def brief_from_post(post: Post, df: DocFreq, seed: int = 0, min_df: int = 3, max_terms: int = 3) -> Brief:
     """The brief a real post answers, for fine-tuning and for held-out evaluation briefs.
 
@@ -127,6 +146,8 @@ def brief_from_post(post: Post, df: DocFreq, seed: int = 0, min_df: int = 3, max
     least ``min_df`` documents (rarer words are mostly typos and handles). Hashtags: up to 2 of the post's own.
     ``lang`` from the post; tone from a ``sentiment`` label in ``TONES``; brand from a ``brand`` label. Each
     field is left out with probability 0.15 (the terms with 0.1), so the model also learns partial briefs.
+    Ending: with probability ``ENDING_PROB`` the post's last 1..3 words (``closing_phrase``), so the model learns
+    to close on a given phrase as an ad's call to action asks.
     The draw is seeded by ``(seed, post.id)``: the same post always gets the same brief.
     """
     rng = random.Random(_seed(post.id, seed))
@@ -136,10 +157,13 @@ def brief_from_post(post: Post, df: DocFreq, seed: int = 0, min_df: int = 3, max
     rng.shuffle(terms)
     tags = list(dict.fromkeys(hashtags(post.text)))[:2]
     tone = post.labels.get("sentiment", "")
-    return Brief(
+    brief = Brief(
         lang=(post.lang or "") if rng.random() > 0.15 else "",
         tone=tone if tone in TONES and rng.random() > 0.15 else "",
         brand=post.labels.get("brand", "") if rng.random() > 0.15 else "",
         terms=terms,
         hashtags=tags if rng.random() > 0.15 else [],
     )
+    if rng.random() < ENDING_PROB:
+        brief.ending = closing_phrase(post.text, rng.randint(1, 3))
+    return brief

@@ -11,7 +11,8 @@ Four tasks, each an example of ``{"role", "content"}`` messages that ends with t
   same split, in random order), the answer is the first reference answer followed by the tweet's id in square
   brackets, so the model learns to answer from the posts it is given and to cite them.
 - ``brief``: a post's brief (``data.briefs.brief_from_post``) as an instruction (``Brief.instruction``), the post
-  as the answer: the instruction following ad copy needs.
+  as the answer: the instruction following ad copy needs (terms to use, hashtags, a closing phrase to end with
+  as a call to action asks).
 - ``post``: a plain post for "Write a post ..." (in its language, or about one of its words), so the model keeps
   its tweet style.
 
