@@ -199,3 +199,36 @@ def test_a_reranker_cut_to_its_first_layers_saves_and_loads_that_way(tmp_path):
     with pytest.raises(ValueError, match="--reranker-layers must be in 1..6"):  # before the corpus is even read
         train_search(tmp_path / "no_corpus", tmp_path / "out", TuneConfig(reranker=StageConfig(keep_layers=7)))
     assert not (tmp_path / "out").exists()
+
+
+def test_a_time_budget_shortens_the_schedule_so_the_learning_rate_reaches_zero():
+    import time
+
+    import torch
+
+    from tweetlm.search.tune import StageConfig, _loop
+
+    w = torch.nn.Parameter(torch.ones(1))
+    lrs, logged = [], []
+
+    def loss_of_batch(batch):
+        time.sleep(0.01)
+        return (w**2).sum()
+
+    cfg = StageConfig(steps=10_000, batch_size=2, lr=1e-2, warmup=0.0, seconds=0.3)
+    pairs = [Pair(f"q{i}", f"p{i}", "qa", [str(i)], positive_id=str(i)) for i in range(8)]
+    orig_step = torch.optim.AdamW.step
+
+    def step(self, *a, **k):  # the learning rate each optimizer step used
+        lrs.append(self.param_groups[0]["lr"])
+        return orig_step(self, *a, **k)
+
+    torch.optim.AdamW.step = step
+    try:
+        out = _loop([w], loss_of_batch, pairs, cfg, 0, lambda s, total, loss, secs: logged.append((s, total)))
+    finally:
+        torch.optim.AdamW.step = orig_step
+    # ~30 steps fit 0.3 s at 10 ms each: the run ends near there, not at 10,000, and the decay ends with it
+    assert 5 <= out["steps"] < 100 and len(lrs) == out["steps"]
+    assert lrs[-1] < 0.25 * lrs[0]
+    assert logged and logged[-1] == (out["steps"], out["steps"])  # the log's total is the shortened one

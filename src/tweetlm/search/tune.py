@@ -23,7 +23,8 @@ its questions, is on one side only). The report gives, before and after training
 and positives of the validation pairs (reranker).
 
 Training runs a plain loop over the library's losses: AdamW, linear warm-up then decay, gradient clipping at
-1.0, a time budget (``seconds``) that ends training early with the schedule shortened to fit. Threads: torch's
+1.0, a time budget (``seconds``) that ends training early with the schedule shortened to fit (every 5 steps
+the planned steps drop to those the budget holds at the pace so far; the log shows the new total). Threads: torch's
 default (all cores); a GPU is used when ``device="cuda"``.
 """
 
@@ -104,11 +105,15 @@ def _batches(pairs: list[Pair], batch_size: int, rng: random.Random):
                 batch, seen = [], set()
 
 
-def _schedule(opt, steps: int, warmup: float):
+def _schedule(opt, total: list[int], warmup: float):
+    """Linear warm-up over ``warmup`` of the planned steps, then linear decay to 0 at ``total[0]`` (read at every
+    step, so a time budget can shorten the decay while training runs)."""
     import torch
 
-    w = max(1, int(steps * warmup))
-    return torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min((s + 1) / w, max(0.0, (steps - s) / max(1, steps - w))))
+    w = max(1, int(total[0] * warmup))
+    return torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: min((s + 1) / w, max(0.0, (total[0] - s) / max(1, total[0] - w)))
+    )
 
 
 def _freeze_below(module, train_layers: int) -> list:
@@ -133,13 +138,15 @@ def _loop(params, loss_of_batch, pairs: list[Pair], cfg: StageConfig, seed: int,
     import torch
 
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.01)
-    sched = _schedule(opt, cfg.steps, cfg.warmup)
+    total = [cfg.steps]  # planned steps; a time budget lowers it once the pace is known
+    sched = _schedule(opt, total, cfg.warmup)
     rng = random.Random(seed)
     losses: list[float] = []
     t0 = time.time()
     it = _batches(pairs, cfg.batch_size, rng)
     step = 0
-    for step in range(1, cfg.steps + 1):
+    while step < total[0]:
+        step += 1
         loss = loss_of_batch(next(it))
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -147,10 +154,10 @@ def _loop(params, loss_of_batch, pairs: list[Pair], cfg: StageConfig, seed: int,
         opt.step()
         sched.step()
         losses.append(loss.item())
-        if log and (step % 10 == 0 or step == cfg.steps):
-            log(step, cfg.steps, float(np.mean(losses[-10:])), time.time() - t0)
-        if cfg.seconds and time.time() - t0 > cfg.seconds:
-            break
+        if cfg.seconds and step % 5 == 0:  # the steps that fit the budget at the pace so far: the decay ends there
+            total[0] = max(step, min(total[0], int(cfg.seconds / ((time.time() - t0) / step))))
+        if log and (step % 10 == 0 or step == total[0]):
+            log(step, total[0], float(np.mean(losses[-10:])), time.time() - t0)
     k = max(1, len(losses) // 10)
     return {"steps": step, "seconds": round(time.time() - t0, 1),
             "loss_first": round(float(np.mean(losses[:k])), 4) if losses else None,
