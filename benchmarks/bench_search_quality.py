@@ -12,6 +12,8 @@ RRF (``hybrid rrf, ...``). Reranking: ``--model-dir/reranker`` over the top N of
 once, so every N in ``--rerank-top`` reuses the scores). Embeddings are cached in each index folder's
 ``embed_cache``, so a rerun embeds nothing.
 
+    .venv/bin/tweetlm data build --corpus ../shared/corpora ../shared/formats --out runs/corpus13
+    .venv/bin/tweetlm search train --corpus runs/corpus13 --out runs/search_model
     PYTHONPATH=src .venv/bin/python benchmarks/bench_search_quality.py --corpus runs/corpus13 \\
         --model-dir runs/search_model --max-distractors 30000
 

@@ -12,6 +12,7 @@ is ``sentence-transformers``, fp32 ``SentenceTransformer.encode``). Corpus vecto
 encoder: the cosine of its query vectors to fp32 ones, and p50/p95 ms and MRR@10 / recall@10 per mode (bm25,
 dense, hybrid); BM25 does not embed the query and is measured once.
 
+    .venv/bin/tweetlm data build --corpus ../shared/corpora ../shared/formats --out runs/corpus13
     PYTHONPATH=src .venv/bin/python benchmarks/bench_search_speed.py --corpus runs/corpus13 --queries 300
 
 Prints a Markdown table, then one JSON line last.
