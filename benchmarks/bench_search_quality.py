@@ -12,6 +12,14 @@ RRF (``hybrid rrf, ...``). Reranking: ``--model-dir/reranker`` over the top N of
 once, so every N in ``--rerank-top`` reuses the scores). Embeddings are cached in each index folder's
 ``embed_cache``, so a rerun embeds nothing.
 
+UPR (``--upr CHECKPOINT``, Sachan et al., "Improving Passage Retrieval with Zero-Shot Question Generation",
+2022): a tweetlm language model (e.g. the imported SmolLM2 base, ``tweetlm import smollm2-135m``) scores each of
+the top N posts by the mean log-probability of the question's tokens after the chat instruction ``Passage:
+<post>`` / ``Please write a question based on this passage.``. One forward pass of the language model per
+candidate is far dearer than the cross-encoder's, so UPR runs on the first ``--upr-questions`` questions only and
+gets its own table over those questions, with the cross-encoder rows and the retriever alone on the same
+questions and the cost of each reranker per query at one thread.
+
     .venv/bin/tweetlm data build --corpus ../shared/corpora ../shared/formats --out runs/corpus13
     .venv/bin/tweetlm search train --corpus runs/corpus13 --out runs/search_model
     PYTHONPATH=src .venv/bin/python benchmarks/bench_search_quality.py --corpus runs/corpus13 \\
@@ -86,11 +94,14 @@ def main() -> int:
                     "rows 'rerank alone' use it alone")  # fmt: skip
     ap.add_argument("--reranker", type=Path, default=None, help="cross-encoder folder (default: --model-dir/reranker)")
     ap.add_argument("--reranker-backend", default="torch", help="onnx-int8, onnx or torch (search.rerank.BACKENDS)")
+    ap.add_argument("--upr", type=Path, default=None, help="tweetlm checkpoint for UPR query likelihood (see above)")
+    ap.add_argument("--upr-questions", type=int, default=100, help="questions UPR reranks (the first N)")
+    ap.add_argument("--upr-top", type=int, default=20, help="candidates UPR reranks per question (of hybrid, tuned)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2, help="torch threads")
     args = ap.parse_args()
     args.rerank_top = [n for n in args.rerank_top if n > 0]
-    needs = [args.corpus / "val.parquet", args.model_dir / "retriever"]
+    needs = [args.corpus / "val.parquet", args.model_dir / "retriever", *([args.upr] if args.upr else [])]
     for need in needs + ([args.reranker or args.model_dir / "reranker"] if args.rerank_top else []):
         if not need.exists():
             print(f"{need} not found (see --help)", file=sys.stderr)
@@ -126,7 +137,7 @@ def main() -> int:
         seconds[f"build_{name}"] = round(time.time() - t0, 1)
         print(f"{name}: {built['embedded']} posts embedded now; {seconds[f'build_{name}']} s", file=sys.stderr)
 
-    depth = max([*args.rerank_top, 10])
+    depth = max([*args.rerank_top, 10, args.upr_top if args.upr else 0])
     runs: dict[str, list[list[str]]] = {}
     cands: dict[str, list[list]] = {}
     for label, name, mode, fusion in (
@@ -165,6 +176,10 @@ def main() -> int:
                 alone = " alone" if weight == 1.0 else ""
                 runs[f"{base} + rerank{alone}@{n}"] = ranked
     seconds["rerank_all"] = round(time.time() - t0, 1)
+
+    upr_table = None
+    if args.upr:
+        upr_table = _upr_rows(args, questions, cands, runs, relevant)
 
     # one query at a time, one thread: what a user waits for with the top 20 reranked (query embedding, both
     # retrievers, fusion, the cross-encoder over 20 posts), and the cross-encoder's part of it
@@ -216,9 +231,108 @@ def main() -> int:
         "rerank20_ms_one_thread": {"p50": round(float(r50), 1), "p95": round(float(r95), 1)} if lat else None,
         "reranker": None if reranker is None else {
             "path": str(reranker.path), "backend": reranker.backend, "weight": args.rerank_weight},
+        "upr": upr_table,
         "seconds": seconds,
     }))  # fmt: skip
     return 0
+
+
+def upr_scorer(checkpoint: Path, batch_size: int = 4):
+    """``scores(query, texts) -> (len(texts),)`` float64: the mean log-probability (nats per token) of the query's
+    tokens after each post's ``Passage: <post>`` / ``Please write a question based on this passage.`` user turn
+    (the checkpoint's chat template, its generation prompt), under the checkpoint's language model (UPR)."""
+    import numpy as np
+    import torch
+
+    from tweetlm.inference.engine import Engine
+
+    engine = Engine.from_checkpoint(checkpoint, precision="float32")
+    model, tok, chat = engine.model, engine.tok, engine.chat_format
+
+    def scores(query: str, texts: list[str]) -> np.ndarray:
+        q = tok.encode(query)
+        out = np.zeros(len(texts))
+        prompts = [chat.encode_prompt([{"role": "user", "content": f"Passage: {t}\nPlease write a question based "
+                                        "on this passage."}]) for t in texts]  # fmt: skip
+        order = sorted(range(len(texts)), key=lambda i: len(prompts[i]))  # like lengths together: little padding
+        with torch.inference_mode():
+            for b in range(0, len(order), batch_size):
+                rows = order[b : b + batch_size]
+                seqs = [prompts[i] + q for i in rows]
+                width = max(map(len, seqs))
+                ids = torch.tensor([s + [0] * (width - len(s)) for s in seqs])  # right padding: causal, unseen
+                logits = model(ids[:, :-1]).float()
+                for r, i in enumerate(rows):
+                    start = len(prompts[i]) - 1  # the position whose logits predict the query's first token
+                    lp = torch.log_softmax(logits[r, start : start + len(q)], dim=-1)
+                    out[i] = float(lp.gather(1, torch.tensor(q).unsqueeze(1)).mean())
+        return out
+
+    return scores
+
+
+def _upr_rows(args, questions, cands, runs, relevant) -> dict:
+    """UPR over the top ``--upr-top`` of the tuned hybrid retriever on the first ``--upr-questions`` questions:
+    prints a table over those questions (BM25, the retriever, + cross-encoder, + UPR interpolated and alone) and
+    each reranker's p50 ms per query at one thread (first 10 questions); returns it for the JSON line."""
+    import numpy as np
+    import torch
+    from tqdm import tqdm
+
+    from tweetlm.search.rerank import interpolate
+
+    n_q, top = min(args.upr_questions, len(questions)), args.upr_top
+    score = upr_scorer(args.upr)
+    base = "hybrid, tuned"  # the product's retriever; UPR over it only (a language model pass per candidate)
+    upr: dict[tuple[int, str], float] = {}
+    for qi in tqdm(range(n_q), desc="UPR", unit="question", file=sys.stderr):
+        head = cands[base][qi][:top]
+        for h, v in zip(head, score(questions[qi][0], [h.text for h in head])):
+            upr[(qi, h.id)] = float(v)
+    sub: dict[str, list[list[str]]] = {name: runs[name][:n_q] for name in ("bm25", base, f"{base} + rerank@{top}")
+                                       if name in runs}  # fmt: skip
+    for weight in sorted({args.rerank_weight, 1.0}):
+        ranked = []
+        for qi in range(n_q):
+            head = cands[base][qi][:top]
+            u = np.array([upr[(qi, h.id)] for h in head])
+            combined = interpolate([h.score for h in head], u, weight, floor=0.0)
+            ranked.append([head[i].id for i in sorted(range(len(head)), key=lambda i: (-combined[i], i))])
+        sub[f"{base} + UPR{' alone' if weight == 1.0 else ''}@{top}"] = ranked
+    # cost at one thread, on the first 10 questions
+    torch.set_num_threads(1)
+    ms = []
+    for qi in range(min(10, n_q)):
+        t = time.perf_counter()
+        score(questions[qi][0], [h.text for h in cands[base][qi][:top]])
+        ms.append(1000 * (time.perf_counter() - t))
+    torch.set_num_threads(args.threads)
+    table = {name: metrics(r, relevant[:n_q]) for name, r in sub.items()}
+    ce_ms = []
+    if args.rerank_top:
+        from tweetlm.search.rerank import Reranker
+
+        rr = Reranker(args.reranker or args.model_dir / "reranker", backend="onnx-int8")
+        torch.set_num_threads(1)
+        for qi in range(min(10, n_q)):
+            head = cands[base][qi][:top]
+            t = time.perf_counter()
+            rr.scores(questions[qi][0], [h.text for h in head])
+            ce_ms.append(1000 * (time.perf_counter() - t))
+        torch.set_num_threads(args.threads)
+    print(f"\nUPR ({args.upr}) on the first {n_q} questions, top {top}; weight {args.rerank_weight} when "
+          "interpolated (plain z-scores of the mean log-probabilities)")  # fmt: skip
+    print("| retriever | recall@1 | recall@10 | MRR@10 | nDCG@10 |\n|---|---|---|---|---|")
+    for name, m in table.items():
+        print(f"| {name} | {m['recall@1']:.4f} | {m['recall@10']:.4f} | {m['mrr@10']:.4f} | {m['ndcg@10']:.4f} |")
+    cost = {"upr_ms_per_query_p50": round(float(np.median(ms)), 1)}
+    if ce_ms:
+        cost["cross_encoder_onnx_int8_ms_per_query_p50"] = round(float(np.median(ce_ms)), 1)
+    print(
+        f"reranking {top} candidates, one thread, p50 ms per query: " + ", ".join(f"{k} {v}" for k, v in cost.items())
+    )
+    return {"questions": n_q, "top": top, "checkpoint": str(args.upr),
+            "metrics": {k: {m: round(v, 4) for m, v in t.items()} for k, t in table.items()}, **cost}  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -169,14 +169,16 @@ the weight of a trained one. The 1-layer reranker of search_quality_cpu2_202612.
 1.08 (10th percentile) to 2.36 (90th); with this floor its MRR@10 there is 0.6582 against 0.6568 without."""
 
 
-def interpolate(retrieval: list[float] | np.ndarray, rerank: np.ndarray, weight: float) -> np.ndarray:
+def interpolate(
+    retrieval: list[float] | np.ndarray, rerank: np.ndarray, weight: float, floor: float = LOGIT_SPREAD_FLOOR
+) -> np.ndarray:
     """``weight * z(rerank) + (1 - weight) * z(retrieval)`` (``(n,)`` float64), z-scores over the ``n``
-    candidates (all-equal scores give 0); the logits' standard deviation is taken as at least
-    ``LOGIT_SPREAD_FLOOR``."""
+    candidates (all-equal scores give 0); the reranker's standard deviation is taken as at least ``floor``
+    (default ``LOGIT_SPREAD_FLOOR``, for cross-encoder logits; 0: plain z-scores)."""
 
     def z(a, floor: float = 0.0) -> np.ndarray:
         a = np.asarray(a, np.float64)
         sd = max(float(a.std()) if len(a) else 0.0, floor)
         return (a - a.mean()) / sd if sd > 0 else np.zeros_like(a)
 
-    return weight * z(rerank, LOGIT_SPREAD_FLOOR) + (1.0 - weight) * z(retrieval)
+    return weight * z(rerank, floor) + (1.0 - weight) * z(retrieval)
