@@ -143,8 +143,7 @@ def brief_from_post(post: Post, df: DocFreq, seed: int = 0, min_df: int = 3, max
     """The brief a real post answers, for fine-tuning and for held-out evaluation briefs.
 
     Terms: 1..``max_terms`` (drawn per post) of the post's words with the highest IDF among words seen in at
-    least ``min_df`` documents (rarer words are mostly typos and handles), in the order the post uses them.
-    Hashtags: up to 2 of the post's own.
+    least ``min_df`` documents (rarer words are mostly typos and handles). Hashtags: up to 2 of the post's own.
     ``lang`` from the post; tone from a ``sentiment`` label in ``TONES``; brand from a ``brand`` label. Each
     field is left out with probability 0.15 (the terms with 0.1), so the model also learns partial briefs.
     Ending: with probability ``ENDING_PROB`` the post's last 1..3 words (``closing_phrase``), so the model learns
@@ -155,8 +154,7 @@ def brief_from_post(post: Post, df: DocFreq, seed: int = 0, min_df: int = 3, max
     cand = sorted({w for w in words(post.text) if df.df.get(w, 0) >= min_df}, key=lambda w: (-df.idf(w), w))
     n_terms = rng.randint(1, max_terms)
     terms = cand[:n_terms] if rng.random() > 0.1 else []
-    order = words(post.text)
-    terms.sort(key=order.index)  # as the post uses them: the list reads as a plan of the post
+    rng.shuffle(terms)
     tags = list(dict.fromkeys(hashtags(post.text)))[:2]
     tone = post.labels.get("sentiment", "")
     brief = Brief(
