@@ -299,35 +299,29 @@ def _upr_rows(args, questions, cands, runs, relevant) -> dict:
             combined = interpolate([h.score for h in head], u, weight, floor=0.0)
             ranked.append([head[i].id for i in sorted(range(len(head)), key=lambda i: (-combined[i], i))])
         sub[f"{base} + UPR{' alone' if weight == 1.0 else ''}@{top}"] = ranked
-    # cost at one thread, on the first 10 questions
-    torch.set_num_threads(1)
-    ms = []
-    for qi in range(min(10, n_q)):
-        t = time.perf_counter()
-        score(questions[qi][0], [h.text for h in cands[base][qi][:top]])
-        ms.append(1000 * (time.perf_counter() - t))
-    torch.set_num_threads(args.threads)
+
+    def p50_ms(scores) -> float:  # one thread, the first 10 questions' top candidates
+        torch.set_num_threads(1)
+        ms = []
+        for qi in range(min(10, n_q)):
+            t = time.perf_counter()
+            scores(questions[qi][0], [h.text for h in cands[base][qi][:top]])
+            ms.append(1000 * (time.perf_counter() - t))
+        torch.set_num_threads(args.threads)
+        return round(float(np.median(ms)), 1)
+
     table = {name: metrics(r, relevant[:n_q]) for name, r in sub.items()}
-    ce_ms = []
+    cost = {"upr_ms_per_query_p50": p50_ms(score)}
     if args.rerank_top:
         from tweetlm.search.rerank import Reranker
 
         rr = Reranker(args.reranker or args.model_dir / "reranker", backend="onnx-int8")
-        torch.set_num_threads(1)
-        for qi in range(min(10, n_q)):
-            head = cands[base][qi][:top]
-            t = time.perf_counter()
-            rr.scores(questions[qi][0], [h.text for h in head])
-            ce_ms.append(1000 * (time.perf_counter() - t))
-        torch.set_num_threads(args.threads)
+        cost["cross_encoder_onnx_int8_ms_per_query_p50"] = p50_ms(rr.scores)
     print(f"\nUPR ({args.upr}) on the first {n_q} questions, top {top}; weight {args.rerank_weight} when "
           "interpolated (plain z-scores of the mean log-probabilities)")  # fmt: skip
     print("| retriever | recall@1 | recall@10 | MRR@10 | nDCG@10 |\n|---|---|---|---|---|")
     for name, m in table.items():
         print(f"| {name} | {m['recall@1']:.4f} | {m['recall@10']:.4f} | {m['mrr@10']:.4f} | {m['ndcg@10']:.4f} |")
-    cost = {"upr_ms_per_query_p50": round(float(np.median(ms)), 1)}
-    if ce_ms:
-        cost["cross_encoder_onnx_int8_ms_per_query_p50"] = round(float(np.median(ce_ms)), 1)
     print(
         f"reranking {top} candidates, one thread, p50 ms per query: " + ", ".join(f"{k} {v}" for k, v in cost.items())
     )

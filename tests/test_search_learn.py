@@ -201,7 +201,7 @@ def test_a_reranker_cut_to_its_first_layers_saves_and_loads_that_way(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
-def test_a_time_budget_shortens_the_schedule_so_the_learning_rate_reaches_zero():
+def test_a_time_budget_shortens_the_schedule_so_the_learning_rate_reaches_zero(monkeypatch):
     import time
 
     import torch
@@ -215,7 +215,7 @@ def test_a_time_budget_shortens_the_schedule_so_the_learning_rate_reaches_zero()
         time.sleep(0.01)
         return (w**2).sum()
 
-    cfg = StageConfig(steps=10_000, batch_size=2, lr=1e-2, warmup=0.0, seconds=0.3)
+    cfg = StageConfig(steps=10_000, batch_size=2, lr=1e-2, warmup=0.0, seconds=0.5)
     pairs = [Pair(f"q{i}", f"p{i}", "qa", [str(i)], positive_id=str(i)) for i in range(8)]
     orig_step = torch.optim.AdamW.step
 
@@ -223,12 +223,9 @@ def test_a_time_budget_shortens_the_schedule_so_the_learning_rate_reaches_zero()
         lrs.append(self.param_groups[0]["lr"])
         return orig_step(self, *a, **k)
 
-    torch.optim.AdamW.step = step
-    try:
-        out = _loop([w], loss_of_batch, pairs, cfg, 0, lambda s, total, loss, secs: logged.append((s, total)))
-    finally:
-        torch.optim.AdamW.step = orig_step
-    # ~30 steps fit 0.3 s at 10 ms each: the run ends near there, not at 10,000, and the decay ends with it
-    assert 5 <= out["steps"] < 100 and len(lrs) == out["steps"]
-    assert lrs[-1] < 0.25 * lrs[0]
+    monkeypatch.setattr(torch.optim.AdamW, "step", step)
+    out = _loop([w], loss_of_batch, pairs, cfg, 0, lambda s, total, loss, secs: logged.append((s, total)))
+    # ~50 steps fit 0.5 s at 10 ms each: the run ends near there, not at 10,000, and the decay ends with it
+    assert 5 <= out["steps"] < 200 and len(lrs) == out["steps"]
+    assert lrs[-1] <= 0.25 * lrs[0]
     assert logged and logged[-1] == (out["steps"], out["steps"])  # the log's total is the shortened one

@@ -176,9 +176,9 @@ def interpolate(
     candidates (all-equal scores give 0); the reranker's standard deviation is taken as at least ``floor``
     (default ``LOGIT_SPREAD_FLOOR``, for cross-encoder logits; 0: plain z-scores)."""
 
-    def z(a, floor: float = 0.0) -> np.ndarray:
+    def z(a, min_sd: float = 0.0) -> np.ndarray:
         a = np.asarray(a, np.float64)
-        sd = max(float(a.std()) if len(a) else 0.0, floor)
+        sd = max(float(a.std()) if len(a) else 0.0, min_sd)
         return (a - a.mean()) / sd if sd > 0 else np.zeros_like(a)
 
     return weight * z(rerank, floor) + (1.0 - weight) * z(retrieval)
