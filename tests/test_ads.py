@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 import json
 import random
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -28,9 +29,10 @@ from tweetlm.ads.copy import (  # noqa: E402
 from tweetlm.ads.guard import MemorizationGuard, shingles  # noqa: E402
 from tweetlm.ads.placement import place  # noqa: E402
 from tweetlm.ads.safety import SafetyClassifier  # noqa: E402
-from tweetlm.data.briefs import Brief, DocFreq, brief_from_post, closing_phrase, words  # noqa: E402
+from tweetlm.data.briefs import Brief, DocFreq, brief_from_post, closing_phrase, contains_phrase, words  # noqa: E402
 from tweetlm.data.formats.dispatch import read_corpus  # noqa: E402
 from tweetlm.data.ledger import Ledger  # noqa: E402
+from tweetlm.data.sft import strip_leading_mentions  # noqa: E402
 from tweetlm.data.twitter_text import weighted_length  # noqa: E402
 
 
@@ -121,7 +123,9 @@ def test_brief_from_a_real_post(airline):
     briefs = [brief_from_post(post, df, seed=s) for s in range(20)]
     assert brief_from_post(post, df, seed=3) == briefs[3]  # seeded by (seed, post id)
     for b in briefs:
-        assert all(t in words(post.text) for t in b.terms) and len(b.terms) <= 3
+        rare_terms = [t for t in b.terms if t != b.brand]
+        assert all(t in words(post.text) for t in rare_terms) and len(rare_terms) <= 3
+        assert (b.brand in b.terms) == (b.brand != "" and contains_phrase(post.text, b.brand))
         assert all(h in post.text for h in b.hashtags)
         assert b.brand in ("", post.labels["brand"]) and b.tone in ("", "negative") and b.lang in ("", "en")
     assert Brief("en", "positive", "Delta", ["leg|room", "seat"], ["#fly"]).instruction() == (
@@ -139,6 +143,12 @@ def test_brief_from_a_real_post(airline):
     ad = AdBrief.from_dict({"product": "Delta", "cta": "Book  now", "hashtag": "#fly", "required_terms": ["seat"]})
     assert ad.instruction().endswith('Include #fly. End with "Book now".')
     assert ad.constraints() == ["Delta", "seat", "#fly", "Book  now"]
+    # a post that names its brand (here by a mention) lists it as the first term whenever the brief names it
+    text = "@united " + strip_leading_mentions(post.text) + " thanks @united"
+    named = replace(post, id="named", text=text, labels={**post.labels, "brand": "United"})
+    with_brand = [b for b in (brief_from_post(named, df, seed=s) for s in range(20)) if b.brand]
+    assert with_brand and all(b.terms[0] == "United" and "united" not in b.terms[1:] for b in with_brand)
+    assert all("United" not in b.terms for b in (brief_from_post(named, df, seed=s) for s in range(20)) if not b.brand)
     # the terms are the post's rarest words seen in >= 3 posts
     rare = sorted({w for w in words(post.text) if df.df[w] >= 3}, key=lambda w: (-df.idf(w), w))
     assert any(set(b.terms) == set(rare[: len(b.terms)]) for b in briefs if b.terms)

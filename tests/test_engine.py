@@ -257,7 +257,7 @@ def test_over_tweet_limit_bound_agrees_with_exact_count():
 
 def test_lexically_constrained_decoding_forces_required_phrases_in(engine):
     from tweetlm.data.twitter_text import weighted_length
-    from tweetlm.inference.engine import contains_phrase
+    from tweetlm.data.briefs import contains_phrase
 
     assert contains_phrase("Rain  in the CITY", "rain in") and not contains_phrase("baggage", "bag")
     req = ["umbrella", "#wetday", "Book now"]  # words the tiny model never saw

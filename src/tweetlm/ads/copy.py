@@ -34,9 +34,8 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from tweetlm.data.briefs import TONES, Brief, is_hashtag
+from tweetlm.data.briefs import TONES, Brief, contains_phrase, is_hashtag
 from tweetlm.data.twitter_text import weighted_length
-from tweetlm.inference.engine import contains_phrase
 
 MAX_WEIGHTED = 280
 MAX_N = 32

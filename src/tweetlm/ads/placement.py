@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 
-from tweetlm.inference.engine import contains_phrase
+from tweetlm.data.briefs import contains_phrase
 
 Retriever = Callable[[str, int], list[dict]]
 """``(query, k) -> hits``, best first; each hit a dict with at least ``id`` and ``text`` (and, when known,

@@ -91,6 +91,17 @@ class Brief:
         return text
 
 
+def contains_phrase(text: str, phrase: str) -> bool:
+    """``phrase`` occurs in ``text`` as whole words, case-insensitive (``bag`` is not in ``baggage``; runs of
+    whitespace match any whitespace). An empty phrase is always present. What a brief's terms, an ad's required
+    terms and the engine's constrained decoding count as present."""
+    words = phrase.split()
+    if not words:
+        return True
+    pat = r"(?<!\w)" + r"\s+".join(re.escape(w) for w in words) + r"(?!\w)"
+    return re.search(pat, text, re.IGNORECASE) is not None
+
+
 def is_hashtag(text: str) -> bool:
     """``#`` followed by letters, digits or ``_`` with at least one letter (``#fail``, not ``#123``)."""
     return _HASHTAG.fullmatch(text) is not None
@@ -145,7 +156,9 @@ def brief_from_post(post: Post, df: DocFreq, seed: int = 0, min_df: int = 3, max
     Terms: 1..``max_terms`` (drawn per post) of the post's words with the highest IDF among words seen in at
     least ``min_df`` documents (rarer words are mostly typos and handles). Hashtags: up to 2 of the post's own.
     ``lang`` from the post; tone from a ``sentiment`` label in ``TONES``; brand from a ``brand`` label. Each
-    field is left out with probability 0.15 (the terms with 0.1), so the model also learns partial briefs.
+    field is left out with probability 0.15 (the terms with 0.1), so the model also learns partial briefs. When
+    the brief names a brand and the post names it too (``contains_phrase``: ``@united`` names ``United``), the
+    brand is the first term, as ``AdBrief.control`` lists an ad's product first.
     Ending: with probability ``ENDING_PROB`` the post's last 1..3 words (``closing_phrase``), so the model learns
     to close on a given phrase as an ad's call to action asks.
     The draw is seeded by ``(seed, post.id)``: the same post always gets the same brief.
@@ -164,6 +177,9 @@ def brief_from_post(post: Post, df: DocFreq, seed: int = 0, min_df: int = 3, max
         terms=terms,
         hashtags=tags if rng.random() > 0.15 else [],
     )
+    if brief.brand and contains_phrase(post.text, brief.brand):  # listed first, as an ad brief lists its product
+        brand_words = {w.casefold() for w in brief.brand.split()}
+        brief.terms = [brief.brand] + [t for t in terms if t not in brand_words]
     if rng.random() < ENDING_PROB:
         brief.ending = closing_phrase(post.text, rng.randint(1, 3))
     return brief

@@ -23,7 +23,7 @@ the model would end (its end-of-post or end-of-turn token) or when what is left 
 the 280 weighted characters only just holds the missing phrases; after a forced phrase the model continues, so the
 text goes on from it instead of having it appended after the end (a simple form of the constrained decoding of
 Hokamp and Liu 2017, without their grid beam search). A phrase counts as present as whole words, case-insensitive
-(``contains_phrase``).
+(``data.briefs.contains_phrase``).
 
 A prompt is either the beginning of a post (a string, encoded after ``<|bos|>``; an empty prompt samples a whole
 post) or a conversation (a list of ``{"role", "content"}`` messages), rendered with the checkpoint's chat
@@ -48,6 +48,7 @@ from pathlib import Path
 
 import torch
 
+from tweetlm.data.briefs import contains_phrase
 from tweetlm.inference.generate import sample_next
 from tweetlm.inference.kv_cache import SlotKVCache, common_prefix
 
@@ -120,18 +121,6 @@ def over_tweet_limit(text: str) -> bool:
     if 2 * len(text) + 23 * text.count(".") <= MAX_TWEET_WEIGHTED_LENGTH:
         return False
     return _weighted_length(text) > MAX_TWEET_WEIGHTED_LENGTH
-
-
-def contains_phrase(text: str, phrase: str) -> bool:
-    """``phrase`` occurs in ``text`` as whole words, case-insensitive (``bag`` is not in ``baggage``; runs of
-    whitespace match any whitespace). An empty phrase is always present."""
-    import re
-
-    words = phrase.split()
-    if not words:
-        return True
-    pat = r"(?<!\w)" + r"\s+".join(re.escape(w) for w in words) + r"(?!\w)"
-    return re.search(pat, text, re.IGNORECASE) is not None
 
 
 class Request:

@@ -12,7 +12,7 @@ const LANG = /^[a-z]{2}(?:[-_][A-Za-z0-9]{2,8})?$/;
 const HASHTAG = /^#[\p{L}\p{M}\p{N}_]*[\p{L}\p{M}][\p{L}\p{M}\p{N}_]*$/u;
 const TONES = ["positive", "neutral", "negative", ""];
 
-/** engine.contains_phrase: `phrase` in `text` as whole words, case-insensitive, any whitespace between words. */
+/** data.briefs.contains_phrase: `phrase` in `text` as whole words, case-insensitive, any whitespace between words. */
 function containsPhrase(text, phrase) {
   const words = phrase.split(/\s+/).filter(Boolean);
   if (!words.length) return true;
