@@ -64,6 +64,8 @@ def main() -> int:
         help="which rows to run, comma-separated, of sft, sft_constrained, base (placement needs sft)",
     )  # fmt: skip
     ap.add_argument("--temperature", type=float, default=0.9, help="sampling temperature of every row (default 0.9)")
+    ap.add_argument("--top-p", type=float, default=0.95, help="nucleus of every row (default 0.95)")
+    ap.add_argument("--min-p", type=float, default=0.0, help="min-p of every row (default 0: off)")
     args = ap.parse_args()
     rows = [r.strip() for r in args.rows.split(",") if r.strip()]
     unknown = sorted(set(rows) - {"sft", "sft_constrained", "base"})
@@ -151,7 +153,8 @@ def main() -> int:
         for i, b in enumerate(tqdm(briefs, desc=name, unit="brief", file=sys.stderr)):
             out.append(
                 generate_copy(engine, b, args.n, args.candidates, safety, guard, embed, seed=args.seed + 1000 * i,
-                              constrained=constrained, temperature=args.temperature)
+                              constrained=constrained, temperature=args.temperature, top_p=args.top_p,
+                              min_p=args.min_p)
             )  # fmt: skip
         variants = [(b, v.text) for b, r in zip(briefs, out) for v in r.variants]
         texts = [t for _, t in variants]
@@ -261,6 +264,8 @@ def _print_and_summarise(args, results, placement, briefs, brands, t0) -> None:
         "n": args.n,
         "candidates": args.candidates,
         "temperature": args.temperature,
+        "top_p": args.top_p,
+        "min_p": args.min_p,
         **{f"{name}.{k}": (round(v, 4) if isinstance(v, float) else v) for name, r in results.items()
            for k, v in r.items() if not k.startswith("_")},
         **{f"placement.{k}": (round(v, 4) if isinstance(v, float) else v) for k, v in placement.items()},

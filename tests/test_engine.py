@@ -211,6 +211,14 @@ def test_streaming_deltas_concatenate_to_text(engine):
 def test_bad_params_and_long_prompt(engine):
     with pytest.raises(ValueError, match="top_p"):
         engine.generate(["x"], SamplingParams(top_p=0.0))
+    with pytest.raises(ValueError, match="min_p"):
+        engine.generate(["x"], SamplingParams(min_p=1.0))
+    # min-p near 1 keeps only the best token: the same text as greedy decoding
+    greedy = engine.generate(["coffee"], SamplingParams(max_tokens=8, temperature=0.0))[0].text
+    assert (
+        engine.generate(["coffee"], SamplingParams(max_tokens=8, temperature=1.5, min_p=0.999, seed=1))[0].text
+        == greedy
+    )
     with pytest.raises(ValueError, match="context"):
         engine.generate(["coffee " * 800], SamplingParams())
 
@@ -256,8 +264,8 @@ def test_over_tweet_limit_bound_agrees_with_exact_count():
 
 
 def test_lexically_constrained_decoding_forces_required_phrases_in(engine):
-    from tweetlm.data.twitter_text import weighted_length
     from tweetlm.data.briefs import contains_phrase
+    from tweetlm.data.twitter_text import weighted_length
 
     assert contains_phrase("Rain  in the CITY", "rain in") and not contains_phrase("baggage", "bag")
     req = ["umbrella", "#wetday", "Book now"]  # words the tiny model never saw
@@ -280,27 +288,34 @@ def test_lexically_constrained_decoding_forces_required_phrases_in(engine):
 
 
 def test_sampling_candidates_equal_a_full_sort():
-    """Top-k/top-p candidates found by partial selection equal those of sorting the whole vocabulary, for peaked
+    """Top-k/min-p/top-p candidates found by partial selection equal those of sorting the whole vocabulary, for peaked
     and flat distributions (a nucleus of a handful of tokens and one of thousands)."""
     from tweetlm.inference.generate import candidates
 
-    def reference(logits, t, k, p):
+    def reference(logits, t, k, p, m=0.0):
         x = logits[0].float() / t
         if k > 0:
             x = x.masked_fill(x < torch.topk(x, k).values[-1], float("-inf"))
         probs = x.softmax(-1)
+        probs = torch.where(probs >= m * probs.max(), probs, 0.0)  # min-p, before the nucleus
+        probs = probs / probs.sum()
         sp, order = torch.sort(probs, descending=True)
-        keep = (sp.cumsum(-1) - sp) <= p if p < 1 else sp > 0
+        keep = ((sp.cumsum(-1) - sp) <= p if p < 1 else sp >= 0) & (sp > 0)
         return order[keep], sp[keep] / sp[keep].sum()
 
     gen = torch.Generator().manual_seed(0)
+    cases = [(1.0, 0, 0.9, 0.0), (0.7, 0, 0.99, 0.0), (1.3, 50, 0.8, 0.0), (1.0, 200, 1.0, 0.0), (1.0, 0, 0.5, 0.0)]
+    cases += [(1.0, 0, 1.0, 0.1), (0.9, 0, 0.95, 0.05), (1.3, 50, 0.8, 0.2), (1.0, 200, 1.0, 0.5)]
     for scale in (0.3, 3.0, 12.0):
         logits = torch.randn(1, 5000, generator=gen) * scale
-        for t, k, p in ((1.0, 0, 0.9), (0.7, 0, 0.99), (1.3, 50, 0.8), (1.0, 200, 1.0), (1.0, 0, 0.5)):
-            ids, probs = candidates(logits, t, k, p)
-            want_ids, want_p = reference(logits, t, k, p)
-            assert ids.tolist() == want_ids.tolist(), (scale, t, k, p)
-            assert torch.allclose(probs, want_p, atol=1e-6)
+        for t, k, p, m in cases:
+            ids, probs = candidates(logits, t, k, p, m)
+            want_ids, want_p = reference(logits, t, k, p, m)
+            got = dict(zip(ids.tolist(), probs.tolist()))  # min-p alone keeps vocabulary order, not sorted
+            assert sorted(got) == sorted(want_ids.tolist()), (scale, t, k, p, m)
+            assert torch.allclose(torch.tensor([got[i] for i in want_ids.tolist()]), want_p, atol=1e-6)
+            if m:  # min-p cuts relative to the best token: nothing below m x the best, the best always kept
+                assert probs.min() >= m * probs.max() - 1e-7 and int(logits[0].argmax()) in got
     assert len(reference(torch.randn(1, 5000, generator=gen) * 0.3, 1.0, 0, 0.9)[0]) > 1000  # a wide nucleus
 
 

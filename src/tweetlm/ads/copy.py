@@ -299,6 +299,7 @@ def generate_copy(
     seed: int = 0,
     temperature: float = 0.9,
     top_p: float = 0.95,
+    min_p: float = 0.0,
     batch_size: int = 16,
     fixup: bool = True,
     lam: float = 0.7,
@@ -333,7 +334,7 @@ def generate_copy(
     for start in range(0, num_candidates, batch_size):
         idx = range(start, min(start + batch_size, num_candidates))
         params = [
-            SamplingParams(max_tokens=min(room, 96), temperature=temperature, top_p=top_p, seed=seed + i,
+            SamplingParams(max_tokens=min(room, 96), temperature=temperature, top_p=top_p, min_p=min_p, seed=seed + i,
                            tweet_mode=True, required=list(required))
             for i in idx
         ]  # fmt: skip

@@ -235,7 +235,8 @@ def _cmd_copy(args: argparse.Namespace) -> int:
     t0 = time.time()
     with tqdm(total=args.candidates, desc="sample", unit="post", disable=args.no_progress) as bar:
         res = generate_copy(engine, brief, args.n, args.candidates, safety, guard, emb, seed=args.seed,
-                            temperature=args.temperature, fixup=not args.no_fixup, constrained=args.constrained,
+                            temperature=args.temperature, top_p=args.top_p, min_p=args.min_p,
+                            fixup=not args.no_fixup, constrained=args.constrained,
                             progress=bar.update)  # fmt: skip
     if args.json:
         print(json.dumps(res.to_dict(), ensure_ascii=False, indent=1))
@@ -354,6 +355,10 @@ def register(sub) -> None:
     cp.add_argument("--guard", help="memorization guard file (default: memorization_guard.pkl of the run)")
     cp.add_argument("--candidates", type=POS_INT, default=64, help="posts sampled before filtering")
     cp.add_argument("--temperature", type=NONNEG_FLOAT, default=0.9)
+    cp.add_argument("--top-p", type=float, default=0.95, help="nucleus sampling: keep the best tokens up to this mass")
+    cp.add_argument(
+        "--min-p", type=float, default=0.0, help="keep tokens of at least this x the best token's probability"
+    )
     cp.add_argument("--seed", type=int, default=0)
     cp.add_argument("--no-fixup", action="store_true", help="never append missing terms; only filter")
     cp.add_argument(

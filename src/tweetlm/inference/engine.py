@@ -60,7 +60,7 @@ MAX_TWEET_WEIGHTED_LENGTH = 280
 
 @dataclass
 class SamplingParams:
-    """Per-request generation settings. ``temperature=0`` is greedy; ``top_k=0`` and ``top_p=1`` are off;
+    """Per-request generation settings. ``temperature=0`` is greedy; ``top_k=0``, ``min_p=0`` and ``top_p=1`` are off;
     ``repetition_penalty=1`` is off; ``seed=None`` draws from the global RNG; ``max_tokens`` counts new tokens;
     ``required``: phrases the text must contain (lexically constrained decoding, see ``Engine``)."""
 
@@ -68,6 +68,7 @@ class SamplingParams:
     temperature: float = 1.0
     top_k: int = 0
     top_p: float = 1.0
+    min_p: float = 0.0  # keep tokens of probability >= min_p x the best token's (inference.generate.candidates)
     repetition_penalty: float = 1.0
     stop: list[str] = field(default_factory=list)
     seed: int | None = None
@@ -85,6 +86,8 @@ class SamplingParams:
             raise ValueError(f"top_k must be >= 0, got {self.top_k}")
         if not 0 < self.top_p <= 1:
             raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
+        if not 0 <= self.min_p < 1:
+            raise ValueError(f"min_p must be in [0, 1), got {self.min_p}")
         if not 0.01 <= self.repetition_penalty <= 100:
             raise ValueError(f"repetition_penalty must be in [0.01, 100], got {self.repetition_penalty}")
         if self.seed is not None and not 0 <= self.seed < 2**63:
@@ -564,13 +567,13 @@ class Engine:
             seen = r.seen.unique().to(logits.device)
             vals = logits[0, seen]
             logits[0, seen] = torch.where(vals > 0, vals / p.repetition_penalty, vals * p.repetition_penalty)
-        token = int(sample_next(logits, p.temperature, p.top_k, p.top_p, r.gen)[0])
+        token = int(sample_next(logits, p.temperature, p.top_k, p.top_p, r.gen, p.min_p)[0])
         if not (r.missing and (token in r.stop_ids or self._budget_tight(r))):
             return token
         if r.text.endswith("\ufffd"):  # a character is half written: finish it before forcing (never end here)
             stops = torch.tensor(sorted(r.stop_ids), device=logits.device)
             logits = logits.index_fill(-1, stops, float("-inf"))
-            return int(sample_next(logits, p.temperature, p.top_k, p.top_p, r.gen)[0])
+            return int(sample_next(logits, p.temperature, p.top_k, p.top_p, r.gen, p.min_p)[0])
         sep = "" if not r.text or r.text[-1].isspace() else " "
         forced = self.tok.encode(sep + r.missing[0])
         r.forced = forced[1:]

@@ -169,6 +169,7 @@ class _Common(BaseModel):
     temperature: float = Field(default=1.0, ge=0.0, le=2.0)
     top_p: float = Field(default=1.0, gt=0.0, le=1.0)
     top_k: int = Field(default=0, ge=0)
+    min_p: float = Field(default=0.0, ge=0.0, lt=1.0)  # vLLM's extra sampling parameter
     repetition_penalty: float = Field(default=1.0, ge=0.01, le=100.0)
     stop: str | list[str] | None = None
     seed: int | None = Field(default=None, ge=0, le=2**63 - 1)
@@ -290,6 +291,7 @@ def create_app(
             temperature=req.temperature,
             top_k=req.top_k,
             top_p=req.top_p,
+            min_p=req.min_p,
             repetition_penalty=req.repetition_penalty,
             stop=stop,
             seed=req.seed,
