@@ -198,6 +198,16 @@ def test_fine_tuning_set_keeps_sources_and_never_crosses_splits():
     assert answers == {"the rain stopped at last"}  # a reply's leading @-mentions are not what a post is about
     posts_ids = {e.source_ids[0] for e in ex["train"] if e.task == "post"}
     assert not posts_ids & {e.source_ids[0] for e in briefs}  # a post is a brief or a plain post, not both
+    # brand_briefs_first: when the cap bites, every branded post's brief is taken before any other
+    data = _posts()
+    branded = {p.id for p in data["train"][:40:4]}
+    for p in data["train"]:
+        if p.id in branded:
+            p.labels["brand"] = "Delta"
+    for first in (False, True):
+        ex, _ = build_examples(data, SFTDataConfig(max_briefs=12, max_posts=0, brand_briefs_first=first))
+        chosen = {e.source_ids[0] for e in ex["train"] if e.task == "brief"}
+        assert len(chosen) == 12 and (branded <= chosen) == first, (first, chosen)
 
 
 def test_qa_scores_match_hand_computed_values():

@@ -32,7 +32,8 @@ def _cmd_sft(args: argparse.Namespace) -> int:
     from tweetlm.jobs.sft import SFTConfig, run_sft, summary_text
 
     data = SFTDataConfig(max_threads=args.max_threads, max_qa=args.max_qa, max_briefs=args.max_briefs,
-                         max_posts=args.max_posts, max_val=args.max_val, seed=args.seed)  # fmt: skip
+                         max_posts=args.max_posts, max_val=args.max_val, brand_briefs_first=args.brand_briefs_first,
+                         seed=args.seed)  # fmt: skip
     cfg = SFTConfig(data=data, max_steps=args.steps, batch_size=args.batch_size, seq_len=args.seq_len, lr=args.lr,
                     precision=args.precision, qa_eval=args.qa_eval, seed=args.seed)  # fmt: skip
     res = run_sft(args.base, args.out, cfg, corpus=args.corpus, resume=args.resume, progress=not args.no_progress)
@@ -128,6 +129,8 @@ def register(sub) -> None:
     s.add_argument("--max-qa", type=int, default=-1, help="TweetQA questions (-1: all)")
     s.add_argument("--max-briefs", type=int, default=4000, help="brief -> post examples")
     s.add_argument("--max-posts", type=int, default=2000, help="'write a post' examples")
+    s.add_argument("--brand-briefs-first", action="store_true",
+                   help="when --max-briefs caps: briefs of posts with a brand label (like ads) first")  # fmt: skip
     s.add_argument("--max-val", type=NONNEG_INT, default=500, help="validation examples per task")
     s.add_argument("--qa-eval", type=NONNEG_INT, default=100, help="held-out TweetQA questions answered (0: skip)")
     s.add_argument("--seed", type=int, default=0, help="example sampling and data order (default 0)")

@@ -89,6 +89,8 @@ class SFTDataConfig:
         max_val: cap on validation examples per task.
         max_turns: a thread longer than this keeps its first ``max_turns`` posts.
         distractor_prob: chance that a ``qa`` example lists a second, unrelated TweetQA tweet.
+        brand_briefs_first: when ``max_briefs`` caps the briefs, take those of posts with a ``brand`` label (the
+            posts about a product, closest to ad copy) before the others.
         seed: sampling, distractors, instruction wording.
     """
 
@@ -99,6 +101,7 @@ class SFTDataConfig:
     max_val: int = 500
     max_turns: int = 8
     distractor_prob: float = 0.5
+    brand_briefs_first: bool = False
     seed: int = 0
 
     def validate(self) -> None:
@@ -172,6 +175,7 @@ def build_examples(
         rng = random.Random(f"{cfg.seed}:{split}")
         by_task: dict[str, list[SFTExample]] = {t: [] for t in TASKS}
         qa_posts = [p for p in plist if p.labels.get("tweetqa")]
+        branded = {p.id for p in plist if p.labels.get("brand")}
         for p in plist:
             turns = thread_turns(p, thread_texts.get(p.id))
             if turns:
@@ -219,6 +223,8 @@ def build_examples(
             if task in ("brief", "post"):
                 exs = [e for e in exs if e.source_ids[0] not in taken]
             rng.shuffle(exs)
+            if task == "brief" and cfg.brand_briefs_first:
+                exs.sort(key=lambda e: e.source_ids[0] not in branded)  # stable: each group stays shuffled
             if cap != -1:
                 exs = exs[:cap]
             taken.update(e.source_ids[0] for e in exs if task == "brief")
