@@ -264,6 +264,10 @@ def test_cli_flags_and_messages(tmp_path, capsys):
         (["ads", "place", "--index", "i", "--safety", "s", "--ad", "a", "--half-life-hours", "-1"],
          "argument --half-life-hours: must be > 0"),
         (["ads", "segments", "--corpus", "c", "--out", "o", "--max-posts", "-1"], "argument --max-posts"),
+        (["ads", "copy", "--brief", "b", "--checkpoint", "c", "--safety", "s", "--min-p", "1"],
+         "argument --min-p: must be < 1, got 1"),
+        (["ads", "copy", "--brief", "b", "--checkpoint", "c", "--safety", "s", "--top-p", "1.5"],
+         "argument --top-p: must be <= 1, got 1.5"),
     ):  # fmt: skip
         with pytest.raises(SystemExit) as e:
             main(argv)

@@ -15,9 +15,10 @@ from tweetlm.cli.engine_args import add_engine_args, engine_from_args
 RAW = argparse.RawDescriptionHelpFormatter
 
 
-def _number(kind, low: float, strict: bool):
-    """An argparse ``type``: ``kind`` (int or float) > ``low`` (``strict``) or >= ``low``; argparse names the flag
-    in the error (``argument --steps: must be > 0, got 0``)."""
+def _number(kind, low: float, strict: bool, high: float | None = None, high_strict: bool = False):
+    """An argparse ``type``: ``kind`` (int or float) > ``low`` (``strict``) or >= ``low``, and when ``high`` is
+    given < ``high`` (``high_strict``) or <= ``high``; argparse names the flag in the error (``argument --steps:
+    must be > 0, got 0``)."""
 
     def parse(text: str):
         try:
@@ -28,6 +29,8 @@ def _number(kind, low: float, strict: bool):
             ) from None
         if v < low or (strict and v == low) or v != v:
             raise argparse.ArgumentTypeError(f"must be {'>' if strict else '>='} {low:g}, got {text}")
+        if high is not None and (v > high or (high_strict and v == high)):
+            raise argparse.ArgumentTypeError(f"must be {'<' if high_strict else '<='} {high:g}, got {text}")
         return v
 
     return parse
@@ -39,6 +42,8 @@ POS_INT, NONNEG_INT, POS_FLOAT, NONNEG_FLOAT = (
     _number(float, 0, True),
     _number(float, 0, False),
 )
+TOP_P = _number(float, 0, True, 1.0)  # (0, 1]
+MIN_P = _number(float, 0, False, 1.0, True)  # [0, 1)
 
 SAFETY_EXAMPLES = """examples:
   tweetlm safety train --corpora ../shared/corpora --out runs/safety
@@ -355,9 +360,9 @@ def register(sub) -> None:
     cp.add_argument("--guard", help="memorization guard file (default: memorization_guard.pkl of the run)")
     cp.add_argument("--candidates", type=POS_INT, default=64, help="posts sampled before filtering")
     cp.add_argument("--temperature", type=NONNEG_FLOAT, default=0.9)
-    cp.add_argument("--top-p", type=float, default=0.95, help="nucleus sampling: keep the best tokens up to this mass")
+    cp.add_argument("--top-p", type=TOP_P, default=0.95, help="nucleus sampling: keep the best tokens up to this mass")
     cp.add_argument(
-        "--min-p", type=float, default=0.0, help="keep tokens of at least this x the best token's probability"
+        "--min-p", type=MIN_P, default=0.0, help="keep tokens of at least this x the best token's probability"
     )
     cp.add_argument("--seed", type=int, default=0)
     cp.add_argument("--no-fixup", action="store_true", help="never append missing terms; only filter")
