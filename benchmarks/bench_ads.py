@@ -168,6 +168,7 @@ def main() -> int:
             "briefs_with_n_variants": sum(len(r.variants) == args.n for r in out),
             "constraint_pass_rate_returned": float(np.mean(ok)) if ok else float("nan"),
             "raw_pass_rate": sum(r.raw_pass for r in out) / sum(r.candidates for r in out),
+            "raw_pass_rate_wilson95": wilson_interval(sum(r.raw_pass for r in out), sum(r.candidates for r in out)),
             "fixed_up_share": float(np.mean([v.fixed_up for r in out for v in r.variants])) if texts else 0.0,
             "distinct_2": distinct_n(texts, 2),
             "fluency_bpb_returned": bits_per_byte(texts) if texts else float("nan"),
@@ -190,6 +191,17 @@ def main() -> int:
         placement = _placement(args, rng, emb, train_air, val_air, results["sft"]["_out"], briefs, safety)
     _print_and_summarise(args, results, placement, briefs, brands, t0)
     return 0
+
+
+def wilson_interval(k: int, n: int, z: float = 1.96) -> str:
+    """Wilson score interval of ``k`` successes in ``n`` trials, ``"lo-hi"`` (95% for ``z=1.96``). The candidates
+    of one brief are not independent, so read it as a lower bound on the uncertainty."""
+    if n == 0:
+        return "nan"
+    p = k / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * ((p * (1 - p) / n + z * z / (4 * n * n)) ** 0.5) / (1 + z * z / n)
+    return f"{centre - half:.3f}-{centre + half:.3f}"
 
 
 def _placement(args, rng, emb, train_air, val_air, fin, briefs, safety) -> dict:
