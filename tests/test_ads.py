@@ -143,6 +143,8 @@ def test_brief_from_a_real_post(airline):
     ad = AdBrief.from_dict({"product": "Delta", "cta": "Book  now", "hashtag": "#fly", "required_terms": ["seat"]})
     assert ad.instruction().endswith('Include #fly. End with "Book now".')
     assert ad.constraints() == ["Delta", "seat", "#fly", "Book  now"]
+    if not contains_phrase(post.text, post.labels["brand"]):  # an ad's "about X" asks for X: never unnamed
+        assert all(not b.brand for b in briefs)
     # a post that names its brand (here by a mention) lists it as the first term whenever the brief names it
     text = "@united " + strip_leading_mentions(post.text) + " thanks @united"
     named = replace(post, id="named", text=text, labels={**post.labels, "brand": "United"})

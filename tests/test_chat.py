@@ -198,16 +198,21 @@ def test_fine_tuning_set_keeps_sources_and_never_crosses_splits():
     assert answers == {"the rain stopped at last"}  # a reply's leading @-mentions are not what a post is about
     posts_ids = {e.source_ids[0] for e in ex["train"] if e.task == "post"}
     assert not posts_ids & {e.source_ids[0] for e in briefs}  # a post is a brief or a plain post, not both
-    # brand_briefs_first: when the cap bites, every branded post's brief is taken before any other
+    # brand_briefs_first: when the cap bites, every brief that names a brand is taken before any other; a post
+    # with a brand label that never names the brand gets no brand in its brief
     data = _posts()
     branded = {p.id for p in data["train"][:40:4]}
-    for p in data["train"]:
+    for i, p in enumerate(data["train"][:40]):
+        p.labels["brand"] = "Delta"
         if p.id in branded:
-            p.labels["brand"] = "Delta"
+            data["train"][i] = replace(p, text=p.text + " thanks Delta")
+    ex, _ = build_examples(data, SFTDataConfig(max_briefs=-1, max_posts=0))
+    named = {e.source_ids[0] for e in ex["train"] if "about Delta" in e.messages[0]["content"]}
+    assert 5 <= len(named) and named <= branded  # a brief leaves the brand out 15% of the time
     for first in (False, True):
         ex, _ = build_examples(data, SFTDataConfig(max_briefs=12, max_posts=0, brand_briefs_first=first))
         chosen = {e.source_ids[0] for e in ex["train"] if e.task == "brief"}
-        assert len(chosen) == 12 and (branded <= chosen) == first, (first, chosen)
+        assert len(chosen) == 12 and (named <= chosen) == first, (first, chosen)
 
 
 def test_qa_scores_match_hand_computed_values():

@@ -130,7 +130,7 @@ def register(sub) -> None:
     s.add_argument("--max-briefs", type=int, default=4000, help="brief -> post examples")
     s.add_argument("--max-posts", type=int, default=2000, help="'write a post' examples")
     s.add_argument("--brand-briefs-first", action="store_true",
-                   help="when --max-briefs caps: briefs of posts with a brand label (like ads) first")  # fmt: skip
+                   help="when --max-briefs caps: briefs that name a brand (like ads) first")  # fmt: skip
     s.add_argument("--max-val", type=NONNEG_INT, default=500, help="validation examples per task")
     s.add_argument("--qa-eval", type=NONNEG_INT, default=100, help="held-out TweetQA questions answered (0: skip)")
     s.add_argument("--seed", type=int, default=0, help="example sampling and data order (default 0)")

@@ -155,10 +155,12 @@ def brief_from_post(post: Post, df: DocFreq, seed: int = 0, min_df: int = 3, max
 
     Terms: 1..``max_terms`` (drawn per post) of the post's words with the highest IDF among words seen in at
     least ``min_df`` documents (rarer words are mostly typos and handles). Hashtags: up to 2 of the post's own.
-    ``lang`` from the post; tone from a ``sentiment`` label in ``TONES``; brand from a ``brand`` label. Each
-    field is left out with probability 0.15 (the terms with 0.1), so the model also learns partial briefs. When
-    the brief names a brand and the post names it too (``contains_phrase``: ``@united`` names ``United``), the
-    brand is the first term, as ``AdBrief.control`` lists an ad's product first.
+    ``lang`` from the post; tone from a ``sentiment`` label in ``TONES``; brand from a ``brand`` label, only when
+    the post names the brand (``contains_phrase``: ``@united`` names ``United``), and then also as the first term,
+    as ``AdBrief.control`` lists an ad's product first: an ad's "about Delta" asks for Delta in the text, and
+    briefs "about" an airline its post never named taught the model the opposite (product named in 20% of ad
+    candidates against 53%, ``benchmarks/results/ads_sft_cpu2_202612.md``). Each field is left out with
+    probability 0.15 (the terms with 0.1), so the model also learns partial briefs.
     Ending: with probability ``ENDING_PROB`` the post's last 1..3 words (``closing_phrase``), so the model learns
     to close on a given phrase as an ad's call to action asks.
     The draw is seeded by ``(seed, post.id)``: the same post always gets the same brief.
@@ -170,14 +172,15 @@ def brief_from_post(post: Post, df: DocFreq, seed: int = 0, min_df: int = 3, max
     rng.shuffle(terms)
     tags = list(dict.fromkeys(hashtags(post.text)))[:2]
     tone = post.labels.get("sentiment", "")
+    brand = post.labels.get("brand", "")
     brief = Brief(
         lang=(post.lang or "") if rng.random() > 0.15 else "",
         tone=tone if tone in TONES and rng.random() > 0.15 else "",
-        brand=post.labels.get("brand", "") if rng.random() > 0.15 else "",
+        brand=brand if rng.random() > 0.15 and contains_phrase(post.text, brand) else "",
         terms=terms,
         hashtags=tags if rng.random() > 0.15 else [],
     )
-    if brief.brand and contains_phrase(post.text, brief.brand):  # listed first, as an ad brief lists its product
+    if brief.brand:  # named by the post: listed first, as an ad brief lists its product
         brand_words = {w.casefold() for w in brief.brand.split()}
         brief.terms = [brief.brand] + [t for t in terms if t not in brand_words]
     if rng.random() < ENDING_PROB:

@@ -89,8 +89,8 @@ class SFTDataConfig:
         max_val: cap on validation examples per task.
         max_turns: a thread longer than this keeps its first ``max_turns`` posts.
         distractor_prob: chance that a ``qa`` example lists a second, unrelated TweetQA tweet.
-        brand_briefs_first: when ``max_briefs`` caps the briefs, take those of posts with a ``brand`` label (the
-            posts about a product, closest to ad copy) before the others.
+        brand_briefs_first: when ``max_briefs`` caps the briefs, take those that name a brand (a post about a
+            product that names it: the closest to ad copy) before the others.
         seed: sampling, distractors, instruction wording.
     """
 
@@ -175,7 +175,7 @@ def build_examples(
         rng = random.Random(f"{cfg.seed}:{split}")
         by_task: dict[str, list[SFTExample]] = {t: [] for t in TASKS}
         qa_posts = [p for p in plist if p.labels.get("tweetqa")]
-        branded = {p.id for p in plist if p.labels.get("brand")}
+        branded: set[str] = set()  # posts whose brief names a brand
         for p in plist:
             turns = thread_turns(p, thread_texts.get(p.id))
             if turns:
@@ -204,6 +204,8 @@ def build_examples(
                 counts["skipped:under_3_words"] += 1
                 continue
             brief = brief_from_post(replace(p, text=text), df, cfg.seed)
+            if brief.brand:
+                branded.add(p.id)
             msgs = [{"role": "user", "content": brief.instruction()}, {"role": "assistant", "content": text}]
             by_task["brief"].append(SFTExample(f"brief:{p.id}", "brief", msgs, [p.id], p.source, split))
             msgs = [
