@@ -194,7 +194,7 @@ def test_bad_requests_among_good_ones_fail_alone_with_400(base_url):
     auth = {"Authorization": f"Bearer {KEY}"}
     good = {"prompt": "rain", "max_tokens": 8, "temperature": 0.9, "seed": 1}
     bad = [{**good, "seed": 2**70}, {**good, "stop": ""}, {**good, "stop": ["x", ""]},
-           {**good, "repetition_penalty": 1e-300}, {**good, "temperature": 1e-300}]  # fmt: skip
+           {**good, "repetition_penalty": 1e-300}, {**good, "temperature": 1e-300}, {**good, "min_p": 1.0}]  # fmt: skip
 
     async def mixed():
         async with httpx.AsyncClient(base_url=base_url, timeout=60, headers=auth) as c:
@@ -202,9 +202,10 @@ def test_bad_requests_among_good_ones_fail_alone_with_400(base_url):
 
     rs = asyncio.run(mixed())
     codes = [r.status_code for r in rs]
-    assert codes == [200, 400, 400, 400, 400, 200, 200, 200], [r.text for r in rs]
+    assert codes == [200, 400, 400, 400, 400, 200, 400, 200, 200], [r.text for r in rs]
     assert rs[1].json()["error"]["param"] == "seed" and rs[2].json()["error"]["param"] == "stop"
-    texts = {r.json()["choices"][0]["text"] for i, r in enumerate(rs) if i in (0, 6, 7)}
+    assert rs[6].json()["error"]["param"] == "min_p"
+    texts = {r.json()["choices"][0]["text"] for i, r in enumerate(rs) if i in (0, 7, 8)}
     assert len(texts) == 1  # one seed, one text, whatever the bad neighbours did
     assert rs[5].json()["choices"][0]["text"] != ""  # a temperature under 1e-5 samples the argmax
 
