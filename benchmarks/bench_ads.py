@@ -193,15 +193,15 @@ def main() -> int:
     return 0
 
 
-def wilson_interval(k: int, n: int, z: float = 1.96) -> str:
-    """Wilson score interval of ``k`` successes in ``n`` trials, ``"lo-hi"`` (95% for ``z=1.96``). The candidates
-    of one brief are not independent, so read it as a lower bound on the uncertainty."""
+def wilson_interval(k: int, n: int) -> str:
+    """Wilson score 95% interval of ``k`` successes in ``n`` trials (scipy's ``binomtest``), ``"lo-hi"``. The
+    candidates of one brief are not independent, so read it as a lower bound on the uncertainty."""
     if n == 0:
         return "nan"
-    p = k / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * ((p * (1 - p) / n + z * z / (4 * n * n)) ** 0.5) / (1 + z * z / n)
-    return f"{centre - half:.3f}-{centre + half:.3f}"
+    from scipy.stats import binomtest  # installed with scikit-learn (the ads extra)
+
+    ci = binomtest(k, n).proportion_ci(confidence_level=0.95, method="wilson")
+    return f"{ci.low:.3f}-{ci.high:.3f}"
 
 
 def _placement(args, rng, emb, train_air, val_air, fin, briefs, safety) -> dict:
