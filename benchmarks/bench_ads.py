@@ -35,6 +35,7 @@ import os
 import random
 import sys
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -66,6 +67,10 @@ def main() -> int:
     ap.add_argument("--temperature", type=float, default=0.9, help="sampling temperature of every row (default 0.9)")
     ap.add_argument("--top-p", type=float, default=0.95, help="nucleus of every row (default 0.95)")
     ap.add_argument("--min-p", type=float, default=0.0, help="min-p of every row (default 0: off)")
+    ap.add_argument(
+        "--dump", type=Path,
+        help="write one JSON line per row and brief (brief, raw failures, rejected candidates as sampled, variants)",
+    )  # fmt: skip
     args = ap.parse_args()
     rows = [r.strip() for r in args.rows.split(",") if r.strip()]
     unknown = sorted(set(rows) - {"sft", "sft_constrained", "base"})
@@ -186,6 +191,10 @@ def main() -> int:
             "seconds": round(time.time() - t, 1),
         }
         results[name]["_out"] = out
+        if args.dump:
+            with args.dump.open("a") as f:
+                for b, r in zip(briefs, out):
+                    f.write(json.dumps({"row": name, "brief": asdict(b), **r.to_dict()}, ensure_ascii=False) + "\n")
     placement: dict = {}
     if not args.no_placement:
         placement = _placement(args, rng, emb, train_air, val_air, results["sft"]["_out"], briefs, safety)

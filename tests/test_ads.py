@@ -29,7 +29,15 @@ from tweetlm.ads.copy import (  # noqa: E402
 from tweetlm.ads.guard import MemorizationGuard, shingles  # noqa: E402
 from tweetlm.ads.placement import place  # noqa: E402
 from tweetlm.ads.safety import SafetyClassifier  # noqa: E402
-from tweetlm.data.briefs import Brief, DocFreq, brief_from_post, closing_phrase, contains_phrase, words  # noqa: E402
+from tweetlm.data.briefs import (  # noqa: E402
+    Brief,
+    DocFreq,
+    brief_from_post,
+    closing_phrase,
+    contains_phrase,
+    name_brand_handles,
+    words,
+)
 from tweetlm.data.formats.dispatch import read_corpus  # noqa: E402
 from tweetlm.data.ledger import Ledger  # noqa: E402
 from tweetlm.data.sft import strip_leading_mentions  # noqa: E402
@@ -152,6 +160,21 @@ def test_brief_from_a_real_post(airline):
     with_brand = [b for b in (brief_from_post(named, df, seed=s) for s in range(20)) if b.brand]
     assert with_brand and all(b.terms[0] == "United" and "united" not in b.terms[1:] for b in with_brand)
     assert all("United" not in b.terms for b in (brief_from_post(named, df, seed=s) for s in range(20)) if not b.brand)
+    # the brand's own account becomes its name: a post addressing @SouthwestAir names Southwest
+    assert name_brand_handles("@VirginAmerica thanks @bob, @virginamerica!", "Virgin America") == (
+        "Virgin America thanks @bob, Virgin America!"
+    )
+    assert name_brand_handles("@SouthwestAir where is my bag", "Southwest") == "Southwest where is my bag"
+    assert name_brand_handles("hi @JetBlue, x@united", "United") == "hi @JetBlue, x@united"
+    assert name_brand_handles("@united hi", "") == "@united hi"
+    # on the real corpus: airline posts open with the airline's handle, so stripping leading mentions left almost
+    # none naming their brand; with the handle as a name every one does, except the corpus's "Delta" rows, which
+    # are tweets to @JetBlue
+    named_before = [contains_phrase(strip_leading_mentions(p.text), p.labels["brand"]) for p in airline]
+    renamed = [strip_leading_mentions(name_brand_handles(p.text, p.labels["brand"])) for p in airline]
+    named_after = [contains_phrase(t, p.labels["brand"]) for t, p in zip(renamed, airline)]
+    assert np.mean(named_before) < 0.1 and np.mean(named_after) > 0.8
+    assert all(ok for ok, p in zip(named_after, airline) if p.labels["brand"] != "Delta")
     # the terms are the post's rarest words seen in >= 3 posts
     rare = sorted({w for w in words(post.text) if df.df[w] >= 3}, key=lambda w: (-df.idf(w), w))
     assert any(set(b.terms) == set(rare[: len(b.terms)]) for b in briefs if b.terms)

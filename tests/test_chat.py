@@ -213,6 +213,12 @@ def test_fine_tuning_set_keeps_sources_and_never_crosses_splits():
         ex, _ = build_examples(data, SFTDataConfig(max_briefs=12, max_posts=0, brand_briefs_first=first))
         chosen = {e.source_ids[0] for e in ex["train"] if e.task == "brief"}
         assert len(chosen) == 12 and (named <= chosen) == first, (first, chosen)
+    # a post addressed to the brand's own account names the brand: the handle becomes the name in the answer
+    p = data["train"][42]  # "@user @user the rain stopped at last"
+    data["train"][42] = replace(p, text="@bob @DeltaAssist the rain stopped, @deltaassist", labels={"brand": "Delta"})
+    ex, _ = build_examples(data, SFTDataConfig(max_briefs=-1, max_posts=0))
+    (answer,) = [e.messages[1]["content"] for e in ex["train"] if e.source_ids == [p.id]]
+    assert answer == "Delta the rain stopped, Delta"
 
 
 def test_qa_scores_match_hand_computed_values():

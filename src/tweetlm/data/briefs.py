@@ -38,6 +38,7 @@ _SEP = re.compile(r"[<>|;\n]+")
 _WORD = re.compile(r"(?<![#@\w])[^\W\d_][\w'-]{2,}", re.UNICODE)
 _URL = re.compile(r"https?://\S+|\bwww\.\S+", re.IGNORECASE)
 _HASHTAG = re.compile(r"(?<![\w&])#(\w*[^\W\d_]\w*)", re.UNICODE)
+_MENTION = re.compile(r"(?<![\w@\uff20])[@\uff20](\w{1,15})(?!\w)", re.UNICODE)
 _ENDING = re.compile(r"(?<![#@\w/.])((?:[^\W\d_][\w'-]*\s+){0,3}[^\W\d_][\w'-]*)[.!?]*\s*$", re.UNICODE)
 
 
@@ -100,6 +101,22 @@ def contains_phrase(text: str, phrase: str) -> bool:
         return True
     pat = r"(?<!\w)" + r"\s+".join(re.escape(w) for w in words) + r"(?!\w)"
     return re.search(pat, text, re.IGNORECASE) is not None
+
+
+def name_brand_handles(text: str, brand: str) -> str:
+    """``text`` with each @-mention of ``brand``'s own account written as the brand's name.
+
+    A handle is the brand's when, case-folded, it starts with the brand's letters and digits: ``@VirginAmerica``
+    is ``Virgin America``, ``@SouthwestAir`` is ``Southwest``, ``@united`` is ``United``, ``@DeltaAssist`` is
+    ``Delta`` (so a handle that merely starts with the brand's name is taken for it too). Posts address brands by
+    handle (13,372 of the 13,611 airline posts of the shared corpus open with one), and the fine-tuning set strips
+    a post's leading mentions, so without this almost no brief could say "about <brand>" with a post that names
+    it, while an ad must name its product. An empty ``brand`` leaves ``text`` as it is.
+    """
+    key = "".join(ch for ch in brand if ch.isalnum()).casefold()
+    if not key:
+        return text
+    return _MENTION.sub(lambda m: brand.strip() if m.group(1).casefold().startswith(key) else m.group(0), text)
 
 
 def is_hashtag(text: str) -> bool:

@@ -36,7 +36,7 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-from tweetlm.data.briefs import LANGUAGE_NAMES, DocFreq, brief_from_post, words
+from tweetlm.data.briefs import LANGUAGE_NAMES, DocFreq, brief_from_post, name_brand_handles, words
 from tweetlm.data.post import Post
 
 TASKS = ("thread", "qa", "brief", "post")
@@ -199,7 +199,8 @@ def build_examples(
                     ids = [g.id for g in given]
                     by_task["qa"].append(SFTExample(f"qa:{p.id}:{n}", "qa", msgs, ids, p.source, split, q["answers"]))
                 continue
-            text = strip_leading_mentions(p.text)
+            # the brand's own handle becomes its name (an ad names its product), other leading mentions go
+            text = strip_leading_mentions(name_brand_handles(p.text, p.labels.get("brand", "")))
             if len(text.split()) < 3:
                 counts["skipped:under_3_words"] += 1
                 continue
