@@ -64,7 +64,9 @@ def main() -> int:
         "--rows", default="sft,sft_constrained,base",
         help="which rows to run, comma-separated, of sft, sft_constrained, base (placement needs sft)",
     )  # fmt: skip
-    ap.add_argument("--temperature", type=float, default=0.9, help="sampling temperature of every row (default 0.9)")
+    ap.add_argument(
+        "--temperature", type=float, help="sampling temperature of every row (default: what ads copy uses, 0.7)"
+    )
     ap.add_argument("--top-p", type=float, default=0.95, help="nucleus of every row (default 0.95)")
     ap.add_argument("--min-p", type=float, default=0.0, help="min-p of every row (default 0: off)")
     ap.add_argument(
@@ -86,7 +88,7 @@ def main() -> int:
     from tqdm import tqdm
 
     torch.set_num_threads(args.threads)
-    from tweetlm.ads.copy import AdBrief, distinct_n, generate_copy, violations
+    from tweetlm.ads.copy import DEFAULT_TEMPERATURE, AdBrief, distinct_n, generate_copy, violations
     from tweetlm.ads.guard import MemorizationGuard
     from tweetlm.ads.safety import SafetyClassifier
     from tweetlm.data.briefs import DocFreq, brief_from_post, hashtags
@@ -94,6 +96,8 @@ def main() -> int:
     from tweetlm.inference.engine import Engine
     from tweetlm.search.embed import DEFAULT_MODEL, Embedder
 
+    if args.temperature is None:
+        args.temperature = DEFAULT_TEMPERATURE
     t0 = time.time()
     emb = Embedder(DEFAULT_MODEL, cache_dir=args.embed_cache)
 

@@ -225,7 +225,7 @@ def failures_text(failures: dict[str, int]) -> str:
 
 
 def _cmd_copy(args: argparse.Namespace) -> int:
-    from tweetlm.ads.copy import generate_copy
+    from tweetlm.ads.copy import DEFAULT_TEMPERATURE, generate_copy
     from tweetlm.ads.guard import MemorizationGuard
 
     brief = _read_brief(args.brief)
@@ -237,10 +237,11 @@ def _cmd_copy(args: argparse.Namespace) -> int:
     emb = _embed_fn(_embedder(args.embed_cache))
     from tqdm import tqdm
 
+    temperature = DEFAULT_TEMPERATURE if args.temperature is None else args.temperature
     t0 = time.time()
     with tqdm(total=args.candidates, desc="sample", unit="post", disable=args.no_progress) as bar:
         res = generate_copy(engine, brief, args.n, args.candidates, safety, guard, emb, seed=args.seed,
-                            temperature=args.temperature, top_p=args.top_p, min_p=args.min_p,
+                            temperature=temperature, top_p=args.top_p, min_p=args.min_p,
                             fixup=not args.no_fixup, constrained=args.constrained,
                             progress=bar.update)  # fmt: skip
     if args.json:
@@ -359,7 +360,9 @@ def register(sub) -> None:
     cp.add_argument("--safety", required=True, help="folder made by 'tweetlm safety train'")
     cp.add_argument("--guard", help="memorization guard file (default: memorization_guard.pkl of the run)")
     cp.add_argument("--candidates", type=POS_INT, default=64, help="posts sampled before filtering")
-    cp.add_argument("--temperature", type=NONNEG_FLOAT, default=0.9)
+    cp.add_argument(
+        "--temperature", type=NONNEG_FLOAT, help="sampling temperature (default: ads.copy.DEFAULT_TEMPERATURE, 0.7)"
+    )
     cp.add_argument("--top-p", type=TOP_P, default=0.95, help="nucleus sampling: keep the best tokens up to this mass")
     cp.add_argument(
         "--min-p", type=MIN_P, default=0.0, help="keep tokens of at least this x the best token's probability"

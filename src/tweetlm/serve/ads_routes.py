@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from fastapi import FastAPI
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from tweetlm.ads.copy import MAX_CANDIDATES, MAX_N, AdBrief, generate_copy
+from tweetlm.ads.copy import DEFAULT_TEMPERATURE, MAX_CANDIDATES, MAX_N, AdBrief, generate_copy
 from tweetlm.ads.placement import MAX_K, place
 
 
@@ -72,7 +72,7 @@ class CopyRequest(BaseModel):
     n: int = Field(default=8, ge=1, le=MAX_N)
     num_candidates: int = Field(default=64, ge=1, le=MAX_CANDIDATES)
     seed: int = 0
-    temperature: float = Field(default=0.9, ge=0.0, le=2.0)
+    temperature: float = Field(default=DEFAULT_TEMPERATURE, ge=0.0, le=2.0)
     constrained: bool = False  # lexically constrained decoding (ads.copy)
 
     @field_validator("product")
