@@ -40,7 +40,7 @@ from tweetlm.data.briefs import (  # noqa: E402
 )
 from tweetlm.data.formats.dispatch import read_corpus  # noqa: E402
 from tweetlm.data.ledger import Ledger  # noqa: E402
-from tweetlm.data.sft import strip_leading_mentions  # noqa: E402
+from tweetlm.data.sft import answer_text, strip_leading_mentions  # noqa: E402
 from tweetlm.data.twitter_text import weighted_length  # noqa: E402
 
 
@@ -161,18 +161,23 @@ def test_brief_from_a_real_post(airline):
     assert with_brand and all(b.terms[0] == "United" and "united" not in b.terms[1:] for b in with_brand)
     assert all("United" not in b.terms for b in (brief_from_post(named, df, seed=s) for s in range(20)) if not b.brand)
     # the brand's own account becomes its name: a post addressing @SouthwestAir names Southwest
-    assert name_brand_handles("@VirginAmerica thanks @bob, @virginamerica!", "Virgin America") == (
+    assert name_brand_handles("@VirginAmerica thanks @bob, \uff20virginamerica!", "Virgin America") == (
         "Virgin America thanks @bob, Virgin America!"
     )
     assert name_brand_handles("@SouthwestAir where is my bag", "Southwest") == "Southwest where is my bag"
-    assert name_brand_handles("hi @JetBlue, x@united", "United") == "hi @JetBlue, x@united"
+    assert name_brand_handles("@Nestle yum", "Nestlé") == "Nestlé yum"  # accents folded
+    # not another account that starts with the name, a mention inside a URL or an e-mail address, or no brand
+    unchanged = ["hi @JetBlue @UnitedWay, x@united.com", "see https://medium.com/@united/post", "@attention"]
+    assert [name_brand_handles(t, b) for t, b in zip(unchanged, ["United", "United", "AT&T"])] == unchanged
     assert name_brand_handles("@united hi", "") == "@united hi"
+    # the answer a post teaches: leading mentions go, the brand's account among them opens the answer as its name
+    named = replace(airline[0], text="@bob @SouthwestAir where is @bob's bag", labels={"brand": "Southwest"})
+    assert answer_text(named) == "Southwest where is @bob's bag"
+    assert answer_text(replace(named, labels={})) == "where is @bob's bag"
     # on the real corpus: airline posts open with the airline's handle, so stripping leading mentions left almost
-    # none naming their brand; with the handle as a name every one does, except the corpus's "Delta" rows, which
-    # are tweets to @JetBlue
+    # none naming their brand; now every one does, except the corpus's "Delta" rows, which are tweets to @JetBlue
     named_before = [contains_phrase(strip_leading_mentions(p.text), p.labels["brand"]) for p in airline]
-    renamed = [strip_leading_mentions(name_brand_handles(p.text, p.labels["brand"])) for p in airline]
-    named_after = [contains_phrase(t, p.labels["brand"]) for t, p in zip(renamed, airline)]
+    named_after = [contains_phrase(answer_text(p), p.labels["brand"]) for p in airline]
     assert np.mean(named_before) < 0.1 and np.mean(named_after) > 0.8
     assert all(ok for ok, p in zip(named_after, airline) if p.labels["brand"] != "Delta")
     # the terms are the post's rarest words seen in >= 3 posts

@@ -19,7 +19,9 @@ Four tasks, each an example of ``{"role", "content"}`` messages that ends with t
 In ``brief`` and ``post`` answers the leading run of @-mentions (the addressees of a reply, ``@user`` in the
 anonymised corpora) is left out: 23% of the shared corpus's training posts start with one, and a model taught to
 open a post with it answered every instruction with ``@user @user @user ...`` (measured on the first SFT run of
-the demo model, greedy and at temperature 0.7). A post with fewer than 3 words left gives no example.
+the demo model, greedy and at temperature 0.7). Where that run addressed the account of the post's ``brand``
+label, the answer opens with the brand's name instead (``answer_text``): an ad must name its product. A post with
+fewer than 3 words left gives no example.
 
 Every example keeps the ids of the posts it was built from (``source_ids``): ``data forget`` finds the sets and
 the models built from a removed post. Examples are split by source post, never by example: the corpus already
@@ -36,7 +38,7 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-from tweetlm.data.briefs import LANGUAGE_NAMES, DocFreq, brief_from_post, name_brand_handles, words
+from tweetlm.data.briefs import LANGUAGE_NAMES, DocFreq, brief_from_post, is_brand_handle, name_brand_handles, words
 from tweetlm.data.post import Post
 
 TASKS = ("thread", "qa", "brief", "post")
@@ -139,6 +141,21 @@ def strip_leading_mentions(text: str) -> str:
     return _LEADING_MENTIONS.sub("", text, count=1)
 
 
+def answer_text(post: Post) -> str:
+    """What a ``brief`` or ``post`` example teaches the model to write for ``post``: its text without the leading
+    run of @-mentions (``strip_leading_mentions``), except that where the run addressed the account of the post's
+    ``brand`` label the answer opens with the brand's name, and later mentions of that account are written as the
+    name too (``briefs.name_brand_handles``): ``"@bob @SouthwestAir where is my bag"`` -> ``"Southwest where is my
+    bag"``. An ad names its product; a post that only addresses the brand's handle would teach it not to."""
+    brand = post.labels.get("brand", "")
+    m = _LEADING_MENTIONS.match(post.text)
+    lead, rest = (m.group(0), post.text[m.end() :]) if m else ("", post.text)
+    rest = name_brand_handles(rest, brand)
+    if brand and any(is_brand_handle(h, brand) for h in re.findall(r"[@\uff20](\w+)", lead)):
+        rest = f"{brand.strip()} {rest}".rstrip()
+    return rest
+
+
 def _post_instruction(post: Post, rng: random.Random, df: DocFreq) -> str:
     lang = LANGUAGE_NAMES.get(post.lang or "", "")
     cand = sorted({w for w in words(post.text) if df.df.get(w, 0) >= 3}, key=lambda w: (-df.idf(w), w))[:3]
@@ -170,7 +187,7 @@ def build_examples(
     thread_texts, thread_ids = thread_texts or {}, thread_ids or {}
     counts: Counter = Counter()
     out: dict[str, list[SFTExample]] = {}
-    df = DocFreq(p.text for p in posts.get("train", []))
+    df = DocFreq(answer_text(p) for p in posts.get("train", []))  # the words as the answers have them
     for split, plist in posts.items():
         rng = random.Random(f"{cfg.seed}:{split}")
         by_task: dict[str, list[SFTExample]] = {t: [] for t in TASKS}
@@ -199,8 +216,7 @@ def build_examples(
                     ids = [g.id for g in given]
                     by_task["qa"].append(SFTExample(f"qa:{p.id}:{n}", "qa", msgs, ids, p.source, split, q["answers"]))
                 continue
-            # the brand's own handle becomes its name (an ad names its product), other leading mentions go
-            text = strip_leading_mentions(name_brand_handles(p.text, p.labels.get("brand", "")))
+            text = answer_text(p)
             if len(text.split()) < 3:
                 counts["skipped:under_3_words"] += 1
                 continue
