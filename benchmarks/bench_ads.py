@@ -24,7 +24,9 @@ safety filter.
     PYTHONPATH=src .venv/bin/python benchmarks/bench_ads.py --checkpoint runs/demo_sft --base runs/demo \\
         --safety runs/ads_safety --guard runs/demo_sft/memorization_guard.pkl --corpus runs/chatdata
 
-Prints Markdown tables, then one JSON line last.
+Prints Markdown tables, then one JSON line last. ``--dump FILE``: one JSON line per row and brief (the brief, its
+raw failures, up to 8 rejected candidates as sampled with their checks, the variants), for reading why candidates
+fail.
 """
 
 from __future__ import annotations
@@ -98,6 +100,8 @@ def main() -> int:
 
     if args.temperature is None:
         args.temperature = DEFAULT_TEMPERATURE
+    if args.dump:
+        args.dump.write_text("")  # one run per file: rows append below
     t0 = time.time()
     emb = Embedder(DEFAULT_MODEL, cache_dir=args.embed_cache)
 

@@ -536,3 +536,21 @@ def test_ads_endpoints_validate_input(engine, safety, guard, airline):
     with LoopbackServer(no_guard) as url, httpx.Client(base_url=url, timeout=60) as c:
         assert c.post("/v1/ads/copy", json=brief).status_code == 404
         assert c.post("/v1/ads/place", json={"ad_text": "x"}).status_code == 404
+
+
+def test_ad_copy_temperature_has_one_default():
+    """The CLI, the server and ``generate_copy`` sample ad candidates at ``DEFAULT_TEMPERATURE`` unless told."""
+    import inspect
+
+    pytest.importorskip("fastapi", reason="the server needs the serve extra")
+    from tweetlm.ads.copy import DEFAULT_TEMPERATURE
+    from tweetlm.cli.main import build_parser
+    from tweetlm.serve.ads_routes import CopyRequest
+
+    assert inspect.signature(generate_copy).parameters["temperature"].default == DEFAULT_TEMPERATURE
+    assert CopyRequest(product="Delta").temperature == DEFAULT_TEMPERATURE
+    args = build_parser().parse_args(["ads", "copy", "--brief", "b.json", "--checkpoint", "c", "--safety", "s"])
+    assert args.temperature is None  # the CLI passes DEFAULT_TEMPERATURE for None
+    copy_parser = build_parser()._subparsers._group_actions[0].choices["ads"]._subparsers._group_actions[0]
+    help_text = copy_parser.choices["copy"].format_help()
+    assert f"DEFAULT_TEMPERATURE, {DEFAULT_TEMPERATURE}" in " ".join(help_text.split())

@@ -100,7 +100,7 @@ TL.page(async (cfg) => {
       n: TL.num(f(briefForm, "n"), 8),
       num_candidates: TL.num(f(briefForm, "num_candidates"), 64),
       seed: TL.num(f(briefForm, "seed"), 0),
-      temperature: TL.num(f(briefForm, "temperature"), 0.9),
+      temperature: TL.num(f(briefForm, "temperature"), 0.7),
       constrained: f(briefForm, "constrained").checked,
     };
   }
