@@ -187,7 +187,8 @@ def build_examples(
     thread_texts, thread_ids = thread_texts or {}, thread_ids or {}
     counts: Counter = Counter()
     out: dict[str, list[SFTExample]] = {}
-    df = DocFreq(answer_text(p) for p in posts.get("train", []))  # the words as the answers have them
+    answer_texts = {p.id: answer_text(p) for plist in posts.values() for p in plist}
+    df = DocFreq(answer_texts[p.id] for p in posts.get("train", []))  # the words as the answers have them
     for split, plist in posts.items():
         rng = random.Random(f"{cfg.seed}:{split}")
         by_task: dict[str, list[SFTExample]] = {t: [] for t in TASKS}
@@ -216,7 +217,7 @@ def build_examples(
                     ids = [g.id for g in given]
                     by_task["qa"].append(SFTExample(f"qa:{p.id}:{n}", "qa", msgs, ids, p.source, split, q["answers"]))
                 continue
-            text = answer_text(p)
+            text = answer_texts[p.id]
             if len(text.split()) < 3:
                 counts["skipped:under_3_words"] += 1
                 continue
