@@ -409,3 +409,39 @@ def test_map_names_a_missing_mapped_csv_column(tmp_path, capsys):
     args = ["data", "build", "--corpus", str(csv), "--out", str(tmp_path / "o"), "--no-progress"]
     assert main(args + ["--map", "text=nosuchcol"]) == 2
     assert "mapped text column 'nosuchcol'" in capsys.readouterr().err
+
+
+def test_near_duplicates_decide_as_datasketch_minhash_lsh():
+    """The band tables of ``decide.near_duplicates`` drop and keep exactly the rows that inserting into and querying
+    datasketch's ``MinHashLSH`` one row at a time does (the code they replaced), on real tweets with edited copies."""
+    import random
+
+    from conftest import SHARED
+    from datasketch import LeanMinHash, MinHashLSH
+
+    from tweetlm.data.pipeline.decide import near_duplicates
+
+    lines = (SHARED / "corpora/tweeteval/sentiment/val_text.txt").read_text(encoding="utf-8").splitlines()
+    rng = random.Random(0)
+    edited = []
+    for t in rng.sample(lines, 300):  # one word dropped or doubled: near, not exact, copies of longer tweets
+        w = t.split()
+        k = rng.randrange(len(w))
+        edited.append(" ".join(w[:k] + w[k + 1 :] if rng.random() < 0.5 else w[: k + 1] + w[k:]))
+    texts = [dedup_key(t) for t in lines + edited]
+    sig = signatures(texts, 5, permutations(64))
+    order = list(range(len(texts)))
+    rng.shuffle(order)
+
+    lsh, want = MinHashLSH(threshold=0.8, num_perm=64), {}
+    for i in order:
+        m = LeanMinHash(seed=1, hashvalues=sig[i], scheme="affine32")
+        matches = sorted(j for j in lsh.query(m) if (sig[j] == sig[i]).mean() >= 0.8)
+        if matches:
+            want[i] = matches
+        else:
+            lsh.insert(i, m, check_duplication=False)
+    got = near_duplicates(sig, order, 0.8, 64)
+    assert got == want
+    assert 100 < len(got) < 600  # the edited copies (or their originals, whichever came first) and repeats
+    assert near_duplicates(sig[:0], [], 0.8, 64) == {}
