@@ -312,7 +312,8 @@ def near_duplicates(sig, order: list[int], threshold: float, num_perm: int) -> d
     The same decisions as inserting into and querying datasketch's ``MinHashLSH(threshold, num_perm)`` row by
     row (tests/test_pipeline.py), with its banding (``b`` bands of ``r`` slots, chosen by the library), but with
     the band keys cut for all rows at once (a band's bytes) and plain dicts as tables: the library's per-band
-    Python calls took 14 of the 17 s of the decide stage over the shared corpora (cProfile, 2026-12-04).
+    Python calls took 14 of the 17 s of the decide stage over the shared corpora (cProfile,
+    ``benchmarks/results/data_cpu2_202612.md``).
     """
     import numpy as np
     from datasketch import MinHashLSH
