@@ -14,7 +14,7 @@ import pytest
 from datatrove.data import Document
 
 from tweetlm.data.pipeline.build import build_corpus
-from tweetlm.data.pipeline.config import PipelineConfig
+from tweetlm.data.pipeline.config import TASKS_PER_WORKER, PipelineConfig
 from tweetlm.data.pipeline.minhash import permutations, shingle_hashes, signatures
 from tweetlm.data.pipeline.steps import PIIScrub, QualityFilter, spam_reason, template_key
 from tweetlm.data.pipeline.text import dedup_key, normalize_text
@@ -201,6 +201,13 @@ def test_two_tasks_give_the_same_corpus_and_reruns_skip(built, tmp_path):
     for split in ("train", "val"):
         assert pq.read_table(out2 / f"{split}.parquet").equals(pq.read_table(root / "out" / f"{split}.parquet"))
     assert sorted(p.name for p in (out2 / "_work" / "prepared").iterdir()) == ["00000.parquet", "00001.parquet"]
+    # the default with workers set: TASKS_PER_WORKER tasks per worker, more tasks than input files (some read none)
+    cfg = PipelineConfig(workers=2)
+    assert cfg.task_count() == 2 * TASKS_PER_WORKER > len(paths)
+    assert PipelineConfig(workers=1).task_count() == PipelineConfig(workers=2, executor="ray").task_count() == 1
+    assert PipelineConfig(tasks=3, workers=2).task_count() == 3
+    r8 = build_corpus(paths, tmp_path / "out8", cfg)
+    assert r8["corpus_hash"] == report["corpus_hash"] and r8["tasks"] == 2 * TASKS_PER_WORKER
     # a rerun finds every task's completion marker and redoes nothing (on a copy of the input: it is changed below)
     shutil.copytree(root / "in", tmp_path / "in")
     paths = [str(tmp_path / "in" / Path(p).name) for p in paths]
@@ -227,7 +234,7 @@ def test_rejects_are_written_with_their_reason(built, tmp_path):
     import gzip
 
     _, paths, _ = built
-    build_corpus(paths, tmp_path / "out", PipelineConfig(workers=1, write_rejects=True))
+    build_corpus(paths, tmp_path / "out", PipelineConfig(tasks=1, workers=1, write_rejects=True))
     rejects = tmp_path / "out" / "_work" / "rejects"
 
     def read(step: str) -> dict[str, str]:

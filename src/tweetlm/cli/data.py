@@ -11,7 +11,7 @@ import time
 
 BUILD_EXAMPLES = """examples:
   tweetlm data build --corpus ../shared/corpora --out corpora/all
-  tweetlm data build --corpus ../shared/corpora --out corpora/all --tasks 2        # both cores
+  tweetlm data build --corpus ../shared/corpora --out corpora/all --workers 2      # both cores (8 tasks)
   tweetlm data build --corpus my_posts.jsonl archive.zip --out corpora/mine --set lang_detect=missing --rejects
   tweetlm data build --corpus posts/ --out corpora/en --set keep_languages=en,es --set max_template_repeats=5
   tweetlm data build --corpus export.csv --out corpora/csv --map text=body,id=post_id,created_at=ts
@@ -78,7 +78,7 @@ def _cmd_build(args: argparse.Namespace) -> int:
             + (f"; quarantine reasons: {why} (see {qfile})" if why else "")
         )
     print(f"corpus: {args.out} ({report['train_posts']:,} train + {report['val_posts']:,} validation documents)")
-    print(f"{cfg.tasks} task(s), {time.perf_counter() - t0:.1f}s; corpus hash {report['corpus_hash'][:16]}")
+    print(f"{cfg.task_count()} task(s), {time.perf_counter() - t0:.1f}s; corpus hash {report['corpus_hash'][:16]}")
     for s in report["steps"]:
         why = ", ".join(f"{r} {n:,}" for r, n in s["dropped"].items()) or "-"
         print(f"  {s['step']:<10} {s['in']:>9,} -> {s['out']:>9,}  dropped: {why}")
@@ -197,8 +197,10 @@ def register(sub) -> None:
     )
     b.add_argument("--corpus", nargs="+", required=True, metavar="PATH", help="folders or files of posts")
     b.add_argument("--out", required=True, metavar="DIR", help="corpus folder to write")
-    b.add_argument("--tasks", type=int, default=1, help="datatrove tasks (default 1)")
-    b.add_argument("--workers", type=int, default=0, help="tasks at once on this machine (default: all)")
+    b.add_argument(
+        "--tasks", type=int, default=0, help="datatrove tasks (default: 4 per worker with --workers 2 or more, else 1)"
+    )
+    b.add_argument("--workers", type=int, default=0, help="tasks at once on this machine (default: all tasks)")
     b.add_argument("--executor", default="local", choices=["local", "slurm", "ray"], help="datatrove executor")
     b.add_argument(
         "--slurm-partition", help="Slurm partition (with --executor slurm; default: the cluster's default partition)"

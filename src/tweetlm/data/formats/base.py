@@ -330,8 +330,14 @@ _WS = re.compile(r"\s*")
 _RESYNC = re.compile(r"\n(?=[\[{])")
 
 
-def _has_surrogates(s: str) -> bool:
-    return any("\udc80" <= ch <= "\udcff" for ch in s)
+_SURROGATE_ESCAPE = re.compile("[\udc80-\udcff]")
+"""The lone surrogates that ``decode(..., errors="surrogateescape")`` makes of bytes that are not UTF-8."""
+
+
+def has_surrogates(*fields: str) -> bool:
+    """Whether any of ``fields`` holds a byte that was not UTF-8 (decoded with ``surrogateescape``). One regex
+    search per field: a Python loop over the characters took 1.5 s of a 55 s build of the shared corpora."""
+    return any(_SURROGATE_ESCAPE.search(f) for f in fields)
 
 
 def iter_json_values(text: str, start: int = 0) -> Iterator[object | BadValue]:
@@ -365,7 +371,7 @@ def iter_json_values(text: str, start: int = 0) -> Iterator[object | BadValue]:
             except RecursionError:  # nested deeper than the parser goes: its end is unknown, the rest is one
                 yield BadValue("too_deep", text[pos : pos + 200])
                 return
-            yield BadValue("invalid_utf8", text[pos:end]) if _has_surrogates(text[pos:end]) else value
+            yield BadValue("invalid_utf8", text[pos:end]) if has_surrogates(text[pos:end]) else value
             pos = _WS.match(text, end).end()
             if text.startswith(",", pos):
                 pos = _WS.match(text, pos + 1).end()
@@ -389,5 +395,5 @@ def iter_json_values(text: str, start: int = 0) -> Iterator[object | BadValue]:
             yield BadValue("too_deep", bad[:200]) if isinstance(e, RecursionError) else BadValue("invalid_json", bad)
             pos = _WS.match(text, end).end()
             continue
-        yield BadValue("invalid_utf8", text[pos:end]) if _has_surrogates(text[pos:end]) else value
+        yield BadValue("invalid_utf8", text[pos:end]) if has_surrogates(text[pos:end]) else value
         pos = _WS.match(text, end).end()

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from tweetlm.data.formats.files import FileInfo, FileReader, csv_records, has_surrogates, prov
+from tweetlm.data.formats.base import has_surrogates
+from tweetlm.data.formats.files import FileInfo, FileReader, csv_records, prov
 from tweetlm.data.ledger import Ledger
 from tweetlm.data.post import Post
 
@@ -22,7 +23,7 @@ def _read_davidson(info: FileInfo, ledger: Ledger) -> Iterator[Post]:
     text = info.read_bytes().decode("utf-8", errors="surrogateescape")
     for i, header, row in csv_records(info, text, ledger, source):
         ledger.seen(source)
-        if has_surrogates(row):
+        if has_surrogates(*row):
             ledger.quarantine(source, info.display, i, "invalid_utf8", ",".join(row))
             continue
         d = dict(zip(header, row))

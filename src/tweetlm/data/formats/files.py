@@ -17,13 +17,13 @@ import io
 import json
 import logging
 import os
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path, PurePosixPath
 
 from tweetlm.data.formats import compressed
-from tweetlm.data.formats.base import Emitter, finish, json_int
+from tweetlm.data.formats.base import Emitter, finish, has_surrogates, json_int
 from tweetlm.data.formats.tabular import ColumnMap, mark_cut_column
 from tweetlm.data.ledger import Ledger
 from tweetlm.data.post import Post, Provenance
@@ -341,7 +341,7 @@ def utf8_csv_rows(info: FileInfo, ledger: Ledger, source: str) -> Iterator[tuple
     text = info.read_bytes().decode("utf-8-sig", errors="surrogateescape")
     for i, header, row in csv_records(info, text, ledger, source):
         ledger.seen(source)
-        if has_surrogates(row):
+        if has_surrogates(*row):
             excerpt = ",".join(row).encode("utf-8", "surrogateescape").decode("utf-8", "replace")
             ledger.quarantine(source, info.display, i, "invalid_utf8", excerpt)
             continue
@@ -353,10 +353,6 @@ def decode_or_none(raw: bytes) -> str | None:
         return raw.decode("utf-8")
     except UnicodeDecodeError:
         return None
-
-
-def has_surrogates(row: Iterable[str]) -> bool:
-    return any(any("\udc80" <= ch <= "\udcff" for ch in f) for f in row)
 
 
 def load_json(info: FileInfo) -> object:

@@ -2,7 +2,7 @@
 
 Three datatrove stages over one work folder (``<out>/_work`` unless given):
 
-1. ``prepare`` (``cfg.tasks`` tasks): ``PostReader -> Normalize -> LanguageID -> QualityFilter -> PIIScrub ->
+1. ``prepare`` (``cfg.task_count()`` tasks): ``PostReader -> Normalize -> LanguageID -> QualityFilter -> PIIScrub ->
    PrepareWriter`` (``steps.py``);
 2. ``decide`` (1 task, after 1): retweets, threads, exact / template / MinHash dedup, corpus shards
    (``decide.py``);
@@ -154,6 +154,7 @@ def _fingerprint(paths: list[str], cfg: PipelineConfig, files: list[Path]) -> di
     """What the output depends on: the paths, every input file's size and mtime, and the settings."""
     settings = asdict(cfg)
     settings.pop("workers")  # how many run at once does not change the result
+    settings["tasks"] = cfg.task_count()  # the count that ran, whether given or the default
     stats = [[str(f), f.stat().st_size, f.stat().st_mtime_ns] for f in files]
     fp = {"paths": [str(Path(p).resolve()) for p in paths], "files": stats, "config": settings}
     return json.loads(json.dumps(fp))
@@ -211,7 +212,7 @@ def make_executors(
         PIIScrub(cfg, work),
         PrepareWriter(cfg, work),
     ]
-    stages = [("prepare", stage_a, cfg.tasks), ("decide", [Decide(cfg, work, out_dir)], 1)]
+    stages = [("prepare", stage_a, cfg.task_count()), ("decide", [Decide(cfg, work, out_dir)], 1)]
     stages.append(("finalize", [FinalizeCorpus(cfg, work, out_dir, paths)], 1))
     if cfg.executor == "local":
         from datatrove.executor import LocalPipelineExecutor as Executor

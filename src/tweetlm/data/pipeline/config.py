@@ -14,6 +14,12 @@ DEFAULT_LANGUAGES = "en,id,ar,fr,de,hi,it,pt,es,ja,tr,nl"
 """Comma-separated ISO 639-1 codes language id chooses among: the languages of the shared corpora plus a few frequent
 on X. A short list keeps lingua fast; anything else comes out as the closest of these or ``und``."""
 
+TASKS_PER_WORKER = 4
+"""Tasks per worker when ``PipelineConfig.tasks`` is 0 and ``workers`` is 2 or more: files are assigned to tasks by
+size before anything is read, and bytes on disk are a poor guide to a file's cost (formats differ several-fold in
+bytes per post, and lingua runs on some languages far more than others), so with one task per worker the slowest
+task decides the stage. Chosen by ``benchmarks/bench_data.py`` (results/data_cpu2_202612.md)."""
+
 
 @dataclass
 class PipelineConfig:
@@ -68,8 +74,11 @@ class PipelineConfig:
     minhash_num_perm, minhash_threshold, minhash_shingle: signature length, Jaccard threshold of the LSH and
         character shingle length (of the case-folded, whitespace-collapsed text).
     near_dedup_min_chars: texts shorter than this are left to exact dedup (a few shingles make noisy sketches).
-    tasks: number of datatrove tasks (each reads the input and keeps every ``tasks``-th post).
-    workers: tasks run at the same time on this machine (0: as many as tasks).
+    tasks: number of datatrove tasks of the per-task stage; each reads its own files of the input
+        (``data.formats.dispatch.assign_files``). 0 (default): ``TASKS_PER_WORKER`` x ``workers`` when
+        ``workers`` is 2 or more and the executor is local, else 1 (``task_count``).
+    workers: tasks run at the same time on this machine (0: as many as tasks). With more tasks than workers, a
+        worker that finishes one task takes the next, so tasks of unequal cost even out.
     executor: ``"local"`` (datatrove LocalPipelineExecutor), ``"slurm"`` or ``"ray"``.
     write_rejects: write every dropped document, with its reason, under ``<work>/rejects/<step>/``.
     keep_prepared: keep the tasks' intermediate files (``<work>/prepared/``: texts and MinHash signatures, about
@@ -110,12 +119,19 @@ class PipelineConfig:
     minhash_threshold: float = 0.8
     minhash_shingle: int = 5
     near_dedup_min_chars: int = 20
-    tasks: int = 1
+    tasks: int = 0
     workers: int = 0
     executor: str = "local"
     write_rejects: bool = False
     keep_prepared: bool = False
     columns: str = ""
+
+    def task_count(self) -> int:
+        """The number of tasks of the per-task stage: ``tasks``, or for 0 ``TASKS_PER_WORKER * workers`` on the
+        local executor with 2 or more ``workers``, else 1."""
+        if self.tasks:
+            return self.tasks
+        return TASKS_PER_WORKER * self.workers if self.workers > 1 and self.executor == "local" else 1
 
     def language_list(self) -> list[str]:
         return [c.strip() for c in self.languages.split(",") if c.strip()]
@@ -154,8 +170,10 @@ class PipelineConfig:
             )
         if self.executor not in ("local", "slurm", "ray"):
             raise ValueError(f"data.executor must be 'local', 'slurm' or 'ray', got {self.executor!r}")
-        if self.tasks < 1 or self.workers < 0:
-            raise ValueError(f"data.tasks must be >= 1 and data.workers >= 0, got {self.tasks} and {self.workers}")
+        if self.tasks < 0 or self.workers < 0:
+            raise ValueError(
+                f"data.tasks and data.workers must be >= 0 (0: the default), got {self.tasks} and {self.workers}"
+            )
         if not 0.0 < self.minhash_threshold <= 1.0 or self.minhash_num_perm < 2 or self.minhash_shingle < 1:
             raise ValueError("data.minhash_threshold must be in (0, 1], minhash_num_perm >= 2, minhash_shingle >= 1")
         if self.max_record_chars < 0:

@@ -313,7 +313,7 @@ def near_duplicates(sig, order: list[int], threshold: float, num_perm: int) -> d
     row (tests/test_pipeline.py), with its banding (``b`` bands of ``r`` slots, chosen by the library), but with
     the band keys cut for all rows at once (a band's bytes) and plain dicts as tables: the library's per-band
     Python calls took 14 of the 17 s of the decide stage over the shared corpora (cProfile,
-    ``benchmarks/results/data_cpu2_202612.md``).
+    ``benchmarks/results/data_cpu2_202612.md``). Rows whose band keys no other row has skip the tables.
     """
     import numpy as np
     from datasketch import MinHashLSH
@@ -323,11 +323,21 @@ def near_duplicates(sig, order: list[int], threshold: float, num_perm: int) -> d
     lsh = MinHashLSH(threshold=threshold, num_perm=num_perm)
     b, rows = lsh.b, lsh.r
     sig = np.ascontiguousarray(sig, dtype=np.uint32)
-    bands = np.ascontiguousarray(sig[:, : b * rows]).view(np.dtype((np.void, 4 * rows))).tolist()
+    visited = np.asarray(order, dtype=np.int64)
+    band_keys = np.ascontiguousarray(sig[visited, : b * rows]).view(np.dtype((np.void, 4 * rows)))  # (m, b)
+    # A row none of whose band keys another visited row has can neither match nor be matched: it is kept, and
+    # what it would add to the tables is never looked up. Only the others go through the tables (a few % of posts).
+    shared = np.zeros(len(visited), dtype=bool)
+    for t in range(b):
+        _, inverse, counts = np.unique(band_keys[:, t], return_inverse=True, return_counts=True)
+        shared |= counts[inverse.ravel()] > 1
+    bands = dict(zip(visited[shared].tolist(), band_keys[shared].tolist()))
     tables: list[dict[bytes, list[int]]] = [{} for _ in range(b)]
     out: dict[int, list[int]] = {}
     for i in order:
-        keys = bands[i]
+        keys = bands.get(i)
+        if keys is None:
+            continue
         cand = {j for t, key in zip(tables, keys) for j in t.get(key, ())}
         matches = sorted(j for j in cand if (sig[j] == sig[i]).mean() >= threshold)
         if matches:

@@ -43,31 +43,36 @@ def permutations(num_perm: int, seed: int = 1) -> tuple[np.ndarray, np.ndarray]:
     return np.asarray(a, dtype=np.uint32), np.asarray(b, dtype=np.uint32)
 
 
-def signatures(keys: list[str], n: int, perms: tuple[np.ndarray, np.ndarray], batch: int = 1024) -> np.ndarray:
-    """MinHash signatures of ``keys``: ``(len(keys), num_perm)`` uint32, row ``i`` for ``keys[i]``."""
+def signatures(keys: list[str], n: int, perms: tuple[np.ndarray, np.ndarray], batch: int = 256) -> np.ndarray:
+    """MinHash signatures of ``keys``: ``(len(keys), num_perm)`` uint32, row ``i`` for ``keys[i]``.
+
+    ``batch`` keys at a time: their ``(shingles, num_perm)`` hash matrix (about 4.5 MB for 256 tweets) stays in the
+    CPU cache; 1,024 took half again as long per post (``benchmarks/results/data_cpu2_202612.md``)."""
     a, b = perms
     out = np.empty((len(keys), len(a)), dtype=np.uint32)
     s1, m1, s2, m2, s3 = _FMIX32
     for start in range(0, len(keys), batch):
         chunk = [_padded(k, n) for k in keys[start : start + batch]]
-        lengths = np.array([len(k) for k in chunk], dtype=np.int64)
+        lengths = np.fromiter(map(len, chunk), dtype=np.int64, count=len(chunk))
         cp = np.frombuffer("".join(chunk).encode("utf-32-le"), dtype=np.uint32)
         m = len(cp) - n + 1
-        h = np.zeros(m, dtype=np.uint32)
-        for j in range(n):
-            h = h * _P + cp[j : j + m]
-        # window starts that stay inside one key: positions [begin, end - n] of each key
-        ends = np.cumsum(lengths)
-        begins = ends - lengths
-        counts = lengths - n + 1
-        starts = np.repeat(begins, counts) + (np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts))
-        hv = h[starts]
+        h = cp[:m].copy()
+        for j in range(1, n):
+            h *= _P
+            h += cp[j : j + m]
+        # the n - 1 windows that start before a key's end and run into the next key are not shingles
+        inside = np.ones(m, dtype=bool)
+        ends = np.cumsum(lengths)[:-1]
+        for j in range(1, n):
+            inside[ends - j] = False
+        hv = h[inside]
         hv ^= hv >> s1
         hv *= m1
         hv ^= hv >> s2
         hv *= m2
         hv ^= hv >> s3
-        phv = hv[:, None] * a[None, :] + b[None, :]  # (num_shingles, num_perm), uint32 wrap-around = mod 2**32
-        offsets = np.cumsum(counts) - counts
-        out[start : start + len(chunk)] = np.minimum.reduceat(phv, offsets, axis=0)
+        phv = np.multiply.outer(hv, a)  # (num_shingles, num_perm), uint32 wrap-around = mod 2**32
+        phv += b
+        counts = lengths - n + 1
+        out[start : start + len(chunk)] = np.minimum.reduceat(phv, np.cumsum(counts) - counts, axis=0)
     return out

@@ -269,20 +269,14 @@ class LanguageID(TweetStep):
         c = self.cfg
         self._detector = LanguageDetector(c.language_list(), c.lang_detector, c.lang_unsure_below, c.lang_short_below)
 
-    def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
-        # one thread per task: datatrove tasks are the unit of parallelism
-        self.setup()
+    def process(self, doc: Document) -> str | None:
+        meta = doc.metadata
         mode = self.cfg.lang_detect
-        detect = self._detector.detect
-        for doc in data or ():
-            with self.track_time():
-                meta = doc.metadata
-                skip = mode == "off" or (mode == "missing" and meta.get("lang"))
-                meta["lang_detected"] = None if skip else detect(doc.text)
-                if not meta.get("lang") and meta["lang_detected"]:
-                    meta["lang"] = meta["lang_detected"]
-            self.stat_update(StatHints.total)
-            yield doc
+        skip = mode == "off" or (mode == "missing" and meta.get("lang"))
+        meta["lang_detected"] = None if skip else self._detector.detect(doc.text)
+        if not meta.get("lang") and meta["lang_detected"]:
+            meta["lang"] = meta["lang_detected"]
+        return None
 
 
 def spam_reason(text: str, cfg: PipelineConfig) -> str | None:
@@ -403,21 +397,20 @@ class PrepareWriter(PipelineStep):
         keys = [dedup_key(d.text) for d in docs]
         with self.track_time("batch"):
             sigs = signatures(keys, self.cfg.minhash_shingle, perms)
-        cols: dict[str, list] = {c: [] for c in PREPARED_COLUMNS}
-        for d, k in zip(docs, keys):
-            m = d.metadata
-            rt = _RT_PREFIX.match(d.text)
-            row = {
-                **{c: m.get(c) for c in PREPARED_COLUMNS},
-                "id": d.id,
-                "text": d.text,
-                "labels": json.dumps(m.get("labels") or {}, ensure_ascii=False),
-                "key": key_hash(k),
-                "rt_key": key_hash(dedup_key(d.text[rt.end() :])) if rt and not m.get("retweeted_id") else None,
-                "template": key_hash(template_key(d.text)),
-            }
-            for c in PREPARED_COLUMNS:
-                cols[c].append(row[c])
+        # column by column: one list per column, no per-post row dict
+        metas = [d.metadata for d in docs]
+        computed = {"id", "text", "labels", "key", "rt_key", "template"}
+        cols: dict[str, list] = {c: [m.get(c) for m in metas] for c in PREPARED_COLUMNS if c not in computed}
+        cols["id"] = [d.id for d in docs]
+        cols["text"] = [d.text for d in docs]
+        cols["labels"] = [json.dumps(m["labels"], ensure_ascii=False) if m.get("labels") else "{}" for m in metas]
+        cols["key"] = [key_hash(k) for k in keys]
+        cols["rt_key"] = [
+            key_hash(dedup_key(d.text[rt.end() :])) if (rt := _RT_PREFIX.match(d.text)) and not m.get("retweeted_id")
+            else None
+            for d, m in zip(docs, metas)
+        ]  # fmt: skip
+        cols["template"] = [key_hash(template_key(d.text)) for d in docs]
         schema = writer.schema
         arrays = [pa.array(cols[c], type=schema.field(c).type) for c in PREPARED_COLUMNS]
         flat = pa.array(np.ascontiguousarray(sigs).ravel(), type=pa.uint32())
