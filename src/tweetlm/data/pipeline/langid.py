@@ -19,6 +19,8 @@ import importlib.util
 import re
 from pathlib import Path
 
+from tweetlm.data.pipeline.text import sub_hashtag, sub_mention, sub_url
+
 DETECTORS = ("fasttext+lingua", "fasttext", "lingua")
 """``fasttext+lingua``: fastText, and lingua where the post is short or fastText unsure; ``fasttext`` or
 ``lingua``: that one alone."""
@@ -26,11 +28,8 @@ DETECTORS = ("fasttext+lingua", "fasttext", "lingua")
 UND = "und"
 
 # The detection text: URLs, @mentions, #hashtags and a leading "RT @user:" say nothing of the language a post is
-# written in (handles and tags are mostly English-looking). The same patterns as steps.py's.
+# written in (handles and tags are mostly English-looking). The patterns are text.py's.
 _RT_PREFIX = re.compile(r"^RT\s+(?=@)")
-_URL = re.compile(r"https?://\S+|\bwww\.\S+", re.IGNORECASE)
-_MENTION = re.compile(r"(?<![\w@])@\w{1,15}\b")
-_HASHTAG = re.compile(r"(?<![\w#&])[#\uff03]\w+")
 
 # lid.176 labels that lingua (and so ``config.languages``) spell otherwise or count as one language: Norwegian is
 # "no" in fastText and Bokmal "nb" in lingua; Egyptian Arabic ("arz", 21 of the 37 XLM-T Arabic posts whose top
@@ -45,7 +44,8 @@ probability or more, else ``und``: on XLM-T and the Indonesian corpora 0.01 turn
 
 def detection_text(text: str) -> str:
     """``text`` without URLs, @mentions, hashtags and a leading ``RT``, whitespace (newlines too) collapsed."""
-    t = _HASHTAG.sub(" ", _MENTION.sub(" ", _URL.sub(" ", _RT_PREFIX.sub("", text))))
+    t = _RT_PREFIX.sub("", text) if text.startswith("RT") else text
+    t = sub_hashtag(" ", sub_mention(" ", sub_url(" ", t)))
     return " ".join(t.split())
 
 

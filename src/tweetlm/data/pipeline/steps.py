@@ -35,15 +35,12 @@ from datatrove.utils.typeshelper import StatHints
 
 from tweetlm.data.ledger import Ledger
 from tweetlm.data.pipeline.config import PipelineConfig
-from tweetlm.data.pipeline.text import dedup_key, hash_split, normalize_text
+from tweetlm.data.pipeline.text import dedup_key, hash_split, normalize_text, sub_mention, sub_url
 from tweetlm.data.post import Post
 
 PREPARED_DIR = "prepared"
 LEDGER_DIR = "ledger"
 
-_URL = re.compile(r"https?://\S+|\bwww\.\S+", re.IGNORECASE)
-_MENTION = re.compile(r"(?<![\w@])@\w{1,15}\b")
-_HASHTAG = re.compile(r"(?<![\w#&])[#\uff03]\w+")
 _DIGITS = re.compile(r"\d+")
 _RT_PREFIX = re.compile(r"^RT @\w{1,15}:?\s+")
 # Phone numbers: North American 3-3-4 groups (optionally with parentheses) and "+<country code>" forms of 8-15
@@ -62,8 +59,7 @@ def key_hash(key: str) -> int:
 def template_key(text: str) -> str:
     """``text`` case-folded with URLs, @mentions and digit runs masked, whitespace collapsed: posts a bot
     writes from one template share it ("Day 12 of asking @x" and "Day 13 of asking @y")."""
-    t = _URL.sub("<url>", text.casefold())
-    t = _MENTION.sub("@u", t)
+    t = sub_mention("@u", sub_url("<url>", text.casefold()))
     return " ".join(_DIGITS.sub("0", t).split())
 
 
@@ -349,7 +345,7 @@ class PIIScrub(TweetStep):
             if n:
                 self.stat_update("phones", value=n)
         if self.cfg.scrub_handles:
-            t = _MENTION.sub("@user", t)
+            t = sub_mention("@user", t)
         doc.text = t
         return None
 

@@ -15,8 +15,28 @@ from typing import Protocol
 
 _WS = re.compile(r"[^\S\n]+")
 _NL = re.compile(r"\s*\n\s*")
-_MENTION = re.compile(r"(?<![\w@])@\w{1,15}\b")
-_URL = re.compile(r"https?://\S+|\bwww\.\S+", re.IGNORECASE)
+MENTION = re.compile(r"(?<![\w@])@\w{1,15}\b")
+"""An @mention (up to 15 word characters, not inside a word or an e-mail address)."""
+URL = re.compile(r"https?://\S+|\bwww\.\S+", re.IGNORECASE)
+"""A URL: ``http(s)://`` or ``www.`` up to the next whitespace."""
+HASHTAG = re.compile(r"(?<![\w#&])[#\uff03]\w+")
+"""A hashtag (``#`` or the full-width ``＃``, not inside a word or an HTML entity)."""
+
+
+def sub_url(repl: str, text: str) -> str:
+    """``URL.sub(repl, text)``, skipping the regex where a substring test shows no URL can match (``://``, or
+    ``w.``/``W.`` for ``www.``): most posts have none, and ``in`` costs far less than a regex scan."""
+    return URL.sub(repl, text) if "://" in text or "w." in text or "W." in text else text
+
+
+def sub_mention(repl: str, text: str) -> str:
+    """``MENTION.sub(repl, text)``, skipping the regex for text without ``@``."""
+    return MENTION.sub(repl, text) if "@" in text else text
+
+
+def sub_hashtag(repl: str, text: str) -> str:
+    """``HASHTAG.sub(repl, text)``, skipping the regex for text without ``#`` or ``＃``."""
+    return HASHTAG.sub(repl, text) if "#" in text or "\uff03" in text else text
 
 
 class TextSettings(Protocol):
@@ -48,9 +68,9 @@ def normalize_text(text: str, cfg: TextSettings) -> str:
             normalization="NFC",
         )
     if cfg.url_placeholder:
-        text = _URL.sub("http", text)
+        text = sub_url("http", text)
     if cfg.mention_placeholder:
-        text = _MENTION.sub("@user", text)
+        text = sub_mention("@user", text)
     text = _WS.sub(" ", text)
     if "\n" in text:
         text = _NL.sub("\n", text)
