@@ -56,6 +56,17 @@ CORPUS_COLUMNS = (
 )  # fmt: skip
 """Columns of the corpus shards: ``Post.to_dict()`` (``labels`` as a JSON string) and the pipeline's own."""
 
+DECIDE_CHANGES = ("text", "split", "kind", "truncated", "conversation_id", "retweets", "retweet_ids", "thread_ids",
+                  "thread_texts")  # fmt: skip
+"""Corpus columns ``Decide`` writes from its own rows (threads, retweet collapse and validation moves change
+them); the other columns are copied from the prepared posts."""
+
+DECIDE_READS = (
+    "order", "id", "text", "source", "split", "created_at", "kind", "reply_to_id", "conversation_id", "retweeted_id",
+    "truncated", "prov_file", "prov_record", "key", "rt_key", "template",
+)  # fmt: skip
+"""Prepared columns ``Decide`` reads as Python lists (``steps.PREPARED_COLUMNS`` has the rest)."""
+
 
 def corpus_schema():
     import pyarrow as pa
@@ -93,15 +104,17 @@ class Decide(PipelineStep):
         with self.track_time("corpus"):
             table = pa.concat_tables([pq.read_table(f) for f in files])
             table = table.take(pc.sort_indices(table, [("order", "ascending")]))
-            rows = {c: table.column(c).to_pylist() for c in table.column_names if c != "minhash"}
+            rows = {c: table.column(c).to_pylist() for c in DECIDE_READS}
             sig = table.column("minhash").combine_chunks().flatten().to_numpy(zero_copy_only=False)
             sig = sig.reshape(len(table), self.cfg.minhash_num_perm) if len(table) else sig.reshape(0, 1)
-            out = self._decide(rows, np.array(sig, dtype=np.uint32))  # a writable copy
-            self._write(out)
+            keep = self._decide(rows, np.array(sig, dtype=np.uint32))  # a writable copy
+            self._write(table, rows, keep)
         return iter(())
 
     # ------------------------------------------------------------------------------------------------------
-    def _decide(self, r: dict[str, list], sig) -> dict[str, list]:
+    def _decide(self, r: dict[str, list], sig) -> list[int]:
+        """The rows kept, in input order; ``r`` (the ``DECIDE_READS`` columns) is changed in place where a
+        step changes a row (``DECIDE_CHANGES``)."""
         cfg = self.cfg
         n = len(r["id"])
         alive = [True] * n
@@ -196,7 +209,7 @@ class Decide(PipelineStep):
             self._write_rejects(r, rejects)
         keep = [i for i in range(n) if alive[i]]
         self.stat_update("kept", value=len(keep))
-        return {c: [r[c][i] for i in keep] for c in CORPUS_COLUMNS}
+        return keep
 
     @staticmethod
     def _dedup_ids(r: dict[str, list], alive: list[bool], drop) -> None:
@@ -288,18 +301,27 @@ class Decide(PipelineStep):
             of_val = r["split"][i] != "val" and any(r["split"][j] == "val" for j in matches)
             drop(i, "near_duplicate_of_val" if of_val else "near_duplicate")
 
-    def _write(self, cols: dict[str, list]) -> None:
+    def _write(self, table, rows: dict[str, list], keep: list[int]) -> None:
+        """``train.parquet`` and ``val.parquet`` of the ``keep`` rows: the columns a step changed from ``rows``,
+        the others taken from ``table`` as they are (no round trip through Python objects)."""
         import pyarrow as pa
+        import pyarrow.compute as pc
         import pyarrow.parquet as pq
 
         out = Path(self.out_dir)
         out.mkdir(parents=True, exist_ok=True)
         schema = corpus_schema()
+        kept = table.take(pa.array(keep, type=pa.int64()))
+        arrays = [
+            pa.array([rows[c][i] for i in keep], type=schema.field(c).type)
+            if c in DECIDE_CHANGES
+            else kept.column(c).combine_chunks().cast(schema.field(c).type)
+            for c in CORPUS_COLUMNS
+        ]
+        corpus = pa.Table.from_arrays(arrays, schema=schema)
         for split in ("train", "val"):
-            idx = [i for i, s in enumerate(cols["split"]) if s == split]
-            arrays = [pa.array([cols[c][i] for i in idx], type=schema.field(c).type) for c in CORPUS_COLUMNS]
-            pq.write_table(pa.Table.from_arrays(arrays, schema=schema), out / f"{split}.parquet")
-        summary = {"kept": len(cols["id"]), "threads": sum(1 for t in cols["thread_ids"] if t)}
+            pq.write_table(corpus.filter(pc.equal(corpus.column("split"), split)), out / f"{split}.parquet")
+        summary = {"kept": len(keep), "threads": sum(1 for i in keep if rows["thread_ids"][i])}
         (Path(self.work_dir) / "decide.json").write_text(json.dumps(summary))
 
 
