@@ -176,6 +176,9 @@ class PipelineConfig:
             )
         if not 0.0 < self.minhash_threshold <= 1.0 or self.minhash_num_perm < 2 or self.minhash_shingle < 1:
             raise ValueError("data.minhash_threshold must be in (0, 1], minhash_num_perm >= 2, minhash_shingle >= 1")
+        for name in ("max_hashtag_ratio", "max_mention_ratio", "max_url_ratio"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"data.{name} must be in [0, 1] (1: never drop), got {getattr(self, name)}")
         if self.max_record_chars < 0:
             raise ValueError(f"data.max_record_chars must be >= 0 (0: no limit), got {self.max_record_chars}")
         if not 0.0 <= self.val_fraction < 1.0:
