@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import heapq
 import json
 import math
 import os
@@ -55,6 +56,7 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from functools import lru_cache
+from operator import itemgetter
 from pathlib import Path
 
 import numpy as np
@@ -708,9 +710,10 @@ class SearchIndex:
                 dense += [(s, seg.name, r) for s, r in seg.search_dense(qv, mask, n, p.exact_dense, p.exact_below)]
         if small:
             dense += self._search_small(qv, small, n, segments)
-        lex.sort(key=lambda x: -x[0])
-        dense.sort(key=lambda x: -x[0])
-        fused = fuse(lex[:n], dense[:n], p)
+        # the n best of each list, ties in segment order: nlargest is sorted(..., reverse=True)[:n], a stable sort
+        lex = heapq.nlargest(n, lex, key=itemgetter(0))
+        dense = heapq.nlargest(n, dense, key=itemgetter(0))
+        fused = fuse(lex, dense, p)
         if p.half_life_s is not None:
             additive = fuses_linearly(lex, dense, p)  # scores on a log scale
             for (seg_name, r), e in fused.items():

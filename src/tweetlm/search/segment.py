@@ -384,10 +384,14 @@ class Segment:
         limit = n
         while True:
             hits = searcher.search(query, limit).hits
-            rids = searcher.fast_field_values("rid", [a for _, a in hits]) if hits else []
-            out = [(float(s), int(r)) for (s, _), r in zip(hits, rids) if int(r) < len(mask) and mask[int(r)]]
+            if not hits:
+                return []
+            rids = np.asarray(searcher.fast_field_values("rid", [a for _, a in hits]), dtype=np.int64)
+            inside = rids < len(mask)
+            keep = np.flatnonzero(inside & mask[np.where(inside, rids, 0)])  # the mask checked in one call
+            out = [(float(hits[i][0]), int(rids[i])) for i in keep[:n].tolist()]
             if len(out) >= n or len(hits) < limit:
-                return out[:n]
+                return out
             limit *= 4  # rows the mask drops but tantivy kept (e.g. undated posts when no bound was given)
 
     def search_dense(
