@@ -7,7 +7,6 @@ from __future__ import annotations
 import socket
 
 import pytest
-from conftest import SHARED
 from datatrove.data import Document
 
 from tweetlm.data.pipeline.config import DEFAULT_LANGUAGES, PipelineConfig
@@ -155,25 +154,3 @@ def test_language_id_step(tmp_path, method):
     docs = [Document(text=SENTENCES["de"], id="4", metadata={"source": "s", "lang": "de"})]
     out = list(LanguageID(PipelineConfig(lang_detector=method, lang_detect="missing"), tmp_path)(iter(docs)))
     assert out[0].metadata["lang_detected"] is None and out[0].metadata["lang"] == "de"
-
-
-def test_detect_batch_answers_as_detect_on_real_posts(detectors):
-    """One fastText call per batch gives each post the language ``detect`` gives it: real posts of eight
-    languages (XLM-T), short ones, ones without letters, unsure ones (lingua decides) and a lone surrogate."""
-    from tweetlm.data.formats.dispatch import read_corpus
-    from tweetlm.data.ledger import Ledger
-
-    xlmt = SHARED / "corpora" / "xlmt_umsab_sentiment"
-    if not xlmt.is_dir():
-        pytest.skip("../shared/corpora/xlmt_umsab_sentiment is not here")
-    posts = [p.text for _, p in zip(range(1200), read_corpus([xlmt], Ledger()))]
-    texts = posts + ["ok", "lol", "#tbt @x https://t.co/a", "12:30 !!", "", "bad \ud800 text here ok, this is english"]
-    texts += [SENTENCES[c] for c in LANGS] + ["Danke", "merci", "gracias amigo"]
-    det = detectors["fasttext+lingua"]
-    asked = _counting_lingua(det)
-    got = det.detect_batch(texts)
-    assert len(asked) > 10  # some went to lingua
-    assert got == [det.detect(t) for t in texts]
-    assert len(set(got)) >= 8
-    ok = [t for t in texts if "\ud800" not in t]
-    assert det.detect_batch(ok) == [det.detect(t) for t in ok]  # the batch call itself, no surrogate fallback

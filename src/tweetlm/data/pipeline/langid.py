@@ -125,34 +125,6 @@ class LanguageDetector:
         # and where lingua cannot, fastText's top label stands if it is allowed
         return self.lingua(t) or (code if code in self.allowed else UND)
 
-    def detect_batch(self, texts: list[str]) -> list[str]:
-        """``[self.detect(t) for t in texts]``, with one fastText call for the whole list: called post by post
-        between the pipeline's other steps, fastText's model leaves the CPU cache, and a call cost 14.7 us
-        against 9.2 us per post in one multi-line call (``benchmarks/results/data_cpu2_202612.md``)."""
-        if self.method != "fasttext+lingua":
-            return [self.detect(t) for t in texts]
-        dts = [detection_text(t) for t in texts]
-        out = [UND] * len(texts)
-        todo = [i for i, t in enumerate(dts) if any(ch.isalpha() for ch in t)]
-        try:
-            # with the threshold, a text's list holds its top label only where its probability is unsure_below or
-            # more (fastText keeps labels whose probability is not below it)
-            confident = self._fasttext.f.multilinePredict([dts[i] + "\n" for i in todo], 1, self.unsure_below, "strict")
-        except TypeError:  # a lone surrogate somewhere in the batch: one post at a time
-            return [self.detect(t) for t in texts]
-        for i, labels in zip(todo, confident):
-            t = dts[i]
-            code = _code(labels[0]) if labels else None
-            if code in self.allowed and len(t) >= self.short_below:
-                out[i] = code
-                continue
-            found = self.lingua(t)
-            if found is None and code is None:  # as in ``detect``: fastText's top label, however unsure
-                top, _ = self._predict(t, 1)
-                code = _code(top[0]) if top else None
-            out[i] = found or (code if code in self.allowed else UND)
-        return out
-
     def lingua(self, t: str) -> str | None:
         """lingua's answer for a detection text, ``None`` where it cannot decide."""
         try:

@@ -106,10 +106,6 @@ class TweetStep(PipelineStep):
     def process(self, doc: Document) -> str | None:
         raise NotImplementedError
 
-    def process_batch(self, docs: list[Document]) -> list[str | None]:
-        """``process`` of each of ``docs``, in order; a step overrides it where a batch call is cheaper."""
-        return [self.process(doc) for doc in docs]
-
     def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
         self.setup()
         drops: Counter = Counter()
@@ -125,7 +121,8 @@ class TweetStep(PipelineStep):
         for batch in batched(data or (), self.batch_size):
             kept, dropped = [], Counter()
             with self.track_time("batch"):
-                for doc, reason in zip(batch, self.process_batch(batch)):
+                for doc in batch:
+                    reason = self.process(doc)
                     if reason is None:
                         kept.append(doc)
                         continue
@@ -268,16 +265,14 @@ class LanguageID(TweetStep):
         c = self.cfg
         self._detector = LanguageDetector(c.language_list(), c.lang_detector, c.lang_unsure_below, c.lang_short_below)
 
-    def process_batch(self, docs: list[Document]) -> list[str | None]:
+    def process(self, doc: Document) -> str | None:
+        meta = doc.metadata
         mode = self.cfg.lang_detect
-        run = [d for d in docs if not (mode == "off" or (mode == "missing" and d.metadata.get("lang")))]
-        found = dict(zip(map(id, run), self._detector.detect_batch([d.text for d in run])))
-        for doc in docs:
-            meta = doc.metadata
-            meta["lang_detected"] = found.get(id(doc))
-            if not meta.get("lang") and meta["lang_detected"]:
-                meta["lang"] = meta["lang_detected"]
-        return [None] * len(docs)
+        skip = mode == "off" or (mode == "missing" and meta.get("lang"))
+        meta["lang_detected"] = None if skip else self._detector.detect(doc.text)
+        if not meta.get("lang") and meta["lang_detected"]:
+            meta["lang"] = meta["lang_detected"]
+        return None
 
 
 def spam_reason(text: str, cfg: PipelineConfig) -> str | None:
