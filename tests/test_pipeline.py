@@ -397,8 +397,8 @@ def test_bad_keep_languages_ray_missing_and_nothing_kept_fail_cleanly(tmp_path, 
     PipelineConfig(keep_languages="en, und").validate()
     with pytest.raises(ValueError, match="data.max_url_ratio must be in \\[0, 1\\]"):
         PipelineConfig(max_url_ratio=-0.1).validate()
-    with pytest.raises(ValueError, match="data.tasks and data.workers must be >= 0"):
-        PipelineConfig(tasks=-1).validate()
+    with pytest.raises(ValueError, match="data.workers \\(--workers\\) must be >= 0"):
+        PipelineConfig(workers=-3).validate()
     posts = tmp_path / "posts.txt"
     posts.write_text("a post about the weather in Lisbon today\n")
     if importlib.util.find_spec("ray") is None:

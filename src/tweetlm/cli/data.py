@@ -198,9 +198,12 @@ def register(sub) -> None:
     b.add_argument("--corpus", nargs="+", required=True, metavar="PATH", help="folders or files of posts")
     b.add_argument("--out", required=True, metavar="DIR", help="corpus folder to write")
     b.add_argument(
-        "--tasks", type=int, default=0, help="datatrove tasks (default: 4 per worker with --workers 2 or more, else 1)"
+        "--tasks",
+        type=int,
+        default=0,
+        help="datatrove tasks (default 0: 4 per worker with --workers 2 or more on the local executor, else 1)",
     )
-    b.add_argument("--workers", type=int, default=0, help="tasks at once on this machine (default: all tasks)")
+    b.add_argument("--workers", type=int, default=0, help="tasks at once on this machine (default 0: all tasks)")
     b.add_argument("--executor", default="local", choices=["local", "slurm", "ray"], help="datatrove executor")
     b.add_argument(
         "--slurm-partition", help="Slurm partition (with --executor slurm; default: the cluster's default partition)"

@@ -247,7 +247,7 @@ def query_encoder_option(p: argparse.ArgumentParser) -> None:
         default=DEFAULT_QUERY_ENCODER,
         choices=QUERY_ENCODERS,
         help=f"how queries are embedded (default {DEFAULT_QUERY_ENCODER}: ONNX Runtime, same vectors as the "
-        "model, ~2x faster; onnx-int8 / torch-int8: faster, cosine ~0.98-0.99 to them; see "
+        "model, ~2x faster; onnx-int8: faster, cosine >= 0.97 to them (0.99 on average); torch-int8: >= 0.91; see "
         "benchmarks/results/search_speed_cpu2_202612.md)",
     )
 

@@ -170,10 +170,9 @@ class PipelineConfig:
             )
         if self.executor not in ("local", "slurm", "ray"):
             raise ValueError(f"data.executor must be 'local', 'slurm' or 'ray', got {self.executor!r}")
-        if self.tasks < 0 or self.workers < 0:
-            raise ValueError(
-                f"data.tasks and data.workers must be >= 0 (0: the default), got {self.tasks} and {self.workers}"
-            )
+        for name in ("tasks", "workers"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"data.{name} (--{name}) must be >= 0 (0: the default), got {getattr(self, name)}")
         if not 0.0 < self.minhash_threshold <= 1.0 or self.minhash_num_perm < 2 or self.minhash_shingle < 1:
             raise ValueError("data.minhash_threshold must be in (0, 1], minhash_num_perm >= 2, minhash_shingle >= 1")
         for name in ("max_hashtag_ratio", "max_mention_ratio", "max_url_ratio"):
