@@ -302,3 +302,42 @@ def test_api_keys_from_a_file_and_the_environment_stay_out_of_the_process_list(t
     for bad in ("empty.txt", "missing.txt"):
         with pytest.raises(ValueError, match=f"--api-key-file .*{bad}"):
             api_keys(None, str(tmp_path / bad), env={})
+
+
+def test_a_request_being_encoded_still_counts_against_the_queue(engine):
+    """The batcher encodes taken requests outside its lock; while it does, they must still count as waiting, or
+    a burst arriving meanwhile is admitted beyond slots + queue (CI once admitted 7 of a burst to 2 + 4)."""
+    import threading
+
+    from tweetlm.inference.batcher import Batcher, QueueFull
+    from tweetlm.inference.engine import SamplingParams
+
+    class _HeldEncode(Engine):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.encoding, self.release = threading.Event(), threading.Event()
+
+        def make_request(self, *args, **kwargs):
+            self.encoding.set()
+            self.release.wait(timeout=30)
+            return super().make_request(*args, **kwargs)
+
+    held = _HeldEncode(engine.model, engine.tok, model_name="tiny")
+
+    async def run():
+        b = Batcher(held, max_batch=1, queue_size=1)
+        b.start()
+        params = SamplingParams(max_tokens=2)
+        try:
+            first = b.submit("rain", params)
+            assert await asyncio.to_thread(held.encoding.wait, 30)  # taken from the queue, being encoded
+            second = b.submit("rain", params)  # 1 slot: the first; 1 waiting: this one
+            with pytest.raises(QueueFull):
+                b.submit("rain", params)
+            held.release.set()
+            return [len((await b.result(j)).token_ids) for j in (first, second)]
+        finally:
+            held.release.set()
+            await b.stop()
+
+    assert asyncio.run(run()) == [2, 2]

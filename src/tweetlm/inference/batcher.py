@@ -57,6 +57,7 @@ class Batcher:
         self.queue_size = queue_size
         self.continuous = continuous
         self._pending: deque[Job] = deque()  # submitted, not yet handed to the engine
+        self._handing = 0  # taken from _pending and not yet in the engine (being encoded, outside the lock)
         self._cond = threading.Condition()
         self._thread: threading.Thread | None = None
         self._stop = False
@@ -65,7 +66,7 @@ class Batcher:
     @property
     def waiting(self) -> int:
         """Requests submitted and not yet in an engine slot."""
-        return len(self._pending) + self.engine.num_waiting
+        return len(self._pending) + self._handing + self.engine.num_waiting
 
     def start(self) -> None:
         if self._thread is None:
@@ -139,23 +140,29 @@ class Batcher:
         if not self.continuous and self.engine.has_work():
             return []
         n = len(self._pending) if self.continuous else min(self.max_batch, len(self._pending))
+        self._handing += n
         return [self._pending.popleft() for _ in range(n)]
 
     def _hand_over(self, jobs: list[Job]) -> None:
-        """Encode and queue ``jobs`` in the engine (outside the lock: a long prompt never blocks ``submit``)."""
+        """Encode and queue ``jobs`` in the engine (outside the lock: a long prompt never blocks ``submit``).
+        Each job counts as waiting (``_handing``) until it is in the engine, so a burst that arrives meanwhile
+        is not admitted beyond the queue (seen in a test: 7 of a burst admitted to 2 slots + 4 waiting)."""
         for job in jobs:
-            if job.cancelled:
-                continue
+            req = None
             try:
-                req = self.engine.make_request(job.prompt, job.params, lambda d, job=job: self._post(job, d))
+                if not job.cancelled:
+                    req = self.engine.make_request(job.prompt, job.params, lambda d, job=job: self._post(job, d))
             except Exception as e:  # invalid prompt or params: this request fails alone
                 self._post(job, e)
-                continue
-            job.request = req
-            req.on_done = lambda r, job=job: self._done(job, r)
-            if job.cancelled:
-                req.cancel()
-            self.engine.add(req)
+            with self._cond:
+                self._handing -= 1
+                if req is None:
+                    continue
+                job.request = req
+                req.on_done = lambda r, job=job: self._done(job, r)
+                if job.cancelled:
+                    req.cancel()
+                self.engine.add(req)
 
     def _done(self, job: Job, req: Request) -> None:
         """A request ended (in whichever thread stepped the engine: this one, or one calling ``generate``)."""
