@@ -166,7 +166,7 @@ def main() -> None:
         t0 = time.perf_counter()
         report = build_corpus(corpus, tmp / f"out{label}", c)
         runs[label] = {"wall": time.perf_counter() - t0, "report": report, "work": tmp / f"out{label}" / "_work"}
-        runs[label]["tasks"] = c.task_count()
+        runs[label]["tasks"], runs[label]["workers"] = c.task_count(), c.workers
     same = len({r["report"]["corpus_hash"] for r in runs.values()}) == 1
     steps = _step_times(runs[1]["work"])
 
@@ -194,10 +194,9 @@ def main() -> None:
     for label, run in runs.items():
         cpu, wall = _usage(run["work"])
         prepare_rate[label] = rate(rep["records_in"], cpu)
-        workers = 1 if label == 1 else 2
         print(
-            f"prepare stage, {run['tasks']} task(s) on {workers} worker(s): {cpu:.1f} CPU s, longest task {wall:.1f} s "
-            f"wall, {prepare_rate[label]:,.0f} posts/s per core"
+            f"prepare stage, {run['tasks']} task(s) on {run['workers']} worker(s): {cpu:.1f} CPU s, "
+            f"longest task {wall:.1f} s wall, {prepare_rate[label]:,.0f} posts/s per core"
         )
     print(f"whole: baseline {base_rate:,.0f} posts/s (read {t_read:.1f}s + steps {sum(base.values()):.1f}s); "
           f"pipeline 1 task {whole1:,.0f} posts/s ({runs[1]['wall']:.1f}s), "

@@ -234,7 +234,7 @@ def test_rejects_are_written_with_their_reason(built, tmp_path):
     import gzip
 
     _, paths, _ = built
-    build_corpus(paths, tmp_path / "out", PipelineConfig(tasks=1, workers=1, write_rejects=True))
+    build_corpus(paths, tmp_path / "out", PipelineConfig(workers=1, write_rejects=True))
     rejects = tmp_path / "out" / "_work" / "rejects"
 
     def read(step: str) -> dict[str, str]:

@@ -94,7 +94,7 @@ def load_posts(paths: list[str | Path], val_fraction: float = 0.05) -> tuple[lis
     accounting = None
     if raw:
         with tempfile.TemporaryDirectory(prefix="tweetlm_search_corpus_") as tmp:
-            build_corpus(raw, Path(tmp) / "corpus", PipelineConfig(val_fraction=val_fraction, tasks=1, workers=1))
+            build_corpus(raw, Path(tmp) / "corpus", PipelineConfig(val_fraction=val_fraction, workers=1))
             for name in reversed(SPLIT_FILES):  # validation first, as before
                 posts += read_parquet_posts(Path(tmp) / "corpus" / name)
             accounting = json.loads((Path(tmp) / "corpus" / "accounting.json").read_text())

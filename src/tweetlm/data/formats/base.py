@@ -336,7 +336,8 @@ _SURROGATE_ESCAPE = re.compile("[\udc80-\udcff]")
 
 def has_surrogates(*fields: str) -> bool:
     """Whether any of ``fields`` holds a byte that was not UTF-8 (decoded with ``surrogateescape``). One regex
-    search per field: a Python loop over the characters took 1.5 s of a 55 s build of the shared corpora."""
+    search per field: a Python loop over the characters took 1.5 s of a 60 s cProfile run of the shared corpora's
+    build (``benchmarks/results/data_cpu2_202612.md``)."""
     return any(_SURROGATE_ESCAPE.search(f) for f in fields)
 
 

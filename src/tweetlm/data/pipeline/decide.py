@@ -348,7 +348,7 @@ def near_duplicates(sig, order: list[int], threshold: float, num_perm: int) -> d
     visited = np.asarray(order, dtype=np.int64)
     band_keys = np.ascontiguousarray(sig[visited, : b * rows]).view(np.dtype((np.void, 4 * rows)))  # (m, b)
     # A row none of whose band keys another visited row has can neither match nor be matched: it is kept, and
-    # what it would add to the tables is never looked up. Only the others go through the tables (a few % of posts).
+    # what it would add to the tables is never looked up. Only the others go through the tables.
     shared = np.zeros(len(visited), dtype=bool)
     for t in range(b):
         _, inverse, counts = np.unique(band_keys[:, t], return_inverse=True, return_counts=True)

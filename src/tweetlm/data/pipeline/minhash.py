@@ -46,8 +46,8 @@ def permutations(num_perm: int, seed: int = 1) -> tuple[np.ndarray, np.ndarray]:
 def signatures(keys: list[str], n: int, perms: tuple[np.ndarray, np.ndarray], batch: int = 256) -> np.ndarray:
     """MinHash signatures of ``keys``: ``(len(keys), num_perm)`` uint32, row ``i`` for ``keys[i]``.
 
-    ``batch`` keys at a time: their ``(shingles, num_perm)`` hash matrix (about 4.5 MB for 256 tweets) stays in the
-    CPU cache; 1,024 took half again as long per post (``benchmarks/results/data_cpu2_202612.md``)."""
+    ``batch`` keys at a time keeps their ``(shingles, num_perm)`` hash matrix small (about 4.5 MB for 256 tweets);
+    1,024 took half again as long per post (``benchmarks/results/data_cpu2_202612.md``)."""
     a, b = perms
     out = np.empty((len(keys), len(a)), dtype=np.uint32)
     s1, m1, s2, m2, s3 = _FMIX32
