@@ -38,6 +38,8 @@ the pipeline's columns), so the output is the same whatever the number of tasks.
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import json
 from collections import Counter, defaultdict
 from pathlib import Path
@@ -61,11 +63,20 @@ DECIDE_CHANGES = ("text", "split", "kind", "truncated", "conversation_id", "retw
 """Corpus columns ``Decide`` writes from its own rows (threads, retweet collapse and validation moves change
 them); the other columns are copied from the prepared posts."""
 
-DECIDE_READS = (
-    "order", "id", "text", "source", "split", "created_at", "kind", "reply_to_id", "conversation_id", "retweeted_id",
-    "truncated", "prov_file", "prov_record", "key", "rt_key", "template",
-)  # fmt: skip
-"""Prepared columns ``Decide`` reads as Python lists (``steps.PREPARED_COLUMNS`` has the rest)."""
+
+class Columns(dict):
+    """Prepared columns as Python lists, each converted from ``table`` when first read (``r["id"]``): the stage
+    pays only for the columns its steps touch (``prov_file`` only for an error message, ``created_at`` only to
+    order a thread's replies). A column a step creates (``r["retweets"] = ...``) is an ordinary entry; ``c in
+    r`` says whether a column was read or made, without reading it."""
+
+    def __init__(self, table):
+        super().__init__()
+        self.table = table
+
+    def __missing__(self, column: str) -> list:
+        values = self[column] = self.table.column(column).to_pylist()
+        return values
 
 
 def corpus_schema():
@@ -93,36 +104,36 @@ class Decide(PipelineStep):
         self.out_dir = str(out_dir)
 
     def run(self, data: DocumentsPipeline = None, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
-        import numpy as np
-        import pyarrow as pa
-        import pyarrow.compute as pc
         import pyarrow.parquet as pq
 
         files = sorted((Path(self.work_dir) / PREPARED_DIR).glob("*.parquet"))
         if not files:
             raise ValueError(f"no prepared posts in {Path(self.work_dir) / PREPARED_DIR}: run the per-task stage first")
-        with self.track_time("corpus"):
-            table = pa.concat_tables([pq.read_table(f) for f in files])
-            table = table.take(pc.sort_indices(table, [("order", "ascending")]))
-            rows = {c: table.column(c).to_pylist() for c in DECIDE_READS}
+        with self.track_time("corpus"), gc_paused():
+            table = in_input_order([pq.read_table(f) for f in files])
+            rows = Columns(table)
             sig = table.column("minhash").combine_chunks().flatten().to_numpy(zero_copy_only=False)
             sig = sig.reshape(len(table), self.cfg.minhash_num_perm) if len(table) else sig.reshape(0, 1)
-            keep = self._decide(rows, np.array(sig, dtype=np.uint32))  # a writable copy
+            keep = self._decide(rows, sig)
             self._write(table, rows, keep)
         return iter(())
 
     # ------------------------------------------------------------------------------------------------------
     def _decide(self, r: dict[str, list], sig) -> list[int]:
-        """The rows kept, in input order; ``r`` (the ``DECIDE_READS`` columns) is changed in place where a
-        step changes a row (``DECIDE_CHANGES``)."""
+        """The rows kept, in input order; ``r`` (``Columns`` of the prepared table) is changed in place where a
+        step changes a row (``DECIDE_CHANGES``). ``sig``: ``(n, num_perm)`` uint32, not changed."""
+        import numpy as np
+
         cfg = self.cfg
         n = len(r["id"])
         alive = [True] * n
         drops: Counter = Counter()
         r["retweets"] = [0] * n
-        r["retweet_ids"] = [[] for _ in range(n)]
-        r["thread_ids"] = [[] for _ in range(n)]
-        r["thread_texts"] = [[] for _ in range(n)]
+        # one shared empty tuple per row (written as an empty list), replaced by a list where a step fills it:
+        # a fresh list per row for three columns took a fifth of the stage (cProfile)
+        r["retweet_ids"] = [()] * n
+        r["thread_ids"] = [()] * n
+        r["thread_texts"] = [()] * n
 
         rejects: list[tuple[int, str]] = []
 
@@ -161,6 +172,8 @@ class Decide(PipelineStep):
                         continue
                 drop(i, "retweet_collapsed")
                 r["retweets"][target] += 1
+                if not r["retweet_ids"][target]:
+                    r["retweet_ids"][target] = []
                 r["retweet_ids"][target].append(r["id"][i])
                 if r["split"][i] == "val":
                     r["split"][target] = "val"
@@ -181,9 +194,10 @@ class Decide(PipelineStep):
 
             keys = [dedup_key(r["text"][i]) for i in rebuilt]
             new_sig = signatures(keys, cfg.minhash_shingle, permutations(cfg.minhash_num_perm))
+            sig = np.array(sig, dtype=np.uint32)  # a writable copy (the prepared table's memory is read-only)
             for j, i in enumerate(rebuilt):
                 r["key"][i] = key_hash(keys[j])
-                r["template"][i] = key_hash(template_key(r["text"][i]))
+                r["template"][i] = key_hash(template_key(r["text"][i], keys[j]))
                 sig[i] = new_sig[j]
         if cfg.exact_dedup:
             first_split: dict[int, str] = {}
@@ -304,6 +318,7 @@ class Decide(PipelineStep):
     def _write(self, table, rows: dict[str, list], keep: list[int]) -> None:
         """``train.parquet`` and ``val.parquet`` of the ``keep`` rows: the columns a step changed from ``rows``,
         the others taken from ``table`` as they are (no round trip through Python objects)."""
+        import numpy as np
         import pyarrow as pa
         import pyarrow.compute as pc
         import pyarrow.parquet as pq
@@ -311,10 +326,12 @@ class Decide(PipelineStep):
         out = Path(self.out_dir)
         out.mkdir(parents=True, exist_ok=True)
         schema = corpus_schema()
-        kept = table.take(pa.array(keep, type=pa.int64()))
+        mask = np.zeros(table.num_rows, dtype=bool)
+        mask[keep] = True
+        kept = table.filter(pa.array(mask))
         arrays = [
             pa.array([rows[c][i] for i in keep], type=schema.field(c).type)
-            if c in DECIDE_CHANGES
+            if c in DECIDE_CHANGES and c in rows  # a column never read was never changed
             else kept.column(c).combine_chunks().cast(schema.field(c).type)
             for c in CORPUS_COLUMNS
         ]
@@ -323,6 +340,52 @@ class Decide(PipelineStep):
             pq.write_table(corpus.filter(pc.equal(corpus.column("split"), split)), out / f"{split}.parquet")
         summary = {"kept": len(keep), "threads": sum(1 for i in keep if rows["thread_ids"][i])}
         (Path(self.work_dir) / "decide.json").write_text(json.dumps(summary))
+
+
+def in_input_order(tables: list):
+    """One table of the prepared ``tables`` with its rows in input order (``order`` ascending).
+
+    A task writes each of its input files' posts together and in order (its steps drop rows, never reorder
+    them), and the files' ``order`` ranges do not overlap (``dispatch.ORDER_BITS``), so the rows are put in order
+    by sorting the runs of one file each and joining slices of them, without copying a row. A full sort (what
+    this returns in any case, checked) is the fallback where the runs are not increasing."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from tweetlm.data.formats.dispatch import ORDER_BITS
+
+    runs = []
+    for t in tables:
+        order = t.column("order").to_numpy()
+        if not len(order):
+            continue
+        file = order >> ORDER_BITS
+        starts = np.flatnonzero(np.r_[True, file[1:] != file[:-1]])
+        ends = np.r_[starts[1:], len(order)]
+        runs += [(int(order[a]), t.slice(a, b - a)) for a, b in zip(starts, ends)]
+    if not runs:
+        return pa.concat_tables(tables)
+    table = pa.concat_tables([run for _, run in sorted(runs, key=lambda x: x[0])])
+    order = table.column("order").to_numpy()
+    if len(order) > 1 and not (order[1:] > order[:-1]).all():
+        table = table.take(pc.sort_indices(table, [("order", "ascending")]))
+    return table
+
+
+@contextlib.contextmanager
+def gc_paused():
+    """CPython's cyclic garbage collector off for the block (back on after, if it was on). Decide holds every
+    post's row as Python objects; the full collections that allocating more of them triggers walked all of them
+    again and again (the stage took 2.0-2.2 s without them against 2.4-3.7 s with them, on the shared corpora).
+    Nothing here makes reference cycles that must be collected before the block ends."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
 
 
 def near_duplicates(sig, order: list[int], threshold: float, num_perm: int) -> dict[int, list[int]]:
@@ -349,9 +412,16 @@ def near_duplicates(sig, order: list[int], threshold: float, num_perm: int) -> d
     band_keys = np.ascontiguousarray(sig[visited, : b * rows]).view(np.dtype((np.void, 4 * rows)))  # (m, b)
     # A row none of whose band keys another visited row has can neither match nor be matched: it is kept, and
     # what it would add to the tables is never looked up. Only the others go through the tables.
+    # Found on a 64-bit hash of each band (sorting uint64 is several times faster than sorting the bands' bytes);
+    # two bands that differ but share a hash only send their rows through the tables, which compare the bytes.
     shared = np.zeros(len(visited), dtype=bool)
     for t in range(b):
-        _, inverse, counts = np.unique(band_keys[:, t], return_inverse=True, return_counts=True)
+        band = np.ascontiguousarray(sig[visited, t * rows : (t + 1) * rows]).astype(np.uint64)
+        h = np.zeros(len(visited), dtype=np.uint64)
+        for j in range(rows):
+            h ^= band[:, j]
+            h *= np.uint64(0x100000001B3)  # FNV-1a's 64-bit prime over the band's 32-bit slots
+        _, inverse, counts = np.unique(h, return_inverse=True, return_counts=True)
         shared |= counts[inverse.ravel()] > 1
     bands = dict(zip(visited[shared].tolist(), band_keys[shared].tolist()))
     tables: list[dict[bytes, list[int]]] = [{} for _ in range(b)]
