@@ -102,6 +102,7 @@ class Decide(PipelineStep):
         self.cfg = cfg
         self.work_dir = str(work_dir)
         self.out_dir = str(out_dir)
+        self._banding: tuple[int, int] | None = None  # from the prepared files (``stored_banding``), in ``run``
 
     def run(self, data: DocumentsPipeline = None, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
         import pyarrow.parquet as pq
@@ -110,7 +111,9 @@ class Decide(PipelineStep):
         if not files:
             raise ValueError(f"no prepared posts in {Path(self.work_dir) / PREPARED_DIR}: run the per-task stage first")
         with self.track_time("corpus"), gc_paused():
-            table = in_input_order([pq.read_table(f) for f in files])
+            tables = [pq.read_table(f) for f in files]
+            self._banding = stored_banding(tables[0].schema, self.cfg)
+            table = in_input_order(tables)
             rows = Columns(table)
             sig = table.column("minhash").combine_chunks().flatten().to_numpy(zero_copy_only=False)
             sig = sig.reshape(len(table), self.cfg.minhash_num_perm) if len(table) else sig.reshape(0, 1)
@@ -311,33 +314,32 @@ class Decide(PipelineStep):
     def _near_dedup(self, r: dict[str, list], sig, alive: list[bool], visit: list[int], drop) -> None:
         cfg = self.cfg
         order = [i for i in visit if alive[i] and len(r["text"][i]) >= cfg.near_dedup_min_chars]
-        for i, matches in near_duplicates(sig, order, cfg.minhash_threshold, cfg.minhash_num_perm).items():
+        found = near_duplicates(sig, order, cfg.minhash_threshold, cfg.minhash_num_perm, self._banding)
+        for i, matches in found.items():
             of_val = r["split"][i] != "val" and any(r["split"][j] == "val" for j in matches)
             drop(i, "near_duplicate_of_val" if of_val else "near_duplicate")
 
     def _write(self, table, rows: dict[str, list], keep: list[int]) -> None:
         """``train.parquet`` and ``val.parquet`` of the ``keep`` rows: the columns a step changed from ``rows``,
         the others taken from ``table`` as they are (no round trip through Python objects)."""
-        import numpy as np
         import pyarrow as pa
-        import pyarrow.compute as pc
         import pyarrow.parquet as pq
 
         out = Path(self.out_dir)
         out.mkdir(parents=True, exist_ok=True)
         schema = corpus_schema()
-        mask = np.zeros(table.num_rows, dtype=bool)
-        mask[keep] = True
-        kept = table.filter(pa.array(mask))
-        arrays = [
-            pa.array([rows[c][i] for i in keep], type=schema.field(c).type)
-            if c in DECIDE_CHANGES and c in rows  # a column never read was never changed
-            else kept.column(c).combine_chunks().cast(schema.field(c).type)
-            for c in CORPUS_COLUMNS
-        ]
-        corpus = pa.Table.from_arrays(arrays, schema=schema)
+        changed = [c for c in CORPUS_COLUMNS if c in DECIDE_CHANGES and c in rows]  # a column never read: unchanged
+        copied = table.select([c for c in CORPUS_COLUMNS if c not in changed])  # not the signatures and keys
         for split in ("train", "val"):
-            pq.write_table(corpus.filter(pc.equal(corpus.column("split"), split)), out / f"{split}.parquet")
+            idx = [i for i in keep if rows["split"][i] == split]
+            part = copied.take(pa.array(idx, type=pa.int64()))
+            arrays = [
+                pa.array([rows[c][i] for i in idx], type=schema.field(c).type)
+                if c in changed
+                else part.column(c).combine_chunks().cast(schema.field(c).type)
+                for c in CORPUS_COLUMNS
+            ]
+            pq.write_table(pa.Table.from_arrays(arrays, schema=schema), out / f"{split}.parquet")
         summary = {"kept": len(keep), "threads": sum(1 for i in keep if rows["thread_ids"][i])}
         (Path(self.work_dir) / "decide.json").write_text(json.dumps(summary))
 
@@ -388,7 +390,21 @@ def gc_paused():
             gc.enable()
 
 
-def near_duplicates(sig, order: list[int], threshold: float, num_perm: int) -> dict[int, list[int]]:
+def stored_banding(schema, cfg: PipelineConfig) -> tuple[int, int] | None:
+    """The ``(b, r)`` LSH banding a prepared file's ``schema`` metadata holds (``minhash.BANDING_KEY``), if it
+    was made for ``cfg``'s threshold and ``num_perm``; else ``None`` (``near_duplicates`` asks datasketch)."""
+    from tweetlm.data.pipeline.minhash import BANDING_KEY
+
+    raw = (schema.metadata or {}).get(BANDING_KEY)
+    if raw is None:
+        return None
+    b, r, threshold, num_perm = json.loads(raw)
+    return (b, r) if (threshold, num_perm) == (cfg.minhash_threshold, cfg.minhash_num_perm) else None
+
+
+def near_duplicates(
+    sig, order: list[int], threshold: float, num_perm: int, banding: tuple[int, int] | None = None
+) -> dict[int, list[int]]:
     """MinHash LSH near-duplicates, the first of each cluster kept: rows of ``sig`` (``(n, num_perm)`` uint32
     signatures, ``minhash.signatures``) are visited in ``order``; a row whose LSH candidates among the rows kept
     so far include one with estimated Jaccard (share of equal slots) >= ``threshold`` is a near-duplicate of
@@ -399,14 +415,15 @@ def near_duplicates(sig, order: list[int], threshold: float, num_perm: int) -> d
     the band keys cut for all rows at once (a band's bytes) and plain dicts as tables: the library's per-band
     Python calls took 14 of the 17 s of the decide stage over the shared corpora (cProfile,
     ``benchmarks/results/data_cpu2_202612.md``). Rows whose band keys no other row has skip the tables.
+    ``banding``: ``(b, r)`` as ``minhash.lsh_banding`` gives it (``None``: asked of datasketch here).
     """
     import numpy as np
-    from datasketch import MinHashLSH
+
+    from tweetlm.data.pipeline.minhash import lsh_banding
 
     if not order:
         return {}
-    lsh = MinHashLSH(threshold=threshold, num_perm=num_perm)
-    b, rows = lsh.b, lsh.r
+    b, rows = banding or lsh_banding(threshold, num_perm)
     sig = np.ascontiguousarray(sig, dtype=np.uint32)
     visited = np.asarray(order, dtype=np.int64)
     band_keys = np.ascontiguousarray(sig[visited, : b * rows]).view(np.dtype((np.void, 4 * rows)))  # (m, b)

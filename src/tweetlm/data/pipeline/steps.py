@@ -442,7 +442,7 @@ class PrepareWriter(PipelineStep):
 
         import pyarrow.parquet as pq
 
-        from tweetlm.data.pipeline.minhash import permutations
+        from tweetlm.data.pipeline.minhash import BANDING_KEY, lsh_banding, permutations
 
         cpu0, wall0 = time.process_time(), time.perf_counter()  # upstream steps are lazy: nothing ran yet
         perms = permutations(self.cfg.minhash_num_perm)
@@ -452,7 +452,12 @@ class PrepareWriter(PipelineStep):
         buf: list[Document] = []
         # no dictionary encoding: it was 4 of the 5 us a row of writing this file and saved no space here
         # (a 52k-row prepared file, snappy: 4.99 -> 0.96 us a row written, 17.8 -> 18.4 MB)
-        with pq.ParquetWriter(tmp, prepared_schema(self.cfg.minhash_num_perm), use_dictionary=False) as writer:
+        c = self.cfg
+        banding = json.dumps(
+            [*lsh_banding(c.minhash_threshold, c.minhash_num_perm), c.minhash_threshold, c.minhash_num_perm]
+        )
+        schema = prepared_schema(c.minhash_num_perm).with_metadata({BANDING_KEY: banding})
+        with pq.ParquetWriter(tmp, schema, use_dictionary=False) as writer:
             for doc in data or ():
                 buf.append(doc)
                 if len(buf) >= self.batch:
