@@ -72,8 +72,11 @@ def corpus_hash_of(out_dir: str | Path) -> tuple[str, dict]:
         split = name.removesuffix(".parquet")
         t = pq.read_table(Path(out_dir) / name, columns=["id", "source", "text"])
         ids = t.column("id").to_pylist()
-        for source, pid, text in zip(t.column("source").to_pylist(), ids, t.column("text").to_pylist()):
-            h.update(f"{split}\x1f{source}\x1f{pid}\x1f{text}\x1e".encode())
+        sources, texts = t.column("source").to_pylist(), t.column("text").to_pylist()
+        # one update per split: SHA-256 of the concatenation, as one update per post gave (fewer calls)
+        h.update(
+            "".join(f"{split}\x1f{s}\x1f{pid}\x1f{text}\x1e" for s, pid, text in zip(sources, ids, texts)).encode()
+        )
         shards[name] = {"num_posts": len(ids), "ids": ids}
     return h.hexdigest(), shards
 
