@@ -38,8 +38,6 @@ the pipeline's columns), so the output is the same whatever the number of tasks.
 
 from __future__ import annotations
 
-import contextlib
-import gc
 import json
 from collections import Counter, defaultdict
 from pathlib import Path
@@ -48,7 +46,7 @@ from datatrove.data import DocumentsPipeline
 from datatrove.pipeline.base import PipelineStep
 
 from tweetlm.data.pipeline.config import PipelineConfig
-from tweetlm.data.pipeline.steps import PREPARED_DIR, key_hash, write_drops
+from tweetlm.data.pipeline.steps import PREPARED_DIR, gc_paused, key_hash, write_drops
 from tweetlm.data.pipeline.text import dedup_key
 
 CORPUS_COLUMNS = (
@@ -373,21 +371,6 @@ def in_input_order(tables: list):
     if len(order) > 1 and not (order[1:] > order[:-1]).all():
         table = table.take(pc.sort_indices(table, [("order", "ascending")]))
     return table
-
-
-@contextlib.contextmanager
-def gc_paused():
-    """CPython's cyclic garbage collector off for the block (back on after, if it was on). Decide holds every
-    post's row as Python objects; the full collections that allocating more of them triggers walked all of them
-    again and again (the stage took 2.0-2.2 s without them against 2.4-3.7 s with them, on the shared corpora).
-    Nothing here makes reference cycles that must be collected before the block ends."""
-    was = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was:
-            gc.enable()
 
 
 def stored_banding(schema, cfg: PipelineConfig) -> tuple[int, int] | None:
