@@ -78,18 +78,20 @@ class Post:
         if self.split is not None and self.split not in SPLITS:
             raise ValueError(f"Post.split must be one of {SPLITS} or None, got {self.split!r}")
 
-    def to_dict(self) -> dict:
+    def to_dict(self, copy: bool = True) -> dict:
         """A JSON/Parquet-ready dict; provenance flattened to ``prov_file``, ``prov_record``, ``prov_reader``.
         Lists and ``labels`` are copied one level deep (``dataclasses.asdict``'s recursive copy took 45% of the
-        pipeline's per-post CPU time; the fields hold strings and flat dicts)."""
+        pipeline's per-post CPU time; the fields hold strings and flat dicts); ``copy=False`` shares them with
+        this Post (for a Post made only to be converted, as the pipeline's reader does)."""
         d = dict(self.__dict__)
         prov = d.pop("provenance")
-        for k in _LIST_FIELDS:
-            if d[k]:
-                d[k] = list(d[k])
-        if d["entities"]:
-            d["entities"] = [dict(e) for e in d["entities"]]
-        d["labels"] = dict(d["labels"])
+        if copy:
+            for k in _LIST_FIELDS:
+                if d[k]:
+                    d[k] = list(d[k])
+            if d["entities"]:
+                d["entities"] = [dict(e) for e in d["entities"]]
+            d["labels"] = dict(d["labels"])
         d["prov_file"], d["prov_record"], d["prov_reader"] = prov.file, prov.record, prov.reader
         return d
 

@@ -116,8 +116,9 @@ def gc_paused():
 
 def post_to_document(post: Post, order: int, split: str) -> Document:
     """A datatrove Document for ``post``: ``text`` and ``id`` as given, every other Post field (provenance
-    flattened, ``labels`` a dict) in ``metadata``, plus ``order`` (position in the input) and the ``split``."""
-    meta = post.to_dict()
+    flattened, ``labels`` a dict) in ``metadata``, plus ``order`` (position in the input) and the ``split``. The
+    Document takes over the Post's lists and ``labels`` (not copies): the reader made the Post for it alone."""
+    meta = post.to_dict(copy=False)
     text = meta.pop("text")
     doc_id = meta.pop("id")
     meta["split"] = split
@@ -231,10 +232,12 @@ class PostReader(PipelineStep):
         posts = read_shard(self.paths, ledger, rank, world_size, self.cfg.column_map(), self.cfg.max_record_chars)
         n = 0
         for order, post in posts:
-            bar.update()
             split = post.split or hash_split(post.source, post.id, self.cfg.val_fraction)
             n += 1
+            if not n & 1023:  # the bar moves by 1,024 (a tqdm update per post: 0.33 us, 0.1 us disabled)
+                bar.update(1024)
             yield post_to_document(post, order, split)
+        bar.update(n & 1023)
         bar.close()
         self.stat_update(StatHints.total, value=n)
         write_json(Path(self.work_dir) / LEDGER_DIR / f"reader-{rank:05d}.json", ledger_to_json(ledger))
