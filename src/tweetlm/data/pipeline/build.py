@@ -51,6 +51,7 @@ from tweetlm.data.pipeline.steps import (
     PostReader,
     PrepareWriter,
     QualityFilter,
+    usage_written,
     write_json,
 )
 
@@ -79,6 +80,18 @@ def corpus_hash_of(out_dir: str | Path) -> tuple[str, dict]:
         )
         shards[name] = {"num_posts": len(ids), "ids": ids}
     return h.hexdigest(), shards
+
+
+def stage_seconds(work_dir: str | Path) -> dict[str, float]:
+    """Wall seconds of each stage of the last build in ``work_dir``, from its tasks' ``usage/<stage>-<rank>.json``
+    (``steps.usage_written``): from the first task's start to the last task's end. Stages without files (not run,
+    or run by a version that did not time them) are left out."""
+    spans: dict[str, list[tuple[float, float]]] = {}
+    for f in sorted((Path(work_dir) / "usage").glob("*-*.json")):
+        u = json.loads(f.read_text())
+        if "start" in u:
+            spans.setdefault(f.stem.rsplit("-", 1)[0], []).append((u["start"], u["end"]))
+    return {stage: max(e for _, e in t) - min(s for s, _ in t) for stage, t in spans.items()}
 
 
 def merged_ledger(work_dir: str | Path) -> tuple[Ledger, dict[str, Counter]]:
@@ -134,22 +147,23 @@ class FinalizeCorpus(PipelineStep):
 
         from tweetlm.data.pipeline.report import write_report
 
-        out = Path(self.out_dir)
-        ledger, per_step = merged_ledger(self.work_dir)
-        kept: Counter = Counter()
-        for name in SPLIT_FILES:
-            kept.update(pq.read_table(out / name, columns=["source"]).column("source").to_pylist())
-        ledger.check(dict(kept))
-        corpus_hash, shards = corpus_hash_of(out)
-        manifest = {"shards": shards, "corpus_hash": corpus_hash, "history": []}
-        (out / "manifest.json").write_text(json.dumps(manifest))
-        (out / "accounting.json").write_text(json.dumps(ledger.to_dict(), indent=1, ensure_ascii=False))
-        with open(out / "quarantine.jsonl", "w", encoding="utf-8") as f:
-            for q in ledger.quarantine_log:
-                f.write(json.dumps(q.__dict__, ensure_ascii=False) + "\n")
-        write_report(out, ledger, per_step, corpus_hash, self.cfg, self.paths)
-        if not self.cfg.keep_prepared:
-            shutil.rmtree(Path(self.work_dir) / PREPARED_DIR, ignore_errors=True)
+        with usage_written(self.work_dir, "finalize", rank):
+            out = Path(self.out_dir)
+            ledger, per_step = merged_ledger(self.work_dir)
+            kept: Counter = Counter()
+            for name in SPLIT_FILES:
+                kept.update(pq.read_table(out / name, columns=["source"]).column("source").to_pylist())
+            ledger.check(dict(kept))
+            corpus_hash, shards = corpus_hash_of(out)
+            manifest = {"shards": shards, "corpus_hash": corpus_hash, "history": []}
+            (out / "manifest.json").write_text(json.dumps(manifest))
+            (out / "accounting.json").write_text(json.dumps(ledger.to_dict(), indent=1, ensure_ascii=False))
+            with open(out / "quarantine.jsonl", "w", encoding="utf-8") as f:
+                for q in ledger.quarantine_log:
+                    f.write(json.dumps(q.__dict__, ensure_ascii=False) + "\n")
+            write_report(out, ledger, per_step, corpus_hash, self.cfg, self.paths)
+            if not self.cfg.keep_prepared:
+                shutil.rmtree(Path(self.work_dir) / PREPARED_DIR, ignore_errors=True)
         return iter(())
 
 

@@ -46,7 +46,7 @@ from datatrove.data import DocumentsPipeline
 from datatrove.pipeline.base import PipelineStep
 
 from tweetlm.data.pipeline.config import PipelineConfig
-from tweetlm.data.pipeline.steps import PREPARED_DIR, gc_paused, key_hash, write_drops
+from tweetlm.data.pipeline.steps import PREPARED_DIR, gc_paused, key_hash, usage_written, write_drops
 from tweetlm.data.pipeline.text import dedup_key
 
 CORPUS_COLUMNS = (
@@ -108,7 +108,7 @@ class Decide(PipelineStep):
         files = sorted((Path(self.work_dir) / PREPARED_DIR).glob("*.parquet"))
         if not files:
             raise ValueError(f"no prepared posts in {Path(self.work_dir) / PREPARED_DIR}: run the per-task stage first")
-        with self.track_time("corpus"), gc_paused():
+        with self.track_time("corpus"), gc_paused(), usage_written(self.work_dir, "decide", rank):
             tables = [pq.read_table(f) for f in files]
             self._banding = stored_banding(tables[0].schema, self.cfg)
             table = in_input_order(tables)

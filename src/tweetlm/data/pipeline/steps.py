@@ -133,6 +133,20 @@ def write_json(path: Path, obj: object) -> None:
     tmp.replace(path)
 
 
+@contextlib.contextmanager
+def usage_written(work_dir: str | Path, stage: str, rank: int):
+    """Times the block and writes ``<work>/usage/<stage>-<rank>.json``: ``cpu_s`` (this process's CPU seconds,
+    all threads), ``wall_s``, and ``start``/``end`` (Unix time, s), so that a stage's wall time over all its
+    tasks is ``max(end) - min(start)`` (``benchmarks/bench_data.py``). Written only when the block succeeds."""
+    import time
+
+    cpu0, wall0, start = time.process_time(), time.perf_counter(), time.time()
+    yield
+    usage = {"cpu_s": time.process_time() - cpu0, "wall_s": time.perf_counter() - wall0, "start": start}
+    usage["end"] = time.time()
+    write_json(Path(work_dir) / "usage" / f"{stage}-{rank:05d}.json", usage)
+
+
 def write_drops(work_dir: str | Path, step: str, rank: int, drops: Counter) -> None:
     """``<work>/ledger/<step>-<rank>.json``: ``{"dropped": [[source, reason, n], ...]}``."""
     rows = [[s, r, n] for (s, r), n in sorted(drops.items())]
@@ -431,7 +445,7 @@ class PrepareWriter(PipelineStep):
     """Sink of a task: adds the dedup key (``text.dedup_key``, hashed), the retweet key of an ``RT @h:``
     post (the key of the text after the prefix), the template key and the MinHash signature (``minhash.py``), and
     writes ``<work>/prepared/<rank>.parquet`` in batches. ``decide.py`` reads these files. The task's CPU and wall
-    seconds (all its steps) go to ``<work>/usage/prepare-<rank>.json``."""
+    seconds (all its steps) go to ``<work>/usage/prepare-<rank>.json`` (``usage_written``)."""
 
     type = "💽 - WRITER"
     name = "keys + MinHash signatures"
@@ -472,26 +486,23 @@ class PrepareWriter(PipelineStep):
         writer.write_table(pa.Table.from_arrays(arrays, schema=schema))
         self.stat_update("written", value=len(docs))
 
-    def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> Iterator[Document]:
-        import time
-
+    def _write_all(self, data: DocumentsPipeline, rank: int) -> None:
         import pyarrow.parquet as pq
 
         from tweetlm.data.pipeline.minhash import BANDING_KEY, lsh_banding, permutations
 
-        cpu0, wall0 = time.process_time(), time.perf_counter()  # upstream steps are lazy: nothing ran yet
         perms = permutations(self.cfg.minhash_num_perm)
         out = Path(self.work_dir) / PREPARED_DIR / f"{rank:05d}.parquet"
         out.parent.mkdir(parents=True, exist_ok=True)
         tmp = out.with_suffix(".tmp")
         buf: list[Document] = []
-        # no dictionary encoding: it was 4 of the 5 us a row of writing this file and saved no space here
-        # (a 52k-row prepared file, snappy: 4.99 -> 0.96 us a row written, 17.8 -> 18.4 MB)
         c = self.cfg
         banding = json.dumps(
             [*lsh_banding(c.minhash_threshold, c.minhash_num_perm), c.minhash_threshold, c.minhash_num_perm]
         )
         schema = prepared_schema(c.minhash_num_perm).with_metadata({BANDING_KEY: banding})
+        # no dictionary encoding: it was 4 of the 5 us a row of writing this file and saved no space here
+        # (a 52k-row prepared file, snappy: 4.99 -> 0.96 us a row written, 17.8 -> 18.4 MB)
         with pq.ParquetWriter(tmp, schema, use_dictionary=False) as writer, gc_frozen():
             for doc in data or ():
                 buf.append(doc)
@@ -501,6 +512,8 @@ class PrepareWriter(PipelineStep):
             if buf:
                 self._flush(writer, buf, perms)
         tmp.replace(out)
-        usage = {"cpu_s": time.process_time() - cpu0, "wall_s": time.perf_counter() - wall0}
-        write_json(Path(self.work_dir) / "usage" / f"prepare-{rank:05d}.json", usage)
+
+    def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> Iterator[Document]:
+        with usage_written(self.work_dir, "prepare", rank):  # upstream steps are lazy: nothing ran yet
+            self._write_all(data, rank)
         return iter(())
