@@ -11,7 +11,7 @@ import time
 
 BUILD_EXAMPLES = """examples:
   tweetlm data build --corpus ../shared/corpora --out corpora/all
-  tweetlm data build --corpus ../shared/corpora --out corpora/all --workers 2      # both cores (8 tasks)
+  tweetlm data build --corpus ../shared/corpora --out corpora/all --workers 2      # both cores (16 tasks)
   tweetlm data build --corpus my_posts.jsonl archive.zip --out corpora/mine --set lang_detect=missing --rejects
   tweetlm data build --corpus posts/ --out corpora/en --set keep_languages=en,es --set max_template_repeats=5
   tweetlm data build --corpus export.csv --out corpora/csv --map text=body,id=post_id,created_at=ts
@@ -201,7 +201,7 @@ def register(sub) -> None:
         "--tasks",
         type=int,
         default=0,
-        help="datatrove tasks (default 0: 4 per worker with --workers 2 or more on the local executor, else 1)",
+        help="datatrove tasks (default 0: 8 per worker with --workers 2 or more on the local executor, else 1)",
     )
     b.add_argument("--workers", type=int, default=0, help="tasks at once on this machine (default 0: all tasks)")
     b.add_argument("--executor", default="local", choices=["local", "slurm", "ray"], help="datatrove executor")

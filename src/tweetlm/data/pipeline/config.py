@@ -14,12 +14,14 @@ DEFAULT_LANGUAGES = "en,id,ar,fr,de,hi,it,pt,es,ja,tr,nl"
 """Comma-separated ISO 639-1 codes language id chooses among: the languages of the shared corpora plus a few frequent
 on X. A short list keeps lingua fast; anything else comes out as the closest of these or ``und``."""
 
-TASKS_PER_WORKER = 4
+TASKS_PER_WORKER = 8
 """Tasks per worker when ``PipelineConfig.tasks`` is 0 and ``workers`` is 2 or more: files are assigned to tasks by
 size before anything is read, and bytes on disk are a poor guide to a file's cost (formats differ several-fold in
-bytes per post, and lingua runs on some languages far more than others), so with one task per worker the slowest
-task decides the stage. Measured with ``benchmarks/bench_data.py`` on the shared corpora, 2 workers: 17.7 s
-against 19.2 s with one task per worker (results/data_cpu2_202612.md); no other count was tried."""
+bytes per post, and lingua runs on some languages far more than others), so with few tasks per worker the slowest
+task decides the stage. Measured on the shared corpora, 2 workers, the prepare stage's wall seconds
+(``build.stage_seconds``): 8 tasks 12.6, 12.2 (the last task started as the other worker ran out and took 3.1 s
+alone), 16 tasks 11.6, 11.9, 10.7 (2026-12-04, results/data_cpu2_202612.md); earlier, the whole build took 17.7 s
+with 4 tasks per worker against 19.2 s with one."""
 
 
 @dataclass
