@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 from datatrove.data import Document
 
-from tweetlm.data.pipeline.build import build_corpus
+from tweetlm.data.pipeline.build import build_corpus, stage_seconds
 from tweetlm.data.pipeline.config import TASKS_PER_WORKER, PipelineConfig
 from tweetlm.data.pipeline.minhash import permutations, shingle_hashes, signatures
 from tweetlm.data.pipeline.steps import PIIScrub, QualityFilter, spam_reason, template_key
@@ -217,8 +217,11 @@ def test_two_tasks_give_the_same_corpus_and_reruns_skip(built, tmp_path):
     before = marker.stat().st_mtime_ns
     (out3 / "report.json").unlink()
     (out3 / "_work" / "logs" / "finalize" / "completions" / "00000").unlink()
+    timed = stage_seconds(out3 / "_work")
+    assert sorted(timed) == ["decide", "finalize", "prepare"] and all(v > 0 for v in timed.values())
     again = build_corpus(paths, out3, PipelineConfig(tasks=2, workers=2, keep_prepared=True))
     assert marker.stat().st_mtime_ns == before and again["corpus_hash"] == first["corpus_hash"] == report["corpus_hash"]
+    assert list(stage_seconds(out3 / "_work")) == ["finalize"]  # the only stage this rerun ran
     # an input file changed: everything is redone
     with open(paths[0] + "/posts.jsonl", "a") as f:
         f.write(json.dumps(_tweet(4000, "a new post about the weather in Porto today")) + "\n")
@@ -456,3 +459,37 @@ def test_near_duplicates_decide_as_datasketch_minhash_lsh():
     assert got == want
     assert 100 < len(got) < 600  # the edited copies (or their originals, whichever came first) and repeats
     assert near_duplicates(sig[:0], [], 0.8, 64) == {}
+
+
+def test_prepared_rows_come_back_in_input_order_and_labels_keep_their_types():
+    """``decide.in_input_order`` joins each input file's run of rows (or sorts, past ``MAX_RUNS``) and gives the
+    table sorted by ``order``, whatever the tasks' files, empty tasks included; ``labels_json`` caches only
+    string-valued label sets (1, True and 1.0 are equal as cache keys, not as JSON)."""
+    import random
+
+    import pyarrow as pa
+
+    from tweetlm.data.formats.dispatch import ORDER_BITS
+    from tweetlm.data.pipeline import decide
+    from tweetlm.data.pipeline.steps import labels_json
+
+    rng = random.Random(0)
+    for n_files in (7, decide.MAX_RUNS + 40):
+        rows = {f: sorted(rng.sample(range(50), rng.randint(0, 6))) for f in range(n_files)}  # kept rows per file
+        tasks = [[] for _ in range(3)]
+        for f in rng.sample(list(rows), n_files):  # files go to tasks in any order, read one after another
+            tasks[rng.randrange(3)].append(f)
+        tables = [
+            pa.table({"order": pa.array([(f << ORDER_BITS) + k for f in fs for k in rows[f]], type=pa.int64())})
+            for fs in tasks + [[]]
+        ]
+        got = decide.in_input_order(tables).column("order").to_pylist()
+        assert got == sorted((f << ORDER_BITS) + k for f, ks in rows.items() for k in ks) and len(got) > 0
+    assert [labels_json(x) for x in ({"x": 1}, {"x": True}, {"x": 1.0}, {"x": ["a"]}, {"s": "neg"}, {})] == [
+        '{"x": 1}',
+        '{"x": true}',
+        '{"x": 1.0}',
+        '{"x": ["a"]}',
+        '{"s": "neg"}',
+        "{}",
+    ]

@@ -74,18 +74,20 @@ def corpus_hash_of(out_dir: str | Path) -> tuple[str, dict]:
         t = pq.read_table(Path(out_dir) / name, columns=["id", "source", "text"])
         ids = t.column("id").to_pylist()
         sources, texts = t.column("source").to_pylist(), t.column("text").to_pylist()
-        # one update per split: SHA-256 of the concatenation, as one update per post gave (fewer calls)
-        h.update(
-            "".join(f"{split}\x1f{s}\x1f{pid}\x1f{text}\x1e" for s, pid, text in zip(sources, ids, texts)).encode()
-        )
+        # an update per 8,192 posts: SHA-256 of the concatenation, as one update per post gave (fewer calls, and
+        # never a copy of a whole split's text)
+        for a in range(0, len(ids), 8192):
+            rows = zip(sources[a : a + 8192], ids[a : a + 8192], texts[a : a + 8192])
+            h.update("".join(f"{split}\x1f{s}\x1f{pid}\x1f{text}\x1e" for s, pid, text in rows).encode())
         shards[name] = {"num_posts": len(ids), "ids": ids}
     return h.hexdigest(), shards
 
 
 def stage_seconds(work_dir: str | Path) -> dict[str, float]:
-    """Wall seconds of each stage of the last build in ``work_dir``, from its tasks' ``usage/<stage>-<rank>.json``
-    (``steps.usage_written``): from the first task's start to the last task's end. Stages without files (not run,
-    or run by a version that did not time them) are left out."""
+    """Wall seconds of each stage of the last build in ``work_dir``, from the ``usage/<stage>-<rank>.json`` of the
+    tasks it ran (``steps.usage_written``; ``build_corpus`` clears them first, so tasks a rerun skipped do not
+    count): from the first task's start to the last task's end, by the clocks of the machines that ran them.
+    Stages without files (nothing run) are left out."""
     spans: dict[str, list[tuple[float, float]]] = {}
     for f in sorted((Path(work_dir) / "usage").glob("*-*.json")):
         u = json.loads(f.read_text())
@@ -371,6 +373,7 @@ def build_corpus(
         shutil.rmtree(work)
     out.mkdir(parents=True, exist_ok=True)
     write_json(fp_file, fp)
+    shutil.rmtree(work / "usage", ignore_errors=True)  # times of this run's tasks only (stage_seconds)
     report = out / "report.json"
     if not (work / "logs" / "finalize" / "completions" / "00000").exists():
         report.unlink(missing_ok=True)  # a report of an earlier run must not stand for this one

@@ -366,11 +366,20 @@ def in_input_order(tables: list):
         runs += [(int(order[a]), t.slice(a, b - a)) for a, b in zip(starts, ends)]
     if not runs:
         return pa.concat_tables(tables)
+    if len(runs) > MAX_RUNS:  # a chunk per run would slow every later column operation: sort instead
+        table = pa.concat_tables(tables)
+        return table.take(pc.sort_indices(table, [("order", "ascending")]))
     table = pa.concat_tables([run for _, run in sorted(runs, key=lambda x: x[0])])
     order = table.column("order").to_numpy()
     if len(order) > 1 and not (order[1:] > order[:-1]).all():
         table = table.take(pc.sort_indices(table, [("order", "ascending")]))
     return table
+
+
+MAX_RUNS = 256
+"""More input files than this in one build and ``in_input_order`` sorts the rows instead of joining the files' runs:
+every run is a chunk of every column, and with 20,000 of them the join took 0.4 s against 0.05 s for the sort, and
+the columns' later conversions several times as long (a review's measurement on 240k synthetic rows)."""
 
 
 def stored_banding(schema, cfg: PipelineConfig) -> tuple[int, int] | None:

@@ -85,7 +85,9 @@ def lsh_banding(threshold: float, num_perm: int) -> tuple[int, int]:
     signature slots (the library minimizes its weighted false positive and negative probabilities).
 
     ``PrepareWriter`` stores it in each prepared file's schema metadata (``BANDING_KEY``), so that ``decide.py``
-    can band the signatures without importing datasketch (and scipy, 0.4 s, in the one-process stage)."""
+    can band the signatures without importing datasketch and scipy (0.4 s) where its process has not yet: the
+    parent process of a build with 2 or more workers, a Slurm or Ray job (a one-task build has imported them in
+    its prepare task already; a rebuilt thread needs ``permutations``, which imports them too)."""
     from datasketch import MinHashLSH
 
     lsh = MinHashLSH(threshold=threshold, num_perm=num_perm)
