@@ -4,6 +4,7 @@ and reasons, the global stage (retweets, threads, exact and MinHash dedup), task
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import zlib
 from pathlib import Path
@@ -280,6 +281,12 @@ def test_data_build_cli(built, tmp_path, capsys):
         and "detected language: en 6" in out
         and (tmp_path / "o" / "report.md").exists()
     )
+    assert re.search(r"stages: prepare \d+\.\ds, decide \d+\.\ds, finalize \d+\.\ds\n", out)
+    assert main(args + ["--set", "keep_languages=en", "--set", "near_dedup=false"]) == 0  # the same run again
+    assert "stages: prepare done before (skipped), decide done before (skipped)" in capsys.readouterr().out
+    (tmp_path / "a_file").write_text("x")
+    assert main(args[:-3] + ["--out", str(tmp_path / "a_file")]) == 2
+    assert "output folder" in (err := capsys.readouterr().err) and "is a file, not a folder" in err
     assert main(args + ["--set", "languages=en,xx"]) == 2
     assert "'xx' is not an ISO 639-1 code" in capsys.readouterr().err
     assert main(args + ["--set", "minhash_treshold=0.5"]) == 2

@@ -42,7 +42,9 @@ def _pipeline_config(args: argparse.Namespace):
 
 
 def _cmd_build(args: argparse.Namespace) -> int:
-    from tweetlm.data.pipeline.build import build_corpus
+    from pathlib import Path
+
+    from tweetlm.data.pipeline.build import STAGES, build_corpus, stage_seconds
 
     cfg = _pipeline_config(args)
     kwargs = {}
@@ -65,7 +67,6 @@ def _cmd_build(args: argparse.Namespace) -> int:
     if report["kept"] == 0:
         import json
         from collections import Counter
-        from pathlib import Path
 
         qfile = Path(args.out) / "quarantine.jsonl"
         reasons = Counter(
@@ -79,6 +80,8 @@ def _cmd_build(args: argparse.Namespace) -> int:
         )
     print(f"corpus: {args.out} ({report['train_posts']:,} train + {report['val_posts']:,} validation documents)")
     print(f"{cfg.task_count()} task(s), {time.perf_counter() - t0:.1f}s; corpus hash {report['corpus_hash'][:16]}")
+    ran = stage_seconds(Path(args.out) / "_work")
+    print("stages: " + ", ".join(f"{s} {ran[s]:.1f}s" if s in ran else f"{s} done before (skipped)" for s in STAGES))
     for s in report["steps"]:
         why = ", ".join(f"{r} {n:,}" for r, n in s["dropped"].items()) or "-"
         print(f"  {s['step']:<10} {s['in']:>9,} -> {s['out']:>9,}  dropped: {why}")

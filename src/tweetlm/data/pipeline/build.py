@@ -360,6 +360,8 @@ def build_corpus(
     out = Path(out_dir)
     work = Path(work_dir) if work_dir else out / "_work"
     for what, d in (("output folder", out), ("work folder", work)):
+        if d.exists() and not d.is_dir():
+            raise ValueError(f"the {what} {d} is a file, not a folder: name a folder (it is made if missing)")
         for p in paths:
             if d.resolve().is_relative_to(Path(p).resolve()):
                 raise ValueError(
@@ -396,12 +398,12 @@ def build_corpus(
     if not report.exists():
         job_ids = {}
         if cfg.executor == "slurm":
-            job_ids = {s: e.job_id for s, e in zip(SLURM_STAGES, executors) if e.job_id not in (None, -1)}
+            job_ids = {s: e.job_id for s, e in zip(STAGES, executors) if e.job_id not in (None, -1)}
         return {"submitted": True, "work_dir": str(work), "executor": cfg.executor, "job_ids": job_ids}
     return json.loads(report.read_text())
 
 
-SLURM_STAGES = ("prepare", "decide", "finalize")  # make_executors' order
+STAGES = ("prepare", "decide", "finalize")  # make_executors' order
 
 
 def _squeue() -> list[tuple[str, str, str, set[str]]]:
@@ -426,19 +428,19 @@ def wait_for_slurm(executors: list, work_dir: str | Path, poll_s: float = 2.0, p
     import time
 
     work = Path(work_dir)
-    ids = {s: str(e.job_id) for s, e in zip(SLURM_STAGES, executors) if e.job_id not in (None, -1)}
+    ids = {s: str(e.job_id) for s, e in zip(STAGES, executors) if e.job_id not in (None, -1)}
 
     def completed() -> dict[str, int]:
-        return {s: len(list((work / "logs" / s / "completions").glob("*"))) for s in SLURM_STAGES}
+        return {s: len(list((work / "logs" / s / "completions").glob("*"))) for s in STAGES}
 
-    tasks = {s: e.world_size for s, e in zip(SLURM_STAGES, executors)}
+    tasks = {s: e.world_size for s, e in zip(STAGES, executors)}
     shown = None
     while True:
         done = completed()
         if done["finalize"] >= 1:
             return
         if progress and done != shown:
-            print("slurm: " + ", ".join(f"{s} {done[s]}/{tasks[s]}" for s in SLURM_STAGES), flush=True)
+            print("slurm: " + ", ".join(f"{s} {done[s]}/{tasks[s]}" for s in STAGES), flush=True)
             shown = done
         jobs = _squeue()
         queued = {j for j, _, _, _ in jobs}
@@ -447,7 +449,7 @@ def wait_for_slurm(executors: list, work_dir: str | Path, poll_s: float = 2.0, p
             done = completed()
             if done["finalize"] >= 1:
                 return
-            failed = next(s for s in SLURM_STAGES if done[s] < tasks[s])
+            failed = next(s for s in STAGES if done[s] < tasks[s])
             ours, grew = set(ids.values()), True
             while grew:  # the stages after it and every job waiting on one of them
                 more = {j for j, _, _, deps in jobs if deps & ours}
