@@ -150,14 +150,20 @@ class Decide(PipelineStep):
         is_rt = [r["kind"][i] == "retweet" and bool(r["retweeted_id"][i]) for i in range(n)]
         # ---- 1. retweet collapse
         if cfg.retweet_collapse:
+            # the retweets, and the originals they name (by id, or by the key of the text after "RT @h:")
+            rts = [i for i in range(n) if is_rt[i] or r["rt_key"][i] is not None]
+            named_ids = {r["retweeted_id"][i] for i in rts if is_rt[i]}
+            named_keys = {r["rt_key"][i] for i in rts if not is_rt[i]}
             by_id: dict[str, int] = {}
             by_key: dict[int, int] = {}
-            for i in range(n):
+            for i in range(n) if rts else ():
                 if alive[i] and not is_rt[i] and r["rt_key"][i] is None:
-                    by_id.setdefault(r["id"][i], i)
-                    by_key.setdefault(r["key"][i], i)
+                    if r["id"][i] in named_ids:
+                        by_id.setdefault(r["id"][i], i)
+                    if r["key"][i] in named_keys:
+                        by_key.setdefault(r["key"][i], i)
             stand_in: dict[object, int] = {}
-            for i in range(n):
+            for i in rts:
                 if not alive[i]:
                     continue
                 if is_rt[i]:
@@ -236,7 +242,10 @@ class Decide(PipelineStep):
         n = len(r["id"])
         keeper: dict[str, int] = {}
         made_up: dict[str, int] = {}
-        for i in sorted(range(n), key=lambda i: (r["split"][i] != "val", bool(r["truncated"][i]), i)):
+        # only rows whose id another row has can be dropped or refused: the rest skip the sort
+        counts = Counter(r["id"])
+        shared = [i for i in range(n) if counts[r["id"][i]] > 1]
+        for i in sorted(shared, key=lambda i: (r["split"][i] != "val", bool(r["truncated"][i]), i)):
             pid = r["id"][i]
             if not alive[i] or not pid:
                 continue
@@ -266,6 +275,8 @@ class Decide(PipelineStep):
 
     def _threads(self, r: dict[str, list], alive: list[bool], is_rt: list[bool], drop) -> list[int]:
         n = len(r["id"])
+        if not any(r["reply_to_id"]):  # no replies: no threads (most research corpora)
+            return []
         by_id: dict[str, int] = {}
         for i in range(n):
             if alive[i] and not is_rt[i] and r["kind"][i] != "thread":
