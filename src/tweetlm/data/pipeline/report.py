@@ -27,14 +27,12 @@ STEP_TITLES = {
 
 
 def _hist_png(lengths: list[int], path: Path) -> str | None:
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+    try:  # a Figure of its own, without pyplot: no switch of the backend of the process that builds
+        from matplotlib.figure import Figure
     except ImportError:
         return None
-    fig, ax = plt.subplots(figsize=(7, 3.5))
+    fig = Figure(figsize=(7, 3.5))
+    ax = fig.subplots()
     top = max(lengths) if lengths else 1
     import numpy as np
 
@@ -46,7 +44,6 @@ def _hist_png(lengths: list[int], path: Path) -> str | None:
     ax.set_title(f"length of {len(lengths):,} kept posts")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
-    plt.close(fig)
     return path.name
 
 
