@@ -23,6 +23,7 @@ the whole build's (which the one-process decide and finalize stages bound). Prin
 from __future__ import annotations
 
 import argparse
+import atexit
 import json
 import os
 import shutil
@@ -129,32 +130,36 @@ def baseline(posts, cfg) -> dict[str, float]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--corpus", default="../shared/corpora")
+    ap.add_argument("--corpus", default="../shared/corpora", help="a folder of posts (default: %(default)s)")
     ap.add_argument("--limit", type=int, default=0, help="use only the first N posts read (0: all)")
     ap.add_argument(
         "--repeat", type=int, default=1, help="pipeline runs per configuration, alternating; the fastest kept"
     )
     args = ap.parse_args()
     if args.repeat < 1:
-        raise SystemExit(f"error: --repeat must be >= 1, got {args.repeat}")
+        ap.error(f"--repeat must be >= 1, got {args.repeat}")
 
     from tweetlm.data.formats.dispatch import read_corpus
     from tweetlm.data.ledger import Ledger
-    from tweetlm.data.pipeline.build import build_corpus, stage_seconds
+    from tweetlm.data.pipeline.build import STAGES, build_corpus, stage_seconds
     from tweetlm.data.pipeline.config import PipelineConfig
 
     if not Path(args.corpus).exists():
         raise SystemExit(f"error: corpus {args.corpus} not found")
     tmp = Path(tempfile.mkdtemp(prefix="bench_data_"))
+    atexit.register(shutil.rmtree, tmp, True)  # also when a build fails or the run is interrupted (Ctrl-C)
     corpus = [args.corpus]
     t0 = time.perf_counter()
     posts = list(read_corpus(corpus, Ledger()))
     t_read = time.perf_counter() - t0
     if args.limit:
         posts = posts[: args.limit]
-        lines = [json.dumps({"id": p.id, "text": p.text}) for p in posts]
-        (tmp / "posts.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
-        corpus = [str(tmp / "posts.jsonl")]
+        # 16 files: a file is the unit of a task's work, so one file would leave every task but one idle
+        (tmp / "sample").mkdir()
+        for k in range(16):
+            lines = [json.dumps({"id": p.id, "text": p.text}) for p in posts[k::16]]
+            (tmp / "sample" / f"posts_{k:02d}.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+        corpus = [str(tmp / "sample")]
     n = len(posts)
     cfg = PipelineConfig(workers=1)
 
@@ -224,7 +229,7 @@ def main() -> None:
         )
     for run in runs.values():
         st = run["stages"]
-        print(f"stages, {run['tasks']} task(s): " + ", ".join(f"{k} {v:.1f}s" for k, v in sorted(st.items()))
+        print(f"stages, {run['tasks']} task(s): " + ", ".join(f"{k} {st[k]:.1f}s" for k in STAGES if k in st)
               + f"; runs {run['walls']}")  # fmt: skip
     prep = {label: run["stages"].get("prepare", 0.0) for label, run in runs.items()}
     if prep[2] and prep["2w"]:

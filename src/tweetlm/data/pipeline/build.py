@@ -185,11 +185,13 @@ def default_slurm_partition() -> str:
     try:
         names = subprocess.run(["sinfo", "-h", "-o", "%P"], capture_output=True, text=True, check=True, timeout=30)
     except (OSError, subprocess.SubprocessError) as e:
-        raise ValueError(f"--executor slurm: cannot ask sinfo for the default partition ({e}); pass one") from None
+        raise ValueError(
+            f"--executor slurm: cannot ask sinfo for the default partition ({e}); name one with --slurm-partition NAME"
+        ) from None
     for name in names.stdout.split():
         if name.endswith("*"):
             return name[:-1]
-    raise ValueError("--executor slurm: this cluster has no default partition; pass one (--slurm-partition)")
+    raise ValueError("--executor slurm: this cluster has no default partition; name one with --slurm-partition NAME")
 
 
 def _slurm_defaults(executor_kwargs: dict) -> dict:
