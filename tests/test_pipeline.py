@@ -500,3 +500,15 @@ def test_prepared_rows_come_back_in_input_order_and_labels_keep_their_types():
         '{"s": "neg"}',
         "{}",
     ]
+
+
+def test_a_planning_warning_is_given_once_not_once_per_task(tmp_path, caplog):
+    """Every task plans the whole input again; what planning warns of was said by the build before the tasks."""
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "posts.jsonl").write_text(
+        "".join(json.dumps({"id": str(i), "text": f"post number {i} about the weather"}) + "\n" for i in range(6))
+    )
+    (tmp_path / "in" / "orphan_labels.txt").write_text("1\n2\n")
+    with caplog.at_level("WARNING"):
+        build_corpus([str(tmp_path / "in")], tmp_path / "out", PipelineConfig(tasks=3, workers=1))
+    assert sum("orphan_labels.txt has no matching" in r.getMessage() for r in caplog.records) == 1

@@ -27,6 +27,7 @@ import functools
 import gc
 import hashlib
 import json
+import logging
 import re
 from collections import Counter
 from collections.abc import Iterator
@@ -253,7 +254,15 @@ class PostReader(PipelineStep):
         bar = tqdm(
             desc=f"task {rank} posts read", unit="post", disable=not (self.progress and rank == 0), mininterval=1
         )
-        posts = read_shard(self.paths, ledger, rank, world_size, self.cfg.column_map(), self.cfg.max_record_chars)
+        # every task plans the whole input again; what planning warns of (files skipped, broken links) the build
+        # said once already, when it planned before starting the tasks (build_corpus)
+        plan_log = logging.getLogger("tweetlm.data.formats.dispatch")
+        level = plan_log.level
+        plan_log.setLevel(logging.ERROR)
+        try:
+            posts = read_shard(self.paths, ledger, rank, world_size, self.cfg.column_map(), self.cfg.max_record_chars)
+        finally:
+            plan_log.setLevel(level)
         n = 0
         for order, post in posts:
             split = post.split or hash_split(post.source, post.id, self.cfg.val_fraction)
