@@ -287,6 +287,8 @@ def test_data_build_cli(built, tmp_path, capsys):
     (tmp_path / "a_file").write_text("x")
     assert main(args[:-3] + ["--out", str(tmp_path / "a_file")]) == 2
     assert "output folder" in (err := capsys.readouterr().err) and "is a file, not a folder" in err
+    assert main(args + ["--tasks", "5", "--set", "tasks=3"]) == 2  # was: the --set value won silently
+    assert "--set tasks=3 and --tasks 5 both set data.tasks: give it once (--tasks)" in capsys.readouterr().err
     assert main(args + ["--set", "languages=en,xx"]) == 2
     assert "'xx' is not an ISO 639-1 code" in capsys.readouterr().err
     assert main(args + ["--set", "minhash_treshold=0.5"]) == 2
