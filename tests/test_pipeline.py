@@ -514,3 +514,11 @@ def test_a_planning_warning_is_given_once_not_once_per_task(tmp_path, caplog):
     with caplog.at_level("WARNING"):
         build_corpus([str(tmp_path / "in")], tmp_path / "out", PipelineConfig(tasks=3, workers=1))
     assert sum("orphan_labels.txt has no matching" in r.getMessage() for r in caplog.records) == 1
+    # reading without a build (clean_posts: the steps alone, nothing planned before) still warns
+    from tweetlm.data.pipeline.inprocess import clean_posts
+
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        posts, _ = clean_posts([tmp_path / "in"], PipelineConfig(lang_detect="off"))
+    assert len(posts) == 6
+    assert sum("orphan_labels.txt has no matching" in r.getMessage() for r in caplog.records) == 1

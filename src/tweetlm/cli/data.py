@@ -34,14 +34,14 @@ def _pipeline_config(args: argparse.Namespace):
     from tweetlm.data.pipeline.config import PipelineConfig
 
     cfg = PipelineConfig(tasks=args.tasks, workers=args.workers, executor=args.executor, write_rejects=args.rejects)
-    # a setting given both by its own flag and by --set would otherwise go to whichever came last, silently
-    flags = {"tasks": ("--tasks", 0), "workers": ("--workers", 0), "executor": ("--executor", "local"),
-             "write_rejects": ("--rejects", False)}  # fmt: skip
+    # a setting given both by its own flag (not left at the config's default) and by --set would otherwise go to
+    # whichever came last, silently
+    flags = {"tasks": "--tasks", "workers": "--workers", "executor": "--executor", "write_rejects": "--rejects"}
     for a in args.set or []:
         key = a.split("=", 1)[0].strip()
-        if key in flags and getattr(cfg, key) != flags[key][1]:
-            flag = flags[key][0] + ("" if isinstance(flags[key][1], bool) else f" {getattr(cfg, key)}")
-            raise ValueError(f"--set {a.strip()} and {flag} both set data.{key}: give it once ({flags[key][0]})")
+        if key in flags and getattr(cfg, key) != PipelineConfig.__dataclass_fields__[key].default:
+            flag = flags[key] + ("" if isinstance(getattr(cfg, key), bool) else f" {getattr(cfg, key)}")
+            raise ValueError(f"--set {a.strip()} and {flag} both set data.{key}: give it once ({flags[key]})")
     apply_overrides(cfg, args.set or [])
     if args.map:
         cfg.columns = args.map

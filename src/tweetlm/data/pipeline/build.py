@@ -226,7 +226,7 @@ def make_executors(
     # progress bar would reach the terminal as one line a second (run_on_ray prints the stages instead)
     on_ray = cfg.executor == "ray"
     stage_a = [
-        PostReader(paths, cfg, work, quiet=quiet and not on_ray, progress=progress and not on_ray),
+        PostReader(paths, cfg, work, quiet=quiet and not on_ray, progress=progress and not on_ray, planned=True),
         Normalize(cfg, work),
         LanguageID(cfg, work),
         QualityFilter(cfg, work),

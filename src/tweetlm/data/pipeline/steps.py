@@ -54,8 +54,8 @@ _PHONE = re.compile(
     r"|(?<![\w+])\+\d{1,3}(?:[-.\s]?\(?\d{1,4}\)?){2,5}(?![\w])"
 )
 # What every ``_PHONE`` match holds: four digits in a row (the 3-3-4 form) or ``+`` (the other). Searching for it
-# first, and ``_PHONE`` only where it is found (9% of the shared posts), took 1.1 us a post against 4.2 us for
-# ``_PHONE`` on every post (a microbenchmark over the 241k shared posts, none missed).
+# first, and ``_PHONE`` only where it is found (9.0% of the shared posts), took 1.2 us a post against 3.7 us for
+# ``_PHONE`` on every post (three alternating passes over the 241k shared posts; no match missed).
 _PHONE_GATE = re.compile(r"\d\d\d\d")
 
 
@@ -114,8 +114,9 @@ def gc_frozen():
 def gc_paused():
     """CPython's cyclic garbage collector off for the block (back on after, if it was on). ``decide.Decide`` holds
     every post's row as Python objects; the full collections that allocating more of them triggers walked all of
-    them again and again (the stage took 2.0-2.2 s without them against 2.4-3.7 s with them, on the shared
-    corpora). Nothing there makes reference cycles that must be collected before the block ends."""
+    them again and again (over the shared corpora's prepared files, alternating in one process: 2.21 and 1.95 s
+    with the collector off, 3.73 (the first run) and 2.44 s with it on). Nothing there makes reference cycles that
+    must be collected before the block ends."""
     was = gc.isenabled()
     gc.disable()
     try:
@@ -223,17 +224,25 @@ class PostReader(PipelineStep):
 
     Posts without a split of their own get one here with ``hash_split`` (stable per id). Each task writes the
     reader's accounting of its files (records in, reader drops, the quarantine log) to
-    ``<work>/ledger/reader-<rank>.json``. Raises what ``read_shard`` raises (``ValueError`` for a path that does
-    not exist or cannot be read).
+    ``<work>/ledger/reader-<rank>.json``. ``planned``: the caller planned ``paths`` already and logged what
+    planning warns of (``build_corpus`` does), so this task's planning logs errors only; ``clean_posts`` leaves it
+    off. Raises what ``read_shard`` raises (``ValueError`` for a path that does not exist or cannot be read).
     """
 
     type = "📖 - READER"
     name = "tweetlm posts"
 
     def __init__(
-        self, paths: list[str], cfg: PipelineConfig, work_dir: str | Path, quiet: bool = False, progress: bool = False
+        self,
+        paths: list[str],
+        cfg: PipelineConfig,
+        work_dir: str | Path,
+        quiet: bool = False,
+        progress: bool = False,
+        planned: bool = False,
     ):
         super().__init__()
+        self.planned = planned
         self.paths = [str(p) for p in paths]
         self.cfg = cfg
         self.work_dir = str(work_dir)
@@ -254,15 +263,16 @@ class PostReader(PipelineStep):
         bar = tqdm(
             desc=f"task {rank} posts read", unit="post", disable=not (self.progress and rank == 0), mininterval=1
         )
-        # every task plans the whole input again; what planning warns of (files skipped, broken links) the build
-        # said once already, when it planned before starting the tasks (build_corpus)
-        plan_log = logging.getLogger("tweetlm.data.formats.dispatch")
-        level = plan_log.level
-        plan_log.setLevel(logging.ERROR)
+        from tweetlm.data.formats import dispatch
+
+        # a task's planning of paths the build planned (and warned of) before starting its tasks: errors only
+        level = dispatch.log.level
+        if self.planned:
+            dispatch.log.setLevel(logging.ERROR)
         try:
             posts = read_shard(self.paths, ledger, rank, world_size, self.cfg.column_map(), self.cfg.max_record_chars)
         finally:
-            plan_log.setLevel(level)
+            dispatch.log.setLevel(level)
         n = 0
         for order, post in posts:
             split = post.split or hash_split(post.source, post.id, self.cfg.val_fraction)
