@@ -42,14 +42,14 @@ STEP_KEYS = {
 
 
 def _step_times(work: Path) -> dict[str, float]:
-    """Seconds per step (summed over tasks) from datatrove's stats of the three stages."""
+    """Seconds per step (summed over tasks) from datatrove's stats of the stages (buckets counted in decide)."""
     out: dict[str, float] = {}
-    for stage in ("prepare", "decide", "finalize"):
+    for stage in ("prepare", "buckets", "decide", "finalize"):
         for s in json.loads((work / "logs" / stage / "stats.json").read_text()):
             ts = s.get("time_stats")
             total = ts.get("total", 0.0) if isinstance(ts, dict) else 0.0
             name = STEP_KEYS.get(s["name"].split(": ", 1)[-1])
-            if stage == "decide":
+            if stage in ("buckets", "decide"):  # the LSH buckets are decide's near-duplicate step, sharded
                 name = "decide"
             if name:
                 out[name] = out.get(name, 0.0) + total

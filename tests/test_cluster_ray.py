@@ -91,11 +91,12 @@ def test_data_build_on_ray_equals_local(ray_cluster, tmp_path):
     report = json.loads((on_ray / "report.json").read_text())
     assert report["equation"] == local["equation"] and report["kept"] == local["kept"] > 5000
     assert report["records_in"] == report["kept"] + sum(report["dropped"].values()) + report["quarantined"]
-    # it ran on that cluster: datatrove's Ray executor (its settings) and 2 + 1 + 1 task logs, and the CLI was a
+    # it ran on that cluster: datatrove's Ray executor (its settings) and 2 + 2 + 1 + 1 task logs, and the CLI was a
     # driver of this Ray session
     work = on_ray / "_work" / "logs"
     assert json.loads((work / "prepare" / "executor.json").read_text())["cpus_per_task"] == 1
-    assert [len(list((work / s / "completions").iterdir())) for s in ("prepare", "decide", "finalize")] == [2, 1, 1]
+    stages = ("prepare", "buckets", "decide", "finalize")
+    assert [len(list((work / s / "completions").iterdir())) for s in stages] == [2, 2, 1, 1]
     assert (work / "prepare" / "logs" / "task_00001.log").exists()
     assert list(temp.glob("session_*/logs/python-core-driver-*"))
 

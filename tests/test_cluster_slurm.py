@@ -1,5 +1,5 @@
 """On a real Slurm cluster (the one-node cluster of ``scripts/slurm_local.sh``, which ``.ci/run`` starts):
-``tweetlm data build --executor slurm`` runs its three stages as sbatch array jobs and writes the corpus the local
+``tweetlm data build --executor slurm`` runs its four stages as sbatch array jobs and writes the corpus the local
 executor writes, and ``runs/slurm_tiny_cpu.sbatch`` (torchrun, 2 gloo processes) trains, then, submitted again
 with more steps, resumes from its checkpoint. Skipped with the reason when ``sbatch`` is not on ``PATH`` or the
 cluster does not answer; every job a test submits is cancelled when it ends."""
@@ -80,7 +80,7 @@ def test_data_build_on_slurm_equals_local(cluster, corpora, tmp_path, cancel_lef
     monkeypatch.chdir(tmp_path)  # sbatch records it as the jobs' working folder: cancel_leftovers finds them by it
     assert main([*cmd, "--out", str(slurm), "--executor", "slurm", "--wait"]) == 0
     out = capsys.readouterr().out
-    assert "slurm: prepare 0/2, decide 0/1, finalize 0/1" in out and f"corpus: {slurm}" in out
+    assert "slurm: prepare 0/2, buckets 0/2, decide 0/1, finalize 0/1" in out and f"corpus: {slurm}" in out
     assert main([*cmd, "--out", str(local), "--no-progress"]) == 0
     # the stages ran as Slurm array jobs: one log per array task, a completion marker per datatrove task
     logs = slurm / "_work" / "logs"
@@ -106,7 +106,7 @@ def test_failed_stage_is_an_error_and_its_dependents_are_cancelled(cluster, tmp_
     monkeypatch.chdir(tmp_path)
     out = tmp_path / "out"
     with pytest.raises(RuntimeError, match=r"Slurm stage prepare \(job \d+\) ended with 0/2 tasks") as e:
-        # every prepare task exits at once; Slurm would keep decide and finalize pending forever
+        # every prepare task exits at once; Slurm would keep the later stages pending forever
         build_corpus(
             [FORMATS / "mastodon"], out, PipelineConfig(tasks=2, executor="slurm"), wait=True, env_command="exit 3"
         )

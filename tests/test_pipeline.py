@@ -219,7 +219,7 @@ def test_two_tasks_give_the_same_corpus_and_reruns_skip(built, tmp_path):
     (out3 / "report.json").unlink()
     (out3 / "_work" / "logs" / "finalize" / "completions" / "00000").unlink()
     timed = stage_seconds(out3 / "_work")
-    assert sorted(timed) == ["decide", "finalize", "prepare"] and all(v > 0 for v in timed.values())
+    assert sorted(timed) == ["buckets", "decide", "finalize", "prepare"] and all(v > 0 for v in timed.values())
     again = build_corpus(paths, out3, PipelineConfig(tasks=2, workers=2, keep_prepared=True))
     assert marker.stat().st_mtime_ns == before and again["corpus_hash"] == first["corpus_hash"] == report["corpus_hash"]
     assert list(stage_seconds(out3 / "_work")) == ["finalize"]  # the only stage this rerun ran
@@ -252,7 +252,7 @@ def test_rejects_are_written_with_their_reason(built, tmp_path):
 
 
 def test_executor_switch_builds_slurm_and_ray_stages(tmp_path):
-    """The recipe switch: the same three stages under datatrove's Slurm or Ray executor, chained with depends
+    """The recipe switch: the same four stages under datatrove's Slurm or Ray executor, chained with depends
     (built, not submitted: there is no cluster here)."""
     from datatrove.executor import SlurmPipelineExecutor
     from datatrove.executor.ray import RayPipelineExecutor
@@ -264,8 +264,8 @@ def test_executor_switch_builds_slurm_and_ray_stages(tmp_path):
         ("ray", RayPipelineExecutor, {"cpus_per_task": 1}),
     ):
         ex = make_executors(["posts"], tmp_path / "out", PipelineConfig(tasks=8, executor=kind), tmp_path / kind, **kw)
-        assert [type(e) for e in ex] == [cls] * 3 and [e.world_size for e in ex] == [8, 1, 1]
-        assert ex[1].depends is ex[0] and ex[2].depends is ex[1]
+        assert [type(e) for e in ex] == [cls] * 4 and [e.world_size for e in ex] == [8, 8, 1, 1]
+        assert ex[1].depends is ex[0] and ex[2].depends is ex[1] and ex[3].depends is ex[2]
         assert [type(s).__name__ for s in ex[0].pipeline][0] == "PostReader"
 
 
@@ -281,9 +281,12 @@ def test_data_build_cli(built, tmp_path, capsys):
         and "detected language: en 6" in out
         and (tmp_path / "o" / "report.md").exists()
     )
-    assert re.search(r"stages: prepare \d+\.\ds, decide \d+\.\ds, finalize \d+\.\ds\n", out)
+    assert re.search(r"stages: prepare \d+\.\ds, buckets \d+\.\ds, decide \d+\.\ds, finalize \d+\.\ds\n", out)
     assert main(args + ["--set", "keep_languages=en", "--set", "near_dedup=false"]) == 0  # the same run again
-    assert "stages: prepare done before (skipped), decide done before (skipped)" in capsys.readouterr().out
+    assert (
+        "stages: prepare done before (skipped), buckets done before (skipped), decide done before (skipped)"
+        in capsys.readouterr().out
+    )
     (tmp_path / "a_file").write_text("x")
     assert main(args[:-3] + ["--out", str(tmp_path / "a_file")]) == 2
     assert "output folder" in (err := capsys.readouterr().err) and "is a file, not a folder" in err
@@ -468,6 +471,49 @@ def test_near_duplicates_decide_as_datasketch_minhash_lsh():
     assert got == want
     assert 100 < len(got) < 600  # the edited copies (or their originals, whichever came first) and repeats
     assert near_duplicates(sig[:0], [], 0.8, 64) == {}
+
+
+def test_lsh_buckets_across_tasks_and_a_thread_near_duplicate_of_a_post(tmp_path):
+    """The buckets stage finds, in any number of tasks, exactly the posts that share a band with another post; a
+    thread decide rebuilds is compared by its new text, also with a post that shares no band with any post."""
+    from tweetlm.data.pipeline.buckets import candidate_orders
+    from tweetlm.data.pipeline.minhash import band_hashes, lsh_banding, sharing_rows
+
+    root = "The train was late again this morning, third time this week"
+    reply = "@alice same here, the 8:15 never shows up"
+    lines = [
+        _tweet(1000, root),
+        _tweet(1002, reply, BOB, reply="1000"),
+        _tweet(1500, "Completely unrelated: the bakery on 5th street sells the best rye bread", BOB),
+        _tweet(2000, THANKS),
+        _tweet(2002, THANKS + "!", BOB),  # a near-duplicate by its own text
+        _tweet(3000, f"{root}\n{reply} !!", BOB),  # the thread's text, edited: shares no band with one post
+    ]
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "posts.jsonl").write_text("".join(json.dumps(t) + "\n" for t in lines))
+    paths = [str(tmp_path / "in")]
+    reports, candidates = [], []
+    for tasks in (1, 3):
+        out = tmp_path / f"out{tasks}"
+        reports.append(build_corpus(paths, out, PipelineConfig(tasks=tasks, workers=2, keep_prepared=True)))
+        candidates.append(candidate_orders(out / "_work"))
+        assert len(list((out / "_work" / "lsh").glob("candidates-*.npy"))) == tasks
+    assert reports[0]["corpus_hash"] == reports[1]["corpus_hash"]
+    # the candidates are the posts that share a band hash, as found over all signatures at once
+    prepared = pq.read_table(tmp_path / "out3" / "_work" / "prepared").sort_by("order")
+    sig = np.array(prepared.column("minhash").to_pylist(), dtype=np.uint32)
+    shared = np.zeros(len(sig), dtype=bool)
+    for h in band_hashes(sig, *lsh_banding(0.8, 64)).T:
+        shared |= sharing_rows(h)
+    want = prepared.column("order").to_numpy()[shared]
+    assert candidates[0].tolist() == candidates[1].tolist() == sorted(want.tolist()) and len(want) == 2  # 2000, 2002
+    rows = _rows(tmp_path / "out1")
+    assert rows["1000"]["kind"] == "thread" and "2002" not in rows and "1500" in rows
+    assert "3000" not in rows  # dropped as a near-duplicate of the thread, found through the thread's new bands
+    drops = json.loads((tmp_path / "out1" / "accounting.json").read_text())
+    assert drops["sources"][next(iter(drops["sources"]))]["dropped"]["near_duplicate"] == 2
+    off = build_corpus(paths, tmp_path / "off", PipelineConfig(near_dedup=False))
+    assert off["kept"] == reports[0]["kept"] + 2
 
 
 def test_prepared_rows_come_back_in_input_order_and_labels_keep_their_types():

@@ -1,20 +1,22 @@
 """Running the ingestion pipeline (layer L1, data): executors, stages, the merged accounting and the outputs.
 
-Three datatrove stages over one work folder (``<out>/_work`` unless given):
+Four datatrove stages over one work folder (``<out>/_work`` unless given):
 
 1. ``prepare`` (``cfg.task_count()`` tasks): ``PostReader -> Normalize -> LanguageID -> QualityFilter -> PIIScrub ->
    PrepareWriter`` (``steps.py``);
-2. ``decide`` (1 task, after 1): retweets, threads, exact / template / MinHash dedup, corpus shards
+2. ``buckets`` (``cfg.task_count()`` tasks, after 1): the posts that share a MinHash LSH band with another, the
+   near-duplicate candidates (``buckets.py``);
+3. ``decide`` (1 task, after 2): retweets, threads, exact / template / MinHash dedup, corpus shards
    (``decide.py``);
-3. ``finalize`` (1 task, after 2): ``FinalizeCorpus`` sums every step's drops and the readers' accounting into
+4. ``finalize`` (1 task, after 3): ``FinalizeCorpus`` sums every step's drops and the readers' accounting into
    one ``Ledger``, checks ``in = kept + dropped + quarantined`` per source against the posts actually written,
    and writes ``manifest.json`` (post ids per shard, corpus hash), ``accounting.json``, ``quarantine.jsonl`` and
    the data report (``report.json``, ``report.md``, ``length_hist.png``; see ``report.py``), then deletes the
    tasks' intermediate files unless ``cfg.keep_prepared``.
 
 ``cfg.executor`` picks datatrove's ``LocalPipelineExecutor`` (default; ``cfg.workers`` tasks at a time),
-``SlurmPipelineExecutor`` or ``RayPipelineExecutor`` for all three stages, chained with ``depends``; the
-cluster executors take their own settings (partition, time, ...) through ``executor_kwargs``. On Slurm the three
+``SlurmPipelineExecutor`` or ``RayPipelineExecutor`` for all four stages, chained with ``depends``; the
+cluster executors take their own settings (partition, time, ...) through ``executor_kwargs``. On Slurm the four
 stages are sbatch array jobs submitted at once (each after the previous with ``afterok``), and ``wait_for_slurm``
 follows them to the end (tested on a one-node cluster: ``scripts/slurm_local.sh``, ``tests/test_cluster_slurm.py``).
 On Ray, ``run_on_ray`` connects to the cluster and runs the stages one after another, checking each one's
@@ -40,6 +42,7 @@ from datatrove.data import DocumentsPipeline
 from datatrove.pipeline.base import PipelineStep
 
 from tweetlm.data.ledger import Ledger
+from tweetlm.data.pipeline.buckets import LSH_DIR, LshBuckets
 from tweetlm.data.pipeline.config import PipelineConfig
 from tweetlm.data.pipeline.decide import Decide
 from tweetlm.data.pipeline.steps import (
@@ -165,7 +168,8 @@ class FinalizeCorpus(PipelineStep):
                     f.write(json.dumps(q.__dict__, ensure_ascii=False) + "\n")
             write_report(out, ledger, per_step, corpus_hash, self.cfg, self.paths)
             if not self.cfg.keep_prepared:
-                shutil.rmtree(Path(self.work_dir) / PREPARED_DIR, ignore_errors=True)
+                for d in (PREPARED_DIR, LSH_DIR):
+                    shutil.rmtree(Path(self.work_dir) / d, ignore_errors=True)
         return iter(())
 
 
@@ -218,9 +222,9 @@ def make_executors(
     progress: bool = False,
     **executor_kwargs,
 ) -> list:
-    """The three chained executors (``prepare``, ``decide``, ``finalize``) for ``cfg.executor``; running the last
-    runs (or submits) all three (on Ray, ``run_on_ray`` runs them). ``executor_kwargs`` go to every executor (e.g.
-    Slurm ``partition``, ``time``, ``venv_path``; Ray ``cpus_per_task``, ``mem_per_cpu_gb``)."""
+    """The four chained executors (``prepare``, ``buckets``, ``decide``, ``finalize``) for ``cfg.executor``;
+    running the last runs (or submits) all four (on Ray, ``run_on_ray`` runs them). ``executor_kwargs`` go to every
+    executor (e.g. Slurm ``partition``, ``time``, ``venv_path``; Ray ``cpus_per_task``, ``mem_per_cpu_gb``)."""
     work = Path(work_dir)
     # a Ray task logs to its own file (and its errors to the terminal): quiet there would hide its traceback; its
     # progress bar would reach the terminal as one line a second (run_on_ray prints the stages instead)
@@ -233,7 +237,8 @@ def make_executors(
         PIIScrub(cfg, work),
         PrepareWriter(cfg, work),
     ]
-    stages = [("prepare", stage_a, cfg.task_count()), ("decide", [Decide(cfg, work, out_dir)], 1)]
+    stages = [("prepare", stage_a, cfg.task_count()), ("buckets", [LshBuckets(cfg, work)], cfg.task_count())]
+    stages.append(("decide", [Decide(cfg, work, out_dir)], 1))
     stages.append(("finalize", [FinalizeCorpus(cfg, work, out_dir, paths)], 1))
     if cfg.executor == "local":
         from datatrove.executor import LocalPipelineExecutor as Executor
@@ -336,7 +341,7 @@ def build_corpus(
 ) -> dict:
     """Run the pipeline on the posts under ``paths`` into ``out_dir``; returns the data report (``report.json``).
 
-    Local execution waits for all three stages; with ``cfg.executor`` ``"slurm"``/``"ray"`` the jobs are
+    Local execution waits for all four stages; with ``cfg.executor`` ``"slurm"``/``"ray"`` the jobs are
     submitted (Slurm) or run on the Ray cluster, and the report is returned once ``report.json`` exists (else
     ``{"submitted": True, "job_ids": {stage: Slurm job id}, ...}``); with ``wait`` a Slurm build is followed until
     its last stage completes (``wait_for_slurm``, which raises ``RuntimeError`` when a stage fails). ``quiet``
@@ -405,7 +410,7 @@ def build_corpus(
     return json.loads(report.read_text())
 
 
-STAGES = ("prepare", "decide", "finalize")  # make_executors' order
+STAGES = ("prepare", "buckets", "decide", "finalize")  # make_executors' order
 
 
 def _squeue() -> list[tuple[str, str, str, set[str]]]:

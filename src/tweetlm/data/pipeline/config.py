@@ -84,9 +84,9 @@ class PipelineConfig:
         worker that finishes one task takes the next, so tasks of unequal cost even out.
     executor: ``"local"`` (datatrove LocalPipelineExecutor), ``"slurm"`` or ``"ray"``.
     write_rejects: write every dropped document, with its reason, under ``<work>/rejects/<step>/``.
-    keep_prepared: keep the tasks' intermediate files (``<work>/prepared/``: texts and MinHash signatures, about
-        the size of the corpus again) after the corpus is written; by default they are deleted, and the
-        completion markers still make a rerun skip every stage.
+    keep_prepared: keep the tasks' intermediate files after the corpus is written (``<work>/prepared/``: texts
+        and MinHash signatures, about the size of the corpus again; ``<work>/lsh/``: LSH band hashes and
+        candidates); by default they are deleted, and the completion markers still make a rerun skip every stage.
     columns: column mapping for CSV/JSONL/Parquet input whose columns have other names, e.g.
         ``"text=body,id=post_id,labels.sentiment=label"`` (``data.formats.tabular.ColumnMap.parse``); empty: the
         readers' defaults.

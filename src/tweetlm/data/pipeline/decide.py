@@ -27,10 +27,11 @@ Steps 3-5 visit validation posts first, then training posts, each in input order
 validation post is dropped and never the validation copy.
 
 Why datasketch and not datatrove's ``minhash`` steps: datatrove keeps the first document of a cluster by task
-and position (no way to prefer the validation copy) and shingles words (5-grams; posts are too short). This stage
-is one process holding every post's row and signature (``minhash_num_perm`` x 4 bytes) and the LSH tables in
-memory; when that outgrows one machine, swap step 5 for datatrove's bucketed
-``MinhashDedupBuckets``/``MinhashDedupCluster`` over the same signatures.
+and position (no way to prefer the validation copy) and shingles words (5-grams; posts are too short). The
+corpus-wide part of step 5, grouping every post by its LSH bands, runs before this stage in parallel tasks
+(``buckets.py``, datatrove's bucket stage over our signatures): this stage visits only the posts found sharing a
+band (the candidates) and reads only their signatures. It still holds every post's row (without its signature) in
+one process.
 
 The kept posts are written as ``train.parquet`` and ``val.parquet`` in input order (``data.corpus`` layout plus
 the pipeline's columns), so the output is the same whatever the number of tasks.
@@ -109,22 +110,19 @@ class Decide(PipelineStep):
         if not files:
             raise ValueError(f"no prepared posts in {Path(self.work_dir) / PREPARED_DIR}: run the per-task stage first")
         with self.track_time("corpus"), gc_paused(), usage_written(self.work_dir, "decide", rank):
-            tables = [pq.read_table(f) for f in files]
-            self._banding = stored_banding(tables[0].schema, self.cfg)
-            table = in_input_order(tables)
+            self._banding = stored_banding(pq.read_schema(files[0]), self.cfg)
+            # every column but the signatures: decide reads those of the near-duplicate candidates only
+            columns = [c for c in pq.read_schema(files[0]).names if c != "minhash"]
+            table = in_input_order([pq.read_table(f, columns=columns) for f in files])
             rows = Columns(table)
-            sig = table.column("minhash").combine_chunks().flatten().to_numpy(zero_copy_only=False)
-            sig = sig.reshape(len(table), self.cfg.minhash_num_perm) if len(table) else sig.reshape(0, 1)
-            keep = self._decide(rows, sig)
+            keep = self._decide(rows, files)
             self._write(table, rows, keep)
         return iter(())
 
     # ------------------------------------------------------------------------------------------------------
-    def _decide(self, r: dict[str, list], sig) -> list[int]:
+    def _decide(self, r: Columns, files: list[Path]) -> list[int]:
         """The rows kept, in input order; ``r`` (``Columns`` of the prepared table) is changed in place where a
-        step changes a row (``DECIDE_CHANGES``). ``sig``: ``(n, num_perm)`` uint32, not changed."""
-        import numpy as np
-
+        step changes a row (``DECIDE_CHANGES``). ``files``: the prepared files (for the candidates' signatures)."""
         cfg = self.cfg
         n = len(r["id"])
         alive = [True] * n
@@ -195,17 +193,17 @@ class Decide(PipelineStep):
             rebuilt = self._threads(r, alive, is_rt, drop)
         # ---- 3-5. exact, template, near-duplicate removal: validation first, then input order
         visit = [i for i in range(n) if r["split"][i] == "val"] + [i for i in range(n) if r["split"][i] != "val"]
+        new_sig: dict[int, object] = {}  # row -> (num_perm,) uint32 signature of a rebuilt thread's text
         if rebuilt:  # thread documents have new text: new keys and signatures
             from tweetlm.data.pipeline.minhash import permutations, signatures
             from tweetlm.data.pipeline.steps import template_key
 
             keys = [dedup_key(r["text"][i]) for i in rebuilt]
-            new_sig = signatures(keys, cfg.minhash_shingle, permutations(cfg.minhash_num_perm))
-            sig = np.array(sig, dtype=np.uint32)  # a writable copy (the prepared table's memory is read-only)
+            sigs = signatures(keys, cfg.minhash_shingle, permutations(cfg.minhash_num_perm))
             for j, i in enumerate(rebuilt):
                 r["key"][i] = key_hash(keys[j])
                 r["template"][i] = key_hash(template_key(r["text"][i], keys[j]))
-                sig[i] = new_sig[j]
+                new_sig[i] = sigs[j]
         if cfg.exact_dedup:
             first_split: dict[int, str] = {}
             for i in visit:
@@ -224,7 +222,7 @@ class Decide(PipelineStep):
                     if seen_t[r["template"][i]] > cfg.max_template_repeats:
                         drop(i, "repeated_template")
         if cfg.near_dedup:
-            self._near_dedup(r, sig, alive, visit, drop)
+            self._near_dedup(r, files, new_sig, alive, visit, drop)
         write_drops(self.work_dir, "decide", 0, drops)
         if rejects:
             self._write_rejects(r, rejects)
@@ -320,12 +318,54 @@ class Decide(PipelineStep):
             r["retweets"][root] += r["retweets"][i]
         self.stat_update("threads")
 
-    def _near_dedup(self, r: dict[str, list], sig, alive: list[bool], visit: list[int], drop) -> None:
+    def _near_dedup(
+        self, r: Columns, files: list[Path], new_sig: dict, alive: list[bool], visit: list[int], drop
+    ) -> None:
+        """Step 5 over the candidates only: the posts the buckets stage found sharing a band hash with another
+        (``buckets.candidate_orders``), the rebuilt threads (``new_sig``) and the posts that share a band hash
+        with a rebuilt thread's new signature. Any other post shares no band with a visited post: it could neither
+        match nor be matched (``near_duplicates`` would keep it without a look)."""
+        import numpy as np
+        import pyarrow.parquet as pq
+
+        from tweetlm.data.pipeline.buckets import candidate_orders, orders_sharing
+        from tweetlm.data.pipeline.minhash import band_hashes, lsh_banding
+
         cfg = self.cfg
-        order = [i for i in visit if alive[i] and len(r["text"][i]) >= cfg.near_dedup_min_chars]
-        found = near_duplicates(sig, order, cfg.minhash_threshold, cfg.minhash_num_perm, self._banding)
-        for i, matches in found.items():
-            of_val = r["split"][i] != "val" and any(r["split"][j] == "val" for j in matches)
+        b, rows = self._banding or lsh_banding(cfg.minhash_threshold, cfg.minhash_num_perm)
+        order_col = r.table.column("order").to_numpy()  # ascending: the table is in input order
+        cand = np.zeros(len(order_col), dtype=bool)
+        found = [candidate_orders(self.work_dir)]
+        if new_sig:
+            found.append(orders_sharing(self.work_dir, band_hashes(np.stack(list(new_sig.values())), b, rows)))
+            cand[list(new_sig)] = True
+        for orders in found:
+            cand[np.searchsorted(order_col, orders)] = True
+        visited = [i for i in visit if cand[i] and alive[i] and len(r["text"][i]) >= cfg.near_dedup_min_chars]
+        if not visited:
+            return
+        # the visited rows' signatures: the prepared ones read a file at a time (never all of them), the rebuilt
+        sig = np.zeros((len(visited), cfg.minhash_num_perm), dtype=np.uint32)
+        pos = {int(order_col[i]): j for j, i in enumerate(visited)}
+        want = np.array(sorted(pos), dtype=np.int64)
+        for f in files:
+            t = pq.read_table(f, columns=["order", "minhash"])
+            file_orders = t.column("order").to_numpy()
+            hit = np.flatnonzero(np.isin(file_orders, want))
+            if len(hit):
+                flat = t.column("minhash").combine_chunks().flatten().to_numpy(zero_copy_only=False)
+                at = [pos[o] for o in file_orders[hit].tolist()]
+                sig[at] = flat.reshape(len(t), cfg.minhash_num_perm)[hit]
+        for j, i in enumerate(visited):
+            if i in new_sig:
+                sig[j] = new_sig[i]
+        found_nd = near_duplicates(
+            sig, list(range(len(visited))), cfg.minhash_threshold, cfg.minhash_num_perm, (b, rows)
+        )
+        self.stat_update("near_dedup_candidates", value=len(visited))
+        for j, matches in found_nd.items():
+            i = visited[j]
+            of_val = r["split"][i] != "val" and any(r["split"][visited[m]] == "val" for m in matches)
             drop(i, "near_duplicate_of_val" if of_val else "near_duplicate")
 
     def _write(self, table, rows: dict[str, list], keep: list[int]) -> None:
@@ -422,7 +462,7 @@ def near_duplicates(
     """
     import numpy as np
 
-    from tweetlm.data.pipeline.minhash import lsh_banding
+    from tweetlm.data.pipeline.minhash import band_hashes, lsh_banding, sharing_rows
 
     if not order:
         return {}
@@ -435,14 +475,8 @@ def near_duplicates(
     # Found on a 64-bit hash of each band (sorting uint64 is several times faster than sorting the bands' bytes);
     # two bands that differ but share a hash only send their rows through the tables, which compare the bytes.
     shared = np.zeros(len(visited), dtype=bool)
-    for t in range(b):
-        band = np.ascontiguousarray(sig[visited, t * rows : (t + 1) * rows]).astype(np.uint64)
-        h = np.zeros(len(visited), dtype=np.uint64)
-        for j in range(rows):
-            h ^= band[:, j]
-            h *= np.uint64(0x100000001B3)  # FNV-1a's 64-bit prime over the band's 32-bit slots
-        _, inverse, counts = np.unique(h, return_inverse=True, return_counts=True)
-        shared |= counts[inverse.ravel()] > 1
+    for h in band_hashes(sig[visited], b, rows).T:
+        shared |= sharing_rows(h)
     bands = dict(zip(visited[shared].tolist(), band_keys[shared].tolist()))
     tables: list[dict[bytes, list[int]]] = [{} for _ in range(b)]
     out: dict[int, list[int]] = {}

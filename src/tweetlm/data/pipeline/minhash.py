@@ -94,5 +94,28 @@ def lsh_banding(threshold: float, num_perm: int) -> tuple[int, int]:
     return int(lsh.b), int(lsh.r)
 
 
+def band_hashes(sig: np.ndarray, b: int, r: int) -> np.ndarray:
+    """A 64-bit hash of each LSH band of each signature: ``(n, b)`` uint64 for ``sig`` ``(n, num_perm)`` uint32,
+    band ``t`` being slots ``t*r .. (t+1)*r - 1`` (``lsh_banding``). An FNV-1a-style fold over the band's 32-bit
+    slots (xor, then multiply by FNV-1a's 64-bit prime). Equal bands hash equal; two different bands may share a
+    hash (rarely), so a hash only says that two rows *may* share a band: ``decide.near_duplicates`` compares the
+    bands' slots before it calls two rows candidates."""
+    sig = np.asarray(sig, dtype=np.uint32)
+    out = np.zeros((len(sig), b), dtype=np.uint64)
+    for t in range(b):
+        band = sig[:, t * r : (t + 1) * r].astype(np.uint64)
+        h = out[:, t]
+        for j in range(r):
+            h ^= band[:, j]
+            h *= np.uint64(0x100000001B3)
+    return out
+
+
+def sharing_rows(hashes: np.ndarray) -> np.ndarray:
+    """``(n,)`` bool: which of ``hashes`` (``(n,)`` uint64, one band's ``band_hashes``) another row also has."""
+    _, inverse, counts = np.unique(hashes, return_inverse=True, return_counts=True)
+    return counts[inverse.ravel()] > 1
+
+
 BANDING_KEY = b"tweetlm.minhash_banding"
 """Schema metadata key of a prepared file: ``json.dumps([b, r, threshold, num_perm])`` (``lsh_banding``)."""

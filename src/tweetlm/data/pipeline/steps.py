@@ -473,8 +473,9 @@ def prepared_schema(num_perm: int):
 class PrepareWriter(PipelineStep):
     """Sink of a task: adds the dedup key (``text.dedup_key``, hashed), the retweet key of an ``RT @h:``
     post (the key of the text after the prefix), the template key and the MinHash signature (``minhash.py``), and
-    writes ``<work>/prepared/<rank>.parquet`` in batches. ``decide.py`` reads these files. The task's CPU and wall
-    seconds (all its steps) go to ``<work>/usage/prepare-<rank>.json`` (``usage_written``)."""
+    writes ``<work>/prepared/<rank>.parquet`` in batches. ``decide.py`` reads these files. With ``near_dedup``, the
+    LSH band hashes of the posts long enough for it go to ``<work>/lsh/`` (``buckets.BandHashWriter``). The task's
+    CPU and wall seconds (all its steps) go to ``<work>/usage/prepare-<rank>.json`` (``usage_written``)."""
 
     type = "💽 - WRITER"
     name = "keys + MinHash signatures"
@@ -485,7 +486,7 @@ class PrepareWriter(PipelineStep):
         self.work_dir = str(work_dir)
         self.batch = batch
 
-    def _flush(self, writer, docs: list[Document], perms) -> None:
+    def _flush(self, writer, docs: list[Document], perms, band_writer=None) -> None:
         import numpy as np
         import pyarrow as pa
 
@@ -513,11 +514,17 @@ class PrepareWriter(PipelineStep):
         flat = pa.array(np.ascontiguousarray(sigs).ravel(), type=pa.uint32())
         arrays.append(pa.FixedSizeListArray.from_arrays(flat, self.cfg.minhash_num_perm))
         writer.write_table(pa.Table.from_arrays(arrays, schema=schema))
+        if band_writer is not None:  # the posts near-duplicate removal will look at (decide.py)
+            long = np.fromiter(
+                (len(d.text) >= self.cfg.near_dedup_min_chars for d in docs), dtype=bool, count=len(docs)
+            )
+            band_writer.add(np.asarray(cols["order"], dtype=np.int64)[long], sigs[long])
         self.stat_update("written", value=len(docs))
 
     def _write_all(self, data: DocumentsPipeline, rank: int) -> None:
         import pyarrow.parquet as pq
 
+        from tweetlm.data.pipeline.buckets import BandHashWriter
         from tweetlm.data.pipeline.minhash import BANDING_KEY, lsh_banding, permutations
 
         perms = permutations(self.cfg.minhash_num_perm)
@@ -526,20 +533,22 @@ class PrepareWriter(PipelineStep):
         tmp = out.with_suffix(".tmp")
         buf: list[Document] = []
         c = self.cfg
-        banding = json.dumps(
-            [*lsh_banding(c.minhash_threshold, c.minhash_num_perm), c.minhash_threshold, c.minhash_num_perm]
-        )
+        b, r = lsh_banding(c.minhash_threshold, c.minhash_num_perm)
+        banding = json.dumps([b, r, c.minhash_threshold, c.minhash_num_perm])
         schema = prepared_schema(c.minhash_num_perm).with_metadata({BANDING_KEY: banding})
+        bands = BandHashWriter(self.work_dir, rank, (b, r), c.task_count()) if c.near_dedup else None
         # no dictionary encoding: it was 4 of the 5 us a row of writing this file and saved 3% of its size here
         # (a 52k-row prepared file, snappy: 4.99 -> 0.96 us a row written, 17.8 -> 18.4 MB)
         with pq.ParquetWriter(tmp, schema, use_dictionary=False) as writer, gc_frozen():
             for doc in data or ():
                 buf.append(doc)
                 if len(buf) >= self.batch:
-                    self._flush(writer, buf, perms)
+                    self._flush(writer, buf, perms, bands)
                     buf = []
             if buf:
-                self._flush(writer, buf, perms)
+                self._flush(writer, buf, perms, bands)
+        if bands is not None:
+            bands.close()
         tmp.replace(out)
 
     def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> Iterator[Document]:
