@@ -23,8 +23,9 @@ def test_override_types():
     "assignment, match",
     [
         ("train.max_step=3", "unknown key 'max_step'.*train.max_steps"),
-        ("train.max_steps=three", "expected a value of type int"),
-        ("model.tie_embeddings=maybe", "expected a value of type bool"),
+        ("train.max_steps=three", r"expected a value of type int, a whole number \(e.g. 4\)"),
+        ("train.lr=fast", r"expected a value of type float, a number"),
+        ("model.tie_embeddings=maybe", "expected a value of type bool, one of .*true.* or .*false"),
         ("train=3", "is a section"),
         ("nope", "key=value"),
         ("bogus.x=1", "unknown key 'bogus'"),

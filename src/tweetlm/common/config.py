@@ -39,6 +39,13 @@ def from_dict(cls: type, data: dict) -> Any:
     return cls(**kwargs)
 
 
+_EXPECTED = {
+    int: "a whole number (e.g. 4)",
+    float: "a number (e.g. 0.5 or 1e-3)",
+    bool: f"one of {'/'.join(sorted(_TRUE))} or {'/'.join(sorted(_FALSE))}",
+}
+
+
 def _parse(value: str, tp: Any, key: str) -> Any:
     origin = typing.get_origin(tp)
     if origin in (typing.Union, types.UnionType):
@@ -63,7 +70,9 @@ def _parse(value: str, tp: Any, key: str) -> Any:
         if tp is str:
             return value
     except ValueError:
-        raise ValueError(f"--set {key}={value!r}: expected a value of type {tp.__name__}") from None
+        raise ValueError(
+            f"--set {key}={value!r}: expected a value of type {tp.__name__}, {_EXPECTED.get(tp, '')}"
+        ) from None
     raise ValueError(f"--set {key}: fields of type {tp} cannot be set from the command line")
 
 
