@@ -497,7 +497,7 @@ def test_lsh_buckets_across_tasks_and_a_thread_near_duplicate_of_a_post(tmp_path
         out = tmp_path / f"out{tasks}"
         reports.append(build_corpus(paths, out, PipelineConfig(tasks=tasks, workers=2, keep_prepared=True)))
         candidates.append(candidate_orders(out / "_work"))
-        assert len(list((out / "_work" / "lsh").glob("candidates-*.npy"))) == tasks
+        assert len(list((out / "_work" / "lsh").glob("candidates-*.npy"))) == tasks  # bucket_tasks: tasks <= 64
     assert reports[0]["corpus_hash"] == reports[1]["corpus_hash"]
     # the candidates are the posts that share a band hash, as found over all signatures at once
     prepared = pq.read_table(tmp_path / "out3" / "_work" / "prepared").sort_by("order")
@@ -514,6 +514,38 @@ def test_lsh_buckets_across_tasks_and_a_thread_near_duplicate_of_a_post(tmp_path
     assert drops["sources"][next(iter(drops["sources"]))]["dropped"]["near_duplicate"] == 2
     off = build_corpus(paths, tmp_path / "off", PipelineConfig(near_dedup=False))
     assert off["kept"] == reports[0]["kept"] + 2
+
+
+def test_lsh_band_hashes_missing_or_from_an_older_layout_are_never_resumed(tmp_path):
+    """A work folder without band hashes (prepared by an older tweetlm, whose fingerprint has no ``format``) is
+    cleared and rebuilt; band hashes missing under a current fingerprint stop the buckets stage with an error
+    instead of silently keeping every near-duplicate. 1,200 tasks keep 65 files open per prepare task, not 1,200."""
+    from tweetlm.data.pipeline.buckets import MAX_BUCKET_TASKS, BandHashWriter, LshBuckets, bucket_tasks
+
+    paths = make_corpus(tmp_path / "in")
+    out = tmp_path / "out"
+    cfg = PipelineConfig(tasks=2, workers=1, keep_prepared=True)
+    first = build_corpus(paths, out, cfg)
+    work = out / "_work"
+    fp = json.loads((work / "fingerprint.json").read_text())
+    del fp["format"]
+    (work / "fingerprint.json").write_text(json.dumps(fp))
+    shutil.rmtree(work / "lsh")
+    (out / "report.json").unlink()
+    for stage in ("decide", "finalize"):
+        (work / "logs" / stage / "completions" / "00000").unlink()
+    again = build_corpus(paths, out, cfg)  # the older layout: everything redone, band hashes included
+    assert again["corpus_hash"] == first["corpus_hash"] and (work / "lsh" / "0-0" / "00001.u64").exists()
+    (work / "lsh" / "0-0" / "00001.u64").unlink()
+    with pytest.raises(RuntimeError, match=r"band hashes of prepare task\(s\) \['00001'\] are missing.*delete"):
+        LshBuckets(cfg, work).run(rank=0, world_size=1)
+    assert bucket_tasks(PipelineConfig(tasks=1200)) == MAX_BUCKET_TASKS == 64
+    assert bucket_tasks(PipelineConfig(tasks=1200, near_dedup=False)) == 1
+    with BandHashWriter(tmp_path / "w", 0, (5, 11), bucket_tasks(PipelineConfig(tasks=1200))) as w:
+        assert len(w.files) == 5 * 13
+    with pytest.raises(ValueError), BandHashWriter(tmp_path / "w", 1, (5, 11), 2):
+        raise ValueError("the task failed")
+    assert not list((tmp_path / "w").glob("*/00001.u64"))  # a failed task leaves no file the stage would read
 
 
 def test_prepared_rows_come_back_in_input_order_and_labels_keep_their_types():

@@ -4,7 +4,7 @@ Four datatrove stages over one work folder (``<out>/_work`` unless given):
 
 1. ``prepare`` (``cfg.task_count()`` tasks): ``PostReader -> Normalize -> LanguageID -> QualityFilter -> PIIScrub ->
    PrepareWriter`` (``steps.py``);
-2. ``buckets`` (``cfg.task_count()`` tasks, after 1): the posts that share a MinHash LSH band with another, the
+2. ``buckets`` (``buckets.bucket_tasks(cfg)`` tasks, after 1): the posts that share a MinHash LSH band with another, the
    near-duplicate candidates (``buckets.py``);
 3. ``decide`` (1 task, after 2): retweets, threads, exact / template / MinHash dedup, corpus shards
    (``decide.py``);
@@ -42,7 +42,7 @@ from datatrove.data import DocumentsPipeline
 from datatrove.pipeline.base import PipelineStep
 
 from tweetlm.data.ledger import Ledger
-from tweetlm.data.pipeline.buckets import LSH_DIR, LshBuckets
+from tweetlm.data.pipeline.buckets import LSH_DIR, LshBuckets, bucket_tasks
 from tweetlm.data.pipeline.config import PipelineConfig
 from tweetlm.data.pipeline.decide import Decide
 from tweetlm.data.pipeline.steps import (
@@ -173,13 +173,19 @@ class FinalizeCorpus(PipelineStep):
         return iter(())
 
 
+WORK_FORMAT = 2
+"""The layout of the work folder's intermediate files; a work folder of another (older) layout is cleared, not
+resumed (2: LSH band hashes under ``lsh/``, from the prepare tasks, which layout 1 never wrote)."""
+
+
 def _fingerprint(paths: list[str], cfg: PipelineConfig, files: list[Path]) -> dict:
-    """What the output depends on: the paths, every input file's size and mtime, and the settings."""
+    """What the output depends on: the paths, every input file's size and mtime, the settings and the layout
+    of the work folder (``WORK_FORMAT``)."""
     settings = asdict(cfg)
     settings.pop("workers")  # how many run at once does not change the result
     settings["tasks"] = cfg.task_count()  # the count that ran, whether given or the default
     stats = [[str(f), f.stat().st_size, f.stat().st_mtime_ns] for f in files]
-    fp = {"paths": [str(Path(p).resolve()) for p in paths], "files": stats, "config": settings}
+    fp = {"paths": [str(Path(p).resolve()) for p in paths], "files": stats, "config": settings, "format": WORK_FORMAT}
     return json.loads(json.dumps(fp))
 
 
@@ -237,7 +243,7 @@ def make_executors(
         PIIScrub(cfg, work),
         PrepareWriter(cfg, work),
     ]
-    stages = [("prepare", stage_a, cfg.task_count()), ("buckets", [LshBuckets(cfg, work)], cfg.task_count())]
+    stages = [("prepare", stage_a, cfg.task_count()), ("buckets", [LshBuckets(cfg, work)], bucket_tasks(cfg))]
     stages.append(("decide", [Decide(cfg, work, out_dir)], 1))
     stages.append(("finalize", [FinalizeCorpus(cfg, work, out_dir, paths)], 1))
     if cfg.executor == "local":

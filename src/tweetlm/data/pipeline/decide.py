@@ -30,8 +30,8 @@ Why datasketch and not datatrove's ``minhash`` steps: datatrove keeps the first 
 and position (no way to prefer the validation copy) and shingles words (5-grams; posts are too short). The
 corpus-wide part of step 5, grouping every post by its LSH bands, runs before this stage in parallel tasks
 (``buckets.py``, datatrove's bucket stage over our signatures): this stage visits only the posts found sharing a
-band (the candidates) and reads only their signatures. It still holds every post's row (without its signature) in
-one process.
+band (the candidates) and keeps only their signatures (read a prepared file at a time). It still holds every
+post's row (without its signature) in one process.
 
 The kept posts are written as ``train.parquet`` and ``val.parquet`` in input order (``data.corpus`` layout plus
 the pipeline's columns), so the output is the same whatever the number of tasks.
@@ -344,18 +344,19 @@ class Decide(PipelineStep):
         visited = [i for i in visit if cand[i] and alive[i] and len(r["text"][i]) >= cfg.near_dedup_min_chars]
         if not visited:
             return
-        # the visited rows' signatures: the prepared ones read a file at a time (never all of them), the rebuilt
+        # the visited rows' signatures: the prepared ones a file at a time (one file's column in memory at once,
+        # and only for files with a candidate), then the rebuilt threads' new ones
         sig = np.zeros((len(visited), cfg.minhash_num_perm), dtype=np.uint32)
         pos = {int(order_col[i]): j for j, i in enumerate(visited)}
         want = np.array(sorted(pos), dtype=np.int64)
         for f in files:
-            t = pq.read_table(f, columns=["order", "minhash"])
-            file_orders = t.column("order").to_numpy()
+            file_orders = pq.read_table(f, columns=["order"]).column("order").to_numpy()
             hit = np.flatnonzero(np.isin(file_orders, want))
             if len(hit):
-                flat = t.column("minhash").combine_chunks().flatten().to_numpy(zero_copy_only=False)
+                column = pq.read_table(f, columns=["minhash"]).column("minhash").combine_chunks()
+                flat = column.flatten().to_numpy(zero_copy_only=False)
                 at = [pos[o] for o in file_orders[hit].tolist()]
-                sig[at] = flat.reshape(len(t), cfg.minhash_num_perm)[hit]
+                sig[at] = flat.reshape(len(file_orders), cfg.minhash_num_perm)[hit]
         for j, i in enumerate(visited):
             if i in new_sig:
                 sig[j] = new_sig[i]

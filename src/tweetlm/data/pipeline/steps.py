@@ -524,7 +524,7 @@ class PrepareWriter(PipelineStep):
     def _write_all(self, data: DocumentsPipeline, rank: int) -> None:
         import pyarrow.parquet as pq
 
-        from tweetlm.data.pipeline.buckets import BandHashWriter
+        from tweetlm.data.pipeline.buckets import BandHashWriter, bucket_tasks
         from tweetlm.data.pipeline.minhash import BANDING_KEY, lsh_banding, permutations
 
         perms = permutations(self.cfg.minhash_num_perm)
@@ -536,10 +536,14 @@ class PrepareWriter(PipelineStep):
         b, r = lsh_banding(c.minhash_threshold, c.minhash_num_perm)
         banding = json.dumps([b, r, c.minhash_threshold, c.minhash_num_perm])
         schema = prepared_schema(c.minhash_num_perm).with_metadata({BANDING_KEY: banding})
-        bands = BandHashWriter(self.work_dir, rank, (b, r), c.task_count()) if c.near_dedup else None
+        bands = BandHashWriter(self.work_dir, rank, (b, r), bucket_tasks(c)) if c.near_dedup else None
         # no dictionary encoding: it was 4 of the 5 us a row of writing this file and saved 3% of its size here
         # (a 52k-row prepared file, snappy: 4.99 -> 0.96 us a row written, 17.8 -> 18.4 MB)
-        with pq.ParquetWriter(tmp, schema, use_dictionary=False) as writer, gc_frozen():
+        with (
+            pq.ParquetWriter(tmp, schema, use_dictionary=False) as writer,
+            bands or contextlib.nullcontext(),
+            gc_frozen(),
+        ):
             for doc in data or ():
                 buf.append(doc)
                 if len(buf) >= self.batch:
@@ -547,8 +551,6 @@ class PrepareWriter(PipelineStep):
                     buf = []
             if buf:
                 self._flush(writer, buf, perms, bands)
-        if bands is not None:
-            bands.close()
         tmp.replace(out)
 
     def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> Iterator[Document]:
