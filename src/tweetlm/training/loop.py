@@ -144,10 +144,16 @@ def train(
     owns_group = not D.is_distributed()
     info = D.init_distributed(cfg.device)
     try:
-        return _train(
+        result = _train(
             info, model_cfg, cfg, token_dir, ckpt_root, tokenizer_path, run_config, metrics_path, resume,
             extra_state, progress, stop_after, tqdm,
         )  # fmt: skip
+        if owns_group:
+            # every rank done with its collectives before any tears the group down: once in about ten test runs a
+            # gloo rank aborted at exit ("terminate called without an active exception") after a finished run.
+            # Only after success: a rank that failed must not wait here for the others (torchrun ends them).
+            D.barrier()
+        return result
     finally:
         if owns_group:
             D.destroy()
