@@ -101,6 +101,35 @@ def test_minhash_signatures_equal_datasketch():
     assert zlib.crc32(b"x")  # (shingle hashes are not crc32: a polynomial over code points, vectorized)
 
 
+def test_mojibake_gate_never_hides_what_ftfy_calls_bad(corpora):
+    """``is_bad`` is skipped only on text without the characters every mojibake pattern needs: on real posts and on
+    random strings drawn from ftfy's own mojibake characters, Latin letters, spaces and emoji, the gate finds every
+    text ``is_bad`` finds; and it skips most non-ASCII posts."""
+    import random
+
+    from ftfy.badness import MOJIBAKE_CATEGORIES, is_bad
+
+    from tweetlm.data.pipeline.steps import mojibake_gate
+
+    gate = mojibake_gate()
+    assert gate is not None
+    texts = []
+    for task in ("irony", "emoji", "hate"):
+        texts += (corpora / "tweeteval" / task / "train_text.txt").read_text(encoding="utf-8").splitlines()
+    texts = [t for t in texts if not t.isascii()]
+    assert all(gate.search(t) for t in texts if is_bad(t))
+    skipped = sum(1 for t in texts if not gate.search(t))
+    assert skipped > len(texts) // 2  # why the gate is worth it
+    pool = "".join(MOJIBAKE_CATEGORIES.values()).replace("-", "") + "\x80\x9f" + "ÂÃÎÐØÙàŒœ×²³√≈‚вЂВГРСβ€āΒΓΞΟ°µ»"
+    pool += "abcXYZ ,.!?\t" + "é😂日本"
+    rng = random.Random(0)
+    fuzz = ["".join(rng.choice(pool) for _ in range(rng.randint(1, 8))) for _ in range(50_000)]
+    bad = [t for t in fuzz if is_bad(t)]
+    assert len(bad) > 5_000 and all(gate.search(t) for t in bad)
+    for mojibake in ("cafÃ©", "donâ€™t", "Ã\xa0 la", "Ã¢â‚¬â„¢", "вЂ™"):  # UTF-8 read as Windows-1252 / 1251
+        assert is_bad(mojibake) and gate.search(mojibake), mojibake
+
+
 def test_normalize_fast_path_matches_ftfy(corpora):
     """Normalize skips ftfy for printable ASCII without '&'; on real posts that gives the same text."""
     cfg = PipelineConfig()
