@@ -228,6 +228,11 @@ def test_two_tasks_give_the_same_corpus_and_reruns_skip(built, tmp_path):
     out2 = tmp_path / "out2"
     r2 = build_corpus(paths, out2, PipelineConfig(tasks=2, workers=2, keep_prepared=True))
     assert r2["corpus_hash"] == report["corpus_hash"] and r2["equation"] == report["equation"]
+    assert list(r2["stage_seconds"]) == ["prepare", "buckets", "decide"]  # finalize writes the report: not yet timed
+    assert (
+        all(v > 0 for v in r2["stage_seconds"].values())
+        and "Wall time of the stages" in (out2 / "report.md").read_text()
+    )
     for split in ("train", "val"):
         assert pq.read_table(out2 / f"{split}.parquet").equals(pq.read_table(root / "out" / f"{split}.parquet"))
     assert sorted(p.name for p in (out2 / "_work" / "prepared").iterdir()) == ["00000.parquet", "00001.parquet"]
@@ -252,6 +257,7 @@ def test_two_tasks_give_the_same_corpus_and_reruns_skip(built, tmp_path):
     again = build_corpus(paths, out3, PipelineConfig(tasks=2, workers=2, keep_prepared=True))
     assert marker.stat().st_mtime_ns == before and again["corpus_hash"] == first["corpus_hash"] == report["corpus_hash"]
     assert list(stage_seconds(out3 / "_work")) == ["finalize"]  # the only stage this rerun ran
+    assert again["stage_seconds"] == {}  # nothing before finalize ran again
     # an input file changed: everything is redone
     with open(paths[0] + "/posts.jsonl", "a") as f:
         f.write(json.dumps(_tweet(4000, "a new post about the weather in Porto today")) + "\n")

@@ -166,7 +166,9 @@ class FinalizeCorpus(PipelineStep):
             with open(out / "quarantine.jsonl", "w", encoding="utf-8") as f:
                 for q in ledger.quarantine_log:
                     f.write(json.dumps(q.__dict__, ensure_ascii=False) + "\n")
-            write_report(out, ledger, per_step, corpus_hash, self.cfg, self.paths)
+            ran = stage_seconds(self.work_dir)  # the stages before this one (its own time is not known yet)
+            ran = {stage: ran[stage] for stage in STAGES if stage in ran}
+            write_report(out, ledger, per_step, corpus_hash, self.cfg, self.paths, ran)
             if not self.cfg.keep_prepared:
                 for d in (PREPARED_DIR, LSH_DIR):
                     shutil.rmtree(Path(self.work_dir) / d, ignore_errors=True)

@@ -48,9 +48,17 @@ def _hist_png(lengths: list[int], path: Path) -> str | None:
 
 
 def write_report(
-    out: Path, ledger: Ledger, per_step: dict[str, Counter], corpus_hash: str, cfg: PipelineConfig, paths: list[str]
+    out: Path,
+    ledger: Ledger,
+    per_step: dict[str, Counter],
+    corpus_hash: str,
+    cfg: PipelineConfig,
+    paths: list[str],
+    stage_seconds: dict[str, float] | None = None,
 ) -> dict:
-    """Write and return the report of the corpus in ``out`` (see module docstring)."""
+    """Write and return the report of the corpus in ``out`` (see module docstring). ``stage_seconds``: wall
+    seconds of the stages this run ran before the report (``build.stage_seconds``; stages a rerun skipped are
+    absent)."""
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
@@ -91,6 +99,7 @@ def write_report(
             "over_280": sum(1 for x in lengths if x > 280),
         },
         "tasks": cfg.task_count(),
+        "stage_seconds": {k: round(v, 2) for k, v in (stage_seconds or {}).items()},
         "histogram": _hist_png(lengths, out / "length_hist.png"),
     }
     (out / "report.json").write_text(json.dumps(report, indent=1, ensure_ascii=False))
@@ -100,6 +109,9 @@ def write_report(
         f"Inputs: {', '.join(paths)}; {cfg.task_count()} task(s); corpus hash `{corpus_hash}`.",
         "",
     ]
+    if report["stage_seconds"]:
+        ran = ", ".join(f"{k} {v:.1f} s" for k, v in report["stage_seconds"].items())
+        lines += [f"Wall time of the stages this run ran before this report: {ran}.", ""]
     lines += ["## Steps", "", "| step | in | out | dropped by reason |", "|---|---:|---:|---|"]
     for s in steps:
         why = ", ".join(f"{r} {c:,}" for r, c in s["dropped"].items()) or "-"
