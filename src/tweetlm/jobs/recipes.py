@@ -31,7 +31,7 @@ from tweetlm.training.config import TrainConfig
 class RunConfig:
     name: str = "run"
     recipe: str = ""
-    data: PipelineConfig = field(default_factory=lambda: PipelineConfig(workers=2))  # 2 cores, TASKS_PER_WORKER (8) tasks each
+    data: PipelineConfig = field(default_factory=lambda: PipelineConfig(workers=2))  # 2 cores, 8 tasks each
     tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
