@@ -229,10 +229,9 @@ def test_two_tasks_give_the_same_corpus_and_reruns_skip(built, tmp_path):
     r2 = build_corpus(paths, out2, PipelineConfig(tasks=2, workers=2, keep_prepared=True))
     assert r2["corpus_hash"] == report["corpus_hash"] and r2["equation"] == report["equation"]
     assert list(r2["stage_seconds"]) == ["prepare", "buckets", "decide"]  # finalize writes the report: not yet timed
-    assert (
-        all(v > 0 for v in r2["stage_seconds"].values())
-        and "Wall time of the stages" in (out2 / "report.md").read_text()
-    )
+    seconds = r2["stage_seconds"]  # rounded to 0.01 s: the buckets of 13 posts can take less
+    assert seconds["prepare"] > 0 and min(seconds.values()) >= 0
+    assert "Wall time of the stages" in (out2 / "report.md").read_text()
     for split in ("train", "val"):
         assert pq.read_table(out2 / f"{split}.parquet").equals(pq.read_table(root / "out" / f"{split}.parquet"))
     assert sorted(p.name for p in (out2 / "_work" / "prepared").iterdir()) == ["00000.parquet", "00001.parquet"]
