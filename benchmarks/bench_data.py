@@ -44,7 +44,9 @@ STEP_KEYS = {
 def _step_times(work: Path) -> dict[str, float]:
     """Seconds per step (summed over tasks) from datatrove's stats of the stages (buckets counted in decide)."""
     out: dict[str, float] = {}
-    for stage in ("prepare", "buckets", "decide", "finalize"):
+    from tweetlm.data.pipeline.build import STAGES
+
+    for stage in STAGES:
         for s in json.loads((work / "logs" / stage / "stats.json").read_text()):
             ts = s.get("time_stats")
             total = ts.get("total", 0.0) if isinstance(ts, dict) else 0.0

@@ -31,24 +31,12 @@ SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "corpora" / "tw
 
 
 def shingle_hashes_flat(keys: list[str], n: int) -> tuple[np.ndarray, np.ndarray]:
-    """Every key's character ``n``-gram hashes (``minhash.shingle_hashes``, vectorized as ``signatures`` does),
-    flat as uint64, and the row offsets ``(len(keys) + 1,)`` uint64."""
-    from tweetlm.data.pipeline.minhash import _P, _padded
+    """``minhash.shingle_hash_rows`` as rensa's flat API takes them: the hashes as uint64 and the row offsets
+    ``(len(keys) + 1,)`` uint64."""
+    from tweetlm.data.pipeline.minhash import shingle_hash_rows
 
-    chunk = [_padded(k, n) for k in keys]
-    lengths = np.fromiter(map(len, chunk), dtype=np.int64, count=len(chunk))
-    cp = np.frombuffer("".join(chunk).encode("utf-32-le"), dtype=np.uint32)
-    m = len(cp) - n + 1
-    h = cp[:m].copy()
-    for j in range(1, n):
-        h *= _P
-        h += cp[j : j + m]
-    inside = np.ones(m, dtype=bool)
-    ends = np.cumsum(lengths)[:-1]
-    for j in range(1, n):
-        inside[ends - j] = False
-    counts = lengths - n + 1
-    return h[inside].astype(np.uint64), np.concatenate([[0], np.cumsum(counts)]).astype(np.uint64)
+    hashes, counts = shingle_hash_rows(keys, n)
+    return hashes.astype(np.uint64), np.concatenate([[0], np.cumsum(counts)]).astype(np.uint64)
 
 
 def main() -> None:

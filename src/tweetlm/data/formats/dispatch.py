@@ -338,14 +338,23 @@ def read_shard(
     world_size: int = 1,
     columns: ColumnMap | None = None,
     max_chars: int = MAX_TEXT_CHARS,
+    planning_warnings: bool = True,
 ) -> Iterator[tuple[int, Post]]:
     """``(input position, Post)`` from the files of ``paths`` that task ``rank`` of ``world_size`` reads
     (``assign_files``): tasks read disjoint files and never the others'. ``ledger`` accounts for this task's
     files only; the tasks' ledgers sum to ``read_corpus``'s. Positions: ``ORDER_BITS``. Raises as ``read_corpus``.
+    ``planning_warnings=False``: what planning ``paths`` warns of (skipped files, broken links) is not logged again,
+    for a task whose caller planned them and warned once already (``build_corpus``); errors still are.
     """
     if not 0 <= rank < world_size:
         raise ValueError(f"rank {rank} is not a task of {world_size}")
-    plan = _plan(paths, columns)
+    level = log.level
+    if not planning_warnings:
+        log.setLevel(logging.ERROR)
+    try:
+        plan = _plan(paths, columns)
+    finally:
+        log.setLevel(level)
     owner = assign_files(plan, world_size)
     for info, _ in plan:
         info.max_chars = max_chars

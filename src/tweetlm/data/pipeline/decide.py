@@ -110,9 +110,10 @@ class Decide(PipelineStep):
         if not files:
             raise ValueError(f"no prepared posts in {Path(self.work_dir) / PREPARED_DIR}: run the per-task stage first")
         with self.track_time("corpus"), gc_paused(), usage_written(self.work_dir, "decide", rank):
-            self._banding = stored_banding(pq.read_schema(files[0]), self.cfg)
+            schema = pq.read_schema(files[0])
+            self._banding = stored_banding(schema, self.cfg)
             # every column but the signatures: decide reads those of the near-duplicate candidates only
-            columns = [c for c in pq.read_schema(files[0]).names if c != "minhash"]
+            columns = [c for c in schema.names if c != "minhash"]
             table = in_input_order([pq.read_table(f, columns=columns) for f in files])
             rows = Columns(table)
             keep = self._decide(rows, files)

@@ -43,6 +43,25 @@ def permutations(num_perm: int, seed: int = 1) -> tuple[np.ndarray, np.ndarray]:
     return np.asarray(a, dtype=np.uint32), np.asarray(b, dtype=np.uint32)
 
 
+def shingle_hash_rows(keys: list[str], n: int) -> tuple[np.ndarray, np.ndarray]:
+    """``shingle_hashes`` of every key at once: ``(hashes, counts)``, the hashes flat in key order (uint32) and
+    ``counts[i]`` (int64) of them for ``keys[i]``."""
+    chunk = [_padded(k, n) for k in keys]
+    lengths = np.fromiter(map(len, chunk), dtype=np.int64, count=len(chunk))
+    cp = np.frombuffer("".join(chunk).encode("utf-32-le"), dtype=np.uint32)
+    m = len(cp) - n + 1
+    h = cp[:m].copy()
+    for j in range(1, n):
+        h *= _P
+        h += cp[j : j + m]
+    # the n - 1 windows that start before a key's end and run into the next key are not shingles
+    inside = np.ones(m, dtype=bool)
+    ends = np.cumsum(lengths)[:-1]
+    for j in range(1, n):
+        inside[ends - j] = False
+    return h[inside], lengths - n + 1
+
+
 def signatures(keys: list[str], n: int, perms: tuple[np.ndarray, np.ndarray], batch: int = 32) -> np.ndarray:
     """MinHash signatures of ``keys``: ``(len(keys), num_perm)`` uint32, row ``i`` for ``keys[i]``.
 
@@ -54,20 +73,7 @@ def signatures(keys: list[str], n: int, perms: tuple[np.ndarray, np.ndarray], ba
     out = np.empty((len(keys), len(a)), dtype=np.uint32)
     s1, m1, s2, m2, s3 = _FMIX32
     for start in range(0, len(keys), batch):
-        chunk = [_padded(k, n) for k in keys[start : start + batch]]
-        lengths = np.fromiter(map(len, chunk), dtype=np.int64, count=len(chunk))
-        cp = np.frombuffer("".join(chunk).encode("utf-32-le"), dtype=np.uint32)
-        m = len(cp) - n + 1
-        h = cp[:m].copy()
-        for j in range(1, n):
-            h *= _P
-            h += cp[j : j + m]
-        # the n - 1 windows that start before a key's end and run into the next key are not shingles
-        inside = np.ones(m, dtype=bool)
-        ends = np.cumsum(lengths)[:-1]
-        for j in range(1, n):
-            inside[ends - j] = False
-        hv = h[inside]
+        hv, counts = shingle_hash_rows(keys[start : start + batch], n)
         hv ^= hv >> s1
         hv *= m1
         hv ^= hv >> s2
@@ -75,8 +81,7 @@ def signatures(keys: list[str], n: int, perms: tuple[np.ndarray, np.ndarray], ba
         hv ^= hv >> s3
         phv = np.multiply.outer(hv, a)  # (num_shingles, num_perm), uint32 wrap-around = mod 2**32
         phv += b
-        counts = lengths - n + 1
-        out[start : start + len(chunk)] = np.minimum.reduceat(phv, np.cumsum(counts) - counts, axis=0)
+        out[start : start + len(counts)] = np.minimum.reduceat(phv, np.cumsum(counts) - counts, axis=0)
     return out
 
 

@@ -27,7 +27,6 @@ import functools
 import gc
 import hashlib
 import json
-import logging
 import re
 from collections import Counter
 from collections.abc import Iterator
@@ -263,16 +262,11 @@ class PostReader(PipelineStep):
         bar = tqdm(
             desc=f"task {rank} posts read", unit="post", disable=not (self.progress and rank == 0), mininterval=1
         )
-        from tweetlm.data.formats import dispatch
-
+        c = self.cfg
         # a task's planning of paths the build planned (and warned of) before starting its tasks: errors only
-        level = dispatch.log.level
-        if self.planned:
-            dispatch.log.setLevel(logging.ERROR)
-        try:
-            posts = read_shard(self.paths, ledger, rank, world_size, self.cfg.column_map(), self.cfg.max_record_chars)
-        finally:
-            dispatch.log.setLevel(level)
+        posts = read_shard(
+            self.paths, ledger, rank, world_size, c.column_map(), c.max_record_chars, planning_warnings=not self.planned
+        )
         n = 0
         for order, post in posts:
             split = post.split or hash_split(post.source, post.id, self.cfg.val_fraction)
